@@ -1,0 +1,93 @@
+//! `cargo xtask ci`: the exact list CI runs, and the CUDA link check.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cargo, project_root, run};
+
+/// fmt check, clippy with warnings denied, every test, docs without warnings, CUDA link check.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("ci takes no arguments, got `{a}`");
+    }
+    let started = std::time::Instant::now();
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // One OpenMP thread: two threads on two shared cores collapse when anything else runs.
+    run(cargo().args(["test", "--workspace", "--all-targets"]).env("OMP_NUM_THREADS", "1"))?;
+    run(cargo().args(["test", "--workspace", "--doc"]).env("OMP_NUM_THREADS", "1"))?;
+    run(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
+    cuda_link_check()?;
+    eprintln!("ci: all green in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Builds `mmanet` with `--features cuda` and checks that the binary keeps `libtorch_cuda.so`
+/// as NEEDED and has a RUNPATH; this machine has no GPU, so it cannot start it with CUDA.
+pub(crate) fn cuda_link_check() -> Result<()> {
+    // Same target dir as every other build, so torch-sys is not compiled twice; only the crates
+    // whose `cuda` feature flips are rebuilt (once; both variants stay cached).
+    run(cargo().args(["build", "-p", "mmanet", "--features", "cuda"]))?;
+    let bin = project_root().join("target").join("debug").join("mmanet");
+    let dynamic = dynamic_section(&bin);
+    // Put the ordinary CPU binary back at target/debug/mmanet (a fresh build only re-links it).
+    run(cargo().args(["build", "-p", "mmanet"]))?;
+    check_needed(&dynamic?).with_context(|| format!("checking {}", bin.display()))?;
+    eprintln!("cuda-link-check: `mmanet --features cuda` keeps libtorch_cuda.so and a RUNPATH");
+    Ok(())
+}
+
+fn dynamic_section(bin: &std::path::Path) -> Result<String> {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(bin)
+        .output()
+        .context("readelf (binutils) is needed for the CUDA link check")?;
+    if !out.status.success() {
+        bail!("readelf -d {} failed", bin.display());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Checks `readelf -d` output for the CUDA NEEDED entries and a RUNPATH.
+fn check_needed(dynamic: &str) -> Result<()> {
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1).and_then(|r| r.split(']').next()))
+        .collect();
+    for lib in ["libtorch_cuda.so", "libtorch_cpu.so"] {
+        if !needed.contains(&lib) {
+            bail!("{lib} is not NEEDED (NEEDED: {needed:?})");
+        }
+    }
+    if !dynamic.contains("(RUNPATH)") {
+        bail!("no RUNPATH: the binary would need LD_LIBRARY_PATH");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+ 0x0000000000000001 (NEEDED)             Shared library: [libtorch_cuda.so]
+ 0x0000000000000001 (NEEDED)             Shared library: [libtorch_cpu.so]
+ 0x000000000000001d (RUNPATH)            Library runpath: [/x/torch/lib]
+";
+
+    #[test]
+    fn accepts_a_cuda_binary() {
+        check_needed(GOOD).unwrap();
+    }
+
+    #[test]
+    fn rejects_a_cpu_binary_or_missing_runpath() {
+        let cpu = GOOD.replace("libtorch_cuda.so", "libc.so.6");
+        assert!(check_needed(&cpu).unwrap_err().to_string().contains("libtorch_cuda.so"));
+        let no_runpath = GOOD.lines().take(2).collect::<Vec<_>>().join("\n");
+        assert!(check_needed(&no_runpath).unwrap_err().to_string().contains("RUNPATH"));
+    }
+}

@@ -1,0 +1,48 @@
+//! `cargo xtask`: project automation (libtorch set-up, CI, CUDA link check).
+//!
+//! xtask never links libtorch, so `cargo xtask setup` can run before libtorch exists.
+//!
+//! ```text
+//! cargo xtask setup [--cuda]   install libtorch 2.11.0 (PyPI wheel) into the per-user cache
+//! cargo xtask ci               fmt check, clippy -D warnings, all tests, docs, CUDA link check
+//! cargo xtask cuda-link-check  build `mmanet` with `--features cuda` and check its NEEDED entries
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod setup;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup [--cuda] [--force]   install libtorch 2.11.0 from the PyPI torch wheel into
+                             ~/.cache/mmanet (CPU by default; --cuda: full CUDA install)
+                             and link it at .libtorch
+  ci                         fmt --check, clippy -D warnings, tests, docs, CUDA link check
+  cuda-link-check            build mmanet with --features cuda and check libtorch_cuda is NEEDED
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+    };
+    match cmd {
+        "setup" => setup::run(&setup::Options::parse(rest)?),
+        "ci" => ci::run(rest),
+        "cuda-link-check" => ci::cuda_link_check(),
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command `{other}`\n\n{USAGE}"),
+    }
+}
