@@ -1,0 +1,111 @@
+//! MAD and SP for classification (spec §1.1, §11 "MAD classification").
+//!
+//! With `F_S`, `F_T` the student's and teacher's features flattened to `[B, D]`:
+//!
+//! - `G = F · Fᵀ` (`[B, B]`), `Ĝ_ij = G_ij / max(‖G_i,:‖₂, 1e-12)` (`F.normalize(p=2, dim=1)`);
+//! - `E_ij = (Ĝ^S_ij − Ĝ^T_ij)²`;
+//! - `H_i` = entropy of `softmax(z_T,i)` (no temperature), `w_i = H_i / Σ_k H_k`
+//!   ([`crate::softmax_entropy`], [`crate::entropy_weights`]);
+//! - SP (Tung & Mori) `= mean_ij E_ij`;
+//! - MAD, [`Fidelity::Paper`]: `Σ_ij E_ij · w_i` (each sample's row of the relation weighted by
+//!   its own margin);
+//! - MAD, [`Fidelity::ReferenceCode`]: `Σ_ij E_ij · w_j`, what `(E * w).sum()` computes in the
+//!   released code, where `w` of shape `[B]` broadcasts over the columns.
+//!
+//! Neither sum is divided by `B`, so MAD is about `B ×` a weighted SP; λ_MAD = 30 is applied by
+//! the caller. The teacher's features and logits are detached inside: no gradient reaches them.
+
+use mmanet_core::Fidelity;
+use tch::Tensor;
+
+use crate::gram::f_normalized_gram;
+use crate::{Result, check, f_entropy_weights, f_softmax_entropy};
+
+const OP: &str = "mad_classification";
+
+/// The relation error `E_ij = (Ĝ^S_ij − Ĝ^T_ij)²` between row-normalised Gram matrices, with the
+/// teacher detached.
+///
+/// # Shapes
+/// - `student`, `teacher`: `[B, ...]` (flattened to `[B, D]`), same shape.
+/// - output: `[B, B]`, in the student's kind.
+pub fn relation_error(student: &Tensor, teacher: &Tensor) -> Tensor {
+    f_relation_error(student, teacher).expect("relation_error")
+}
+
+/// Fallible [`relation_error`]: fails on mismatched shapes, rank < 2 or non-float inputs.
+///
+/// # Shapes
+/// See [`relation_error`].
+pub fn f_relation_error(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
+    check::min_rank(OP, "student", student, 2)?;
+    check::same_shape(OP, student, teacher)?;
+    let kind = check::float(OP, "student", student)?;
+    check::float(OP, "teacher", teacher)?;
+    let b = student.size()[0];
+    let fs = student.f_reshape([b, -1])?;
+    let ft = teacher.f_detach()?.f_to_kind(kind)?.f_reshape([b, -1])?;
+    let gs = f_normalized_gram(&fs, &fs)?;
+    let gt = f_normalized_gram(&ft, &ft)?;
+    Ok(gs.f_sub(&gt)?.f_square()?)
+}
+
+/// Similarity-preserving distillation (SP): `mean_ij E_ij` (spec §1.1 step 7, "plain SP").
+///
+/// # Shapes
+/// - `student`, `teacher`: `[B, ...]`, same shape.
+/// - output: scalar.
+pub fn sp_loss(student: &Tensor, teacher: &Tensor) -> Tensor {
+    f_sp_loss(student, teacher).expect("sp_loss")
+}
+
+/// Fallible [`sp_loss`].
+///
+/// # Shapes
+/// See [`sp_loss`].
+pub fn f_sp_loss(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
+    Ok(f_relation_error(student, teacher)?.f_mean(None)?)
+}
+
+/// Margin-aware distillation for classification (spec §1.1): `Σ_ij E_ij · w_i` (paper) or
+/// `Σ_ij E_ij · w_j` (reference code), with `w` the normalised entropy of the teacher's softmax.
+///
+/// Not scaled by λ_MAD. A fully saturated teacher batch (`Σ H = 0`) gives weights 0 and a loss
+/// of exactly 0 (the reference gives NaN).
+///
+/// # Shapes
+/// - `student`, `teacher`: `[B, ...]` (the layer4 maps `[B, 512, 4, 4]` in MMANet), same shape.
+/// - `teacher_logits`: `[B, K]`.
+/// - output: scalar, in the student's kind.
+pub fn mad_classification(
+    student: &Tensor,
+    teacher: &Tensor,
+    teacher_logits: &Tensor,
+    fidelity: Fidelity,
+) -> Tensor {
+    f_mad_classification(student, teacher, teacher_logits, fidelity).expect("mad_classification")
+}
+
+/// Fallible [`mad_classification`]: fails on mismatched shapes or non-float inputs.
+///
+/// # Shapes
+/// See [`mad_classification`].
+pub fn f_mad_classification(
+    student: &Tensor,
+    teacher: &Tensor,
+    teacher_logits: &Tensor,
+    fidelity: Fidelity,
+) -> Result<Tensor> {
+    check::rank(OP, "teacher_logits", teacher_logits, 2)?;
+    check::same_dim(OP, student, 0, teacher_logits, 0)?;
+    let e = f_relation_error(student, teacher)?;
+    let kind = student.f_kind()?;
+    let b = e.size()[0];
+    let z = teacher_logits.f_detach()?.f_to_kind(kind)?;
+    let w = f_entropy_weights(&f_softmax_entropy(&z, 1)?)?;
+    let w = match fidelity {
+        Fidelity::Paper => w.f_view([b, 1])?,
+        Fidelity::ReferenceCode => w.f_view([1, b])?,
+    };
+    Ok(e.f_mul(&w)?.f_sum(None)?)
+}

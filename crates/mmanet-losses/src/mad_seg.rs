@@ -1,0 +1,276 @@
+//! MAD for segmentation (spec §1.2): every pixel of a tapped feature map is a sample.
+//!
+//! Per scale `j`, with student and teacher maps `[B, C, H, W]` and the teacher "prediction"
+//! map `[B, K, h, w]`:
+//!
+//! 1. if `H > 30`, both feature maps are adaptive-average-pooled to `(30, 40)`;
+//! 2. the prediction map is adaptive-average-pooled to the (pooled) feature map's `(H, W)`;
+//! 3. features are permuted to `F ∈ R^{N×C}`, `N = B·H·W`, pixels in `(b, h, w)` order;
+//! 4. the rows of `F` are split into column blocks (the reference: two halves
+//!    `[0, ⌊N/2⌋)`, `[⌊N/2⌋, N)`, [`GramBlocks::Halves`]); for each block `h`,
+//!    `G^h = F · F_hᵀ` (`[N, |h|]`) is L2-normalised **row by row within the block**;
+//! 5. `e_n = Σ_h Σ_{m∈h} (Ĝ^{S,h}_{nm} − Ĝ^{T,h}_{nm})²`;
+//! 6. `w_n = H_n / Σ H` with `H_n` the entropy of the softmax of the prediction over its `K`
+//!    channels at pixel `n` ([`crate::softmax_entropy`], [`crate::entropy_weights`]);
+//! 7. `MAD_j = Σ_n w_n e_n`; `L_MAD = Σ_j MAD_j`, replaced by 0 if NaN (as the reference).
+//!
+//! What the prediction map is, is the caller's choice: the released code passes the teacher
+//! decoder's 512-channel feature `pred_scales_t[6]` (a quirk, spec §1.2 step 3); the paper's
+//! intent is the teacher's class logits.
+//!
+//! **Memory.** The `N × N` relation is never materialised: it is computed in tiles of
+//! `row_chunk` rows by one column block. When the student requires a gradient, each tile's
+//! gradient with respect to `F_S` is computed and released at once (a local backward on detached
+//! leaves), and the returned loss is the surrogate `value + Σ_j (⟨F_S,j, g_j⟩ − ⟨F_S,j, g_j⟩.detach())`,
+//! which has the loss's value and its exact first-order gradient with respect to the student
+//! (and everything upstream of it). Peak memory is `O(N·C + row_chunk·block)`, not `O(N²)`.
+//! Second-order gradients through this loss are not supported.
+
+use tch::Tensor;
+
+use crate::gram::f_normalized_gram;
+use crate::{LossError, Result, check, f_entropy_weights, f_softmax_entropy};
+
+const OP: &str = "mad_segmentation";
+
+/// How the columns of the `N × N` pixel relation are split into blocks; each row is normalised
+/// within its block (spec §1.2 step 4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GramBlocks {
+    /// The reference: two blocks `[0, ⌊N/2⌋)` and `[⌊N/2⌋, N)`.
+    #[default]
+    Halves,
+    /// Consecutive blocks of this many columns, the last one possibly shorter. `Size(n)` with
+    /// `n ≥ N` is one block (the full-row normalisation of plain SP).
+    Size(usize),
+}
+
+impl GramBlocks {
+    /// The `(start, len)` column ranges for `n` pixels (empty ranges left out).
+    pub fn ranges(self, n: i64) -> Result<Vec<(i64, i64)>> {
+        let bounds: Vec<i64> = match self {
+            GramBlocks::Halves => vec![0, n / 2, n],
+            GramBlocks::Size(0) => return Err(LossError::Invalid("block size 0".into())),
+            GramBlocks::Size(s) => {
+                let s = i64::try_from(s).unwrap_or(i64::MAX);
+                let mut b: Vec<i64> = (0..n).step_by(s.min(n.max(1)) as usize).collect();
+                b.push(n);
+                b
+            }
+        };
+        Ok(bounds.windows(2).filter(|w| w[1] > w[0]).map(|w| (w[0], w[1] - w[0])).collect())
+    }
+}
+
+/// Settings of [`mad_segmentation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegMadConfig {
+    /// Column blocks of the relation (default: the reference's halves).
+    pub blocks: GramBlocks,
+    /// Rows per tile; changes memory and speed, not the result (up to rounding). Default 2048.
+    pub row_chunk: usize,
+    /// Maps taller than this are pooled first (reference: 30).
+    pub pool_above: i64,
+    /// The `(H, W)` they are pooled to (reference: `(30, 40)`).
+    pub pool_to: [i64; 2],
+}
+
+impl Default for SegMadConfig {
+    fn default() -> Self {
+        SegMadConfig {
+            blocks: GramBlocks::Halves,
+            row_chunk: 2048,
+            pool_above: 30,
+            pool_to: [30, 40],
+        }
+    }
+}
+
+fn row_ranges(n: i64, chunk: usize) -> Result<Vec<(i64, i64)>> {
+    GramBlocks::Size(chunk).ranges(n).map_err(|_| LossError::Invalid("row_chunk 0".into()))
+}
+
+/// The per-pixel relation error `e_n` of spec §1.2 step 4, for pixel rows already laid out as
+/// `[N, C]`, computed tile by tile (never `N × N` at once). Differentiable in `student` through
+/// ordinary autograd (which keeps every tile for the backward pass: use [`mad_segmentation`]
+/// for bounded memory in training). The teacher is detached.
+///
+/// # Shapes
+/// - `student`, `teacher`: `[N, C]`, same shape.
+/// - output: `[N]`.
+pub fn blocked_relation_error(student: &Tensor, teacher: &Tensor, blocks: GramBlocks) -> Tensor {
+    f_blocked_relation_error(student, teacher, blocks, usize::MAX).expect("blocked_relation_error")
+}
+
+/// Fallible [`blocked_relation_error`] with an explicit tile height `row_chunk`.
+///
+/// # Shapes
+/// See [`blocked_relation_error`].
+pub fn f_blocked_relation_error(
+    student: &Tensor,
+    teacher: &Tensor,
+    blocks: GramBlocks,
+    row_chunk: usize,
+) -> Result<Tensor> {
+    check::rank(OP, "student", student, 2)?;
+    check::same_shape(OP, student, teacher)?;
+    let kind = check::float(OP, "student", student)?;
+    let n = student.size()[0];
+    let teacher = teacher.f_detach()?.f_to_kind(kind)?;
+    let mut rows_out = Vec::new();
+    for (r0, rl) in row_ranges(n, row_chunk)? {
+        let (sr, tr) = (student.f_narrow(0, r0, rl)?, teacher.f_narrow(0, r0, rl)?);
+        let mut e = Tensor::f_zeros([rl], (kind, student.device()))?;
+        for (c0, cl) in blocks.ranges(n)? {
+            let gs = f_normalized_gram(&sr, &student.f_narrow(0, c0, cl)?)?;
+            let gt = tch::no_grad(|| f_normalized_gram(&tr, &teacher.f_narrow(0, c0, cl)?))?;
+            e = e.f_add(&gs.f_sub(&gt)?.f_square()?.f_sum_dim_intlist(1, false, None)?)?;
+        }
+        rows_out.push(e);
+    }
+    if rows_out.is_empty() {
+        return Ok(Tensor::f_zeros([0], (kind, student.device()))?);
+    }
+    Ok(Tensor::f_cat(&rows_out, 0)?)
+}
+
+/// One scale's pixel rows and weights: `(F_S [N, C], F_T [N, C] detached, w [N] detached)`.
+///
+/// # Shapes
+/// - `student`, `teacher`: `[B, C, H, W]`; `teacher_pred`: `[B, K, h, w]`.
+/// - output: `([N, C], [N, C], [N])` with `N = B·H'·W'` after the optional pooling.
+pub fn pixel_rows(
+    student: &Tensor,
+    teacher: &Tensor,
+    teacher_pred: &Tensor,
+    cfg: &SegMadConfig,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    check::rank(OP, "student", student, 4)?;
+    check::rank(OP, "teacher_pred", teacher_pred, 4)?;
+    check::same_shape(OP, student, teacher)?;
+    check::same_dim(OP, student, 0, teacher_pred, 0)?;
+    let kind = check::float(OP, "student", student)?;
+    check::float(OP, "teacher", teacher)?;
+    check::float(OP, "teacher_pred", teacher_pred)?;
+    let (mut s, mut t) = (student.shallow_clone(), teacher.f_detach()?.f_to_kind(kind)?);
+    if s.size()[2] > cfg.pool_above {
+        s = s.f_adaptive_avg_pool2d(cfg.pool_to)?;
+        t = t.f_adaptive_avg_pool2d(cfg.pool_to)?;
+    }
+    let size = s.size();
+    let (c, hw) = (size[1], [size[2], size[3]]);
+    let mut p = teacher_pred.f_detach()?.f_to_kind(kind)?;
+    if p.size()[2..] != hw {
+        p = p.f_adaptive_avg_pool2d(hw)?;
+    }
+    let xs = s.f_permute([0, 2, 3, 1])?.f_reshape([-1, c])?;
+    let xt = t.f_permute([0, 2, 3, 1])?.f_reshape([-1, c])?;
+    let w = f_entropy_weights(&f_softmax_entropy(&p, 1)?.f_reshape([-1])?)?;
+    Ok((xs, xt, w))
+}
+
+/// One scale's value and, when the student requires a gradient, `∂MAD_j/∂F_S` (`[N, C]`).
+struct ScaleTerm {
+    rows: Tensor,
+    value: Tensor,
+    grad: Option<Tensor>,
+}
+
+fn scale_term(
+    student: &Tensor,
+    teacher: &Tensor,
+    pred: &Tensor,
+    cfg: &SegMadConfig,
+) -> Result<ScaleTerm> {
+    let (xs, xt, w) = pixel_rows(student, teacher, pred, cfg)?;
+    let n = xs.size()[0];
+    let (kind, device) = (xs.f_kind()?, xs.device());
+    let want_grad = xs.requires_grad();
+    let xd = xs.f_detach()?;
+    let grad = if want_grad { Some(Tensor::f_zeros_like(&xd)?) } else { None };
+    let mut value = Tensor::f_zeros([], (kind, device))?;
+    let blocks = cfg.blocks.ranges(n)?;
+    for (r0, rl) in row_ranges(n, cfg.row_chunk)? {
+        let wr = w.f_narrow(0, r0, rl)?;
+        let tr = xt.f_narrow(0, r0, rl)?;
+        for &(c0, cl) in &blocks {
+            let gt = tch::no_grad(|| f_normalized_gram(&tr, &xt.f_narrow(0, c0, cl)?))?;
+            let tile = |xr: &Tensor, xc: &Tensor| -> Result<Tensor> {
+                let gs = f_normalized_gram(xr, xc)?;
+                let e = gs.f_sub(&gt)?.f_square()?.f_sum_dim_intlist(1, false, None)?;
+                Ok(e.f_mul(&wr)?.f_sum(None)?)
+            };
+            match &grad {
+                Some(g) => {
+                    let xr = xd.f_narrow(0, r0, rl)?.f_detach()?.f_set_requires_grad(true)?;
+                    let xc = xd.f_narrow(0, c0, cl)?.f_detach()?.f_set_requires_grad(true)?;
+                    let l = tch::with_grad(|| tile(&xr, &xc))?;
+                    let grads = Tensor::f_run_backward(&[&l], &[&xr, &xc], false, false)?;
+                    tch::no_grad(|| -> Result<()> {
+                        let _ = g.f_narrow(0, r0, rl)?.f_add_(&grads[0])?;
+                        let _ = g.f_narrow(0, c0, cl)?.f_add_(&grads[1])?;
+                        value = value.f_add(&l.f_detach()?)?;
+                        Ok(())
+                    })?;
+                }
+                None => {
+                    let l =
+                        tch::no_grad(|| tile(&xd.f_narrow(0, r0, rl)?, &xd.f_narrow(0, c0, cl)?))?;
+                    value = value.f_add(&l)?;
+                }
+            }
+        }
+    }
+    Ok(ScaleTerm { rows: xs, value, grad })
+}
+
+/// Margin-aware distillation for segmentation (spec §1.2), summed over the tapped scales
+/// (`(student_map, teacher_map)` pairs, the reference's fuse_cache[0..3]) and set to 0 when the
+/// sum is NaN. Not scaled by kd_scale. The teacher maps and `teacher_pred` get no gradient.
+///
+/// # Shapes
+/// - `scales[j]`: `([B, C_j, H_j, W_j], [B, C_j, H_j, W_j])`.
+/// - `teacher_pred`: `[B, K, h, w]`, pooled to each scale's `(H_j, W_j)` (after the `(30, 40)`
+///   pooling of maps taller than 30).
+/// - output: scalar, in the first student map's kind.
+pub fn mad_segmentation(
+    scales: &[(&Tensor, &Tensor)],
+    teacher_pred: &Tensor,
+    cfg: &SegMadConfig,
+) -> Tensor {
+    f_mad_segmentation(scales, teacher_pred, cfg).expect("mad_segmentation")
+}
+
+/// Fallible [`mad_segmentation`]: fails on an empty scale list, mismatched shapes, a zero
+/// block size or row chunk.
+///
+/// # Shapes
+/// See [`mad_segmentation`].
+pub fn f_mad_segmentation(
+    scales: &[(&Tensor, &Tensor)],
+    teacher_pred: &Tensor,
+    cfg: &SegMadConfig,
+) -> Result<Tensor> {
+    let Some((first, _)) = scales.first() else {
+        return Err(LossError::Invalid("mad_segmentation needs at least one scale".into()));
+    };
+    let kind = check::float(OP, "student", first)?;
+    let terms = scales
+        .iter()
+        .map(|(s, t)| scale_term(s, t, teacher_pred, cfg))
+        .collect::<Result<Vec<_>>>()?;
+    let mut total = Tensor::f_zeros([], (kind, first.device()))?;
+    for t in &terms {
+        total = total.f_add(&t.value.f_to_kind(kind)?)?;
+    }
+    let finite = total.f_isnan()?.f_logical_not()?;
+    let mut out = total.f_where_scalarother(&finite, 0.0)?;
+    for t in &terms {
+        if let Some(g) = &t.grad {
+            let g = g.f_where_scalarother(&finite, 0.0)?;
+            let inner = t.rows.f_mul(&g)?.f_sum(None)?.f_to_kind(kind)?;
+            out = out.f_add(&inner.f_sub(&inner.f_detach()?)?)?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! [`WeakSet`]: the modality combinations MAR regularises (spec §2).
+
+use mmanet_core::{ModalityMask, ModalitySet};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::{LossError, Result};
+
+/// The weak modality combinations of a task, chosen once by a miner
+/// ([`crate::ClassificationMiner`], [`crate::SegmentationMiner`]) and fixed afterwards.
+///
+/// Holds the task's [`ModalitySet`] so that each combination has a presence row: position `m` of
+/// a row is column `m` of the `[B, M]` mask tensors. The combinations are distinct, non-empty and
+/// use only the set's modalities; their order is the miner's (weakest combination first).
+///
+/// ```
+/// use mmanet_core::ModalitySet;
+/// use mmanet_losses::WeakSet;
+///
+/// let w = WeakSet::from_presence_rows(
+///     ModalitySet::surf(),
+///     &[vec![true, false, true], vec![true, false, false], vec![false, false, true]],
+/// )
+/// .unwrap();
+/// assert_eq!(w.to_string(), "[R+I, R, I]");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "WeakSetRepr", into = "WeakSetRepr")]
+pub struct WeakSet {
+    set: ModalitySet,
+    combos: Vec<ModalityMask>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WeakSetRepr {
+    modalities: ModalitySet,
+    weak: Vec<ModalityMask>,
+}
+
+impl TryFrom<WeakSetRepr> for WeakSet {
+    type Error = LossError;
+    fn try_from(r: WeakSetRepr) -> Result<Self> {
+        WeakSet::new(r.modalities, r.weak)
+    }
+}
+
+impl From<WeakSet> for WeakSetRepr {
+    fn from(w: WeakSet) -> Self {
+        WeakSetRepr { modalities: w.set, weak: w.combos }
+    }
+}
+
+impl WeakSet {
+    /// A weak set of `combos` within `set`; fails on an empty list, a duplicate, or a
+    /// combination using a modality outside `set`.
+    pub fn new(set: ModalitySet, combos: Vec<ModalityMask>) -> Result<Self> {
+        if combos.is_empty() {
+            return Err(LossError::Invalid("a weak set needs at least one combination".into()));
+        }
+        for (i, c) in combos.iter().enumerate() {
+            set.check(*c)?;
+            if combos[..i].contains(c) {
+                return Err(LossError::Invalid(format!("combination {c} appears twice")));
+            }
+        }
+        Ok(WeakSet { set, combos })
+    }
+
+    /// A weak set from presence rows (`[true, false, true]` is `R+I` in SURF), as the reference
+    /// code stores it (a `[W, M]` 0/1 tensor).
+    pub fn from_presence_rows(set: ModalitySet, rows: &[Vec<bool>]) -> Result<Self> {
+        let combos =
+            rows.iter().map(|r| set.mask_from_presence(r)).collect::<Result<Vec<_>, _>>()?;
+        Self::new(set, combos)
+    }
+
+    /// The task's modalities.
+    pub fn set(&self) -> &ModalitySet {
+        &self.set
+    }
+
+    /// The weak combinations, weakest first.
+    pub fn combos(&self) -> &[ModalityMask] {
+        &self.combos
+    }
+
+    /// Number of weak combinations `W`.
+    pub fn len(&self) -> usize {
+        self.combos.len()
+    }
+
+    /// Always false: a weak set holds at least one combination.
+    pub fn is_empty(&self) -> bool {
+        self.combos.is_empty()
+    }
+
+    /// Whether `combo` is one of the weak combinations.
+    pub fn contains(&self, combo: ModalityMask) -> bool {
+        self.combos.contains(&combo)
+    }
+
+    /// The presence rows, one per weak combination.
+    pub fn presence_rows(&self) -> Vec<Vec<bool>> {
+        self.combos.iter().map(|c| self.set.presence(*c).expect("checked in new")).collect()
+    }
+
+    /// The presence rows as a 0/1 tensor.
+    ///
+    /// # Shapes
+    /// - output: `[W, M]`.
+    pub fn presence_tensor(&self, kind: Kind, device: Device) -> Tensor {
+        presence_tensor(&self.set, &self.combos, kind, device).expect("checked in new")
+    }
+}
+
+impl std::fmt::Display for WeakSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.combos.iter().map(ToString::to_string).collect();
+        write!(f, "[{}]", names.join(", "))
+    }
+}
+
+/// The 0/1 presence rows of `combos` within `set` (one row per combination), e.g. the `[B, M]`
+/// mask tensor of a batch from its per-sample combinations.
+///
+/// # Shapes
+/// - output: `[combos.len(), M]`.
+pub fn presence_tensor(
+    set: &ModalitySet,
+    combos: &[ModalityMask],
+    kind: Kind,
+    device: Device,
+) -> Result<Tensor> {
+    let m = set.len();
+    let mut bits = Vec::with_capacity(combos.len() * m);
+    for c in combos {
+        bits.extend(set.presence(*c)?.into_iter().map(|b| if b { 1f32 } else { 0f32 }));
+    }
+    Ok(Tensor::from_slice(&bits)
+        .f_view([combos.len() as i64, m as i64])?
+        .f_to_kind(kind)?
+        .f_to(device)?)
+}
