@@ -82,7 +82,11 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
     if opts.force || !is_complete(&dir) {
         install(&dir, opts)?;
     } else {
-        eprintln!("libtorch {TORCH_VERSION} ({}) already installed at {}", opts.variant(), dir.display());
+        eprintln!(
+            "libtorch {TORCH_VERSION} ({}) already installed at {}",
+            opts.variant(),
+            dir.display()
+        );
     }
     match installed_version(&dir) {
         Some(v) if v.starts_with(TORCH_VERSION) => {}

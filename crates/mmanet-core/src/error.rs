@@ -7,7 +7,9 @@ pub enum CoreError {
     #[error("a modality mask must contain at least one modality")]
     EmptyMask,
     /// A modality symbol or name that is not known.
-    #[error("unknown modality `{0}` (expected e.g. R, D, I, Img, A, Acc, Gyr, Pix, X3, or a full name such as rgb)")]
+    #[error(
+        "unknown modality `{0}` (expected e.g. R, D, I, Img, A, Acc, Gyr, Pix, X3, or a full name such as rgb)"
+    )]
     UnknownModality(String),
     /// The same modality was named twice.
     #[error("modality `{0}` appears twice")]

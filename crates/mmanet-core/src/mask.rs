@@ -33,7 +33,8 @@ impl ModalityMask {
         if bits == 0 {
             return Err(CoreError::EmptyMask);
         }
-        if let Some(k) = (0..32).find(|&k| bits & (1 << k) != 0 && Modality::from_index(k).is_none())
+        if let Some(k) =
+            (0..32).find(|&k| bits & (1 << k) != 0 && Modality::from_index(k).is_none())
         {
             return Err(CoreError::UnknownModality(format!("bit {k}")));
         }

@@ -1,1 +1,22 @@
-//! placeholder
+//! The MMANet training driver.
+//!
+//! - [`schedule`]: the reference's per-epoch learning-rate and momentum schedules.
+//! - [`optim`]: SGD (Nesterov) and Adam with PyTorch's update rules and savable state.
+//! - [`run_dir`]: the files of a run, written atomically.
+//!
+//! ```
+//! use mmanet_train::schedule::LrSchedule;
+//!
+//! let s = LrSchedule::reference_classification();
+//! assert_eq!(s.lr(1e-3, 10, 100), 1e-3);
+//! ```
+
+mod error;
+pub mod optim;
+pub mod run_dir;
+pub mod schedule;
+
+pub use error::TrainError;
+
+/// Result alias of this crate.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -1,0 +1,70 @@
+//! The error type of `mmanet-train`.
+
+use std::path::{Path, PathBuf};
+
+/// Errors of the training driver.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A configuration field is missing, unknown or invalid.
+    #[error("config: {field}: {message}")]
+    Config {
+        /// Dotted path of the field, e.g. `loss.lambda_mad`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A configuration file could not be parsed.
+    #[error("{path}: {message}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Parser message (names the line and the field).
+        message: String,
+    },
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A checkpoint or state file is unreadable or inconsistent.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("non-finite loss at epoch {epoch}, step {step}: {what}")]
+    NonFinite {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// Which term.
+        what: String,
+    },
+    /// A libtorch operation failed.
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+impl TrainError {
+    /// A config error for `field`.
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Self {
+        TrainError::Config { field: field.into(), message: message.into() }
+    }
+
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        TrainError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// A checkpoint error on `path`.
+    pub fn checkpoint(path: &Path, message: impl Into<String>) -> Self {
+        TrainError::Checkpoint { path: path.to_path_buf(), message: message.into() }
+    }
+}
