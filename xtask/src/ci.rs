@@ -4,7 +4,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{cargo, project_root, run};
+use crate::util::{cargo, project_root, sh};
 
 /// fmt check, clippy with warnings denied, every test, docs without warnings, CUDA link check.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -12,12 +12,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("ci takes no arguments, got `{a}`");
     }
     let started = std::time::Instant::now();
-    run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    sh(cargo().args(["fmt", "--all", "--check"]))?;
+    sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // One OpenMP thread: two threads on two shared cores collapse when anything else runs.
-    run(cargo().args(["test", "--workspace", "--all-targets"]).env("OMP_NUM_THREADS", "1"))?;
-    run(cargo().args(["test", "--workspace", "--doc"]).env("OMP_NUM_THREADS", "1"))?;
-    run(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
+    sh(cargo().args(["test", "--workspace", "--all-targets"]).env("OMP_NUM_THREADS", "1"))?;
+    sh(cargo().args(["test", "--workspace", "--doc"]).env("OMP_NUM_THREADS", "1"))?;
+    sh(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     cuda_link_check()?;
     eprintln!("ci: all green in {:.0?}", started.elapsed());
     Ok(())
@@ -28,11 +28,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 pub(crate) fn cuda_link_check() -> Result<()> {
     // Same target dir as every other build, so torch-sys is not compiled twice; only the crates
     // whose `cuda` feature flips are rebuilt (once; both variants stay cached).
-    run(cargo().args(["build", "-p", "mmanet", "--features", "cuda"]))?;
+    sh(cargo().args(["build", "-p", "mmanet", "--features", "cuda"]))?;
     let bin = project_root().join("target").join("debug").join("mmanet");
     let dynamic = dynamic_section(&bin);
     // Put the ordinary CPU binary back at target/debug/mmanet (a fresh build only re-links it).
-    run(cargo().args(["build", "-p", "mmanet"]))?;
+    sh(cargo().args(["build", "-p", "mmanet"]))?;
     check_needed(&dynamic?).with_context(|| format!("checking {}", bin.display()))?;
     eprintln!("cuda-link-check: `mmanet --features cuda` keeps libtorch_cuda.so and a RUNPATH");
     Ok(())

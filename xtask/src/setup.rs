@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::{project_root, run};
+use crate::util::{project_root, sh};
 
 /// The torch version tch 0.24.0 was generated against.
 pub(crate) const TORCH_VERSION: &str = "2.11.0";
@@ -127,7 +127,7 @@ fn install(dir: &Path, opts: &Options) -> Result<()> {
         dir.display(),
         if opts.cuda { "~4.6 GB, about 2 minutes" } else { "~1.2 GB, about 30 s" }
     );
-    run(&mut pip).context("pip install failed: is python3 -m pip available and PyPI reachable?")?;
+    sh(&mut pip).context("pip install failed: is python3 -m pip available and PyPI reachable?")?;
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }

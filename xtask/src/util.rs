@@ -19,7 +19,7 @@ pub(crate) fn cargo() -> Command {
 }
 
 /// Runs `cmd`, echoing it first; fails with the command line on a non-zero exit.
-pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn sh(cmd: &mut Command) -> Result<()> {
     let line = format!("{cmd:?}");
     eprintln!("$ {line}");
     let status = cmd.status().with_context(|| format!("cannot start {line}"))?;
