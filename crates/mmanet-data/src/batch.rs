@@ -1,0 +1,177 @@
+//! [`Batch`]: samples collated into tensors on the consumer thread.
+
+use mmanet_core::{ModalityMask, ModalitySet};
+use tch::{Device, Tensor};
+
+use crate::{DataError, Result, Sample, Target};
+
+/// A mini-batch.
+///
+/// # Shapes
+/// - `inputs[m]`: `[B, ...]` for modality `m` of the set, e.g. `[B, 3, H, W]` for an image,
+///   `[B, T, F]` for a padded sequence, `[B, D]` for a feature vector; f32. Never zero-filled
+///   for missing modalities: the mask says what is missing and models mask their features.
+/// - `lengths[m]`: `Some([B] i64)` true lengths for a sequence modality, else `None`.
+/// - `mask`: `[B, M]` f32 in {0, 1}; `mask[b, m] = 1` when modality `m` is present for sample `b`.
+/// - `combos`: `B` masks, the same information as `mask`.
+/// - `targets`: `[B]` i64 class indices, or `[B, H, W]` i64 label maps (0 = void).
+/// - `indices`: the `B` data-set indices of the samples.
+#[derive(Debug)]
+pub struct Batch {
+    /// One `[B, ...]` f32 tensor per modality, canonical order.
+    pub inputs: Vec<Tensor>,
+    /// Per modality, `[B]` i64 true lengths for sequences.
+    pub lengths: Vec<Option<Tensor>>,
+    /// `[B, M]` f32 presence mask.
+    pub mask: Tensor,
+    /// The drawn combination of each sample.
+    pub combos: Vec<ModalityMask>,
+    /// `[B]` or `[B, H, W]` i64.
+    pub targets: Tensor,
+    /// Data-set index of each sample.
+    pub indices: Vec<usize>,
+}
+
+impl Batch {
+    /// Collates samples (all with the same shapes) with their drawn combinations.
+    ///
+    /// # Shapes
+    /// See [`Batch`]; every sample's modality `m` must have the same shape, and segmentation
+    /// targets the same `H, W`.
+    pub fn collate(
+        samples: &[Sample],
+        combos: &[ModalityMask],
+        indices: &[usize],
+        set: &ModalitySet,
+    ) -> Result<Batch> {
+        let b = samples.len();
+        if b == 0 {
+            return Err(DataError::Config("cannot collate an empty batch".into()));
+        }
+        if combos.len() != b || indices.len() != b {
+            return Err(DataError::shape(
+                "batch combos/indices",
+                b,
+                combos.len().min(indices.len()),
+            ));
+        }
+        let m = set.len();
+        let mut inputs = Vec::with_capacity(m);
+        let mut lengths = Vec::with_capacity(m);
+        for k in 0..m {
+            let first = samples[0].inputs.get(k).ok_or_else(|| {
+                DataError::shape(format!("sample {}: modalities", indices[0]), m, 0)
+            })?;
+            let shape = first.shape.clone();
+            let per: usize = shape.iter().product::<i64>() as usize;
+            let mut flat = Vec::with_capacity(per * b);
+            let mut lens = Vec::with_capacity(b);
+            for (s, idx) in samples.iter().zip(indices) {
+                if s.inputs.len() != m {
+                    return Err(DataError::shape(
+                        format!("sample {idx}: number of modalities"),
+                        m,
+                        s.inputs.len(),
+                    ));
+                }
+                let d = &s.inputs[k];
+                if d.shape != shape || d.data.len() != per {
+                    return Err(DataError::shape(
+                        format!("sample {idx}: modality {} shape", set.modalities()[k]),
+                        format!("{shape:?}"),
+                        format!("{:?}", d.shape),
+                    ));
+                }
+                flat.extend_from_slice(&d.data);
+                lens.push(d.length);
+            }
+            let mut full_shape = vec![b as i64];
+            full_shape.extend_from_slice(&shape);
+            inputs.push(Tensor::f_from_slice(&flat)?.f_reshape(&full_shape)?);
+            lengths.push(if lens.iter().all(Option::is_some) {
+                let l: Vec<i64> = lens.into_iter().flatten().collect();
+                Some(Tensor::f_from_slice(&l)?)
+            } else {
+                None
+            });
+        }
+        let mut mask = Vec::with_capacity(b * m);
+        for c in combos {
+            mask.extend(set.presence(*c)?.into_iter().map(|p| if p { 1f32 } else { 0f32 }));
+        }
+        let mask = Tensor::f_from_slice(&mask)?.f_reshape([b as i64, m as i64])?;
+        let targets = collate_targets(samples, indices)?;
+        Ok(Batch {
+            inputs,
+            lengths,
+            mask,
+            combos: combos.to_vec(),
+            targets,
+            indices: indices.to_vec(),
+        })
+    }
+
+    /// Number of samples `B`.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether the batch holds no sample (never true for a collated batch).
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// A copy with every tensor on `device`.
+    pub fn to_device(&self, device: Device) -> Batch {
+        Batch {
+            inputs: self.inputs.iter().map(|t| t.to_device(device)).collect(),
+            lengths: self.lengths.iter().map(|l| l.as_ref().map(|t| t.to_device(device))).collect(),
+            mask: self.mask.to_device(device),
+            combos: self.combos.clone(),
+            targets: self.targets.to_device(device),
+            indices: self.indices.clone(),
+        }
+    }
+}
+
+fn collate_targets(samples: &[Sample], indices: &[usize]) -> Result<Tensor> {
+    match &samples[0].target {
+        Target::Class(_) => {
+            let mut v = Vec::with_capacity(samples.len());
+            for (s, idx) in samples.iter().zip(indices) {
+                match s.target {
+                    Target::Class(c) => v.push(c),
+                    _ => {
+                        return Err(DataError::shape(
+                            format!("sample {idx}: target"),
+                            "class",
+                            "map",
+                        ));
+                    }
+                }
+            }
+            Ok(Tensor::f_from_slice(&v)?)
+        }
+        Target::Segmentation { height, width, .. } => {
+            let (h, w) = (*height, *width);
+            let mut v = Vec::with_capacity(samples.len() * h * w);
+            for (s, idx) in samples.iter().zip(indices) {
+                match &s.target {
+                    Target::Segmentation { labels, height, width }
+                        if *height == h && *width == w && labels.len() == h * w =>
+                    {
+                        v.extend_from_slice(labels)
+                    }
+                    _ => {
+                        return Err(DataError::shape(
+                            format!("sample {idx}: label map"),
+                            format!("{h}x{w}"),
+                            "another size or a class target",
+                        ));
+                    }
+                }
+            }
+            Ok(Tensor::f_from_slice(&v)?.f_reshape([samples.len() as i64, h as i64, w as i64])?)
+        }
+    }
+}
