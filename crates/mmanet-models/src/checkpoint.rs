@@ -1,0 +1,198 @@
+//! Checkpoints: atomic safetensors saves, strict/partial loads with typed errors, deployment
+//! export (drops R) and torchvision ResNet weights.
+//!
+//! Names are the `VarStore` names (separator `.`), which are the official PyTorch `state_dict`
+//! names, so official checkpoints converted to safetensors load 1:1.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use tch::Tensor;
+use tch::nn::VarStore;
+
+use crate::{ModelError, Result};
+
+/// Name prefixes of the regularization network R, dropped at deployment.
+pub const REGULARIZER_PREFIXES: [&str; 2] = ["auxi_bone.", "auxi_decoder."];
+
+/// How strictly a load matches names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Every network variable must be in the file and every file entry in the network.
+    Strict,
+    /// Load what matches; report the rest.
+    Partial,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Variables set from the source.
+    pub loaded: Vec<String>,
+    /// Network variables the source lacks (sorted).
+    pub missing: Vec<String>,
+    /// Source entries the network does not have (sorted).
+    pub unexpected: Vec<String>,
+}
+
+/// Reads every tensor of a safetensors file (kinds as stored).
+pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    Ok(Tensor::read_safetensors(path.as_ref())?)
+}
+
+/// Writes named tensors to `path` atomically: a temporary file in the same directory, then a
+/// rename, so a crash never leaves a half-written checkpoint under the final name.
+pub fn write_safetensors_atomic(named: &[(String, Tensor)], path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| ModelError::Inputs(format!("not a file path: {}", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}.safetensors",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut sorted: Vec<(String, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous()))
+        .collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Err(e) = Tensor::write_safetensors(&sorted, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    std::fs::rename(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ModelError::Io { path: path.to_path_buf(), source }
+    })
+}
+
+/// All variables of a store (trainable and buffers), sorted by name.
+pub fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Saves every variable of `vs` to a safetensors file, atomically.
+pub fn save_var_store(vs: &VarStore, path: impl AsRef<Path>) -> Result<()> {
+    write_safetensors_atomic(&named_variables(vs), path)
+}
+
+/// Copies `named` into the variables of `vs` with the same names, converting each source to the
+/// variable's kind and device (fp16 files load into f32 nets).
+///
+/// Strict mode fails with [`ModelError::NameMismatch`] listing missing and unexpected names
+/// before anything is copied. A shape difference fails with [`ModelError::ShapeMismatch`] naming
+/// the tensor, also before anything is copied.
+pub fn load_named(vs: &VarStore, named: &[(String, Tensor)], mode: LoadMode) -> Result<LoadReport> {
+    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let src: BTreeMap<&str, &Tensor> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let var_names: BTreeSet<&str> = vars.keys().map(String::as_str).collect();
+    let src_names: BTreeSet<&str> = src.keys().copied().collect();
+    let missing: Vec<String> = var_names.difference(&src_names).map(|s| s.to_string()).collect();
+    let unexpected: Vec<String> = src_names.difference(&var_names).map(|s| s.to_string()).collect();
+    if mode == LoadMode::Strict && (!missing.is_empty() || !unexpected.is_empty()) {
+        return Err(ModelError::NameMismatch { missing, unexpected });
+    }
+    for (name, var) in &vars {
+        if let Some(t) = src.get(name.as_str()) {
+            if t.size() != var.size() {
+                return Err(ModelError::ShapeMismatch {
+                    name: name.clone(),
+                    expected: var.size(),
+                    got: t.size(),
+                });
+            }
+        }
+    }
+    let mut loaded = Vec::new();
+    for (name, var) in &vars {
+        if let Some(t) = src.get(name.as_str()) {
+            let mut dst = var.shallow_clone();
+            tch::no_grad(|| dst.f_copy_(&t.to_kind(var.kind()).to_device(var.device())))?;
+            loaded.push(name.clone());
+        }
+    }
+    Ok(LoadReport { loaded, missing, unexpected })
+}
+
+/// Loads a safetensors file into `vs` (see [`load_named`]).
+pub fn load_var_store(vs: &VarStore, path: impl AsRef<Path>, mode: LoadMode) -> Result<LoadReport> {
+    load_named(vs, &read_safetensors(path)?, mode)
+}
+
+/// The entries whose name starts with `prefix`, with the prefix removed
+/// (e.g. `student.` entries of a fixture file).
+pub fn strip_prefix(named: &[(String, Tensor)], prefix: &str) -> Vec<(String, Tensor)> {
+    named
+        .iter()
+        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.shallow_clone())))
+        .collect()
+}
+
+/// The entries that do not belong to the regularization network R
+/// ([`REGULARIZER_PREFIXES`]).
+pub fn without_regularizer(named: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    named
+        .iter()
+        .filter(|(n, _)| !REGULARIZER_PREFIXES.iter().any(|p| n.starts_with(p)))
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect()
+}
+
+/// Saves the student's deployment network: every variable except `auxi_bone.*` /
+/// `auxi_decoder.*`, as the reference does at deployment. The file loads strictly into a
+/// [`crate::DeploymentNet`] (or an ESANet without `auxi_decoder`).
+pub fn export_deployment(student: &VarStore, path: impl AsRef<Path>) -> Result<()> {
+    write_safetensors_atomic(&without_regularizer(&named_variables(student)), path)
+}
+
+/// Loads torchvision ResNet weights (`conv1.weight`, `bn1.*`, `layerN.*`) into the variables of
+/// `vs` under `prefix` (e.g. `"encoder_depth."`); `fc.*` is ignored.
+///
+/// If the encoder's stem has fewer input channels than the file's (a 1-channel depth stem), the
+/// file's `conv1.weight` `[64, 3, k, k]` is summed over its input channels (ESANet's
+/// `load_pretrained_with_different_encoder_block` for depth). `num_batches_tracked` is often
+/// absent from torchvision files; such variables keep their values and are reported missing.
+/// Any other encoder variable missing from the file is an error.
+pub fn load_torchvision_resnet(
+    vs: &VarStore,
+    prefix: &str,
+    path: impl AsRef<Path>,
+) -> Result<LoadReport> {
+    let vars = vs.variables();
+    let mut mapped = Vec::new();
+    for (name, t) in read_safetensors(path)? {
+        if name.starts_with("fc.") {
+            continue;
+        }
+        let full = format!("{prefix}{name}");
+        let t = match vars.get(&full) {
+            Some(v) if name == "conv1.weight" && v.size()[1] != t.size()[1] && v.size()[1] == 1 => {
+                t.to_kind(tch::Kind::Float).sum_dim_intlist(1, true, None) // [64, 1, k, k]
+            }
+            _ => t,
+        };
+        mapped.push((full, t));
+    }
+    let mapped_names: BTreeSet<&str> = mapped.iter().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<String> = vars
+        .keys()
+        .filter(|n| n.starts_with(prefix) && !mapped_names.contains(n.as_str()))
+        .cloned()
+        .collect();
+    let unexpected: Vec<String> =
+        mapped_names.iter().filter(|n| !vars.contains_key(**n)).map(|n| n.to_string()).collect();
+    let hard_missing: Vec<String> =
+        missing.iter().filter(|n| !n.ends_with("num_batches_tracked")).cloned().collect();
+    if !hard_missing.is_empty() || !unexpected.is_empty() {
+        return Err(ModelError::NameMismatch { missing: hard_missing, unexpected });
+    }
+    let report = load_named(vs, &mapped, LoadMode::Partial)?;
+    Ok(LoadReport { loaded: report.loaded, missing, unexpected })
+}
