@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::{
     NamedValues, REPORT_VERSION, check_kind_version, check_metric_names, check_values, csv_line,
-    markdown_header, markdown_row, percent,
+    csv_number, markdown_header, markdown_row, percent,
 };
 use crate::{CombinationReport, MetricsError, Result};
 
@@ -39,8 +39,12 @@ pub struct AggregateReport {
     average: Option<(Vec<f64>, Vec<f64>)>,
 }
 
-/// Mean and sample std (n - 1; 0 when n == 1) of `xs`.
+/// Mean and sample std (n - 1; 0 when n == 1) of the non-empty `xs`.
 fn mean_std(xs: &[f64]) -> (f64, f64) {
+    // Identical values (or a single run): exactly that value and 0, free of rounding noise.
+    if xs.iter().all(|x| *x == xs[0]) {
+        return (xs[0], 0.0);
+    }
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     if xs.len() < 2 {
@@ -146,7 +150,7 @@ impl AggregateReport {
     /// line; fractions at full precision.
     pub fn to_csv(&self) -> String {
         let interleave = |mean: &[f64], std: &[f64]| -> Vec<String> {
-            mean.iter().zip(std).flat_map(|(m, s)| [m.to_string(), s.to_string()]).collect()
+            mean.iter().zip(std).flat_map(|(m, s)| [csv_number(*m), csv_number(*s)]).collect()
         };
         let header = self.metrics.iter().flat_map(|m| [format!("{m}_mean"), format!("{m}_std")]);
         let mut lines = vec![csv_line("combination", header)];

@@ -128,11 +128,11 @@ impl CombinationReport {
         for row in &self.rows {
             lines.push(csv_line(
                 &row.combination.to_string(),
-                row.values.iter().map(f64::to_string),
+                row.values.iter().map(|v| csv_number(*v)),
             ));
         }
         if let Some(avg) = self.average() {
-            lines.push(csv_line("average", avg.iter().map(f64::to_string)));
+            lines.push(csv_line("average", avg.iter().map(|v| csv_number(*v))));
         }
         lines.join("\n") + "\n"
     }
@@ -204,6 +204,12 @@ pub(crate) fn markdown_row(first: &str, cells: &[String]) -> String {
     let mut all = vec![first.to_string()];
     all.extend(cells.iter().cloned());
     format!("| {} |", all.join(" | "))
+}
+
+/// Shortest text that parses back to the same `f64`, with an exponent for tiny or huge values
+/// (`0.045`, `1.0`, `3.4e-17`).
+pub(crate) fn csv_number(v: f64) -> String {
+    format!("{v:?}")
 }
 
 pub(crate) fn csv_line(first: &str, rest: impl Iterator<Item = String>) -> String {
@@ -439,6 +445,8 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], "combination,acer,accuracy");
         assert_eq!(lines[1], "R,0.1001,0.9");
+        assert_eq!(csv_number(3.4e-17), "3.4e-17");
+        assert_eq!(csv_number(0.0), "0.0");
         assert_eq!(lines[3], "R+D+I,0.02,0.98");
         let avg: Vec<f64> = lines[4].split(',').skip(1).map(|v| v.parse().unwrap()).collect();
         assert_eq!(Some(avg), sample().average());
