@@ -269,7 +269,10 @@ pub fn f_mad_segmentation(
         if let Some(g) = &t.grad {
             let g = g.f_where_scalarother(&finite, 0.0)?;
             let inner = t.rows.f_mul(&g)?.f_sum(None)?.f_to_kind(kind)?;
-            out = out.f_add(&inner.f_sub(&inner.f_detach()?)?)?;
+            // 0 in value; gradient g. Masked again so that NaN rows (whose product with the
+            // zeroed g is NaN) cannot leak into the value.
+            let surrogate = inner.f_sub(&inner.f_detach()?)?.f_where_scalarother(&finite, 0.0)?;
+            out = out.f_add(&surrogate)?;
         }
     }
     Ok(out)
