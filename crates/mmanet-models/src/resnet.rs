@@ -198,3 +198,109 @@ impl ModuleT for ResLayer {
         x
     }
 }
+
+/// Configuration of a torchvision-style [`ResNetEncoder`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResNetConfig {
+    /// Block type.
+    pub block: BlockKind,
+    /// Blocks per stage (`[2,2,2,2]` R18, `[3,4,6,3]` R34 and R50).
+    pub layers: [usize; 4],
+    /// Input channels of the stem (3 RGB, 1 depth).
+    pub in_channels: i64,
+    /// Stem / layer1 planes (64); stage `i` has `width * 2^i` planes.
+    pub width: i64,
+}
+
+impl ResNetConfig {
+    /// ResNet34 (BasicBlock `[3,4,6,3]`).
+    pub fn resnet34(in_channels: i64) -> Self {
+        ResNetConfig { block: BlockKind::Basic, layers: [3, 4, 6, 3], in_channels, width: 64 }
+    }
+
+    /// ResNet50 (Bottleneck `[3,4,6,3]`).
+    pub fn resnet50(in_channels: i64) -> Self {
+        ResNetConfig { block: BlockKind::Bottleneck, layers: [3, 4, 6, 3], in_channels, width: 64 }
+    }
+
+    /// ResNet18 (BasicBlock `[2,2,2,2]`).
+    pub fn resnet18(in_channels: i64) -> Self {
+        ResNetConfig { block: BlockKind::Basic, layers: [2, 2, 2, 2], in_channels, width: 64 }
+    }
+
+    /// Output channels of the stem and of layer1..layer4.
+    pub fn channels(&self) -> [i64; 5] {
+        let e = self.block.expansion();
+        let w = self.width;
+        [w, w * e, 2 * w * e, 4 * w * e, 8 * w * e]
+    }
+}
+
+/// A torchvision ResNet without `fc`: `conv1` 7x7/2, `bn1`, ReLU, (max-pool), `layer1..4`.
+/// Stages are exposed separately because ESANet fuses between them.
+#[derive(Debug)]
+pub struct ResNetEncoder {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    layers: Vec<ResLayer>,
+    cfg: ResNetConfig,
+}
+
+impl ResNetEncoder {
+    /// An encoder under `p` (names `conv1`, `bn1`, `layer1`, ...).
+    pub fn new(p: &nn::Path<'_>, cfg: &ResNetConfig) -> Self {
+        let w = cfg.width;
+        let mut layers = Vec::with_capacity(4);
+        let mut c = w;
+        for (i, &n) in cfg.layers.iter().enumerate() {
+            let planes = w << i;
+            let stride = if i == 0 { 1 } else { 2 };
+            let l =
+                ResLayer::new(&(p / format!("layer{}", i + 1)), cfg.block, c, planes, n, stride);
+            c = l.out_channels();
+            layers.push(l);
+        }
+        ResNetEncoder {
+            conv1: conv2d(p / "conv1", cfg.in_channels, w, ConvSpec::square(7, 2, 3)),
+            bn1: batch_norm(p / "bn1", w, BN_EPS),
+            layers,
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.cfg
+    }
+
+    /// conv1 -> bn1 -> ReLU (no max-pool).
+    ///
+    /// # Shapes
+    /// - `xs`: `[B, C_in, H, W]` -> `[B, w, H/2, W/2]`.
+    pub fn forward_first_conv(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.bn1.forward_t(&self.conv1.forward(xs), train).relu()
+    }
+
+    /// Stage `layer{i+1}` for `i` in 0..4.
+    ///
+    /// # Shapes
+    /// - `xs`: `[B, C_i, H, W]` -> `[B, channels()[i+1], H/s, W/s]` (s = 1 for layer1, else 2).
+    pub fn forward_layer(&self, i: usize, xs: &Tensor, train: bool) -> Tensor {
+        self.layers[i].forward_t(xs, train)
+    }
+}
+
+impl ModuleT for ResNetEncoder {
+    /// The whole encoder (stem, max-pool, four stages).
+    ///
+    /// # Shapes
+    /// - `xs`: `[B, C_in, H, W]` -> `[B, channels()[4], H/32, W/32]`.
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        let mut x =
+            self.forward_first_conv(xs, train).max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for l in &self.layers {
+            x = l.forward_t(&x, train);
+        }
+        x
+    }
+}
