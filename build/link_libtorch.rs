@@ -10,6 +10,8 @@
 //! The libtorch directory comes from torch-sys's `links = "tch"` metadata
 //! (`DEP_TCH_LIBTORCH_LIB`), so torch-sys must be a direct dependency of the crate.
 
+#![allow(clippy::print_stdout)] // cargo reads build-script instructions from stdout
+
 fn main() {
     println!("cargo:rerun-if-env-changed=MMANET_LINK_CUDA");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");

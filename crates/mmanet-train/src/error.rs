@@ -47,6 +47,18 @@ pub enum TrainError {
         /// Which term.
         what: String,
     },
+    /// Reading or loading data failed.
+    #[error(transparent)]
+    Data(#[from] mmanet_data::DataError),
+    /// Building or loading a network failed.
+    #[error(transparent)]
+    Model(#[from] mmanet_models::ModelError),
+    /// A loss could not be computed.
+    #[error(transparent)]
+    Loss(#[from] mmanet_losses::LossError),
+    /// A metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] mmanet_metrics::MetricsError),
     /// A libtorch operation failed.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

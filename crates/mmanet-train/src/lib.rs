@@ -11,12 +11,20 @@
 //! assert_eq!(s.lr(1e-3, 10, 100), 1e-3);
 //! ```
 
+pub mod config;
+pub mod data_spec;
 mod error;
+pub mod evaluate;
+pub mod model_spec;
 pub mod optim;
 pub mod run_dir;
 pub mod schedule;
+pub mod state;
+pub mod trainer;
 
+pub use config::{Distillation, MethodConfig, Stage, TrainConfig, ValidConfig};
 pub use error::TrainError;
+pub use trainer::{Observer, Silent, TrainSummary, Trainer};
 
 /// Result alias of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

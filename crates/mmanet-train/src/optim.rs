@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor, nn::VarStore};
+use tch::{Tensor, nn::VarStore};
 
 use crate::TrainError;
 
@@ -212,7 +212,7 @@ pub fn all_finite(t: &Tensor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
+    use tch::{Device, Kind};
 
     /// Runs `steps` updates of `loss = sum((w - 3)^2)` from w = [1, 2] and returns w.
     fn run(config: OptimizerConfig, steps: usize) -> Vec<f64> {

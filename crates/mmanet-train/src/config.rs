@@ -1,0 +1,295 @@
+//! [`TrainConfig`]: the TOML a run is described by, and its checked form [`ValidConfig`].
+//!
+//! Parsing rejects unknown fields (naming them and the line); [`TrainConfig::check`] validates
+//! values once and returns a [`ValidConfig`] that the trainer trusts.
+
+use std::path::{Path, PathBuf};
+
+use mmanet_core::{Fidelity, ModalityMask};
+use mmanet_metrics::LabelConvention;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::data_spec::DataConfig;
+use crate::model_spec::ModelSpec;
+use crate::optim::OptimizerConfig;
+use crate::schedule::LrSchedule;
+
+/// What a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// The teacher: complete modalities (or the configured training combinations), plain CE.
+    Teacher,
+    /// The deployment network (student) with random per-sample modality masks, plus whatever
+    /// [`MethodConfig`] switches on.
+    Student,
+}
+
+/// Relational distillation from the teacher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distillation {
+    /// No teacher (the paper's "unified" / SF-MD baseline when MAR is off too).
+    None,
+    /// Plain similarity-preserving distillation (SP, Tung & Mori 2019).
+    Sp,
+    /// Margin-aware distillation (MAD): SP weighted by the teacher's prediction entropy.
+    Mad,
+}
+
+/// The student's losses: CE, then from `begin_epoch` on CE + λ_MAD·MAD + λ_MAR·MAR.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodConfig {
+    /// Teacher distillation (MAD by default).
+    pub distillation: Distillation,
+    /// Modality-aware regularization (the `auxi_bone` head on weak combinations).
+    pub mar: bool,
+    /// Weight of MAD / SP (reference: 30 classification, 4 NYUv2, 10 Cityscapes).
+    pub lambda_mad: f64,
+    /// Weight of MAR (reference: 0.5 classification, 0.2 NYUv2, 0.1 Cityscapes).
+    pub lambda_mar: f64,
+    /// MAD and MAR are added for `epoch > begin_epoch` (reference: 5, segmentation 10).
+    pub begin_epoch: usize,
+    /// Mining runs after the training pass of epochs `mining_start..begin_epoch`
+    /// (reference: `epoch > 1`, i.e. 2; segmentation 6).
+    pub mining_start: usize,
+    /// Paper (per-sample) or reference-code semantics for MAD's weights and MAR's reduction.
+    pub fidelity: Fidelity,
+    /// A fixed weak set (e.g. `["R+I", "R", "I"]`) instead of mining one.
+    #[serde(default)]
+    pub weak_set: Vec<ModalityMask>,
+}
+
+impl MethodConfig {
+    /// Full MMANet with the classification reference's settings.
+    pub fn mmanet_classification() -> Self {
+        MethodConfig {
+            distillation: Distillation::Mad,
+            mar: true,
+            lambda_mad: 30.0,
+            lambda_mar: 0.5,
+            begin_epoch: 5,
+            mining_start: 2,
+            fidelity: Fidelity::Paper,
+            weak_set: Vec::new(),
+        }
+    }
+
+    /// Whether the student needs a teacher.
+    pub fn needs_teacher(&self) -> bool {
+        self.distillation != Distillation::None
+    }
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Combinations of the final per-combination report (empty: all `2^M - 1`).
+    #[serde(default)]
+    pub combos: Vec<ModalityMask>,
+    /// Batch size of evaluation passes.
+    pub batch_size: usize,
+    /// Evaluate on the validation split every this many epochs (0: never; the last epoch is
+    /// always evaluated).
+    pub every: usize,
+    /// Which label is bona fide (CASIA-SURF: 1, CeFA: 0); only for binary anti-spoofing.
+    #[serde(default)]
+    pub bona_fide_label: Option<i64>,
+}
+
+/// Where the frozen teacher comes from (student stage with distillation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Teacher weights (safetensors, official names); relative paths are relative to the
+    /// config file.
+    pub checkpoint: PathBuf,
+}
+
+/// A whole run, as written in TOML.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Run name (used for the default run folder).
+    pub name: String,
+    /// Seed of everything random (masks, shuffling, augmentation, initialisation).
+    pub seed: u64,
+    /// `auto`, `cpu` or `cuda:N`.
+    pub device: String,
+    /// Teacher or student.
+    pub stage: Stage,
+    /// Number of epochs (0-based epochs `0..epochs`).
+    pub epochs: usize,
+    /// Skip the training pass of epochs whose learning rate is 0 (the reference skips epoch 0
+    /// and runs epoch 1 at rate 0; `true` skips both).
+    #[serde(default)]
+    pub skip_zero_lr_epochs: bool,
+    /// Data sets and loading.
+    pub data: DataConfig,
+    /// Network.
+    pub model: ModelSpec,
+    /// Student losses (ignored by the teacher stage).
+    pub method: MethodConfig,
+    /// Optimizer.
+    pub optimizer: OptimizerConfig,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// Evaluation.
+    pub eval: EvalConfig,
+    /// The teacher (student stage with distillation only).
+    #[serde(default)]
+    pub teacher: Option<TeacherConfig>,
+}
+
+impl TrainConfig {
+    /// Parses TOML; errors name the line and the field.
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, TrainError> {
+        toml::from_str(text).map_err(|e| TrainError::ConfigFile {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a TOML file; relative paths inside are resolved against its folder.
+    pub fn from_toml_path(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        let mut cfg = Self::from_toml_str(&text, path)?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_paths(dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Makes relative paths absolute against `dir`.
+    pub fn resolve_paths(&mut self, dir: &Path) {
+        self.data.resolve_paths(dir);
+        if let Some(t) = &mut self.teacher {
+            if t.checkpoint.is_relative() {
+                t.checkpoint = dir.join(&t.checkpoint);
+            }
+        }
+    }
+
+    /// The config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("configs serialise")
+    }
+
+    /// Applies a `key=value` override (dotted key, TOML value; bare words are strings), e.g.
+    /// `epochs=3`, `method.fidelity=reference-code`, `data.batch_size=8`.
+    pub fn set(&mut self, assignment: &str) -> Result<(), TrainError> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| TrainError::config(assignment, "expected key=value"))?;
+        let mut doc: toml::Value = toml::Value::try_from(&*self).expect("configs serialise");
+        let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .map(|mut t| t.remove("v").expect("v"))
+            .unwrap_or_else(|_| toml::Value::String(value.trim().to_string()));
+        let mut slot = &mut doc;
+        for part in key.trim().split('.') {
+            slot = slot
+                .as_table_mut()
+                .and_then(|t| t.get_mut(part))
+                .ok_or_else(|| TrainError::config(key, "no such field"))?;
+        }
+        *slot = parsed;
+        *self =
+            doc.try_into().map_err(|e: toml::de::Error| TrainError::config(key, e.to_string()))?;
+        Ok(())
+    }
+
+    /// Validates every value once.
+    pub fn check(self) -> Result<ValidConfig, TrainError> {
+        if self.name.trim().is_empty() {
+            return Err(TrainError::config("name", "must not be empty"));
+        }
+        if self.epochs == 0 {
+            return Err(TrainError::config("epochs", "must be at least 1"));
+        }
+        parse_device(&self.device)?;
+        self.data.check()?;
+        self.model.check()?;
+        let lr = self.optimizer.base_lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(TrainError::config("optimizer.lr", format!("must be > 0, got {lr}")));
+        }
+        if self.eval.batch_size == 0 {
+            return Err(TrainError::config("eval.batch_size", "must be at least 1"));
+        }
+        if let Some(label) = self.eval.bona_fide_label {
+            LabelConvention::new(label)
+                .map_err(|e| TrainError::config("eval.bona_fide_label", e.to_string()))?;
+        }
+        let m = &self.method;
+        for (field, v) in [("method.lambda_mad", m.lambda_mad), ("method.lambda_mar", m.lambda_mar)]
+        {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(TrainError::config(field, format!("must be >= 0, got {v}")));
+            }
+        }
+        if self.stage == Stage::Student {
+            if m.mar && m.mining_start >= m.begin_epoch {
+                return Err(TrainError::config(
+                    "method.mining_start",
+                    format!("must be < begin_epoch ({}) so MAR has epochs to mine", m.begin_epoch),
+                ));
+            }
+            if m.needs_teacher() && self.teacher.is_none() {
+                return Err(TrainError::config(
+                    "teacher.checkpoint",
+                    "distillation needs a teacher checkpoint (or set method.distillation = \"none\")",
+                ));
+            }
+            if m.mar && !self.model.supports_regularizer() {
+                return Err(TrainError::config(
+                    "method.mar",
+                    "this model has no regularization head",
+                ));
+            }
+        }
+        Ok(ValidConfig(self))
+    }
+}
+
+/// A [`TrainConfig`] whose values passed [`TrainConfig::check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidConfig(TrainConfig);
+
+impl ValidConfig {
+    /// The checked config.
+    pub fn get(&self) -> &TrainConfig {
+        &self.0
+    }
+
+    /// The device to run on.
+    pub fn device(&self) -> tch::Device {
+        parse_device(&self.0.device).expect("checked")
+    }
+}
+
+impl std::ops::Deref for ValidConfig {
+    type Target = TrainConfig;
+
+    fn deref(&self) -> &TrainConfig {
+        &self.0
+    }
+}
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(s: &str) -> Result<tch::Device, TrainError> {
+    match s.trim() {
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        other => other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .map(tch::Device::Cuda)
+            .ok_or_else(|| {
+                TrainError::config("device", format!("`{other}`: expected auto, cpu or cuda:N"))
+            }),
+    }
+}

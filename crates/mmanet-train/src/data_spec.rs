@@ -1,0 +1,183 @@
+//! [`DataConfig`]: which data set a run reads, how it is split and loaded.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mmanet_core::{ModalityMask, ModalitySet};
+use mmanet_data::{Dataset, InMemoryDataset, LoaderConfig, MaskPolicy, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// The three splits of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// Training.
+    Train,
+    /// Validation: model selection and weak-set mining.
+    Val,
+    /// Final per-combination test.
+    Test,
+}
+
+/// A data set and its splits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DatasetSpec {
+    /// Seeded Gaussian prototypes per class and modality; a modality with more noise is
+    /// weaker. Instant to make: for tests and smoke runs.
+    Toy {
+        /// Modalities, e.g. `["rgb", "depth", "ir"]`.
+        modalities: ModalitySet,
+        /// Sample shape per modality, e.g. `[[3, 16, 16], [3, 16, 16], [3, 16, 16]]` for
+        /// images or `[[20], [8]]` for feature vectors.
+        shapes: Vec<Vec<i64>>,
+        /// Noise standard deviation per modality (prototype entries are N(0, 1)).
+        noise: Vec<f32>,
+        /// Number of classes.
+        num_classes: usize,
+        /// Samples in train / val / test.
+        sizes: [usize; 3],
+    },
+}
+
+impl DatasetSpec {
+    fn resolve_paths(&mut self, _dir: &Path) {}
+
+    fn check(&self) -> Result<(), TrainError> {
+        match self {
+            DatasetSpec::Toy { modalities, shapes, noise, num_classes, sizes } => {
+                let m = modalities.len();
+                if shapes.len() != m || noise.len() != m {
+                    return Err(TrainError::config(
+                        "data.dataset.shapes",
+                        format!("shapes and noise need one entry per modality ({m})"),
+                    ));
+                }
+                if *num_classes < 2 || sizes.contains(&0) {
+                    return Err(TrainError::config(
+                        "data.dataset",
+                        "need >= 2 classes and non-empty splits",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Opens (or makes) one split.
+    pub fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>, TrainError> {
+        match self {
+            DatasetSpec::Toy { modalities, shapes, noise, num_classes, sizes } => {
+                let total = sizes.iter().sum();
+                let all = InMemoryDataset::synthetic_classification(
+                    modalities.clone(),
+                    shapes,
+                    noise,
+                    *num_classes,
+                    total,
+                    seed,
+                )
+                .map_err(data_err)?;
+                let (start, len) = match split {
+                    Split::Train => (0, sizes[0]),
+                    Split::Val => (sizes[0], sizes[1]),
+                    Split::Test => (sizes[0] + sizes[1], sizes[2]),
+                };
+                let samples = all.samples()[start..start + len].to_vec();
+                let task = Task::Classification { num_classes: *num_classes };
+                Ok(Arc::new(
+                    InMemoryDataset::new(modalities.clone(), task, samples).map_err(data_err)?,
+                ))
+            }
+        }
+    }
+}
+
+/// Data sets and loading, as written in a config's `[data]` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The data set.
+    pub dataset: DatasetSpec,
+    /// Training batch size (the reference drops the last incomplete batch).
+    pub batch_size: usize,
+    /// Decoding threads of the loader.
+    pub threads: usize,
+    /// Batches decoded ahead.
+    pub prefetch: usize,
+    /// Combinations drawn per training sample of the student (empty: all `2^M - 1`). The
+    /// teacher stage always trains on the complete combination unless this is set.
+    #[serde(default)]
+    pub train_combos: Vec<ModalityMask>,
+    /// Skip (and count) unreadable samples instead of failing.
+    #[serde(default)]
+    pub skip_bad_samples: bool,
+}
+
+impl DataConfig {
+    pub(crate) fn resolve_paths(&mut self, dir: &Path) {
+        self.dataset.resolve_paths(dir);
+    }
+
+    pub(crate) fn check(&self) -> Result<(), TrainError> {
+        if self.batch_size == 0 {
+            return Err(TrainError::config("data.batch_size", "must be at least 1"));
+        }
+        if self.threads == 0 {
+            return Err(TrainError::config("data.threads", "must be at least 1"));
+        }
+        self.dataset.check()
+    }
+
+    /// The training loader config.
+    pub fn train_loader(&self, seed: u64) -> LoaderConfig {
+        LoaderConfig {
+            threads: self.threads,
+            prefetch: self.prefetch.max(1),
+            skip_bad_samples: self.skip_bad_samples,
+            ..LoaderConfig::train(self.batch_size, seed)
+        }
+    }
+
+    /// An evaluation loader config (no shuffle, keep the last batch).
+    pub fn eval_loader(&self, batch_size: usize) -> LoaderConfig {
+        LoaderConfig {
+            threads: self.threads,
+            prefetch: self.prefetch.max(1),
+            skip_bad_samples: self.skip_bad_samples,
+            ..LoaderConfig::eval(batch_size)
+        }
+    }
+
+    /// The training mask policy for `set`: the configured combinations, or all of them.
+    pub fn train_policy(&self, set: &ModalitySet, teacher: bool) -> MaskPolicy {
+        if !self.train_combos.is_empty() {
+            MaskPolicy::Uniform(self.train_combos.clone())
+        } else if teacher {
+            MaskPolicy::full(set)
+        } else {
+            MaskPolicy::uniform_all(set)
+        }
+    }
+}
+
+/// Paths mentioned in a data config (for messages).
+pub fn describe(spec: &DatasetSpec) -> String {
+    match spec {
+        DatasetSpec::Toy { modalities, num_classes, sizes, .. } => {
+            format!("toy {modalities} ({num_classes} classes, {sizes:?})")
+        }
+    }
+}
+
+fn data_err(e: mmanet_data::DataError) -> TrainError {
+    TrainError::Data(e)
+}
+
+#[allow(dead_code)]
+fn absolutise(p: &mut PathBuf, dir: &Path) {
+    if p.is_relative() {
+        *p = dir.join(&*p);
+    }
+}

@@ -1,0 +1,174 @@
+//! Evaluation with one fixed modality combination per pass (the paper's protocol).
+
+use std::sync::Arc;
+
+use mmanet_core::ModalityMask;
+use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig, MaskPolicy, Task};
+use mmanet_metrics::{
+    AccuracyCounter, BinaryCounts, CombinationReport, ConfusionMatrix, LabelConvention,
+};
+use mmanet_models::MultiModalNet;
+use tch::{Device, Kind, Tensor};
+
+use crate::TrainError;
+
+/// Which metrics a data set is scored with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Scoring {
+    /// Binary presentation-attack detection: ACER, APCER, BPCER, accuracy.
+    AntiSpoofing(LabelConvention),
+    /// Multi-class accuracy.
+    Accuracy,
+    /// Segmentation: mIoU and pixel accuracy over `num_classes` classes (void = 0 ignored).
+    Segmentation {
+        /// Number of classes, void excluded.
+        num_classes: usize,
+    },
+}
+
+impl Scoring {
+    /// The scoring for a task: anti-spoofing metrics when a bona fide label is given.
+    pub fn for_task(task: Task, bona_fide_label: Option<i64>) -> Result<Self, TrainError> {
+        Ok(match (task, bona_fide_label) {
+            (Task::Segmentation { num_classes }, _) => Scoring::Segmentation { num_classes },
+            (Task::Classification { num_classes: 2 }, Some(l)) => {
+                Scoring::AntiSpoofing(LabelConvention::new(l)?)
+            }
+            (Task::Classification { .. }, _) => Scoring::Accuracy,
+        })
+    }
+
+    /// An empty report with this scoring's columns.
+    pub fn empty_report(&self) -> CombinationReport {
+        match self {
+            Scoring::AntiSpoofing(_) => CombinationReport::classification(),
+            Scoring::Accuracy => CombinationReport::new(["accuracy"]).expect("valid name"),
+            Scoring::Segmentation { .. } => CombinationReport::segmentation(),
+        }
+    }
+
+    /// The column used for model selection (higher is better).
+    pub fn selection_metric(&self) -> &'static str {
+        match self {
+            Scoring::Segmentation { .. } => "miou",
+            _ => "accuracy",
+        }
+    }
+}
+
+/// Accumulates predictions of one combination.
+enum Tally {
+    Binary(BinaryCounts),
+    Accuracy(AccuracyCounter),
+    Confusion(ConfusionMatrix),
+}
+
+impl Tally {
+    fn new(scoring: Scoring) -> Result<Self, TrainError> {
+        Ok(match scoring {
+            Scoring::AntiSpoofing(c) => Tally::Binary(BinaryCounts::new(c)),
+            Scoring::Accuracy => Tally::Accuracy(AccuracyCounter::new()),
+            Scoring::Segmentation { num_classes } => {
+                Tally::Confusion(ConfusionMatrix::new(num_classes)?)
+            }
+        })
+    }
+
+    fn update(&mut self, labels: &[i64], preds: &[i64]) -> Result<(), TrainError> {
+        match self {
+            Tally::Binary(b) => b.update(labels, preds)?,
+            Tally::Accuracy(a) => a.update(labels, preds)?,
+            Tally::Confusion(c) => c.update(labels, preds)?,
+        }
+        Ok(())
+    }
+
+    fn values(&self) -> Vec<f64> {
+        match self {
+            Tally::Binary(b) => b.metric_values().to_vec(),
+            Tally::Accuracy(a) => vec![a.accuracy()],
+            Tally::Confusion(c) => c.metric_values().to_vec(),
+        }
+    }
+}
+
+/// Predicted labels of a batch.
+///
+/// # Shapes
+/// - `logits`: `[B, K]` -> `[B]`; or `[B, K, h, w]` -> `[B * H * W]` after bilinear upsampling
+///   to the targets' `[B, H, W]` (as the reference scores at label resolution).
+pub fn predictions(logits: &Tensor, targets: &Tensor) -> Vec<i64> {
+    let pred = if logits.dim() == 4 {
+        let size = targets.size();
+        let up = if logits.size()[2..] != size[1..] {
+            logits.upsample_bilinear2d([size[1], size[2]], false, None, None)
+        } else {
+            logits.shallow_clone()
+        };
+        up.argmax(1, false) // [B, H, W]
+    } else {
+        logits.argmax(1, false) // [B]
+    };
+    Vec::<i64>::try_from(pred.to_device(Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))
+        .expect("i64 predictions")
+}
+
+/// The network inputs of a batch: one tensor per modality, in the set's order.
+///
+/// # Shapes
+/// - `batch.inputs[m]`: `[B, ...]`, passed through unchanged.
+pub fn net_inputs(batch: &Batch) -> Vec<Tensor> {
+    batch.inputs.iter().map(Tensor::shallow_clone).collect()
+}
+
+fn labels_of(batch: &Batch) -> Vec<i64> {
+    Vec::<i64>::try_from(batch.targets.to_device(Device::Cpu).to_kind(Kind::Int64).flatten(0, -1))
+        .expect("i64 labels")
+}
+
+/// Runs `net` in eval mode over `dataset` with `combo` for every sample and returns
+/// `(labels, predictions)` flattened.
+pub fn predict_combo(
+    net: &dyn MultiModalNet,
+    dataset: &Arc<dyn Dataset>,
+    combo: ModalityMask,
+    loader: &LoaderConfig,
+    device: Device,
+) -> Result<(Vec<i64>, Vec<i64>), TrainError> {
+    let loader = DataLoader::new(dataset.clone(), MaskPolicy::Fixed(combo), loader.clone())?;
+    let _guard = tch::no_grad_guard();
+    let (mut labels, mut preds) = (Vec::new(), Vec::new());
+    for batch in loader.iter(0) {
+        let batch = batch?.to_device(device);
+        let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
+        preds.extend(predictions(&out.logits, &batch.targets));
+        labels.extend(labels_of(&batch));
+    }
+    Ok((labels, preds))
+}
+
+/// Scores `net` on `dataset` once per combination and returns the report (one row each).
+pub fn evaluate(
+    net: &dyn MultiModalNet,
+    dataset: &Arc<dyn Dataset>,
+    combos: &[ModalityMask],
+    scoring: Scoring,
+    loader: &LoaderConfig,
+    device: Device,
+) -> Result<CombinationReport, TrainError> {
+    let mut report = scoring.empty_report();
+    for &combo in combos {
+        let (labels, preds) = predict_combo(net, dataset, combo, loader, device)?;
+        let mut tally = Tally::new(scoring)?;
+        tally.update(&labels, &preds)?;
+        report.insert(combo, &tally.values())?;
+        tracing::info!(combo = %combo, values = ?tally.values(), "evaluated");
+    }
+    Ok(report)
+}
+
+/// The mean of `metric` over the report's combinations.
+pub fn mean_metric(report: &CombinationReport, metric: &str) -> Option<f64> {
+    let i = report.metrics().iter().position(|m| m == metric)?;
+    report.average().map(|avg| avg[i])
+}

@@ -1,0 +1,107 @@
+//! [`TrainState`]: everything besides weights and optimizer buffers that a resume needs.
+
+use mmanet_core::ModalityMask;
+use serde::{Deserialize, Serialize};
+
+/// Mean loss terms over the steps of an epoch (or one step's values).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossBreakdown {
+    /// The optimised total.
+    pub total: f64,
+    /// Cross-entropy of the deployment network.
+    pub ce: f64,
+    /// λ_MAD · MAD (or λ · SP), 0 when off.
+    pub distill: f64,
+    /// λ_MAR · MAR, 0 when off.
+    pub mar: f64,
+}
+
+impl LossBreakdown {
+    pub(crate) fn add(&mut self, other: &LossBreakdown) {
+        self.total += other.total;
+        self.ce += other.ce;
+        self.distill += other.distill;
+        self.mar += other.mar;
+    }
+
+    pub(crate) fn scaled(&self, s: f64) -> LossBreakdown {
+        LossBreakdown {
+            total: self.total * s,
+            ce: self.ce * s,
+            distill: self.distill * s,
+            mar: self.mar * s,
+        }
+    }
+}
+
+/// One epoch of the history (also a row of `metrics.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Epoch, 0-based.
+    pub epoch: usize,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+    /// Optimisation steps taken (0 for a skipped epoch).
+    pub steps: usize,
+    /// Mean losses over the steps.
+    pub loss: LossBreakdown,
+    /// Validation score (mean accuracy or mIoU over the validation combinations), when run.
+    pub val: Option<f64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Samples skipped as unreadable.
+    pub skipped_samples: usize,
+}
+
+impl EpochRecord {
+    /// The CSV header matching [`EpochRecord::csv_row`].
+    pub const CSV_HEADER: &'static str = "epoch,lr,steps,loss,ce,distill,mar,val,seconds\n";
+
+    /// One CSV line.
+    pub fn csv_row(&self) -> String {
+        let val = self.val.map(|v| format!("{v:.6}")).unwrap_or_default();
+        let l = &self.loss;
+        format!(
+            "{},{:e},{},{:.6},{:.6},{:.6},{:.6},{},{:.2}\n",
+            self.epoch, self.lr, self.steps, l.total, l.ce, l.distill, l.mar, val, self.seconds
+        )
+    }
+}
+
+/// Predicted labels of one mining epoch, kept so a resumed run rebuilds the miner exactly.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MiningEpoch {
+    /// Epoch the predictions were made after.
+    pub epoch: usize,
+    /// Predictions with every modality present.
+    pub full: Vec<i64>,
+    /// Predictions per candidate, in the miner's candidate order.
+    pub candidates: Vec<Vec<i64>>,
+    /// Segmentation: mIoU of the full combination and of each candidate.
+    #[serde(default)]
+    pub miou: Vec<f64>,
+}
+
+/// The best validation score so far.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Epoch that reached it.
+    pub epoch: usize,
+    /// Score (higher is better).
+    pub score: f64,
+}
+
+/// The resumable state of a run (`state.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The first epoch still to run.
+    pub next_epoch: usize,
+    /// The mined (or configured) weak set, once selected.
+    pub weak_set: Option<Vec<ModalityMask>>,
+    /// Mining inputs so far.
+    pub mining: Vec<MiningEpoch>,
+    /// Best validation score.
+    pub best: Option<Best>,
+    /// Every finished epoch.
+    pub history: Vec<EpochRecord>,
+}

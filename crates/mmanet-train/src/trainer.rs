@@ -1,0 +1,498 @@
+//! [`Trainer`]: the training loop of the teacher and of the MMANet student.
+//!
+//! Student phases (mmanet_spec.md §2): CE only up to `begin_epoch`; after the training pass of
+//! epochs `mining_start..begin_epoch` the student is scored on the validation split with each
+//! candidate combination and the weak set is selected after the last of them; from
+//! `epoch > begin_epoch` the loss is CE + λ_MAD·MAD + λ_MAR·MAR with the frozen teacher (eval
+//! mode, no gradient) run on the complete modalities of the same batch.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mmanet_core::{ModalityMask, ModalitySet};
+use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig};
+use mmanet_losses::{ClassificationMiner, WeakSet};
+use mmanet_metrics::CombinationReport;
+use mmanet_models::checkpoint::{self, LoadMode};
+use mmanet_models::{MultiModalNet, NetOutput};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+use crate::TrainError;
+use crate::config::{Distillation, Stage, TrainConfig, ValidConfig};
+use crate::data_spec::Split;
+use crate::evaluate::{Scoring, evaluate, mean_metric, net_inputs, predict_combo};
+use crate::model_spec::Role;
+use crate::optim::Optimizer;
+use crate::run_dir::{RunDir, write_atomic};
+use crate::state::{Best, EpochRecord, LossBreakdown, MiningEpoch, TrainState};
+
+/// Receives progress; the app draws bars from it, tests ignore it.
+pub trait Observer {
+    /// An epoch starts with `steps` batches at learning rate `lr`.
+    fn on_epoch_start(&mut self, _epoch: usize, _steps: usize, _lr: f64) {}
+    /// One optimisation step finished.
+    fn on_step(&mut self, _epoch: usize, _step: usize, _loss: &LossBreakdown) {}
+    /// An epoch (training, mining, validation, checkpoint) finished.
+    fn on_epoch_end(&mut self, _record: &EpochRecord) {}
+    /// The weak set was selected.
+    fn on_weak_set(&mut self, _weak: &[ModalityMask]) {}
+}
+
+/// An [`Observer`] that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {}
+
+/// What a finished run returns.
+#[derive(Debug)]
+pub struct TrainSummary {
+    /// Epochs trained in this call (a resumed run counts only the new ones).
+    pub epochs_run: usize,
+    /// Best validation score.
+    pub best: Option<Best>,
+    /// The weak set MAR used.
+    pub weak_set: Option<Vec<ModalityMask>>,
+    /// Per-combination test report of the selected weights.
+    pub report: CombinationReport,
+}
+
+struct Teacher {
+    _vs: VarStore,
+    net: Box<dyn MultiModalNet>,
+}
+
+/// Trains one network as one run folder describes.
+pub struct Trainer {
+    cfg: ValidConfig,
+    run: RunDir,
+    device: Device,
+    vs: VarStore,
+    net: Box<dyn MultiModalNet>,
+    teacher: Option<Teacher>,
+    opt: Optimizer,
+    train_loader: DataLoader,
+    val: Arc<dyn Dataset>,
+    scoring: Scoring,
+    state: TrainState,
+    weak: Option<WeakSet>,
+}
+
+impl Trainer {
+    /// Starts a new run in `run` (which must not hold a started run: use [`Trainer::resume`]).
+    pub fn new(cfg: ValidConfig, run: RunDir) -> Result<Self, TrainError> {
+        if run.state().exists() {
+            return Err(TrainError::checkpoint(
+                &run.state(),
+                "this run folder already holds a run: resume it or choose another folder",
+            ));
+        }
+        write_atomic(&run.config(), cfg.to_toml().as_bytes())?;
+        Self::build(cfg, run, TrainState::default())
+    }
+
+    /// Continues the run in `run` exactly where its last finished epoch left it.
+    pub fn resume(run: RunDir) -> Result<Self, TrainError> {
+        let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
+        let path = run.state();
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+        let state: TrainState = serde_json::from_str(&text)
+            .map_err(|e| TrainError::checkpoint(&path, format!("invalid state: {e}")))?;
+        let mut t = Self::build(cfg, run, state)?;
+        if t.state.next_epoch > 0 {
+            checkpoint::load_var_store(&t.vs, t.run.last_weights(), LoadMode::Strict)?;
+            t.opt.load(&t.run.last_optimizer())?;
+        }
+        tracing::info!(next_epoch = t.state.next_epoch, "resuming");
+        Ok(t)
+    }
+
+    fn build(cfg: ValidConfig, run: RunDir, state: TrainState) -> Result<Self, TrainError> {
+        let device = cfg.device();
+        let set = cfg.model.modalities().clone();
+        let train = cfg.data.dataset.open(Split::Train, cfg.seed)?;
+        let val = cfg.data.dataset.open(Split::Val, cfg.seed)?;
+        check_dataset(&train, &set, cfg.model.num_classes())?;
+        let teacher_stage = cfg.stage == Stage::Teacher;
+        let policy = cfg.data.train_policy(&set, teacher_stage);
+        let train_loader = DataLoader::new(train, policy, cfg.data.train_loader(cfg.seed))?;
+        let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
+
+        tch::manual_seed(cfg.seed as i64);
+        let vs = VarStore::new(device);
+        let role = match (cfg.stage, cfg.method.mar) {
+            (Stage::Teacher, _) => Role::Teacher,
+            (Stage::Student, true) => Role::StudentWithRegularizer,
+            (Stage::Student, false) => Role::Deployment,
+        };
+        let net = cfg.model.build(&vs.root(), role);
+        let opt = Optimizer::new(&vs, cfg.optimizer.clone());
+        let teacher = match (&cfg.teacher, cfg.stage, cfg.method.needs_teacher()) {
+            (Some(t), Stage::Student, true) => Some(load_teacher(&cfg, &t.checkpoint, device)?),
+            _ => None,
+        };
+        let weak = match &state.weak_set {
+            Some(w) => Some(WeakSet::new(set.clone(), w.clone())?),
+            None if !cfg.method.weak_set.is_empty() && !teacher_stage => {
+                Some(WeakSet::new(set.clone(), cfg.method.weak_set.clone())?)
+            }
+            None => None,
+        };
+        Ok(Trainer {
+            cfg,
+            run,
+            device,
+            vs,
+            net,
+            teacher,
+            opt,
+            train_loader,
+            val,
+            scoring,
+            state,
+            weak,
+        })
+    }
+
+    /// The run's state (history, weak set, best score).
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The trained network.
+    pub fn net(&self) -> &dyn MultiModalNet {
+        self.net.as_ref()
+    }
+
+    /// The trained network's variables.
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
+    }
+
+    fn is_student(&self) -> bool {
+        self.cfg.stage == Stage::Student
+    }
+
+    /// Combinations scored on the validation split and in the final report.
+    pub fn eval_combos(&self) -> Vec<ModalityMask> {
+        let set = self.cfg.model.modalities();
+        if self.cfg.stage == Stage::Teacher {
+            vec![set.full()]
+        } else if self.cfg.eval.combos.is_empty() {
+            set.combinations()
+        } else {
+            self.cfg.eval.combos.clone()
+        }
+    }
+
+    fn eval_loader(&self) -> LoaderConfig {
+        self.cfg.data.eval_loader(self.cfg.eval.batch_size)
+    }
+
+    /// Trains at most `max_epochs` of the remaining epochs (each one checkpointed); returns how
+    /// many ran. A later [`Trainer::resume`] continues exactly.
+    pub fn train_epochs(
+        &mut self,
+        max_epochs: usize,
+        obs: &mut dyn Observer,
+    ) -> Result<usize, TrainError> {
+        let first = self.state.next_epoch;
+        let last = self.cfg.epochs.min(first.saturating_add(max_epochs));
+        for epoch in first..last {
+            self.run_epoch(epoch, obs)?;
+        }
+        Ok(last.saturating_sub(first))
+    }
+
+    /// Trains the remaining epochs, then scores the selected weights on the test split.
+    pub fn run(&mut self, obs: &mut dyn Observer) -> Result<TrainSummary, TrainError> {
+        let first = self.state.next_epoch;
+        self.train_epochs(usize::MAX, obs)?;
+        let report = self.test_report()?;
+        Ok(TrainSummary {
+            epochs_run: self.cfg.epochs.saturating_sub(first),
+            best: self.state.best,
+            weak_set: self.state.weak_set.clone(),
+            report,
+        })
+    }
+
+    /// Runs one epoch: training pass, mining, validation, checkpoint.
+    fn run_epoch(&mut self, epoch: usize, obs: &mut dyn Observer) -> Result<(), TrainError> {
+        let started = Instant::now();
+        let cfg = &self.cfg;
+        tch::manual_seed(epoch_seed(cfg.seed, epoch));
+        let lr = cfg.schedule.lr(cfg.optimizer.base_lr(), epoch, cfg.epochs);
+        self.opt.set_lr(lr);
+        self.opt.set_momentum(cfg.schedule.momentum(epoch, cfg.epochs));
+        let skip = lr == 0.0 && cfg.skip_zero_lr_epochs;
+        let (steps, loss, skipped) = if skip {
+            tracing::info!(epoch, "learning rate 0: training pass skipped");
+            (0, LossBreakdown::default(), 0)
+        } else {
+            self.train_epoch(epoch, lr, obs)?
+        };
+        self.mine(epoch, obs)?;
+        let val = if self.should_validate(epoch) { Some(self.validate()?) } else { None };
+        let record = EpochRecord {
+            epoch,
+            lr,
+            steps,
+            loss,
+            val,
+            seconds: started.elapsed().as_secs_f64(),
+            skipped_samples: skipped,
+        };
+        self.checkpoint(record.clone())?;
+        tracing::info!(epoch, lr, loss = loss.total, ?val, "epoch done");
+        obs.on_epoch_end(&record);
+        Ok(())
+    }
+
+    fn should_validate(&self, epoch: usize) -> bool {
+        let every = self.cfg.eval.every;
+        epoch + 1 == self.cfg.epochs || (every > 0 && (epoch + 1) % every == 0)
+    }
+
+    /// One training pass; returns (steps, mean losses, skipped samples).
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        lr: f64,
+        obs: &mut dyn Observer,
+    ) -> Result<(usize, LossBreakdown, usize), TrainError> {
+        obs.on_epoch_start(epoch, self.train_loader.num_batches(), lr);
+        let mut iter = self.train_loader.iter(epoch as u64);
+        let mut sum = LossBreakdown::default();
+        let mut steps = 0;
+        for batch in iter.by_ref() {
+            let batch = batch?.to_device(self.device);
+            let (loss, parts) = self.objective(&batch, epoch)?;
+            if !parts.total.is_finite() {
+                let what = if !parts.ce.is_finite() {
+                    "cross-entropy"
+                } else if !parts.distill.is_finite() {
+                    "distillation"
+                } else {
+                    "MAR"
+                };
+                return Err(TrainError::NonFinite { epoch, step: steps, what: what.into() });
+            }
+            self.opt.zero_grad();
+            loss.backward();
+            self.opt.step();
+            sum.add(&parts);
+            steps += 1;
+            obs.on_step(epoch, steps, &parts);
+        }
+        let mean = if steps > 0 { sum.scaled(1.0 / steps as f64) } else { sum };
+        Ok((steps, mean, iter.skipped()))
+    }
+
+    /// The loss of one batch and its parts.
+    ///
+    /// # Shapes
+    /// - `batch.inputs[m]`: `[B, ...]`; `batch.mask`: `[B, M]`; `batch.targets`: `[B]`.
+    fn objective(
+        &self,
+        batch: &Batch,
+        epoch: usize,
+    ) -> Result<(Tensor, LossBreakdown), TrainError> {
+        let inputs = net_inputs(batch);
+        let out = self.net.forward_t(&inputs, &batch.mask, true);
+        let ce = out.logits.cross_entropy_for_logits(&batch.targets);
+        let mut total = ce.shallow_clone();
+        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
+        let m = &self.cfg.method;
+        let active = self.is_student() && epoch > m.begin_epoch;
+        if active {
+            if let Some(teacher) = &self.teacher {
+                let t =
+                    tch::no_grad(|| teacher.net.forward_t(&inputs, &batch.mask.ones_like(), false));
+                let d = distillation(&out, &t, m.distillation, m.fidelity)? * m.lambda_mad;
+                parts.distill = scalar(&d);
+                total += d;
+            }
+            if let (true, Some(weak), Some(aux)) = (m.mar, &self.weak, &out.aux_logits) {
+                let r = mmanet_losses::f_mar_classification(
+                    aux,
+                    &batch.targets,
+                    &batch.mask,
+                    weak,
+                    m.fidelity,
+                )? * m.lambda_mar;
+                parts.mar = scalar(&r);
+                total += r;
+            }
+        }
+        parts.total = scalar(&total);
+        Ok((total, parts))
+    }
+
+    /// Weak-set mining after the training pass of the mining epochs.
+    fn mine(&mut self, epoch: usize, obs: &mut dyn Observer) -> Result<(), TrainError> {
+        let m = &self.cfg.method;
+        if !self.is_student() || !m.mar || self.weak.is_some() {
+            return Ok(());
+        }
+        if epoch < m.mining_start || epoch >= m.begin_epoch {
+            return Ok(());
+        }
+        let set = self.cfg.model.modalities().clone();
+        let miner = ClassificationMiner::new(set.clone(), self.cfg.model.num_classes())?;
+        let loader = self.eval_loader();
+        let (_, full) =
+            predict_combo(self.net.as_ref(), &self.val, set.full(), &loader, self.device)?;
+        let mut candidates = Vec::new();
+        for &c in miner.candidates() {
+            candidates
+                .push(predict_combo(self.net.as_ref(), &self.val, c, &loader, self.device)?.1);
+        }
+        self.state.mining.push(MiningEpoch { epoch, full, candidates, miou: Vec::new() });
+        if epoch + 1 == m.begin_epoch {
+            let mut miner = miner;
+            for e in &self.state.mining {
+                let per: Vec<&[i64]> = e.candidates.iter().map(Vec::as_slice).collect();
+                miner.add_epoch(&e.full, &per)?;
+            }
+            let weak = miner.weak_set()?;
+            tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
+            self.state.weak_set = Some(weak.combos().to_vec());
+            obs.on_weak_set(weak.combos());
+            self.weak = Some(weak);
+        }
+        Ok(())
+    }
+
+    /// Mean selection metric over the evaluation combinations on the validation split.
+    fn validate(&self) -> Result<f64, TrainError> {
+        let report = evaluate(
+            self.net.as_ref(),
+            &self.val,
+            &self.eval_combos(),
+            self.scoring,
+            &self.eval_loader(),
+            self.device,
+        )?;
+        Ok(mean_metric(&report, self.scoring.selection_metric()).unwrap_or(f64::NAN))
+    }
+
+    /// Writes weights, optimizer state, history and then the state file, each atomically.
+    fn checkpoint(&mut self, record: EpochRecord) -> Result<(), TrainError> {
+        if let Some(score) = record.val {
+            if self.state.best.is_none_or(|b| score > b.score) {
+                checkpoint::save_var_store(&self.vs, self.run.best_weights())?;
+                self.state.best = Some(Best { epoch: record.epoch, score });
+            }
+        }
+        checkpoint::save_var_store(&self.vs, self.run.last_weights())?;
+        self.opt.save(&self.run.last_optimizer())?;
+        self.state.next_epoch = record.epoch + 1;
+        self.state.history.push(record);
+        let mut csv = String::from(EpochRecord::CSV_HEADER);
+        for r in &self.state.history {
+            csv.push_str(&r.csv_row());
+        }
+        write_atomic(&self.run.metrics(), csv.as_bytes())?;
+        let json = serde_json::to_string_pretty(&self.state).expect("state serialises");
+        write_atomic(&self.run.state(), json.as_bytes())
+    }
+
+    /// Scores the best (else the last) weights on the test split and writes the report files.
+    pub fn test_report(&mut self) -> Result<CombinationReport, TrainError> {
+        if self.state.best.is_some() && self.run.best_weights().exists() {
+            checkpoint::load_var_store(&self.vs, self.run.best_weights(), LoadMode::Strict)?;
+        }
+        let test = self.cfg.data.dataset.open(Split::Test, self.cfg.seed)?;
+        let report = evaluate(
+            self.net.as_ref(),
+            &test,
+            &self.eval_combos(),
+            self.scoring,
+            &self.eval_loader(),
+            self.device,
+        )?;
+        write_atomic(&self.run.report("md"), report.to_markdown().as_bytes())?;
+        write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;
+        write_atomic(&self.run.report("json"), report.to_json().as_bytes())?;
+        Ok(report)
+    }
+}
+
+/// The distillation term (unweighted) between student and teacher outputs.
+///
+/// # Shapes
+/// - `features.last()`: `[B, ...]` for both; teacher `logits`: `[B, K]`.
+fn distillation(
+    student: &NetOutput,
+    teacher: &NetOutput,
+    kind: Distillation,
+    fidelity: mmanet_core::Fidelity,
+) -> Result<Tensor, TrainError> {
+    let (s, t) = match (student.features.last(), teacher.features.last()) {
+        (Some(s), Some(t)) => (s, t),
+        _ => return Err(TrainError::config("model", "the network exposes no features for MAD")),
+    };
+    Ok(match kind {
+        Distillation::None => s.zeros_like().sum(Kind::Float),
+        Distillation::Sp => mmanet_losses::f_sp_loss(s, t)?,
+        Distillation::Mad => mmanet_losses::f_mad_classification(s, t, &teacher.logits, fidelity)?,
+    })
+}
+
+fn load_teacher(
+    cfg: &TrainConfig,
+    path: &std::path::Path,
+    device: Device,
+) -> Result<Teacher, TrainError> {
+    let mut vs = VarStore::new(device);
+    let net = cfg.model.build(&vs.root(), Role::Teacher);
+    if !path.exists() {
+        return Err(TrainError::checkpoint(
+            path,
+            "teacher checkpoint not found (train the teacher first)",
+        ));
+    }
+    let named = checkpoint::without_regularizer(&checkpoint::read_safetensors(path)?);
+    checkpoint::load_named(&vs, &named, LoadMode::Strict)
+        .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    vs.freeze();
+    Ok(Teacher { _vs: vs, net })
+}
+
+fn check_dataset(
+    data: &Arc<dyn Dataset>,
+    set: &ModalitySet,
+    num_classes: usize,
+) -> Result<(), TrainError> {
+    if data.modalities() != set {
+        return Err(TrainError::config(
+            "model.modalities",
+            format!("the data set has {}, the model expects {set}", data.modalities()),
+        ));
+    }
+    if data.task().num_classes() != num_classes {
+        return Err(TrainError::config(
+            "model.n_classes",
+            format!(
+                "the data set has {} classes, the model {num_classes}",
+                data.task().num_classes()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+/// The libtorch seed of an epoch: a resumed run reseeds exactly as an uninterrupted one.
+fn epoch_seed(seed: u64, epoch: usize) -> i64 {
+    (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ epoch as u64) as i64 & i64::MAX
+}
