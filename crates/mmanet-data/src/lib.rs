@@ -34,6 +34,8 @@ mod mask_policy;
 mod memory;
 mod sample;
 pub mod seeding;
+pub mod surf;
+pub mod transform;
 
 pub use batch::Batch;
 pub use dataset::Dataset;
