@@ -28,6 +28,7 @@
 pub mod checkpoint;
 pub mod cls;
 pub mod error;
+pub mod generic;
 pub mod hemis;
 pub mod layers;
 pub mod net;
@@ -36,4 +37,5 @@ pub mod se;
 
 pub use cls::{ClsFusion, ClsNetConfig, DeploymentNet, RegularizationNet, StudentNet, TeacherNet};
 pub use error::{ModelError, Result};
+pub use generic::{BranchConfig, GenericFusion, GenericNet, GenericNetConfig, NetRole};
 pub use net::{MultiModalNet, NetOutput};
