@@ -32,6 +32,7 @@ mod error;
 mod loader;
 mod mask_policy;
 mod memory;
+pub mod nyuv2;
 mod sample;
 pub mod seeding;
 pub mod surf;

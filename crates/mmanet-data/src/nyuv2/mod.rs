@@ -1,0 +1,17 @@
+//! NYUv2 in the ESANet layout (mmanet_spec.md section 8.3), its augmentation and a synthetic
+//! RGB-D segmentation set in the same layout.
+//!
+//! ```text
+//! <root>/train.txt, <root>/test.txt          one id per line (e.g. 0003)
+//! <root>/<split>/rgb/<id>.png                8-bit RGB
+//! <root>/<split>/depth/<id>.png              uint16 depth in mm
+//! <root>/<split>/labels_<C>/<id>.png         uint8, 0 = void, 1..=C
+//! ```
+
+mod augment;
+mod reader;
+mod synthetic;
+
+pub use augment::{DEPTH_MEAN, DEPTH_STD, IMAGENET_MEAN, IMAGENET_STD, Nyuv2Augment};
+pub use reader::Nyuv2Dataset;
+pub use synthetic::{SYNTHETIC_NYUV2_CLASSES, SyntheticNyuv2, write_synthetic_nyuv2};
