@@ -28,6 +28,7 @@
 pub mod checkpoint;
 pub mod cls;
 pub mod error;
+pub mod esanet;
 pub mod generic;
 pub mod hemis;
 pub mod layers;
@@ -37,5 +38,6 @@ pub mod se;
 
 pub use cls::{ClsFusion, ClsNetConfig, DeploymentNet, RegularizationNet, StudentNet, TeacherNet};
 pub use error::{ModelError, Result};
+pub use esanet::{EsaNet, EsaNetConfig};
 pub use generic::{BranchConfig, GenericFusion, GenericNet, GenericNetConfig, NetRole};
 pub use net::{MultiModalNet, NetOutput};
