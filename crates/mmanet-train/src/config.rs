@@ -173,6 +173,12 @@ impl TrainConfig {
         }
     }
 
+    /// Points a synthetic or file-based data set at `root` (the demo keeps its data in its
+    /// output folder).
+    pub fn set_data_root(&mut self, root: &Path) {
+        self.data.dataset.set_root(root);
+    }
+
     /// The config as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("configs serialise")

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mmanet_core::{ModalityMask, ModalitySet};
+use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
 use mmanet_data::{Dataset, InMemoryDataset, LoaderConfig, MaskPolicy, Task};
 use serde::{Deserialize, Serialize};
 
@@ -39,10 +40,58 @@ pub enum DatasetSpec {
         /// Samples in train / val / test.
         sizes: [usize; 3],
     },
+    /// CASIA-SURF list files (`<rgb> <depth> <ir> <label>` per line, paths relative to
+    /// `root`, label 1 = real), with the reference augmentation at the given sizes.
+    Surf {
+        /// Data root.
+        root: PathBuf,
+        /// Training list (reference: `train_list.txt`).
+        train_list: PathBuf,
+        /// Validation list (reference: `val_private_list.txt`).
+        val_list: PathBuf,
+        /// Test list (reference: `test_private_list.txt`).
+        test_list: PathBuf,
+        /// Side after the first resize (reference: 144).
+        resize: usize,
+        /// Network input side (reference: 112).
+        crop: usize,
+    },
+    /// A seeded synthetic face-anti-spoofing set in the CASIA-SURF layout (JPEG files; RGB
+    /// easy, depth medium, IR hard), written under `root` on first use, then read like
+    /// [`DatasetSpec::Surf`].
+    SyntheticSurf {
+        /// Where the files are (or will be) written.
+        root: PathBuf,
+        /// Training samples (validation and test get a quarter each).
+        n: usize,
+        /// Side of the written JPEGs.
+        size: usize,
+        /// Side after the first resize.
+        resize: usize,
+        /// Network input side.
+        crop: usize,
+    },
 }
 
 impl DatasetSpec {
-    fn resolve_paths(&mut self, _dir: &Path) {}
+    /// Replaces the data root of file-based sets (no effect on in-memory sets).
+    pub fn set_root(&mut self, new_root: &Path) {
+        match self {
+            DatasetSpec::Toy { .. } => {}
+            DatasetSpec::Surf { root, .. } | DatasetSpec::SyntheticSurf { root, .. } => {
+                *root = new_root.to_path_buf()
+            }
+        }
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        match self {
+            DatasetSpec::Toy { .. } => {}
+            DatasetSpec::Surf { root, .. } | DatasetSpec::SyntheticSurf { root, .. } => {
+                absolutise(root, dir)
+            }
+        }
+    }
 
     fn check(&self) -> Result<(), TrainError> {
         match self {
@@ -59,6 +108,21 @@ impl DatasetSpec {
                         "data.dataset",
                         "need >= 2 classes and non-empty splits",
                     ));
+                }
+                Ok(())
+            }
+            DatasetSpec::Surf { resize, crop, .. }
+            | DatasetSpec::SyntheticSurf { resize, crop, .. } => {
+                SurfAugment::sized(true, *resize, *crop)
+                    .validate()
+                    .map_err(|e| TrainError::config("data.dataset.crop", e.to_string()))?;
+                if let DatasetSpec::SyntheticSurf { n, size, .. } = self {
+                    if *n < 4 || *size < 8 {
+                        return Err(TrainError::config(
+                            "data.dataset.n",
+                            "need n >= 4 and size >= 8",
+                        ));
+                    }
                 }
                 Ok(())
             }
@@ -89,6 +153,27 @@ impl DatasetSpec {
                 Ok(Arc::new(
                     InMemoryDataset::new(modalities.clone(), task, samples).map_err(data_err)?,
                 ))
+            }
+            DatasetSpec::Surf { root, train_list, val_list, test_list, resize, crop } => {
+                let list = match split {
+                    Split::Train => train_list,
+                    Split::Val => val_list,
+                    Split::Test => test_list,
+                };
+                open_surf(root, list, split, *resize, *crop)
+            }
+            DatasetSpec::SyntheticSurf { root, n, size, resize, crop } => {
+                let lists = ["train_list.txt", "val_private_list.txt", "test_private_list.txt"];
+                if !lists.iter().all(|l| root.join(l).is_file()) {
+                    tracing::info!(root = %root.display(), n, size, "writing the synthetic CASIA-SURF set");
+                    write_synthetic_surf(root, *n, seed, *size)?;
+                }
+                let list = match split {
+                    Split::Train => lists[0],
+                    Split::Val => lists[1],
+                    Split::Test => lists[2],
+                };
+                open_surf(root, Path::new(list), split, *resize, *crop)
             }
         }
     }
@@ -162,20 +247,22 @@ impl DataConfig {
     }
 }
 
-/// Paths mentioned in a data config (for messages).
-pub fn describe(spec: &DatasetSpec) -> String {
-    match spec {
-        DatasetSpec::Toy { modalities, num_classes, sizes, .. } => {
-            format!("toy {modalities} ({num_classes} classes, {sizes:?})")
-        }
-    }
+fn open_surf(
+    root: &Path,
+    list: &Path,
+    split: Split,
+    resize: usize,
+    crop: usize,
+) -> Result<Arc<dyn Dataset>, TrainError> {
+    let list = if list.is_relative() { root.join(list) } else { list.to_path_buf() };
+    let augment = SurfAugment::sized(split == Split::Train, resize, crop);
+    Ok(Arc::new(SurfDataset::open(root, &list)?.with_augment(augment)?))
 }
 
 fn data_err(e: mmanet_data::DataError) -> TrainError {
     TrainError::Data(e)
 }
 
-#[allow(dead_code)]
 fn absolutise(p: &mut PathBuf, dir: &Path) {
     if p.is_relative() {
         *p = dir.join(&*p);

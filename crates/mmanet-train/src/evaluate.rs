@@ -172,3 +172,49 @@ pub fn mean_metric(report: &CombinationReport, metric: &str) -> Option<f64> {
     let i = report.metrics().iter().position(|m| m == metric)?;
     report.average().map(|avg| avg[i])
 }
+
+/// Builds the deployment network (or the teacher, for a teacher run) of `cfg` and loads
+/// `weights` into it; a student checkpoint's regularization head is ignored, so students and
+/// exported deployment files both load.
+pub fn load_for_eval(
+    cfg: &crate::ValidConfig,
+    weights: &std::path::Path,
+) -> Result<(tch::nn::VarStore, Box<dyn MultiModalNet>), TrainError> {
+    use mmanet_models::checkpoint::{self, LoadMode};
+    let vs = tch::nn::VarStore::new(cfg.device());
+    let role = match cfg.stage {
+        crate::Stage::Teacher => crate::model_spec::Role::Teacher,
+        crate::Stage::Student => crate::model_spec::Role::Deployment,
+    };
+    let net = cfg.model.build(&vs.root(), role);
+    if !weights.exists() {
+        return Err(TrainError::checkpoint(weights, "not found"));
+    }
+    let named = checkpoint::without_regularizer(&checkpoint::read_safetensors(weights)?);
+    checkpoint::load_named(&vs, &named, LoadMode::Strict)
+        .map_err(|e| TrainError::checkpoint(weights, e.to_string()))?;
+    Ok((vs, net))
+}
+
+/// Scores `weights` on one split of `cfg`'s data set, once per combination in `combos`
+/// (all combinations when empty).
+pub fn evaluate_checkpoint(
+    cfg: &crate::ValidConfig,
+    weights: &std::path::Path,
+    split: crate::data_spec::Split,
+    combos: &[ModalityMask],
+) -> Result<CombinationReport, TrainError> {
+    let (_vs, net) = load_for_eval(cfg, weights)?;
+    let data = cfg.data.dataset.open(split, cfg.seed)?;
+    let combos =
+        if combos.is_empty() { cfg.model.modalities().combinations() } else { combos.to_vec() };
+    for c in &combos {
+        cfg.model
+            .modalities()
+            .check(*c)
+            .map_err(|e| TrainError::config("combos", e.to_string()))?;
+    }
+    let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
+    let loader = cfg.data.eval_loader(cfg.eval.batch_size);
+    evaluate(net.as_ref(), &data, &combos, scoring, &loader, cfg.device())
+}

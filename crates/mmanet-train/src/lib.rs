@@ -12,11 +12,13 @@
 //! ```
 
 pub mod config;
+pub mod data_check;
 pub mod data_spec;
 mod error;
 pub mod evaluate;
 pub mod model_spec;
 pub mod optim;
+pub mod presets;
 pub mod run_dir;
 pub mod schedule;
 pub mod state;

@@ -1,2 +1,44 @@
-//! app
-fn main() {}
+//! `mmanet`: train, evaluate and export MMANet networks that work with any subset of their
+//! modalities.
+//!
+//! ```text
+//! mmanet demo                                   teacher + MMANet student on synthetic data
+//! mmanet train --config FILE [--set k=v]...     train what the config describes
+//! mmanet resume RUN_DIR                         continue an interrupted run exactly
+//! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json]
+//! mmanet export CHECKPOINT OUT                  drop the regularization head (auxi_*)
+//! mmanet report RUN_DIR...                      mean ± std across runs
+//! mmanet config print --preset NAME | config list
+//! mmanet data check --config FILE | data synth surf --out DIR [--n N] [--seed S] [--size PX]
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod commands;
+mod progress;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    match commands::run(cli.command) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MMANET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

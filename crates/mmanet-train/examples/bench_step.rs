@@ -1,0 +1,305 @@
+//! One MMANet student training step on the CASIA-SURF architecture, timed (issue 8).
+//!
+//! The step: frozen teacher forward (eval, no grad), student forward (train) with one random
+//! modality combination per sample, `CE + 30 * MAD + 0.5 * MAR` (weak set R+I, R, I; the
+//! released code's reductions, `Fidelity::ReferenceCode`), backward, SGD (Nesterov 0.9, weight
+//! decay 5e-4). Data come from the real [`DataLoader`] over CASIA-SURF list files with the train
+//! augmentation. `benches/pytorch/surf_step.py` is the PyTorch twin; both print the same JSON.
+//!
+//! ```text
+//! bench_step --data DIR --generate N [--size 180]     write N synthetic samples and exit
+//! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
+//!            [--device cpu|cuda] [--amp] [--load-only] [--width 64]
+//! ```
+//!
+//! Output (one JSON line on stdout): `step_ms_median` (end-to-end, waiting for the batch
+//! included), `compute_ms_median` (to-device copy + step), `samples_per_s` (timed steps, end to
+//! end), `load_samples_per_s` (the loader alone, before training), `peak_rss_mib` (VmHWM).
+#![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
+use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
+use mmanet_data::{Batch, BatchIter, DataLoader, LoaderConfig, MaskPolicy};
+use mmanet_losses::{WeakSet, f_mad_classification, f_mar_classification};
+use mmanet_models::{ClsNetConfig, MultiModalNet, StudentNet, TeacherNet};
+use mmanet_train::optim::{Optimizer, OptimizerConfig};
+use tch::{Device, Kind, Tensor, nn::VarStore};
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// λ_MAD and λ_MAR of the reference scripts (mmanet_spec.md §5.1).
+const LAMBDA_MAD: f64 = 30.0;
+const LAMBDA_MAR: f64 = 0.5;
+
+#[derive(Debug)]
+struct Args {
+    data: PathBuf,
+    generate: Option<usize>,
+    size: usize,
+    batch: usize,
+    steps: usize,
+    warmup: usize,
+    threads: usize,
+    device: Device,
+    amp: bool,
+    load_only: bool,
+    width: i64,
+    seed: u64,
+}
+
+fn parse_args() -> BoxResult<Args> {
+    let mut a = Args {
+        data: PathBuf::from("target/bench/surf-synthetic"),
+        generate: None,
+        size: 180,
+        batch: 64,
+        steps: 10,
+        warmup: 2,
+        threads: 1,
+        device: Device::Cpu,
+        amp: false,
+        load_only: false,
+        width: 64,
+        seed: 0,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let flag = args[i].as_str();
+        let mut value = || -> BoxResult<String> {
+            i += 1;
+            args.get(i).cloned().ok_or_else(|| format!("{flag} needs a value").into())
+        };
+        match flag {
+            "--data" => a.data = PathBuf::from(value()?),
+            "--generate" => a.generate = Some(value()?.parse()?),
+            "--size" => a.size = value()?.parse()?,
+            "--batch" => a.batch = value()?.parse()?,
+            "--steps" => a.steps = value()?.parse()?,
+            "--warmup" => a.warmup = value()?.parse()?,
+            "--threads" => a.threads = value()?.parse()?,
+            "--width" => a.width = value()?.parse()?,
+            "--seed" => a.seed = value()?.parse()?,
+            "--device" => {
+                a.device = match value()?.as_str() {
+                    "cpu" => Device::Cpu,
+                    "cuda" => Device::Cuda(0),
+                    other => return Err(format!("--device {other}: expected cpu or cuda").into()),
+                }
+            }
+            "--amp" => a.amp = true,
+            "--load-only" => a.load_only = true,
+            "-h" | "--help" => {
+                println!(
+                    "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
+                     [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--load-only] \
+                     [--width 64] [--seed 0]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+        i += 1;
+    }
+    if a.batch == 0 || a.steps == 0 || a.threads == 0 {
+        return Err("--batch, --steps and --threads must be positive".into());
+    }
+    Ok(a)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Endless batches: epoch after epoch of the loader.
+struct Batches<'a> {
+    loader: &'a DataLoader,
+    epoch: u64,
+    iter: BatchIter,
+}
+
+impl<'a> Batches<'a> {
+    fn new(loader: &'a DataLoader) -> Self {
+        Batches { loader, epoch: 0, iter: loader.iter(0) }
+    }
+
+    fn next_batch(&mut self) -> BoxResult<Batch> {
+        loop {
+            match self.iter.next() {
+                Some(b) => return Ok(b?),
+                None => {
+                    self.epoch += 1;
+                    self.iter = self.loader.iter(self.epoch);
+                }
+            }
+        }
+    }
+}
+
+struct Nets {
+    teacher: TeacherNet,
+    student: StudentNet,
+    opt: Optimizer,
+    weak: WeakSet,
+    _vs: (VarStore, VarStore),
+}
+
+fn build_nets(args: &Args) -> BoxResult<Nets> {
+    let cfg = ClsNetConfig::surf().with_width(args.width);
+    let mut t_vs = VarStore::new(args.device);
+    let teacher = TeacherNet::new(&t_vs.root(), &cfg);
+    t_vs.freeze();
+    let s_vs = VarStore::new(args.device);
+    let student = StudentNet::new(&s_vs.root(), &cfg);
+    let opt = Optimizer::new(&s_vs, OptimizerConfig::reference_sgd());
+    let weak_combos: Vec<ModalityMask> =
+        ["R+I", "R", "I"].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let weak = WeakSet::new(ModalitySet::surf(), weak_combos)?;
+    Ok(Nets { teacher, student, opt, weak, _vs: (t_vs, s_vs) })
+}
+
+/// One training step on a batch already on the device.
+fn train_step(nets: &mut Nets, batch: &Batch, amp: bool) -> BoxResult<f64> {
+    let loss = tch::autocast(amp, || -> BoxResult<Tensor> {
+        let t_out = tch::no_grad(|| nets.teacher.forward_t(&batch.inputs, &batch.mask, false));
+        let s_out = nets.student.f_forward(&batch.inputs, &batch.mask, true)?;
+        let aux = s_out.aux_logits.as_ref().ok_or("the student has no regularization head")?;
+        let ce = s_out.logits.to_kind(Kind::Float).cross_entropy_for_logits(&batch.targets);
+        let mad = f_mad_classification(
+            &s_out.features[1].to_kind(Kind::Float),
+            &t_out.features[1].to_kind(Kind::Float),
+            &t_out.logits.to_kind(Kind::Float),
+            Fidelity::ReferenceCode,
+        )?;
+        let mar = f_mar_classification(
+            &aux.to_kind(Kind::Float),
+            &batch.targets,
+            &batch.mask,
+            &nets.weak,
+            Fidelity::ReferenceCode,
+        )?;
+        Ok(ce + mad * LAMBDA_MAD + mar * LAMBDA_MAR)
+    })?;
+    nets.opt.zero_grad();
+    loss.backward();
+    nets.opt.step();
+    Ok(loss.double_value(&[]))
+}
+
+fn main() -> BoxResult<()> {
+    let args = parse_args()?;
+    if let Some(n) = args.generate {
+        let t0 = Instant::now();
+        let s = write_synthetic_surf(&args.data, n, args.seed, args.size)?;
+        eprintln!(
+            "wrote {:?} samples ({}x{}) under {} in {:.1} s",
+            s.counts,
+            args.size,
+            args.size,
+            s.root.display(),
+            t0.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    tch::set_num_threads(args.threads as i32);
+    tch::manual_seed(args.seed as i64);
+
+    let dataset =
+        SurfDataset::open(&args.data, "train_list.txt")?.with_augment(SurfAugment::train())?;
+    let n_samples = mmanet_data::Dataset::len(&dataset);
+    let set = ModalitySet::surf();
+    let loader_cfg =
+        LoaderConfig { threads: args.threads, ..LoaderConfig::train(args.batch, args.seed) };
+    let loader = DataLoader::new(Arc::new(dataset), MaskPolicy::uniform_all(&set), loader_cfg)?;
+    if loader.num_batches() == 0 {
+        return Err(format!("{n_samples} samples hold no batch of {}", args.batch).into());
+    }
+
+    // Phase 1: the loader alone (decode, augment, collate), after `warmup` batches.
+    let load_samples_per_s = {
+        let mut batches = Batches::new(&loader);
+        for _ in 0..args.warmup {
+            batches.next_batch()?;
+        }
+        let t0 = Instant::now();
+        let mut n = 0usize;
+        for _ in 0..args.steps {
+            n += batches.next_batch()?.len();
+        }
+        n as f64 / t0.elapsed().as_secs_f64()
+    };
+
+    let mut record = serde_json::json!({
+        "impl": "mmanet-rs",
+        "mode": if args.load_only { "load" } else { "step" },
+        "device": format!("{:?}", args.device).to_lowercase(),
+        "batch": args.batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "amp": args.amp,
+        "width": args.width,
+        "n_samples": n_samples,
+        "load_samples_per_s": load_samples_per_s,
+    });
+
+    if !args.load_only {
+        // Phase 2: training steps, loading included.
+        let mut nets = build_nets(&args)?;
+        let mut batches = Batches::new(&loader);
+        let (mut e2e, mut compute) = (Vec::new(), Vec::new());
+        let mut last_loss = f64::NAN;
+        let mut timed_total = 0.0;
+        for step in 0..args.warmup + args.steps {
+            let t0 = Instant::now();
+            let batch = batches.next_batch()?;
+            let t1 = Instant::now();
+            let batch =
+                if args.device == Device::Cpu { batch } else { batch.to_device(args.device) };
+            last_loss = train_step(&mut nets, &batch, args.amp)?;
+            sync(args.device);
+            let t2 = Instant::now();
+            if step >= args.warmup {
+                e2e.push((t2 - t0).as_secs_f64() * 1e3);
+                compute.push((t2 - t1).as_secs_f64() * 1e3);
+                timed_total += (t2 - t0).as_secs_f64();
+            }
+        }
+        record["step_ms_median"] = median(&e2e).into();
+        record["compute_ms_median"] = median(&compute).into();
+        record["samples_per_s"] = ((args.steps * args.batch) as f64 / timed_total).into();
+        record["step_ms_all"] = e2e.into();
+        record["last_loss"] = last_loss.into();
+        if let Device::Cuda(_) = args.device {
+            // libtorch's caching allocator statistics are not exposed by tch; run.sh samples
+            // nvidia-smi instead.
+            record["gpu_max_mem_mib"] = serde_json::Value::Null;
+        }
+    }
+    record["peak_rss_mib"] = status_kib("VmHWM:").map(|k| k as f64 / 1024.0).into();
+    record["torch_threads"] = tch::get_num_threads().into();
+    println!("{record}");
+    Ok(())
+}

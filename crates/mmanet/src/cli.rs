@@ -1,0 +1,158 @@
+//! The command line, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// MMANet: margin-aware distillation and modality-aware regularization for incomplete
+/// multimodal learning.
+#[derive(Debug, Parser)]
+#[command(name = "mmanet", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// More log output (-v info, -vv debug); `MMANET_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Errors only.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Train a teacher and an MMANet student on a synthetic CASIA-SURF-like set and print the
+    /// per-combination report (CPU: a few minutes).
+    Demo {
+        /// Where data and runs go.
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        /// Also train the modality-dropout baseline ("unified") for comparison.
+        #[arg(long)]
+        compare: bool,
+        /// `auto`, `cpu` or `cuda:N`.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Tiny and fast (seconds): for smoke tests.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Train what a TOML config describes.
+    Train {
+        /// The config (see `mmanet config print`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Start from a preset instead of a file.
+        #[arg(long, conflicts_with = "config")]
+        preset: Option<String>,
+        /// Run folder (default: runs/<name>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Override a field, e.g. `--set epochs=3 --set method.fidelity=reference-code`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// Continue an interrupted run from its last finished epoch.
+    Resume {
+        /// The run folder.
+        run_dir: PathBuf,
+    },
+    /// Score a run's weights once per modality combination.
+    Eval {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Weights: `best` (default), `last`, or a safetensors path.
+        #[arg(long, default_value = "best")]
+        weights: String,
+        /// Combinations, comma-separated (`R,D+I,R+D+I`); default: all.
+        #[arg(long, value_delimiter = ',')]
+        combos: Vec<String>,
+        /// Which split.
+        #[arg(long, value_enum, default_value = "test")]
+        split: SplitArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: Format,
+    },
+    /// Write the deployment network alone (drops `auxi_bone.*` / `auxi_decoder.*`).
+    Export {
+        /// A student checkpoint.
+        checkpoint: PathBuf,
+        /// The deployment checkpoint to write.
+        out: PathBuf,
+    },
+    /// Mean ± std per combination across runs (the paper averages three models).
+    Report {
+        /// Run folders (each with report.json).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: Format,
+    },
+    /// Print configurations.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Check or make data.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print a complete configuration as TOML.
+    Print {
+        /// Preset name (see `mmanet config list`).
+        #[arg(long, default_value = "surf-mmanet")]
+        preset: String,
+    },
+    /// List the presets.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DataCommand {
+    /// Open every split of a config's data set: counts, label balance, unreadable files.
+    Check {
+        /// The config.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Write a seeded synthetic data set.
+    Synth {
+        /// Which set.
+        #[arg(value_enum)]
+        kind: SynthKind,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training samples.
+        #[arg(long, default_value_t = 640)]
+        n: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 48)]
+        size: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SynthKind {
+    /// CASIA-SURF list layout: RGB, depth, IR JPEGs, label 1 = real.
+    Surf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SplitArg {
+    Val,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Md,
+    Csv,
+    Json,
+}

@@ -1,0 +1,209 @@
+//! What each subcommand does.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use mmanet_core::ModalityMask;
+use mmanet_metrics::CombinationReport;
+use mmanet_train::data_spec::Split;
+use mmanet_train::presets::{PRESETS, preset};
+use mmanet_train::run_dir::RunDir;
+use mmanet_train::{TrainConfig, Trainer};
+
+use crate::cli::{Command, ConfigCommand, DataCommand, Format, SplitArg, SynthKind};
+use crate::progress::Bars;
+
+pub(crate) fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Demo { out, compare, device, quick } => demo(&out, compare, &device, quick),
+        Command::Train { config, preset: name, run_dir, overrides } => {
+            let mut cfg = match (config, name) {
+                (Some(path), _) => TrainConfig::from_toml_path(&path)?,
+                (None, Some(name)) => preset_or_err(&name)?,
+                (None, None) => {
+                    bail!("give --config FILE or --preset NAME (see `mmanet config list`)")
+                }
+            };
+            for o in &overrides {
+                cfg.set(o)?;
+            }
+            let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+            train(cfg, &dir).map(|_| ())
+        }
+        Command::Resume { run_dir } => {
+            let run = RunDir::create(&run_dir)?;
+            let mut t = Trainer::resume(run)?;
+            let epochs = TrainConfig::from_toml_path(&t.run_dir().config())?.epochs;
+            let mut bars = Bars::new("resume", epochs, false);
+            let s = t.run(&mut bars)?;
+            print_report(&s.report, Format::Md);
+            Ok(())
+        }
+        Command::Eval { run_dir, weights, combos, split, format } => {
+            let run = RunDir::create(&run_dir)?;
+            let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
+            let path = match weights.as_str() {
+                "best" => run.best_weights(),
+                "last" => run.last_weights(),
+                other => PathBuf::from(other),
+            };
+            let combos = combos
+                .iter()
+                .map(|c| c.parse::<ModalityMask>().with_context(|| format!("combination `{c}`")))
+                .collect::<Result<Vec<_>>>()?;
+            let split = match split {
+                SplitArg::Val => Split::Val,
+                SplitArg::Test => Split::Test,
+            };
+            let report = mmanet_train::evaluate::evaluate_checkpoint(&cfg, &path, split, &combos)?;
+            print_report(&report, format);
+            Ok(())
+        }
+        Command::Export { checkpoint, out } => {
+            let named = mmanet_models::checkpoint::read_safetensors(&checkpoint)
+                .with_context(|| format!("reading {}", checkpoint.display()))?;
+            let kept = mmanet_models::checkpoint::without_regularizer(&named);
+            mmanet_models::checkpoint::write_safetensors_atomic(&kept, &out)?;
+            eprintln!(
+                "wrote {} ({} of {} tensors; the regularization head is dropped)",
+                out.display(),
+                kept.len(),
+                named.len()
+            );
+            Ok(())
+        }
+        Command::Report { runs, format } => {
+            let reports = runs
+                .iter()
+                .map(|r| {
+                    let p = r.join("report.json");
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    CombinationReport::from_json(&text).with_context(|| format!("{}", p.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let agg = CombinationReport::aggregate(&reports)?;
+            match format {
+                Format::Md => print!("{}", agg.to_markdown()),
+                Format::Csv => print!("{}", agg.to_csv()),
+                Format::Json => println!("{}", agg.to_json()),
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCommand::List) => {
+            for (name, what) in PRESETS {
+                println!("{name:<14} {what}");
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCommand::Print { preset: name }) => {
+            print!("{}", preset_or_err(&name)?.to_toml());
+            Ok(())
+        }
+        Command::Data(DataCommand::Check { config }) => data_check(&config),
+        Command::Data(DataCommand::Synth { kind: SynthKind::Surf, out, n, seed, size }) => {
+            let s = mmanet_data::surf::write_synthetic_surf(&out, n, seed, size)?;
+            eprintln!("wrote {} (train/val/test: {:?})", s.root.display(), s.counts);
+            Ok(())
+        }
+    }
+}
+
+fn preset_or_err(name: &str) -> Result<TrainConfig> {
+    preset(name).with_context(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+        format!("unknown preset `{name}` (known: {})", names.join(", "))
+    })
+}
+
+/// Trains `cfg` into `dir` (resuming if `dir` holds an unfinished run of the same config).
+fn train(cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary> {
+    let cfg = cfg.check()?;
+    let run = RunDir::create(dir)?;
+    eprintln!("{}: training on {:?} into {}", cfg.name, cfg.device(), dir.display());
+    let mut bars = Bars::new(&cfg.name, cfg.epochs, false);
+    let mut trainer = if run.state().exists() {
+        let on_disk = TrainConfig::from_toml_path(&run.config())?;
+        if on_disk.to_toml() != cfg.to_toml() {
+            bail!(
+                "{} holds a run of another config: resume it with `mmanet resume`, or use --run-dir",
+                dir.display()
+            );
+        }
+        Trainer::resume(run)?
+    } else {
+        Trainer::new(cfg, run)?
+    };
+    let summary = trainer.run(&mut bars)?;
+    eprintln!(
+        "{}: report written to {}",
+        trainer.run_dir().root().display(),
+        trainer.run_dir().report("md").display()
+    );
+    Ok(summary)
+}
+
+fn print_report(report: &CombinationReport, format: Format) {
+    match format {
+        Format::Md => print!("{}", report.to_markdown()),
+        Format::Csv => print!("{}", report.to_csv()),
+        Format::Json => println!("{}", report.to_json()),
+    }
+}
+
+fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
+    let (teacher_name, student_name) =
+        if quick { ("toy-teacher", "toy-mmanet") } else { ("demo-teacher", "demo-mmanet") };
+    let data_root = out.join("data");
+    let mut configs = vec![preset_or_err(teacher_name)?, preset_or_err(student_name)?];
+    if compare {
+        let mut u = preset_or_err(student_name)?;
+        u.name = format!("{}-unified", u.name.trim_end_matches("-mmanet"));
+        u.method.distillation = mmanet_train::Distillation::None;
+        u.method.mar = false;
+        u.teacher = None;
+        configs.push(u);
+    }
+    let teacher_weights = out.join(teacher_name).join("checkpoints").join("best.safetensors");
+    let mut reports = Vec::new();
+    for mut cfg in configs {
+        cfg.device = device.to_string();
+        cfg.set_data_root(&data_root);
+        if let Some(t) = &mut cfg.teacher {
+            t.checkpoint = teacher_weights.clone();
+        }
+        let name = cfg.name.clone();
+        let summary = train(cfg, &out.join(&name))?;
+        reports.push((name, summary.report));
+    }
+    println!();
+    for (name, report) in &reports {
+        println!("## {name} (test split)\n");
+        print!("{}", report.to_markdown());
+        println!();
+    }
+    Ok(())
+}
+
+fn data_check(config: &Path) -> Result<()> {
+    let cfg = TrainConfig::from_toml_path(config)?.check()?;
+    let summaries = mmanet_train::data_check::check_data(&cfg.data.dataset, cfg.seed)?;
+    let mut bad = 0;
+    for s in &summaries {
+        println!(
+            "{:?}: {} samples, labels {:?}, unreadable {}",
+            s.split,
+            s.samples,
+            s.label_counts,
+            s.bad.len()
+        );
+        for b in s.bad.iter().take(20) {
+            println!("  {b}");
+        }
+        bad += s.bad.len();
+    }
+    if bad > 0 {
+        bail!("{bad} unreadable samples (set data.skip_bad_samples = true to train anyway)");
+    }
+    Ok(())
+}
