@@ -15,6 +15,21 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// Normalised arrays of one segmentation sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SegmentationArrays {
+    /// `[3, H, W]` RGB, ImageNet-normalised.
+    pub rgb: Vec<f32>,
+    /// `[1, H, W]` depth, `(d - DEPTH_MEAN) / DEPTH_STD`.
+    pub depth: Vec<f32>,
+    /// `H * W` labels, 0 = void.
+    pub labels: Vec<i64>,
+    /// `H`.
+    pub height: usize,
+    /// `W`.
+    pub width: usize,
+}
+
 /// The segmentation transform, one geometry for RGB, depth and labels.
 ///
 /// - train: random rescale by `U[scale_min, scale_max]` (RGB bilinear, depth and labels
@@ -77,7 +92,7 @@ impl Nyuv2Augment {
     }
 
     /// Transforms RGB (HWC, 0..255), depth (1 channel, mm) and labels (1 channel) together.
-    /// Returns normalised `[3, H, W]` RGB, `[1, H, W]` depth and `H * W` labels with `(H, W)`.
+    /// Returns normalised `[3, H, W]` RGB, `[1, H, W]` depth and `H * W` labels.
     ///
     /// # Shapes
     /// Train: `H, W` = the crop; test: the input size.
@@ -87,7 +102,7 @@ impl Nyuv2Augment {
         depth: Image,
         labels: Image,
         rng: &mut ChaCha8Rng,
-    ) -> Result<(Vec<f32>, Vec<f32>, Vec<i64>, (usize, usize))> {
+    ) -> Result<SegmentationArrays> {
         let (mut rgb, mut depth, mut labels) = (rgb, depth, labels);
         if self.train {
             let s = rng.random_range(self.scale_min..=self.scale_max);
@@ -120,12 +135,12 @@ impl Nyuv2Augment {
         }
         let mean: Vec<f32> = IMAGENET_MEAN.iter().map(|m| m * 255.0).collect();
         let std: Vec<f32> = IMAGENET_STD.iter().map(|s| s * 255.0).collect();
-        let size = (rgb.height, rgb.width);
-        Ok((
-            rgb.to_chw_normalized(&mean, &std),
-            depth.to_chw_normalized(&[DEPTH_MEAN], &[DEPTH_STD]),
-            labels.data.iter().map(|v| *v as i64).collect(),
-            size,
-        ))
+        Ok(SegmentationArrays {
+            rgb: rgb.to_chw_normalized(&mean, &std),
+            depth: depth.to_chw_normalized(&[DEPTH_MEAN], &[DEPTH_STD]),
+            labels: labels.data.iter().map(|v| *v as i64).collect(),
+            height: rgb.height,
+            width: rgb.width,
+        })
     }
 }

@@ -12,6 +12,8 @@ mod augment;
 mod reader;
 mod synthetic;
 
-pub use augment::{DEPTH_MEAN, DEPTH_STD, IMAGENET_MEAN, IMAGENET_STD, Nyuv2Augment};
+pub use augment::{
+    DEPTH_MEAN, DEPTH_STD, IMAGENET_MEAN, IMAGENET_STD, Nyuv2Augment, SegmentationArrays,
+};
 pub use reader::Nyuv2Dataset;
 pub use synthetic::{SYNTHETIC_NYUV2_CLASSES, SyntheticNyuv2, write_synthetic_nyuv2};

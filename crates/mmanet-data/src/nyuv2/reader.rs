@@ -110,14 +110,15 @@ impl Dataset for Nyuv2Dataset {
                 format!("label {bad} above the {} classes", self.num_classes),
             ));
         }
-        let (rgb, depth, labels, (h, w)) = self.augment.apply(rgb, depth, labels, rng)?;
+        let a = self.augment.apply(rgb, depth, labels, rng)?;
+        let (h, w) = (a.height, a.width);
         let (hi, wi) = (h as i64, w as i64);
         Ok(Sample {
             inputs: vec![
-                ModalityData::new(rgb, vec![3, hi, wi])?,
-                ModalityData::new(depth, vec![1, hi, wi])?,
+                ModalityData::new(a.rgb, vec![3, hi, wi])?,
+                ModalityData::new(a.depth, vec![1, hi, wi])?,
             ],
-            target: Target::Segmentation { labels, height: h, width: w },
+            target: Target::Segmentation { labels: a.labels, height: h, width: w },
         })
     }
 }
