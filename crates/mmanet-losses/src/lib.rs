@@ -13,6 +13,7 @@
 //! | MAD / SP, classification | §1.1 | [`mad_classification`], [`sp_loss`], [`relation_error`] |
 //! | MAD, segmentation | §1.2 | [`mad_segmentation`], [`blocked_relation_error`] |
 //! | MAR, classification | §2.1 | [`mar_classification`], [`mar_classification_combos`] |
+//! | MAR, segmentation | §2.2 | [`mar_segmentation`] |
 //! | weak-set mining | §2.1, §2.2 | [`ClassificationMiner`], [`SegmentationMiner`], [`WeakSet`] |
 //! | weighted 2-D CE | §6.3 | [`weighted_ce_2d`], [`multiscale_weighted_ce_2d`], [`ClassPixelCounts`] |
 //!
@@ -44,6 +45,7 @@ mod gram;
 mod mad;
 mod mad_seg;
 mod mar;
+mod mar_seg;
 mod mining;
 mod weak_set;
 
@@ -65,6 +67,7 @@ pub use mar::{
     f_mar_classification, f_per_sample_cross_entropy, f_weak_sample_mask, mar_classification,
     mar_classification_combos, per_sample_cross_entropy, weak_sample_mask,
 };
+pub use mar_seg::{MAR_SEGMENTATION_EMPTY, f_mar_segmentation, mar_segmentation};
 pub use mining::{ClassificationMiner, SegmentationMiner, label_histogram, softmax_kl};
 pub use mmanet_core::Fidelity;
 pub use weak_set::{WeakSet, presence_tensor};

@@ -6,9 +6,10 @@ mod common;
 use common::{assert_close, values};
 use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_losses::{
-    ClassPixelCounts, Fidelity, GramBlocks, LossError, WeakSet, blocked_relation_error,
-    f_blocked_relation_error, f_mad_classification, f_mar_classification, f_weighted_ce_2d,
-    mar_classification_combos, multiscale_weighted_ce_2d, weighted_ce_2d,
+    ClassPixelCounts, Fidelity, GramBlocks, LossError, MAR_SEGMENTATION_EMPTY, WeakSet,
+    blocked_relation_error, f_blocked_relation_error, f_mad_classification, f_mar_classification,
+    f_weighted_ce_2d, mar_classification_combos, mar_segmentation, multiscale_weighted_ce_2d,
+    weighted_ce_2d,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -226,4 +227,47 @@ fn weak_set_validates_and_round_trips_through_json() {
         Vec::<f32>::try_from(&t.flatten(0, -1)).unwrap(),
         vec![1., 0., 1., 1., 0., 0., 0., 0., 1.]
     );
+}
+
+#[test]
+fn mar_segmentation_uses_only_weak_samples() {
+    tch::manual_seed(25);
+    let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse().unwrap()]).unwrap();
+    // Samples: R+D, D, R, D -> weak samples 1 and 3.
+    let masks = Tensor::from_slice2(&[[1.0f32, 1.], [0., 1.], [1., 0.], [0., 1.]]);
+    let full = Tensor::randn([4, 3, 4, 4], OPTS).set_requires_grad(true);
+    let half = Tensor::randn([4, 3, 2, 2], OPTS).set_requires_grad(true);
+    let y_full = Tensor::randint_low(0, 4, [4, 4, 4], (Kind::Int64, Device::Cpu));
+    let y_half = Tensor::randint_low(0, 4, [4, 2, 2], (Kind::Int64, Device::Cpu));
+    let weights = Tensor::from_slice(&[1.0, 0.5, 2.0]);
+    let loss = mar_segmentation(
+        &[(&full, &y_full), (&half, &y_half)],
+        &masks,
+        &weak,
+        &weights,
+        Fidelity::Paper,
+    );
+    let idx = Tensor::from_slice(&[1i64, 3]);
+    let expected = multiscale_weighted_ce_2d(
+        &[
+            (&full.index_select(0, &idx), &y_full.index_select(0, &idx)),
+            (&half.index_select(0, &idx), &y_half.index_select(0, &idx)),
+        ],
+        &weights,
+    );
+    assert_close(&values(&loss), &values(&expected), 1e-12, 0.0, "weak subset");
+    loss.backward();
+    let g = full.grad();
+    for (i, weak_sample) in [false, true, false, true].into_iter().enumerate() {
+        let nonzero = values(&g.get(i as i64)).iter().any(|v| *v != 0.0);
+        assert_eq!(nonzero, weak_sample, "sample {i} gradient");
+    }
+    // No weak sample: attached 0 (paper) or the released code's 1e-16.
+    let none = Tensor::from_slice2(&[[1.0f32, 1.], [1., 0.], [1., 0.], [1., 1.]]);
+    let zero = mar_segmentation(&[(&full, &y_full)], &none, &weak, &weights, Fidelity::Paper);
+    assert_eq!(zero.double_value(&[]), 0.0);
+    assert!(zero.requires_grad());
+    let tiny =
+        mar_segmentation(&[(&full, &y_full)], &none, &weak, &weights, Fidelity::ReferenceCode);
+    assert_eq!(tiny.double_value(&[]), MAR_SEGMENTATION_EMPTY);
 }
