@@ -9,7 +9,7 @@
 //! ```text
 //! bench_step --data DIR --generate N [--size 180]     write N synthetic samples and exit
 //! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
-//!            [--device cpu|cuda] [--amp] [--load-only] [--width 64]
+//!            [--device cpu|cuda] [--amp] [--load-only] [--load-batches B] [--width 64]
 //! ```
 //!
 //! Output (one JSON line on stdout): `step_ms_median` (end-to-end, waiting for the batch
@@ -47,6 +47,7 @@ struct Args {
     device: Device,
     amp: bool,
     load_only: bool,
+    load_batches: usize,
     width: i64,
     seed: u64,
 }
@@ -63,6 +64,7 @@ fn parse_args() -> BoxResult<Args> {
         device: Device::Cpu,
         amp: false,
         load_only: false,
+        load_batches: 0,
         width: 64,
         seed: 0,
     };
@@ -83,6 +85,7 @@ fn parse_args() -> BoxResult<Args> {
             "--warmup" => a.warmup = value()?.parse()?,
             "--threads" => a.threads = value()?.parse()?,
             "--width" => a.width = value()?.parse()?,
+            "--load-batches" => a.load_batches = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
             "--device" => {
                 a.device = match value()?.as_str() {
@@ -97,7 +100,7 @@ fn parse_args() -> BoxResult<Args> {
                 println!(
                     "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
                      [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--load-only] \
-                     [--width 64] [--seed 0]"
+                     [--load-batches B] [--width 64] [--seed 0]"
                 );
                 std::process::exit(0);
             }
@@ -245,7 +248,8 @@ fn main() -> BoxResult<()> {
         }
         let t0 = Instant::now();
         let mut n = 0usize;
-        for _ in 0..args.steps {
+        let load_batches = if args.load_batches == 0 { args.steps } else { args.load_batches };
+        for _ in 0..load_batches {
             n += batches.next_batch()?.len();
         }
         n as f64 / t0.elapsed().as_secs_f64()
@@ -262,6 +266,7 @@ fn main() -> BoxResult<()> {
         "amp": args.amp,
         "width": args.width,
         "n_samples": n_samples,
+        "load_batches": if args.load_batches == 0 { args.steps } else { args.load_batches },
         "load_samples_per_s": load_samples_per_s,
     });
 
