@@ -4,6 +4,7 @@
 //!   [`StudentNet`] (deployment + regularization head `auxi_bone`), HeMIS mean/variance fusion.
 //! - [`generic`]: MLP / small-CNN / 1-D conv branches for other data sets, same masking and fusion.
 //! - [`esanet`]: RGB-D segmentation (ESANet with SE-add fusion, student with `auxi_decoder`).
+//! - [`factory`]: [`NetConfig`] and [`build_net`] (teacher / deployment / student of any kind).
 //! - [`checkpoint`]: atomic safetensors saves, strict loads, deployment export, torchvision weights.
 //!
 //! Every network implements [`MultiModalNet`]: `inputs[m]` per modality, a `[B, M]` 0/1 mask
@@ -29,6 +30,7 @@ pub mod checkpoint;
 pub mod cls;
 pub mod error;
 pub mod esanet;
+pub mod factory;
 pub mod generic;
 pub mod hemis;
 pub mod layers;
@@ -39,5 +41,6 @@ pub mod se;
 pub use cls::{ClsFusion, ClsNetConfig, DeploymentNet, RegularizationNet, StudentNet, TeacherNet};
 pub use error::{ModelError, Result};
 pub use esanet::{EsaNet, EsaNetConfig};
+pub use factory::{NetConfig, build_net};
 pub use generic::{BranchConfig, GenericFusion, GenericNet, GenericNetConfig, NetRole};
 pub use net::{MultiModalNet, NetOutput};

@@ -154,3 +154,34 @@ fn config_checks_and_serde() {
     c.branches[2] = BranchConfig::Mlp { in_dim: 7, hidden: vec![], out_dim: 5 };
     assert!(matches!(c.check(), Err(ModelError::Config(_))));
 }
+
+#[test]
+fn factory_builds_every_architecture_and_role() {
+    use mmanet_models::{ClsNetConfig, EsaNetConfig, NetConfig, build_net};
+    tch::manual_seed(25);
+    let cfgs = [
+        NetConfig::Cls(ClsNetConfig::surf().with_width(4)),
+        NetConfig::Generic(cfg(GenericFusion::Concat)),
+        NetConfig::Esanet(EsaNetConfig::nyuv2_r34()),
+    ];
+    for c in &cfgs {
+        let json = serde_json::to_string(c).unwrap();
+        assert_eq!(&serde_json::from_str::<NetConfig>(&json).unwrap(), c);
+        for role in [NetRole::Teacher, NetRole::Deployment, NetRole::Student] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = build_net(&vs.root(), c, role).unwrap();
+            assert_eq!(net.modalities(), &c.modalities());
+            let aux = vs.variables().keys().any(|k| k.starts_with("auxi_"));
+            assert_eq!(aux, role == NetRole::Student, "{role:?}");
+        }
+    }
+    // A cls forward through the box.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = build_net(&vs.root(), &cfgs[0], NetRole::Student).unwrap();
+    let x: Vec<Tensor> =
+        (0..3).map(|_| Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu))).collect();
+    let out = tch::no_grad(|| {
+        net.forward_t(&x, &Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), false)
+    });
+    assert_eq!(out.logits.size(), [2, 2]);
+}
