@@ -26,6 +26,7 @@
 //! (and everything upstream of it). Peak memory is `O(N·C + row_chunk·block)`, not `O(N²)`.
 //! Second-order gradients through this loss are not supported.
 
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::gram::f_normalized_gram;
@@ -34,8 +35,9 @@ use crate::{LossError, Result, check, f_entropy_weights, f_softmax_entropy};
 const OP: &str = "mad_segmentation";
 
 /// How the columns of the `N × N` pixel relation are split into blocks; each row is normalised
-/// within its block (spec §1.2 step 4).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// within its block (spec §1.2 step 4). Serialised as `"halves"` or `{"size": n}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GramBlocks {
     /// The reference: two blocks `[0, ⌊N/2⌋)` and `[⌊N/2⌋, N)`.
     #[default]
@@ -62,8 +64,10 @@ impl GramBlocks {
     }
 }
 
-/// Settings of [`mad_segmentation`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Settings of [`mad_segmentation`]; missing fields take the reference's values when
+/// deserialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SegMadConfig {
     /// Column blocks of the relation (default: the reference's halves).
     pub blocks: GramBlocks,

@@ -271,3 +271,15 @@ fn mar_segmentation_uses_only_weak_samples() {
         mar_segmentation(&[(&full, &y_full)], &none, &weak, &weights, Fidelity::ReferenceCode);
     assert_eq!(tiny.double_value(&[]), MAR_SEGMENTATION_EMPTY);
 }
+
+#[test]
+fn segmentation_config_serialises_with_reference_defaults() {
+    use mmanet_losses::SegMadConfig;
+    let cfg: SegMadConfig = serde_json::from_str(r#"{"blocks": {"size": 4800}}"#).unwrap();
+    assert_eq!(cfg.blocks, GramBlocks::Size(4800));
+    assert_eq!((cfg.pool_above, cfg.pool_to), (30, [30, 40]));
+    let back: SegMadConfig =
+        serde_json::from_str(&serde_json::to_string(&SegMadConfig::default()).unwrap()).unwrap();
+    assert_eq!(back, SegMadConfig::default());
+    assert_eq!(serde_json::to_string(&GramBlocks::Halves).unwrap(), r#""halves""#);
+}
