@@ -39,7 +39,7 @@ pub trait MultiModalNet: Send {
 }
 
 /// Column `m` of a `[B, M]` mask, viewed so it broadcasts over a feature of rank `rank`
-/// (`[B, 1, ..., 1]`) and cast to the feature's kind.
+/// (`[B, 1, ..., 1]`) and moved to the feature's device and kind.
 ///
 /// # Shapes
 /// - `mask`: `[B, M]` -> `[B, 1, ..., 1]` with `rank` dims.
@@ -47,7 +47,7 @@ pub fn mask_column(mask: &Tensor, m: usize, rank: usize, like: &Tensor) -> Tenso
     let b = mask.size()[0];
     let mut shape = vec![1i64; rank];
     shape[0] = b;
-    mask.select(1, m as i64).to_kind(like.kind()).view(shape.as_slice()) // [B, 1, .., 1]
+    mask.select(1, m as i64).to_device(like.device()).to_kind(like.kind()).view(shape.as_slice()) // [B, 1, .., 1]
 }
 
 /// Checks that `inputs` has at least `m` tensors with one batch size, and that `mask` is `[B, m]`.
