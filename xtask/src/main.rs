@@ -9,6 +9,7 @@
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod setup;
 mod util;
@@ -24,6 +25,8 @@ commands:
                              and link it at .libtorch
   ci                         fmt --check, clippy -D warnings, tests, docs, CUDA link check
   cuda-link-check            build mmanet with --features cuda and check libtorch_cuda is NEEDED
+  bench [--quick]            criterion benches + MMANet SURF step, ours vs PyTorch (target/bench/)
+  gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";
 
 fn main() -> Result<()> {
@@ -39,6 +42,8 @@ fn main() -> Result<()> {
         "setup" => setup::run(&setup::Options::parse(rest)?),
         "ci" => ci::run(rest),
         "cuda-link-check" => ci::cuda_link_check(),
+        "bench" => bench::run(rest),
+        "gpu-bench" => bench::gpu_bench(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

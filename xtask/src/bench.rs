@@ -1,0 +1,490 @@
+//! `cargo xtask bench` and `cargo xtask gpu-bench`: benchmarks side by side with PyTorch (issue 8).
+//!
+//! `bench` (this machine, CPU):
+//! 1. criterion benches (`mmanet-losses/mad`, `mmanet-data/pipeline` when present), whose
+//!    `target/criterion/**/new/estimates.json` are collected;
+//! 2. a release `bench_step` example and synthetic CASIA-SURF JPEGs under `target/bench/`;
+//! 3. a Python `--target` install of torch 2.11.0 for the reference (the libtorch of
+//!    `cargo xtask setup` cannot `import torch`), once, under `~/.cache/mmanet/pytorch-ref-2.11.0`;
+//! 4. ours and `benches/pytorch/surf_step.py` at B = 16 and 64 on the same files and threads;
+//! 5. `target/bench/summary.json` and `target/bench/summary.md`.
+//!
+//! `gpu-bench` builds `bench_step --features cuda` and writes `target/gpu-bench/` (binary,
+//! script, `run.sh`) for a GPU machine with torch 2.11.0 and no cargo. xtask never links tch.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::util::{cargo, project_root, sh};
+
+const TORCH_VERSION: &str = "2.11.0";
+const STEP_SCRIPT: &str = "benches/pytorch/surf_step.py";
+const GPU_RUN_SH: &str = "benches/pytorch/gpu_run.sh";
+const GPU_TABLE_PY: &str = "benches/pytorch/gpu_table.py";
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug)]
+struct Options {
+    quick: bool,
+    threads: usize,
+    batches: Vec<usize>,
+    skip_criterion: bool,
+    skip_pytorch: bool,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let mut o = Options {
+            quick: false,
+            threads: cores,
+            batches: vec![16, 64],
+            skip_criterion: false,
+            skip_pytorch: false,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--quick" => o.quick = true,
+                "--skip-criterion" => o.skip_criterion = true,
+                "--skip-pytorch" => o.skip_pytorch = true,
+                "--threads" => {
+                    o.threads = it.next().context("--threads needs a value")?.parse()?;
+                }
+                "--batches" => {
+                    o.batches = it
+                        .next()
+                        .context("--batches needs a value, e.g. 16,64")?
+                        .split(',')
+                        .map(|s| s.trim().parse())
+                        .collect::<Result<_, _>>()?;
+                }
+                other => bail!(
+                    "bench: unknown option `{other}` (--quick, --threads T, --batches 16,64, \
+                     --skip-criterion, --skip-pytorch)"
+                ),
+            }
+        }
+        if o.threads == 0 || o.batches.is_empty() || o.batches.contains(&0) {
+            bail!("bench: --threads and every batch size must be positive");
+        }
+        Ok(o)
+    }
+
+    /// `(warmup, timed steps, loader-only batches)` for batch size `b`.
+    fn schedule(&self, b: usize) -> (usize, usize, usize) {
+        match (self.quick, b >= 64) {
+            (true, _) => (1, 2, 4),
+            (false, false) => (1, 5, 16),
+            (false, true) => (1, 3, 8),
+        }
+    }
+
+    /// Training samples to synthesise: enough for the longest phase within one epoch.
+    fn n_samples(&self) -> usize {
+        self.batches
+            .iter()
+            .map(|&b| {
+                let (w, s, l) = self.schedule(b);
+                b * (w + s.max(l) + 1)
+            })
+            .max()
+            .unwrap_or(256)
+            .max(256)
+    }
+}
+
+/// `cargo xtask bench [--quick] [--threads T] [--batches 16,64]`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    let root = project_root();
+    let out_dir = root.join("target").join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let started = Instant::now();
+
+    let criterion =
+        if opts.skip_criterion { Vec::new() } else { run_criterion(&root, opts.quick)? };
+
+    sh(cargo().args(["build", "--release", "-p", "mmanet-train", "--example", "bench_step"]))?;
+    let bin = root.join("target/release/examples/bench_step");
+    let data = out_dir.join("surf-synthetic");
+    ensure_data(&bin, &data, opts.n_samples())?;
+    let python = if opts.skip_pytorch { None } else { Some(ensure_pytorch_env()?) };
+
+    let mut runs = Vec::new();
+    for &b in &opts.batches {
+        let (warmup, steps, load_batches) = opts.schedule(b);
+        let common: Vec<String> = [
+            "--data",
+            &data.to_string_lossy(),
+            "--batch",
+            &b.to_string(),
+            "--steps",
+            &steps.to_string(),
+            "--warmup",
+            &warmup.to_string(),
+            "--load-batches",
+            &load_batches.to_string(),
+            "--threads",
+            &opts.threads.to_string(),
+            "--device",
+            "cpu",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let load_before = loadavg();
+        let ours = run_json(Command::new(&bin).args(&common).env("OMP_NUM_THREADS", "1"))?;
+        let pytorch = match &python {
+            Some(py) => Some(run_json(
+                Command::new("python3")
+                    .arg(root.join(STEP_SCRIPT))
+                    .args(&common)
+                    .env("PYTHONPATH", py)
+                    .env("OMP_NUM_THREADS", "1"),
+            )?),
+            None => None,
+        };
+        let ratios = pytorch.as_ref().map(|p| ratios(&ours, p)).unwrap_or(Value::Null);
+        runs.push(json!({
+            "batch": b,
+            "threads": opts.threads,
+            "loadavg_before": load_before,
+            "loadavg_after": loadavg(),
+            "ours": ours,
+            "pytorch": pytorch,
+            "ratio_ours_over_pytorch": ratios,
+        }));
+    }
+
+    let summary = json!({
+        "command": format!("cargo xtask bench {}", args.join(" ")).trim().to_string(),
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "machine": machine(),
+        "quick": opts.quick,
+        "threads": opts.threads,
+        "wall_s": started.elapsed().as_secs_f64(),
+        "criterion": criterion,
+        "step": runs,
+    });
+    let json_path = out_dir.join("summary.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")?;
+    let md = markdown(&summary);
+    std::fs::write(out_dir.join("summary.md"), &md)?;
+    print!("{md}");
+    eprintln!("bench: wrote {} and summary.md", json_path.display());
+    Ok(())
+}
+
+/// Runs the criterion benches and collects every `new/estimates.json` they wrote.
+fn run_criterion(root: &Path, quick: bool) -> Result<Vec<Value>> {
+    let mut benches = vec![("mmanet-losses", "mad")];
+    if root.join("crates/mmanet-data/benches/pipeline.rs").is_file() {
+        benches.push(("mmanet-data", "pipeline"));
+    }
+    let since = std::time::SystemTime::now();
+    for (pkg, bench) in &benches {
+        let mut cmd = cargo();
+        cmd.args(["bench", "-p", pkg, "--bench", bench]).env("OMP_NUM_THREADS", "1");
+        if quick {
+            cmd.args(["--", "--quick"]);
+        }
+        sh(&mut cmd)?;
+    }
+    let mut out = Vec::new();
+    collect_estimates(&root.join("target/criterion"), &root.join("target/criterion"), &mut out)?;
+    // Only the estimates written by this run.
+    out.retain(|(modified, _)| *modified >= since);
+    let mut rows: Vec<Value> = out.into_iter().map(|(_, v)| v).collect();
+    rows.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    Ok(rows)
+}
+
+fn collect_estimates(
+    base: &Path,
+    dir: &Path,
+    out: &mut Vec<(std::time::SystemTime, Value)>,
+) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let est = path.join("estimates.json");
+        if path.file_name().is_some_and(|n| n == "new") && est.is_file() {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&est)?)
+                .with_context(|| format!("parsing {}", est.display()))?;
+            let id = path
+                .parent()
+                .and_then(|p| p.strip_prefix(base).ok())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let modified = std::fs::metadata(&est)?.modified()?;
+            out.push((
+                modified,
+                json!({
+                    "id": id,
+                    "mean_ns": v["mean"]["point_estimate"],
+                    "median_ns": v["median"]["point_estimate"],
+                    "mean_ci_ns": [v["mean"]["confidence_interval"]["lower_bound"],
+                                   v["mean"]["confidence_interval"]["upper_bound"]],
+                }),
+            ));
+        } else {
+            collect_estimates(base, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Synthesises `n` training samples (180x180 JPEGs) unless the folder already holds them.
+fn ensure_data(bin: &Path, data: &Path, n: usize) -> Result<()> {
+    let marker = data.join(".mmanet-bench-samples");
+    let have = std::fs::read_to_string(&marker).ok().and_then(|s| s.trim().parse::<usize>().ok());
+    if have.is_some_and(|h| h >= n) && data.join("train_list.txt").is_file() {
+        eprintln!("bench: reusing {} ({} samples)", data.display(), have.unwrap_or(0));
+        return Ok(());
+    }
+    if data.exists() {
+        std::fs::remove_dir_all(data)?;
+    }
+    sh(Command::new(bin).arg("--data").arg(data).args([
+        "--generate",
+        &n.to_string(),
+        "--size",
+        "180",
+    ]))?;
+    std::fs::write(marker, format!("{n}\n"))?;
+    Ok(())
+}
+
+/// The `--target` folder holding torch for the reference script; installs it once.
+fn ensure_pytorch_env() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    let dir = PathBuf::from(home).join(format!(".cache/mmanet/pytorch-ref-{TORCH_VERSION}"));
+    let marker = dir.join(".mmanet-complete");
+    if marker.is_file() {
+        return Ok(dir);
+    }
+    let importable = |dir: &Path| {
+        Command::new("python3")
+            .args([
+                "-c",
+                &format!(
+                    "import torch, numpy; assert torch.__version__.startswith('{TORCH_VERSION}')"
+                ),
+            ])
+            .env("PYTHONPATH", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !importable(&dir) {
+        eprintln!(
+            "bench: installing torch=={TORCH_VERSION} for the PyTorch reference into {}",
+            dir.display()
+        );
+        sh(Command::new("python3")
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "--target"])
+            .arg(&dir)
+            .args([&format!("torch=={TORCH_VERSION}"), "numpy", "opencv-python-headless"]))?;
+        if !importable(&dir) {
+            bail!("python3 cannot import torch {TORCH_VERSION} from {}", dir.display());
+        }
+    }
+    std::fs::write(&marker, format!("torch=={TORCH_VERSION} numpy opencv-python-headless\n"))?;
+    Ok(dir)
+}
+
+/// Runs `cmd` (stderr passes through) and parses the last stdout line as JSON.
+fn run_json(cmd: &mut Command) -> Result<Value> {
+    let line = format!("{cmd:?}");
+    eprintln!("$ {line}");
+    let out =
+        cmd.stderr(Stdio::inherit()).output().with_context(|| format!("cannot start {line}"))?;
+    if !out.status.success() {
+        bail!("command failed ({}): {line}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last =
+        stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).context("no JSON line")?;
+    eprintln!("{last}");
+    Ok(serde_json::from_str(last)?)
+}
+
+/// The figures compared, with which direction is better.
+const FIGURES: [(&str, &str, &str); 5] = [
+    ("load_samples_per_s", "loading only (samples/s)", "higher"),
+    ("samples_per_s", "training, end to end (samples/s)", "higher"),
+    ("step_ms_median", "step, end to end (median ms)", "lower"),
+    ("compute_ms_median", "step, compute only (median ms)", "lower"),
+    ("peak_rss_mib", "peak RSS, main process (MiB)", "lower"),
+];
+
+fn ratios(ours: &Value, pytorch: &Value) -> Value {
+    let mut r = serde_json::Map::new();
+    for (key, _, _) in FIGURES {
+        if let (Some(a), Some(b)) = (ours[key].as_f64(), pytorch[key].as_f64()) {
+            r.insert(key.to_string(), json!(a / b));
+        }
+    }
+    Value::Object(r)
+}
+
+fn loadavg() -> Value {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()))
+        .map(Value::from)
+        .unwrap_or(Value::Null)
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string());
+    let mem_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+    });
+    json!({
+        "cpu": model,
+        "logical_cores": std::thread::available_parallelism().map(|n| n.get()).ok(),
+        "mem_gib": mem_kib.map(|k| (k as f64 / 1048576.0 * 10.0).round() / 10.0),
+        "os": std::env::consts::OS,
+    })
+}
+
+fn fmt_num(v: &Value) -> String {
+    if let Some(i) = v.as_i64() {
+        return i.to_string();
+    }
+    match v.as_f64() {
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
+        None => "–".into(),
+    }
+}
+
+fn markdown(s: &Value) -> String {
+    let mut md = String::new();
+    md.push_str(&format!(
+        "# `{}`\n\nMachine: {} ({} logical cores, {} GiB); threads = {} for both (tch / \
+         torch.set_num_threads and loader threads / DataLoader workers).\n\n",
+        s["command"].as_str().unwrap_or(""),
+        s["machine"]["cpu"].as_str().unwrap_or("unknown CPU"),
+        fmt_num(&s["machine"]["logical_cores"]),
+        fmt_num(&s["machine"]["mem_gib"]),
+        fmt_num(&s["threads"]),
+    ));
+    md.push_str("## MMANet student step, CASIA-SURF (width 64, 112x112, R/D/I), CPU\n\n");
+    md.push_str(
+        "| B | figure | ours | PyTorch | ours / PyTorch | better |\n|---|---|---|---|---|---|\n",
+    );
+    for run in s["step"].as_array().into_iter().flatten() {
+        for (key, label, better) in FIGURES {
+            md.push_str(&format!(
+                "| {} | {label} | {} | {} | {} | {better} |\n",
+                run["batch"],
+                fmt_num(&run["ours"][key]),
+                fmt_num(&run["pytorch"][key]),
+                fmt_num(&run["ratio_ours_over_pytorch"][key]),
+            ));
+        }
+        md.push_str(&format!(
+            "| {} | PyTorch loader workers' peak RSS, summed (MiB) | – | {} | – | lower |\n",
+            run["batch"],
+            fmt_num(&run["pytorch"]["peak_rss_workers_mib"]),
+        ));
+    }
+    md.push_str("\nSteps timed per run (after warm-up): ");
+    let steps: Vec<String> = s["step"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "B={}: {} steps, {} loader batches; load average {} -> {}",
+                r["batch"],
+                r["ours"]["steps"],
+                r["ours"]["load_batches"],
+                fmt_num(&r["loadavg_before"]),
+                fmt_num(&r["loadavg_after"])
+            )
+        })
+        .collect();
+    md.push_str(&steps.join("; "));
+    md.push_str(".\n\n## Criterion\n\n| benchmark | median | mean |\n|---|---|---|\n");
+    for c in s["criterion"].as_array().into_iter().flatten() {
+        let ms =
+            |v: &Value| v.as_f64().map(|ns| format!("{:.3} ms", ns / 1e6)).unwrap_or("–".into());
+        md.push_str(&format!(
+            "| {} | {} | {} |\n",
+            c["id"].as_str().unwrap_or(""),
+            ms(&c["median_ns"]),
+            ms(&c["mean_ns"])
+        ));
+    }
+    md
+}
+
+/// `cargo xtask gpu-bench`: a self-contained folder for a GPU machine with torch 2.11.0.
+pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!(
+            "gpu-bench takes no option (got `{a}`); edit target/gpu-bench/run.sh variables instead"
+        );
+    }
+    let root = project_root();
+    let out = root.join("target").join("gpu-bench");
+    std::fs::create_dir_all(&out)?;
+    sh(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "mmanet-train",
+        "--example",
+        "bench_step",
+        "--features",
+        "cuda",
+    ]))?;
+    let bin = root.join("target/release/examples/bench_step");
+    std::fs::copy(&bin, out.join("bench_step")).context("copying bench_step")?;
+    // Put the CPU binary back (both variants stay cached; this only re-links).
+    sh(cargo().args(["build", "--release", "-p", "mmanet-train", "--example", "bench_step"]))?;
+    std::fs::copy(root.join(STEP_SCRIPT), out.join("surf_step.py"))?;
+    std::fs::copy(root.join(GPU_RUN_SH), out.join("run.sh"))?;
+    std::fs::copy(root.join(GPU_TABLE_PY), out.join("table.py"))?;
+    set_executable(&out.join("run.sh"))?;
+    set_executable(&out.join("bench_step"))?;
+    eprintln!(
+        "gpu-bench: wrote {}\n  copy it to a GPU machine with python3 + torch {TORCH_VERSION} (CUDA) and run \
+         `./run.sh` there; results land in results/ and results/table.md",
+        out.display()
+    );
+    Ok(())
+}
+
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = std::fs::metadata(path)?.permissions();
+    p.set_mode(0o755);
+    std::fs::set_permissions(path, p)?;
+    Ok(())
+}
