@@ -243,6 +243,9 @@ fn net_output(t: TrunkOutput, aux_logits: Option<Tensor>) -> NetOutput {
 
 /// The teacher T (`SURF_Multi`): branches + fusion + trunk, **no mask** (the mask argument of
 /// [`MultiModalNet::forward_t`] is ignored).
+///
+/// It has exactly the variables of [`DeploymentNet`], so a teacher that must be trained with
+/// modality dropout (CeFA's) can be trained as a `DeploymentNet` and loaded here.
 #[derive(Debug)]
 pub struct TeacherNet {
     cfg: ClsNetConfig,
@@ -376,6 +379,11 @@ impl StudentNet {
     /// The deployment part.
     pub fn deployment(&self) -> &DeploymentNet {
         &self.deploy
+    }
+
+    /// The regularization network R.
+    pub fn regularizer(&self) -> &RegularizationNet {
+        &self.reg
     }
 
     /// Checked forward: logits, `[layer3, layer4]` and R's logits.
