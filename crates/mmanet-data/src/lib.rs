@@ -26,15 +26,20 @@
 //! # Ok::<(), mmanet_data::DataError>(())
 //! ```
 
+pub mod avmnist;
+pub mod basicmotions;
 mod batch;
 mod dataset;
 mod error;
 mod loader;
 mod mask_policy;
 mod memory;
+pub mod mfeat;
+pub mod npy;
 pub mod nyuv2;
 mod sample;
 pub mod seeding;
+pub mod split;
 pub mod surf;
 pub mod transform;
 

@@ -1,0 +1,128 @@
+//! BasicMotions (UEA archive, as packaged in PyPI `aeon==1.6.0`, see `datasets/basicmotions/`):
+//! accelerometer and gyroscope of the same recordings, 4 classes, in the sktime `.ts` format.
+//!
+//! Header lines start with `@` (or `#` for comments); `@classLabel true A B ..` fixes the class
+//! order. After `@data`, each line holds the dimensions as comma-separated series separated by
+//! `:`, then `:label`. Dimensions 0-2 are the accelerometer, 3-5 the gyroscope.
+
+use std::path::Path;
+
+use mmanet_core::{Modality, ModalitySet};
+
+use crate::{DataError, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
+
+/// A parsed `.ts` file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TsFile {
+    /// Class names in label order.
+    pub classes: Vec<String>,
+    /// Per sample, per dimension, the series.
+    pub series: Vec<Vec<Vec<f32>>>,
+    /// Per sample, the class index.
+    pub labels: Vec<i64>,
+}
+
+/// Parses a `.ts` file; `classes` overrides the header's class order (to share it between the
+/// train and test files). Errors name `file:line`.
+pub fn read_ts(path: &Path, classes: Option<&[String]>) -> Result<TsFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let mut header_classes: Vec<String> = Vec::new();
+    let mut in_data = false;
+    let mut raw = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if !in_data {
+            let lower = t.to_ascii_lowercase();
+            if lower.starts_with("@classlabel") {
+                let mut parts = t.split_whitespace().skip(1);
+                if parts.next().is_some_and(|p| p.eq_ignore_ascii_case("true")) {
+                    header_classes = parts.map(str::to_string).collect();
+                }
+            } else if lower.starts_with("@data") {
+                in_data = true;
+            } else if !t.starts_with('@') {
+                return Err(DataError::list(path, i + 1, "data before the @data line"));
+            }
+            continue;
+        }
+        let parts: Vec<&str> = t.split(':').collect();
+        if parts.len() < 2 {
+            return Err(DataError::list(path, i + 1, "expected `series:...:label`"));
+        }
+        let (dims, label) = parts.split_at(parts.len() - 1);
+        let series = dims
+            .iter()
+            .map(|d| {
+                d.split(',')
+                    .map(|v| {
+                        v.trim().parse::<f32>().map_err(|_| {
+                            DataError::list(path, i + 1, format!("`{v}` is not a number"))
+                        })
+                    })
+                    .collect::<Result<Vec<f32>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        raw.push((series, label[0].trim().to_string(), i + 1));
+    }
+    let classes: Vec<String> = match classes {
+        Some(c) => c.to_vec(),
+        None if !header_classes.is_empty() => header_classes,
+        None => {
+            let mut c: Vec<String> = raw.iter().map(|r| r.1.clone()).collect();
+            c.sort();
+            c.dedup();
+            c
+        }
+    };
+    let (mut series, mut labels) = (Vec::new(), Vec::new());
+    for (s, label, line) in raw {
+        let y = classes.iter().position(|c| *c == label).ok_or_else(|| {
+            DataError::list(path, line, format!("unknown class `{label}` (classes {classes:?})"))
+        })?;
+        series.push(s);
+        labels.push(y as i64);
+    }
+    if series.is_empty() {
+        return Err(DataError::list(path, 1, "no data lines"));
+    }
+    Ok(TsFile { classes, series, labels })
+}
+
+/// Loads `BasicMotions_TRAIN.ts` and `BasicMotions_TEST.ts` from `dir` as `(train, test)`:
+/// modalities Acc and Gyr, each sample `[3, T]` (channels, time steps), 4 classes in the train
+/// file's header order. Values are raw sensor readings.
+pub fn load_basicmotions(dir: &Path) -> Result<(InMemoryDataset, InMemoryDataset)> {
+    let train = read_ts(&dir.join("BasicMotions_TRAIN.ts"), None)?;
+    let test = read_ts(&dir.join("BasicMotions_TEST.ts"), Some(&train.classes))?;
+    let build = |f: &TsFile, name: &str| -> Result<InMemoryDataset> {
+        let t = f.series[0].first().map_or(0, Vec::len);
+        let mut samples = Vec::with_capacity(f.series.len());
+        for (k, (s, y)) in f.series.iter().zip(&f.labels).enumerate() {
+            if s.len() != 6 || s.iter().any(|d| d.len() != t) {
+                return Err(DataError::shape(
+                    format!("{}/{name}: sample {k}", dir.display()),
+                    format!("6 dimensions of {t} steps"),
+                    format!(
+                        "{} dimensions of {:?} steps",
+                        s.len(),
+                        s.iter().map(Vec::len).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            let part = |r: std::ops::Range<usize>| -> Result<ModalityData> {
+                ModalityData::new(s[r].concat(), vec![3, t as i64])
+            };
+            samples
+                .push(Sample { inputs: vec![part(0..3)?, part(3..6)?], target: Target::Class(*y) });
+        }
+        InMemoryDataset::new(
+            ModalitySet::new([Modality::Accelerometer, Modality::Gyroscope])?,
+            Task::Classification { num_classes: f.classes.len() },
+            samples,
+        )
+    };
+    Ok((build(&train, "BasicMotions_TRAIN.ts")?, build(&test, "BasicMotions_TEST.ts")?))
+}
