@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::data_spec::DataConfig;
-use crate::model_spec::ModelSpec;
+use crate::model_spec::{ModelSpec, ModelSpecExt};
 use crate::optim::OptimizerConfig;
 use crate::schedule::LrSchedule;
 
@@ -217,7 +217,7 @@ impl TrainConfig {
         }
         parse_device(&self.device)?;
         self.data.check()?;
-        self.model.check()?;
+        self.model.validate()?;
         let lr = self.optimizer.base_lr();
         if !(lr.is_finite() && lr > 0.0) {
             return Err(TrainError::config("optimizer.lr", format!("must be > 0, got {lr}")));
@@ -247,12 +247,6 @@ impl TrainConfig {
                 return Err(TrainError::config(
                     "teacher.checkpoint",
                     "distillation needs a teacher checkpoint (or set method.distillation = \"none\")",
-                ));
-            }
-            if m.mar && !self.model.supports_regularizer() {
-                return Err(TrainError::config(
-                    "method.mar",
-                    "this model has no regularization head",
                 ));
             }
         }

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mmanet_core::{ModalityMask, ModalitySet};
+use mmanet_data::nyuv2::{
+    Nyuv2Augment, Nyuv2Dataset, SYNTHETIC_NYUV2_CLASSES, write_synthetic_nyuv2,
+};
 use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
 use mmanet_data::{Dataset, InMemoryDataset, LoaderConfig, MaskPolicy, Task};
 use serde::{Deserialize, Serialize};
@@ -71,6 +74,29 @@ pub enum DatasetSpec {
         /// Network input side.
         crop: usize,
     },
+    /// NYUv2 in the ESANet layout (`train.txt`/`test.txt`, `{split}/rgb`, `depth`,
+    /// `labels_<C>`); validation (mining, model selection) uses the test split, as the
+    /// reference does.
+    Nyuv2 {
+        /// Data root.
+        root: PathBuf,
+        /// Number of classes (40 or 13; void excluded).
+        num_classes: usize,
+        /// Training crop `[height, width]` (reference: 480 x 640).
+        crop: [usize; 2],
+    },
+    /// A seeded synthetic RGB-D segmentation set in the NYUv2 layout (some classes separable
+    /// only by colour, some only by depth), written under `root` on first use.
+    SyntheticNyuv2 {
+        /// Where the files are (or will be) written.
+        root: PathBuf,
+        /// Training images (the test split gets a quarter).
+        n: usize,
+        /// Image `[height, width]`.
+        size: [usize; 2],
+        /// Training crop `[height, width]`.
+        crop: [usize; 2],
+    },
 }
 
 impl DatasetSpec {
@@ -78,18 +104,20 @@ impl DatasetSpec {
     pub fn set_root(&mut self, new_root: &Path) {
         match self {
             DatasetSpec::Toy { .. } => {}
-            DatasetSpec::Surf { root, .. } | DatasetSpec::SyntheticSurf { root, .. } => {
-                *root = new_root.to_path_buf()
-            }
+            DatasetSpec::Surf { root, .. }
+            | DatasetSpec::SyntheticSurf { root, .. }
+            | DatasetSpec::Nyuv2 { root, .. }
+            | DatasetSpec::SyntheticNyuv2 { root, .. } => *root = new_root.to_path_buf(),
         }
     }
 
     fn resolve_paths(&mut self, dir: &Path) {
         match self {
             DatasetSpec::Toy { .. } => {}
-            DatasetSpec::Surf { root, .. } | DatasetSpec::SyntheticSurf { root, .. } => {
-                absolutise(root, dir)
-            }
+            DatasetSpec::Surf { root, .. }
+            | DatasetSpec::SyntheticSurf { root, .. }
+            | DatasetSpec::Nyuv2 { root, .. }
+            | DatasetSpec::SyntheticNyuv2 { root, .. } => absolutise(root, dir),
         }
     }
 
@@ -125,6 +153,11 @@ impl DatasetSpec {
                     }
                 }
                 Ok(())
+            }
+            DatasetSpec::Nyuv2 { crop, .. } | DatasetSpec::SyntheticNyuv2 { crop, .. } => {
+                Nyuv2Augment::train(crop[0], crop[1])
+                    .validate()
+                    .map_err(|e| TrainError::config("data.dataset.crop", e.to_string()))
             }
         }
     }
@@ -175,8 +208,31 @@ impl DatasetSpec {
                 };
                 open_surf(root, Path::new(list), split, *resize, *crop)
             }
+            DatasetSpec::Nyuv2 { root, num_classes, crop } => {
+                open_nyuv2(root, split, *num_classes, *crop)
+            }
+            DatasetSpec::SyntheticNyuv2 { root, n, size, crop } => {
+                if !(root.join("train.txt").is_file() && root.join("test.txt").is_file()) {
+                    tracing::info!(root = %root.display(), n, "writing the synthetic NYUv2 set");
+                    write_synthetic_nyuv2(root, *n, seed, size[0], size[1])?;
+                }
+                open_nyuv2(root, split, SYNTHETIC_NYUV2_CLASSES, *crop)
+            }
         }
     }
+}
+
+fn open_nyuv2(
+    root: &Path,
+    split: Split,
+    num_classes: usize,
+    crop: [usize; 2],
+) -> Result<Arc<dyn Dataset>, TrainError> {
+    let (name, augment) = match split {
+        Split::Train => ("train", Nyuv2Augment::train(crop[0], crop[1])),
+        Split::Val | Split::Test => ("test", Nyuv2Augment::test()),
+    };
+    Ok(Arc::new(Nyuv2Dataset::open(root, name, num_classes)?.with_augment(augment)?))
 }
 
 /// Data sets and loading, as written in a config's `[data]` table.
@@ -198,6 +254,9 @@ pub struct DataConfig {
     /// Skip (and count) unreadable samples instead of failing.
     #[serde(default)]
     pub skip_bad_samples: bool,
+    /// Segmentation class weighting of the cross-entropy.
+    #[serde(default)]
+    pub class_weighting: crate::segmentation::ClassWeighting,
 }
 
 impl DataConfig {

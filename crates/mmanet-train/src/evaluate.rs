@@ -11,6 +11,7 @@ use mmanet_models::MultiModalNet;
 use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
+use crate::model_spec::ModelSpecExt;
 
 /// Which metrics a data set is scored with.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -116,9 +117,13 @@ pub fn predictions(logits: &Tensor, targets: &Tensor) -> Vec<i64> {
 /// The network inputs of a batch: one tensor per modality, in the set's order.
 ///
 /// # Shapes
-/// - `batch.inputs[m]`: `[B, ...]`, passed through unchanged.
+/// - `batch.inputs[m]`: `[B, ...]`, passed through unchanged, then `[B]` i64 lengths of the
+///   sequence modalities.
 pub fn net_inputs(batch: &Batch) -> Vec<Tensor> {
-    batch.inputs.iter().map(Tensor::shallow_clone).collect()
+    // Sequence modalities append their `[B]` true lengths, in modality order (the generic
+    // nets' convention).
+    let lengths = batch.lengths.iter().flatten().map(Tensor::shallow_clone);
+    batch.inputs.iter().map(Tensor::shallow_clone).chain(lengths).collect()
 }
 
 fn labels_of(batch: &Batch) -> Vec<i64> {
@@ -186,7 +191,7 @@ pub fn load_for_eval(
         crate::Stage::Teacher => crate::model_spec::Role::Teacher,
         crate::Stage::Student => crate::model_spec::Role::Deployment,
     };
-    let net = cfg.model.build(&vs.root(), role);
+    let net = cfg.model.build(&vs.root(), role)?;
     if !weights.exists() {
         return Err(TrainError::checkpoint(weights, "not found"));
     }
@@ -205,14 +210,11 @@ pub fn evaluate_checkpoint(
     combos: &[ModalityMask],
 ) -> Result<CombinationReport, TrainError> {
     let (_vs, net) = load_for_eval(cfg, weights)?;
+    let set = cfg.model.set();
     let data = cfg.data.dataset.open(split, cfg.seed)?;
-    let combos =
-        if combos.is_empty() { cfg.model.modalities().combinations() } else { combos.to_vec() };
+    let combos = if combos.is_empty() { set.combinations() } else { combos.to_vec() };
     for c in &combos {
-        cfg.model
-            .modalities()
-            .check(*c)
-            .map_err(|e| TrainError::config("combos", e.to_string()))?;
+        set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
     }
     let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
     let loader = cfg.data.eval_loader(cfg.eval.batch_size);

@@ -21,6 +21,7 @@ pub mod optim;
 pub mod presets;
 pub mod run_dir;
 pub mod schedule;
+pub mod segmentation;
 pub mod state;
 pub mod trainer;
 

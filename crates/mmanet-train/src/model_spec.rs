@@ -1,11 +1,15 @@
-//! [`ModelSpec`]: which network a run trains, and building it in each role.
+//! [`ModelSpec`]: which network a run trains (the models crate's [`NetConfig`]: `arch = "cls"`,
+//! `"generic"` or `"esanet"`), and building it in each role.
 
 use mmanet_core::ModalitySet;
-use mmanet_models::{ClsNetConfig, DeploymentNet, MultiModalNet, StudentNet, TeacherNet};
-use serde::{Deserialize, Serialize};
+use mmanet_models::factory::{NetConfig, build_net};
+use mmanet_models::{MultiModalNet, NetRole};
 use tch::nn;
 
 use crate::TrainError;
+
+/// The network of a run, as written in a config's `[model]` table.
+pub type ModelSpec = NetConfig;
 
 /// What a network is built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,51 +22,52 @@ pub enum Role {
     StudentWithRegularizer,
 }
 
-/// The network of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum ModelSpec {
-    /// CASIA-SURF / CeFA: ResNet18-SE branches, concatenation (or HeMIS mean/variance) fusion,
-    /// ResNet trunk; the student's regularization head is `auxi_bone`.
-    ResnetSe(ClsNetConfig),
+impl From<Role> for NetRole {
+    fn from(r: Role) -> NetRole {
+        match r {
+            Role::Teacher => NetRole::Teacher,
+            Role::Deployment => NetRole::Deployment,
+            Role::StudentWithRegularizer => NetRole::Student,
+        }
+    }
 }
 
-impl ModelSpec {
+/// What the trainer needs to know about a [`ModelSpec`].
+pub trait ModelSpecExt {
     /// The modalities the network expects, in input order.
-    pub fn modalities(&self) -> &ModalitySet {
-        match self {
-            ModelSpec::ResnetSe(c) => &c.modalities,
-        }
-    }
-
-    /// Number of output classes.
-    pub fn num_classes(&self) -> usize {
-        match self {
-            ModelSpec::ResnetSe(c) => c.n_classes as usize,
-        }
-    }
-
-    /// Whether a regularization head exists for this network.
-    pub fn supports_regularizer(&self) -> bool {
-        true
-    }
-
-    pub(crate) fn check(&self) -> Result<(), TrainError> {
-        match self {
-            ModelSpec::ResnetSe(c) => {
-                c.check().map_err(|e| TrainError::config("model", e.to_string()))
-            }
-        }
-    }
-
+    fn set(&self) -> ModalitySet;
+    /// Number of output classes (void excluded for segmentation).
+    fn num_classes(&self) -> usize;
+    /// Whether this is a segmentation network.
+    fn is_segmentation(&self) -> bool;
+    /// Checks the configuration, naming the `model` field on error.
+    fn validate(&self) -> Result<(), TrainError>;
     /// Builds the network under `p` (parameter names as the official code).
-    pub fn build(&self, p: &nn::Path<'_>, role: Role) -> Box<dyn MultiModalNet> {
-        match (self, role) {
-            (ModelSpec::ResnetSe(c), Role::Teacher) => Box::new(TeacherNet::new(p, c)),
-            (ModelSpec::ResnetSe(c), Role::Deployment) => Box::new(DeploymentNet::new(p, c)),
-            (ModelSpec::ResnetSe(c), Role::StudentWithRegularizer) => {
-                Box::new(StudentNet::new(p, c))
-            }
+    fn build(&self, p: &nn::Path<'_>, role: Role) -> Result<Box<dyn MultiModalNet>, TrainError>;
+}
+
+impl ModelSpecExt for NetConfig {
+    fn set(&self) -> ModalitySet {
+        self.modalities()
+    }
+
+    fn num_classes(&self) -> usize {
+        match self {
+            NetConfig::Cls(c) => c.n_classes as usize,
+            NetConfig::Generic(c) => c.n_classes as usize,
+            NetConfig::Esanet(c) => c.n_classes as usize,
         }
+    }
+
+    fn is_segmentation(&self) -> bool {
+        matches!(self, NetConfig::Esanet(_))
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        self.check().map_err(|e| TrainError::config("model", e.to_string()))
+    }
+
+    fn build(&self, p: &nn::Path<'_>, role: Role) -> Result<Box<dyn MultiModalNet>, TrainError> {
+        Ok(build_net(p, self, role.into())?)
     }
 }

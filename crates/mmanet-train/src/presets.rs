@@ -10,9 +10,9 @@ use mmanet_models::{ClsFusion, ClsNetConfig};
 
 use crate::config::{Distillation, EvalConfig, MethodConfig, Stage, TeacherConfig, TrainConfig};
 use crate::data_spec::{DataConfig, DatasetSpec};
-use crate::model_spec::ModelSpec;
 use crate::optim::OptimizerConfig;
 use crate::schedule::LrSchedule;
+use mmanet_models::factory::NetConfig;
 
 /// The preset names with a one-line description.
 pub const PRESETS: &[(&str, &str)] = &[
@@ -67,7 +67,7 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
         "surf-hemis" => {
             let mut c = without_teacher(surf(Stage::Student), "surf-hemis");
             #[allow(irrefutable_let_patterns)] // more model kinds will follow
-            if let ModelSpec::ResnetSe(m) = &mut c.model {
+            if let NetConfig::Cls(m) = &mut c.model {
                 m.fusion = ClsFusion::MeanVar { fidelity: Fidelity::Paper };
             }
             c
@@ -112,8 +112,9 @@ fn surf(stage: Stage) -> TrainConfig {
             prefetch: 4,
             train_combos: vec![],
             skip_bad_samples: false,
+            class_weighting: Default::default(),
         },
-        model: ModelSpec::ResnetSe(ClsNetConfig::surf()),
+        model: NetConfig::Cls(ClsNetConfig::surf()),
         method: MethodConfig::mmanet_classification(),
         optimizer: OptimizerConfig::reference_sgd(),
         schedule: LrSchedule::reference_classification(),
@@ -143,13 +144,13 @@ fn demo(stage: Stage) -> TrainConfig {
     };
     c.data.batch_size = 32;
     c.data.threads = 2;
-    c.model = ModelSpec::ResnetSe(ClsNetConfig::surf().with_width(16));
+    c.model = NetConfig::Cls(ClsNetConfig::surf().with_width(16));
     c.method.begin_epoch = 4;
     c.method.mining_start = 1;
     c.optimizer =
         OptimizerConfig::Sgd { lr: 0.02, momentum: 0.9, nesterov: true, weight_decay: 5e-4 };
-    c.schedule = LrSchedule::WarmupMultiStep { warmup_epochs: 1, milestones: vec![6], gamma: 0.1 };
-    c.skip_zero_lr_epochs = true;
+    c.schedule = LrSchedule::WarmupMultiStep { warmup_epochs: 0, milestones: vec![7], gamma: 0.1 };
+    c.skip_zero_lr_epochs = false;
     c.eval.every = 2;
     c.eval.batch_size = 64;
     if let Some(t) = &mut c.teacher {
@@ -175,7 +176,7 @@ fn toy(stage: Stage) -> TrainConfig {
         sizes: [64, 32, 32],
     };
     c.data.batch_size = 16;
-    c.model = ModelSpec::ResnetSe(ClsNetConfig::surf().with_width(4));
+    c.model = NetConfig::Cls(ClsNetConfig::surf().with_width(4));
     c.method.begin_epoch = 2;
     c.method.mining_start = 0;
     c.schedule = LrSchedule::Constant;

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig};
-use mmanet_losses::{ClassificationMiner, WeakSet};
+use mmanet_losses::{ClassificationMiner, SegMadConfig, SegmentationMiner, WeakSet};
 use mmanet_metrics::CombinationReport;
 use mmanet_models::checkpoint::{self, LoadMode};
 use mmanet_models::{MultiModalNet, NetOutput};
@@ -22,7 +22,7 @@ use crate::TrainError;
 use crate::config::{Distillation, Stage, TrainConfig, ValidConfig};
 use crate::data_spec::Split;
 use crate::evaluate::{Scoring, evaluate, mean_metric, net_inputs, predict_combo};
-use crate::model_spec::Role;
+use crate::model_spec::{ModelSpecExt, Role};
 use crate::optim::Optimizer;
 use crate::run_dir::{RunDir, write_atomic};
 use crate::state::{Best, EpochRecord, LossBreakdown, MiningEpoch, TrainState};
@@ -76,6 +76,8 @@ pub struct Trainer {
     scoring: Scoring,
     state: TrainState,
     weak: Option<WeakSet>,
+    /// Segmentation class weights `[C]` (ones unless median-frequency weighting is set).
+    class_weights: Option<Tensor>,
 }
 
 impl Trainer {
@@ -109,7 +111,7 @@ impl Trainer {
 
     fn build(cfg: ValidConfig, run: RunDir, state: TrainState) -> Result<Self, TrainError> {
         let device = cfg.device();
-        let set = cfg.model.modalities().clone();
+        let set = cfg.model.set();
         let train = cfg.data.dataset.open(Split::Train, cfg.seed)?;
         let val = cfg.data.dataset.open(Split::Val, cfg.seed)?;
         check_dataset(&train, &set, cfg.model.num_classes())?;
@@ -125,7 +127,7 @@ impl Trainer {
             (Stage::Student, true) => Role::StudentWithRegularizer,
             (Stage::Student, false) => Role::Deployment,
         };
-        let net = cfg.model.build(&vs.root(), role);
+        let net = cfg.model.build(&vs.root(), role)?;
         let opt = Optimizer::new(&vs, cfg.optimizer.clone());
         let teacher = match (&cfg.teacher, cfg.stage, cfg.method.needs_teacher()) {
             (Some(t), Stage::Student, true) => Some(load_teacher(&cfg, &t.checkpoint, device)?),
@@ -138,7 +140,14 @@ impl Trainer {
             }
             None => None,
         };
+        let class_weights = match val.task() {
+            mmanet_data::Task::Segmentation { num_classes } => {
+                Some(crate::segmentation::class_weights(&cfg, num_classes, device)?)
+            }
+            mmanet_data::Task::Classification { .. } => None,
+        };
         Ok(Trainer {
+            class_weights,
             cfg,
             run,
             device,
@@ -180,7 +189,7 @@ impl Trainer {
 
     /// Combinations scored on the validation split and in the final report.
     pub fn eval_combos(&self) -> Vec<ModalityMask> {
-        let set = self.cfg.model.modalities();
+        let set = self.cfg.model.set();
         if self.cfg.stage == Stage::Teacher {
             vec![set.full()]
         } else if self.cfg.eval.combos.is_empty() {
@@ -303,6 +312,9 @@ impl Trainer {
         batch: &Batch,
         epoch: usize,
     ) -> Result<(Tensor, LossBreakdown), TrainError> {
+        if let Some(w) = &self.class_weights {
+            return self.objective_segmentation(batch, epoch, w);
+        }
         let inputs = net_inputs(batch);
         let out = self.net.forward_t(&inputs, &batch.mask, true);
         let ce = out.logits.cross_entropy_for_logits(&batch.targets);
@@ -334,6 +346,65 @@ impl Trainer {
         Ok((total, parts))
     }
 
+    /// The segmentation loss of one batch: multi-scale weighted CE, then from `begin_epoch` on
+    /// + λ·MAD over the three tapped fused maps + λ·MAR of `auxi_decoder` on weak samples.
+    ///
+    /// # Shapes
+    /// - `batch.targets`: `[B, H, W]` (0 = void); `class_weights`: `[C]`.
+    fn objective_segmentation(
+        &self,
+        batch: &Batch,
+        epoch: usize,
+        class_weights: &Tensor,
+    ) -> Result<(Tensor, LossBreakdown), TrainError> {
+        use crate::segmentation::{labels_like, teacher_prediction};
+        let inputs = net_inputs(batch);
+        let out = self.net.forward_t(&inputs, &batch.mask, true);
+        let labels: Vec<Tensor> = std::iter::once(&out.logits)
+            .chain(&out.side_logits)
+            .map(|l| labels_like(&batch.targets, l))
+            .collect();
+        let scales: Vec<(&Tensor, &Tensor)> =
+            std::iter::once(&out.logits).chain(&out.side_logits).zip(labels.iter()).collect();
+        let ce = mmanet_losses::f_multiscale_weighted_ce_2d(&scales, class_weights)?;
+        let mut total = ce.shallow_clone();
+        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
+        let m = &self.cfg.method;
+        if self.is_student() && epoch > m.begin_epoch {
+            if let Some(teacher) = &self.teacher {
+                // reference-code: the teacher runs in train mode (batch statistics), as released.
+                let teacher_train = m.fidelity == mmanet_core::Fidelity::ReferenceCode;
+                let t = tch::no_grad(|| {
+                    teacher.net.forward_t(&inputs, &batch.mask.ones_like(), teacher_train)
+                });
+                let pairs: Vec<(&Tensor, &Tensor)> =
+                    out.features.iter().zip(&t.features).take(3).collect();
+                let pred = teacher_prediction(&t, m.fidelity)?;
+                let d = match m.distillation {
+                    Distillation::None => out.logits.zeros_like().sum(Kind::Float),
+                    _ => {
+                        mmanet_losses::f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())?
+                    }
+                } * m.lambda_mad;
+                parts.distill = scalar(&d);
+                total += d;
+            }
+            if let (true, Some(weak), Some(aux)) = (m.mar, &self.weak, &out.aux_logits) {
+                let r = mmanet_losses::f_mar_segmentation(
+                    &[(aux, &labels[0])],
+                    &batch.mask,
+                    weak,
+                    class_weights,
+                    m.fidelity,
+                )? * m.lambda_mar;
+                parts.mar = scalar(&r);
+                total += r;
+            }
+        }
+        parts.total = scalar(&total);
+        Ok((total, parts))
+    }
+
     /// Weak-set mining after the training pass of the mining epochs.
     fn mine(&mut self, epoch: usize, obs: &mut dyn Observer) -> Result<(), TrainError> {
         let m = &self.cfg.method;
@@ -343,7 +414,10 @@ impl Trainer {
         if epoch < m.mining_start || epoch >= m.begin_epoch {
             return Ok(());
         }
-        let set = self.cfg.model.modalities().clone();
+        if self.class_weights.is_some() {
+            return self.mine_segmentation(epoch, obs);
+        }
+        let set = self.cfg.model.set();
         let miner = ClassificationMiner::new(set.clone(), self.cfg.model.num_classes())?;
         let loader = self.eval_loader();
         let (_, full) =
@@ -359,6 +433,41 @@ impl Trainer {
             for e in &self.state.mining {
                 let per: Vec<&[i64]> = e.candidates.iter().map(Vec::as_slice).collect();
                 miner.add_epoch(&e.full, &per)?;
+            }
+            let weak = miner.weak_set()?;
+            tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
+            self.state.weak_set = Some(weak.combos().to_vec());
+            obs.on_weak_set(weak.combos());
+            self.weak = Some(weak);
+        }
+        Ok(())
+    }
+
+    /// Segmentation mining: (mIoU_full - mIoU_m)^2 per single modality, summed over epochs.
+    fn mine_segmentation(
+        &mut self,
+        epoch: usize,
+        obs: &mut dyn Observer,
+    ) -> Result<(), TrainError> {
+        let set = self.cfg.model.set();
+        let miner = SegmentationMiner::new(set.clone())?;
+        let mut combos = vec![set.full()];
+        combos.extend(miner.candidates().iter().copied());
+        let report = evaluate(
+            self.net.as_ref(),
+            &self.val,
+            &combos,
+            self.scoring,
+            &self.eval_loader(),
+            self.device,
+        )?;
+        let miou: Vec<f64> =
+            combos.iter().map(|c| report.value(*c, "miou").unwrap_or(0.0)).collect();
+        self.state.mining.push(MiningEpoch { epoch, miou, ..Default::default() });
+        if epoch + 1 == self.cfg.method.begin_epoch {
+            let mut miner = miner;
+            for e in &self.state.mining {
+                miner.add_epoch(e.miou[0], &e.miou[1..])?;
             }
             let weak = miner.weak_set()?;
             tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
@@ -451,7 +560,7 @@ fn load_teacher(
     device: Device,
 ) -> Result<Teacher, TrainError> {
     let mut vs = VarStore::new(device);
-    let net = cfg.model.build(&vs.root(), Role::Teacher);
+    let net = cfg.model.build(&vs.root(), Role::Teacher)?;
     if !path.exists() {
         return Err(TrainError::checkpoint(
             path,

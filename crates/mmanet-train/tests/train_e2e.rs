@@ -4,9 +4,9 @@ use std::path::Path;
 
 use mmanet_core::{Fidelity, ModalitySet};
 use mmanet_models::ClsNetConfig;
+use mmanet_models::factory::NetConfig;
 use mmanet_train::config::{EvalConfig, TeacherConfig};
 use mmanet_train::data_spec::{DataConfig, DatasetSpec};
-use mmanet_train::model_spec::ModelSpec;
 use mmanet_train::optim::OptimizerConfig;
 use mmanet_train::run_dir::RunDir;
 use mmanet_train::schedule::LrSchedule;
@@ -35,8 +35,9 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
             prefetch: 2,
             train_combos: vec![],
             skip_bad_samples: false,
+            class_weighting: Default::default(),
         },
-        model: ModelSpec::ResnetSe(ClsNetConfig::surf().with_width(4)),
+        model: NetConfig::Cls(ClsNetConfig::surf().with_width(4)),
         method: MethodConfig {
             begin_epoch: 2,
             mining_start: 0,
