@@ -40,8 +40,9 @@ impl Image {
         Ok(Image { height, width, channels, data })
     }
 
+    /// The value at row `y`, column `x`, channel `c` (panics outside the image).
     #[inline]
-    fn at(&self, y: usize, x: usize, c: usize) -> f32 {
+    pub fn at(&self, y: usize, x: usize, c: usize) -> f32 {
         self.data[(y * self.width + x) * self.channels + c]
     }
 
@@ -50,14 +51,24 @@ impl Image {
         let xs = linear_taps(self.width, width);
         let ys = linear_taps(self.height, height);
         let c = self.channels;
-        let mut out = Vec::with_capacity(height * width * c);
-        for &(y0, y1, fy) in &ys {
-            for &(x0, x1, fx) in &xs {
+        let row_len = self.width * c;
+        let mut out = vec![0f32; height * width * c];
+        // Horizontal pass of the two source rows, then the vertical blend.
+        let mut top = vec![0f32; width * c];
+        let mut bot = vec![0f32; width * c];
+        let hpass = |src: &[f32], dst: &mut [f32]| {
+            for (o, &(x0, x1, fx)) in dst.chunks_exact_mut(c).zip(&xs) {
+                let (a, b) = (&src[x0 * c..x0 * c + c], &src[x1 * c..x1 * c + c]);
                 for k in 0..c {
-                    let top = self.at(y0, x0, k) * (1.0 - fx) + self.at(y0, x1, k) * fx;
-                    let bot = self.at(y1, x0, k) * (1.0 - fx) + self.at(y1, x1, k) * fx;
-                    out.push(top * (1.0 - fy) + bot * fy);
+                    o[k] = a[k] + (b[k] - a[k]) * fx;
                 }
+            }
+        };
+        for (orow, &(y0, y1, fy)) in out.chunks_exact_mut(width * c).zip(&ys) {
+            hpass(&self.data[y0 * row_len..(y0 + 1) * row_len], &mut top);
+            hpass(&self.data[y1 * row_len..(y1 + 1) * row_len], &mut bot);
+            for ((o, t), b) in orow.iter_mut().zip(&top).zip(&bot) {
+                *o = t + (b - t) * fy;
             }
         }
         Image { height, width, channels: c, data: out }
@@ -96,35 +107,52 @@ impl Image {
         let tx = (1.0 - alpha) * cx - beta * cy + (nw as f64 / 2.0 - cx);
         let ty = beta * cx + (1.0 - alpha) * cy + (nh as f64 / 2.0 - cy);
         let c = self.channels;
-        let mut out = Vec::with_capacity(nh * nw * c);
+        let mut out = vec![0f32; nh * nw * c];
+        let (hi, wi) = (self.height as i64, self.width as i64);
         for y in 0..nh {
             for x in 0..nw {
                 let (dx, dy) = (x as f64 - tx, y as f64 - ty);
                 // Inverse of a rotation: its transpose (det = 1).
                 let sx = alpha * dx - beta * dy;
                 let sy = beta * dx + alpha * dy;
-                for k in 0..c {
-                    out.push(self.sample_zero_border(sx, sy, k));
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+                let (x0, y0) = (x0 as i64, y0 as i64);
+                if x0 < -1 || y0 < -1 || x0 >= wi || y0 >= hi {
+                    continue; // all four taps outside: black
+                }
+                let dst = &mut out[(y * nw + x) * c..(y * nw + x + 1) * c];
+                if x0 >= 0 && y0 >= 0 && x0 + 1 < wi && y0 + 1 < hi {
+                    // Interior: all four taps inside.
+                    let b0 = (y0 as usize * self.width + x0 as usize) * c;
+                    let b1 = b0 + self.width * c;
+                    let (r0, r1) = (&self.data[b0..b0 + 2 * c], &self.data[b1..b1 + 2 * c]);
+                    for k in 0..c {
+                        let t = r0[k] + (r0[c + k] - r0[k]) * fx;
+                        let b = r1[k] + (r1[c + k] - r1[k]) * fx;
+                        dst[k] = t + (b - t) * fy;
+                    }
+                    continue;
+                }
+                // Border: bilinear weights of the 4 taps; taps outside the image read as 0.
+                let taps = [
+                    (y0, x0, (1.0 - fx) * (1.0 - fy)),
+                    (y0, x0 + 1, fx * (1.0 - fy)),
+                    (y0 + 1, x0, (1.0 - fx) * fy),
+                    (y0 + 1, x0 + 1, fx * fy),
+                ];
+                for (ty_, tx_, wgt) in taps {
+                    if ty_ < 0 || tx_ < 0 || ty_ >= hi || tx_ >= wi || wgt == 0.0 {
+                        continue;
+                    }
+                    let base = (ty_ as usize * self.width + tx_ as usize) * c;
+                    for (d, v) in dst.iter_mut().zip(&self.data[base..base + c]) {
+                        *d += wgt * v;
+                    }
                 }
             }
         }
         Image { height: nh, width: nw, channels: c, data: out }
-    }
-
-    /// Bilinear sample at `(x, y)`, pixels outside the image read as 0.
-    fn sample_zero_border(&self, x: f64, y: f64, k: usize) -> f32 {
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = ((x - x0) as f32, (y - y0) as f32);
-        let get = |yy: f64, xx: f64| -> f32 {
-            if yy < 0.0 || xx < 0.0 || yy >= self.height as f64 || xx >= self.width as f64 {
-                0.0
-            } else {
-                self.at(yy as usize, xx as usize, k)
-            }
-        };
-        let top = get(y0, x0) * (1.0 - fx) + get(y0, x0 + 1.0) * fx;
-        let bot = get(y0 + 1.0, x0) * (1.0 - fx) + get(y0 + 1.0, x0 + 1.0) * fx;
-        top * (1.0 - fy) + bot * fy
     }
 
     /// The `height x width` window at `(top, left)`; fails when it does not fit.
