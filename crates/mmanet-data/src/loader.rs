@@ -125,6 +125,18 @@ impl DataLoader {
         Ok(())
     }
 
+    /// A loader over the same data, settings and thread pool with another policy (e.g. one
+    /// per evaluated combination).
+    pub fn with_policy(&self, policy: MaskPolicy) -> Result<DataLoader> {
+        policy.validate(self.dataset.modalities())?;
+        Ok(DataLoader {
+            dataset: Arc::clone(&self.dataset),
+            policy,
+            config: self.config.clone(),
+            pool: Arc::clone(&self.pool),
+        })
+    }
+
     /// Batches per epoch (before any skipped sample).
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.config.batch_size);

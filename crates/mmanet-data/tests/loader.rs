@@ -242,3 +242,34 @@ fn segmentation_targets_collate_to_maps() {
     // Labels above num_classes are refused.
     assert!(InMemoryDataset::new(set, Task::Segmentation { num_classes: 1 }, vec![mk(2)]).is_err());
 }
+
+#[test]
+fn sequence_lengths_are_batched_and_policies_can_be_swapped() {
+    let set: ModalitySet = "Img+A".parse().unwrap();
+    let samples = (0..4)
+        .map(|i| Sample {
+            inputs: vec![
+                ModalityData::new(vec![i as f32; 4], vec![1, 2, 2]).unwrap(),
+                ModalityData::sequence(vec![0.5; 6 * 2], vec![6, 2], 2 + i).unwrap(),
+            ],
+            target: Target::Class(i % 2),
+        })
+        .collect();
+    let ds = InMemoryDataset::new(set.clone(), Task::Classification { num_classes: 2 }, samples)
+        .unwrap();
+    let loader =
+        DataLoader::new(Arc::new(ds), MaskPolicy::full(&set), LoaderConfig::eval(4)).unwrap();
+    let b = loader.iter(0).next().unwrap().unwrap();
+    assert!(b.lengths[0].is_none());
+    assert_eq!(Vec::<i64>::try_from(b.lengths[1].as_ref().unwrap()).unwrap(), [2, 3, 4, 5]);
+    assert_eq!(b.inputs[1].size(), [4, 6, 2]);
+    // A sequence longer than its padded shape is refused.
+    assert!(ModalityData::sequence(vec![0.0; 4], vec![2, 2], 3).is_err());
+
+    for combo in set.combinations() {
+        let eval = loader.with_policy(MaskPolicy::Fixed(combo)).unwrap();
+        let b = eval.iter(0).next().unwrap().unwrap();
+        assert!(b.combos.iter().all(|c| *c == combo));
+    }
+    assert!(loader.with_policy(MaskPolicy::Uniform(vec![])).is_err());
+}
