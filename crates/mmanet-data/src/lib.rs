@@ -40,6 +40,7 @@ pub mod nyuv2;
 mod sample;
 pub mod seeding;
 pub mod split;
+mod subset;
 pub mod surf;
 pub mod transform;
 
@@ -50,6 +51,7 @@ pub use loader::{BatchIter, DataLoader, LoaderConfig};
 pub use mask_policy::MaskPolicy;
 pub use memory::InMemoryDataset;
 pub use sample::{ModalityData, Sample, Target, Task};
+pub use subset::Subset;
 
 /// Result alias of this crate.
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
