@@ -81,6 +81,12 @@ fn train_augmentation_crops_jitters_and_keeps_labels_aligned() {
     }
     assert!(distinct.len() > 1, "crops differ across seeds");
     assert!(Nyuv2Augment { scale_min: 2.0, ..Nyuv2Augment::train(8, 8) }.validate().is_err());
+
+    // Not larger than the crop (24 rows <= 24): resized to the crop size, as ESANet does.
+    let aug = Nyuv2Augment { scale_min: 1.0, scale_max: 1.0, ..Nyuv2Augment::train(24, 40) };
+    let ds = Nyuv2Dataset::open(dir.path(), "train", 5).unwrap().with_augment(aug).unwrap();
+    let s = ds.get(0, &mut derive_rng(0, 0, 0, Stream::Augment)).unwrap();
+    assert_eq!(s.inputs[0].shape, [3, 24, 40]);
 }
 
 #[test]

@@ -33,8 +33,8 @@ pub struct SegmentationArrays {
 /// The segmentation transform, one geometry for RGB, depth and labels.
 ///
 /// - train: random rescale by `U[scale_min, scale_max]` (RGB bilinear, depth and labels
-///   nearest) -> random `crop_height x crop_width` window (the image is first resized up to the
-///   crop when smaller) -> HSV jitter on RGB (H, S times `U[0.9, 1.1]`, V plus `U[-25, 25]`)
+///   nearest) -> random `crop_height x crop_width` window (an image not larger than the crop
+///   is resized to the crop instead, as ESANet does) -> HSV jitter on RGB (H, S times `U[0.9, 1.1]`, V plus `U[-25, 25]`)
 ///   -> horizontal flip with probability `flip_prob`.
 /// - test: nothing (native resolution).
 ///
@@ -113,16 +113,18 @@ impl Nyuv2Augment {
             labels = labels.resize_nearest(h, w);
             let (ch, cw) = (self.crop_height, self.crop_width);
             if h <= ch || w <= cw {
-                let (h2, w2) = (h.max(ch), w.max(cw));
-                rgb = rgb.resize_bilinear(h2, w2);
-                depth = depth.resize_nearest(h2, w2);
-                labels = labels.resize_nearest(h2, w2);
+                // ESANet's RandomCrop: too small to crop, so resize to the crop size instead.
+                rgb = rgb.resize_bilinear(ch, cw);
+                depth = depth.resize_nearest(ch, cw);
+                labels = labels.resize_nearest(ch, cw);
+            } else {
+                // np.random.randint(0, h - crop): exclusive upper bound.
+                let top = rng.random_range(0..h - ch);
+                let left = rng.random_range(0..w - cw);
+                rgb = rgb.crop(top, left, ch, cw)?;
+                depth = depth.crop(top, left, ch, cw)?;
+                labels = labels.crop(top, left, ch, cw)?;
             }
-            let top = if rgb.height > ch { rng.random_range(0..rgb.height - ch) } else { 0 };
-            let left = if rgb.width > cw { rng.random_range(0..rgb.width - cw) } else { 0 };
-            rgb = rgb.crop(top, left, ch, cw)?;
-            depth = depth.crop(top, left, ch, cw)?;
-            labels = labels.crop(top, left, ch, cw)?;
             let (lo, hi) = self.hs_range;
             let (hs, ss) = (rng.random_range(lo..=hi), rng.random_range(lo..=hi));
             let vs = rng.random_range(-self.v_shift..=self.v_shift);
