@@ -110,6 +110,10 @@ class SurfTrain(Dataset):
     def __getitem__(self, idx):
         rgb, depth, ir, label = self.samples[idx]
         imgs = [imread_bgr(os.path.join(self.root, p)) for p in (rgb, depth, ir)]
+        out = self.transform(imgs)
+        return out[0], out[1], out[2], label
+
+    def transform(self, imgs):
         imgs = [resize(i, self.resize_to) for i in imgs]
         angle = np.random.randint(-30, 31)
         imgs = [rotate(i, angle) for i in imgs]
@@ -119,11 +123,10 @@ class SurfTrain(Dataset):
         imgs = [i[y : y + self.size, x : x + self.size] for i in imgs]
         if np.random.rand() < 0.5:
             imgs = [np.ascontiguousarray(i[:, ::-1]) for i in imgs]
-        out = [
+        return [
             (torch.from_numpy(np.ascontiguousarray(i.transpose(2, 0, 1))).float() - 127.5) / 128.0
             for i in imgs
         ]
-        return out[0], out[1], out[2], label
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +333,29 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def load_breakdown(a):
+    """Single-process cost per sample of decoding (3 files) and of the train transform (one
+    torch thread, as in a DataLoader worker)."""
+    torch.set_num_threads(1)
+    ds = SurfTrain(a.data, "train_list.txt")
+    np.random.seed(a.seed)
+    n = min(a.load_breakdown, len(ds))
+    dec = aug = 0.0
+    for rgb, depth, ir, _ in ds.samples[:n]:
+        t0 = time.perf_counter()
+        imgs = [imread_bgr(os.path.join(ds.root, p)) for p in (rgb, depth, ir)]
+        t1 = time.perf_counter()
+        ds.transform(imgs)
+        t2 = time.perf_counter()
+        dec += t1 - t0
+        aug += t2 - t1
+    rec = {"impl": "pytorch", "mode": "load-breakdown", "samples": n,
+           "decoder": "cv2" if HAVE_CV2 else "pil",
+           "decode_ms_per_sample": dec * 1e3 / n, "augment_ms_per_sample": aug * 1e3 / n}
+    print(json.dumps(rec))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -345,7 +371,10 @@ def main():
     ap.add_argument("--auxi-calls", type=int, choices=[1, 3], default=1)
     ap.add_argument("--pin-memory", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--load-breakdown", type=int, default=0, help="one process: decode vs augment, ms/sample")
     a = ap.parse_args()
+    if a.load_breakdown:
+        return load_breakdown(a)
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)

@@ -161,6 +161,23 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }));
     }
 
+    // Single-threaded cost per sample of decoding and augmentation, ours and the reference's.
+    let breakdown_args = [
+        "--data".to_string(),
+        data.to_string_lossy().into_owned(),
+        "--load-breakdown".into(),
+        "200".into(),
+    ];
+    let breakdown = json!({
+        "ours": run_json(Command::new(&bin).args(&breakdown_args))?,
+        "pytorch": match &python {
+            Some(py) => run_json(
+                Command::new("python3").arg(root.join(STEP_SCRIPT)).args(&breakdown_args).env("PYTHONPATH", py),
+            )?,
+            None => Value::Null,
+        },
+    });
+
     let summary = json!({
         "command": format!("cargo xtask bench {}", args.join(" ")).trim().to_string(),
         "unix_time": std::time::SystemTime::now()
@@ -173,6 +190,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "wall_s": started.elapsed().as_secs_f64(),
         "criterion": criterion,
         "step": runs,
+        "load_breakdown": breakdown,
     });
     let json_path = out_dir.join("summary.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")?;
@@ -430,7 +448,19 @@ fn markdown(s: &Value) -> String {
         })
         .collect();
     md.push_str(&steps.join("; "));
-    md.push_str(".\n\n## Criterion\n\n| benchmark | median | mean |\n|---|---|---|\n");
+    md.push_str(".\n\n## Loading, one thread, per sample (3 JPEGs)\n\n");
+    md.push_str("| stage | ours (ms) | PyTorch (ms) | ours / PyTorch |\n|---|---|---|---|\n");
+    for (key, label) in
+        [("decode_ms_per_sample", "decode"), ("augment_ms_per_sample", "train augmentation")]
+    {
+        let (o, p) = (&s["load_breakdown"]["ours"][key], &s["load_breakdown"]["pytorch"][key]);
+        let r = match (o.as_f64(), p.as_f64()) {
+            (Some(a), Some(b)) => format!("{:.2}", a / b),
+            _ => "–".into(),
+        };
+        md.push_str(&format!("| {label} | {} | {} | {r} |\n", fmt_num(o), fmt_num(p)));
+    }
+    md.push_str("\n## Criterion\n\n| benchmark | median | mean |\n|---|---|---|\n");
     for c in s["criterion"].as_array().into_iter().flatten() {
         let ms =
             |v: &Value| v.as_f64().map(|ns| format!("{:.3} ms", ns / 1e6)).unwrap_or("–".into());

@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! bench_step --data DIR --generate N [--size 180]     write N synthetic samples and exit
+//! bench_step --data DIR --load-breakdown N            one thread: decode vs augment, ms/sample
 //! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
 //!            [--device cpu|cuda] [--amp] [--load-only] [--load-batches B] [--width 64]
 //! ```
@@ -48,6 +49,7 @@ struct Args {
     amp: bool,
     load_only: bool,
     load_batches: usize,
+    breakdown: usize,
     width: i64,
     seed: u64,
 }
@@ -65,6 +67,7 @@ fn parse_args() -> BoxResult<Args> {
         amp: false,
         load_only: false,
         load_batches: 0,
+        breakdown: 0,
         width: 64,
         seed: 0,
     };
@@ -86,6 +89,7 @@ fn parse_args() -> BoxResult<Args> {
             "--threads" => a.threads = value()?.parse()?,
             "--width" => a.width = value()?.parse()?,
             "--load-batches" => a.load_batches = value()?.parse()?,
+            "--load-breakdown" => a.breakdown = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
             "--device" => {
                 a.device = match value()?.as_str() {
@@ -100,7 +104,7 @@ fn parse_args() -> BoxResult<Args> {
                 println!(
                     "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
                      [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--load-only] \
-                     [--load-batches B] [--width 64] [--seed 0]"
+                     [--load-batches B] [--load-breakdown N] [--width 64] [--seed 0]"
                 );
                 std::process::exit(0);
             }
@@ -211,6 +215,39 @@ fn train_step(nets: &mut Nets, batch: &Batch, amp: bool) -> BoxResult<f64> {
     Ok(loss.double_value(&[]))
 }
 
+/// Single-threaded cost of the loading stages per sample: JPEG decoding (3 files) and the
+/// train augmentation (resize, rotation, crop, flip, normalisation of 3 modalities).
+fn load_breakdown(args: &Args) -> BoxResult<()> {
+    use rand::SeedableRng;
+    let dataset = SurfDataset::open(&args.data, "train_list.txt")?;
+    let augment = SurfAugment::train();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
+    let (mut decode_s, mut augment_s) = (0.0, 0.0);
+    let n = args.breakdown.min(dataset.entries().len());
+    for e in &dataset.entries()[..n] {
+        let t0 = Instant::now();
+        let images = e
+            .paths
+            .iter()
+            .map(|p| mmanet_data::transform::read_bgr(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let t1 = Instant::now();
+        let out = augment.apply(&images, &mut rng)?;
+        std::hint::black_box(out);
+        decode_s += (t1 - t0).as_secs_f64();
+        augment_s += t1.elapsed().as_secs_f64();
+    }
+    let record = serde_json::json!({
+        "impl": "mmanet-rs",
+        "mode": "load-breakdown",
+        "samples": n,
+        "decode_ms_per_sample": decode_s * 1e3 / n as f64,
+        "augment_ms_per_sample": augment_s * 1e3 / n as f64,
+    });
+    println!("{record}");
+    Ok(())
+}
+
 fn main() -> BoxResult<()> {
     let args = parse_args()?;
     if let Some(n) = args.generate {
@@ -225,6 +262,9 @@ fn main() -> BoxResult<()> {
             t0.elapsed().as_secs_f64()
         );
         return Ok(());
+    }
+    if args.breakdown > 0 {
+        return load_breakdown(&args);
     }
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(args.seed as i64);
