@@ -194,14 +194,18 @@ impl TrainConfig {
         let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .map(|mut t| t.remove("v").expect("v"))
             .unwrap_or_else(|_| toml::Value::String(value.trim().to_string()));
-        let mut slot = &mut doc;
-        for part in key.trim().split('.') {
-            slot = slot
+        // Walk (creating tables for optional sections such as `teacher`), then set the leaf;
+        // a key naming no field is rejected when the document is read back.
+        let parts: Vec<&str> = key.trim().split('.').collect();
+        let mut table = doc.as_table_mut().expect("a config is a table");
+        for part in &parts[..parts.len() - 1] {
+            table = table
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
                 .as_table_mut()
-                .and_then(|t| t.get_mut(part))
-                .ok_or_else(|| TrainError::config(key, "no such field"))?;
+                .ok_or_else(|| TrainError::config(key, format!("`{part}` is not a table")))?;
         }
-        *slot = parsed;
+        table.insert(parts[parts.len() - 1].to_string(), parsed);
         *self =
             doc.try_into().map_err(|e: toml::de::Error| TrainError::config(key, e.to_string()))?;
         Ok(())

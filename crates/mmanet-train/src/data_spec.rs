@@ -12,6 +12,7 @@ use mmanet_data::{Dataset, InMemoryDataset, LoaderConfig, MaskPolicy, Task};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::registry_data;
 
 /// The three splits of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,9 +98,54 @@ pub enum DatasetSpec {
         /// Training crop `[height, width]`.
         crop: [usize; 2],
     },
+    /// UCI Multiple Features (`cargo xtask data fetch mfeat`): 2,000 digits, 10 classes, any
+    /// subset of the six views; seeded stratified 80/20 train/test, validation from the 80.
+    Mfeat {
+        /// Folder holding `mfeat-*.csv`.
+        root: PathBuf,
+        /// Views, e.g. `["pixel", "fourier", "karhunen_loeve"]` (empty: all six).
+        #[serde(default)]
+        views: Vec<mmanet_core::Modality>,
+        /// Give the Pix view as a `[1, 16, 15]` image (for a small CNN branch).
+        #[serde(default)]
+        pixel_image: bool,
+        /// Fraction of the training split held out for validation.
+        val_fraction: f64,
+    },
+    /// AV-MNIST-lite (`cargo xtask data fetch avmnist`): MNIST image + spoken-digit MFCCs.
+    Avmnist {
+        /// Folder holding `mnist/` and `fsdd/`.
+        root: PathBuf,
+        /// Frames per padded MFCC sequence (true lengths are kept).
+        max_frames: usize,
+        /// Fraction of the training split held out for validation.
+        val_fraction: f64,
+    },
+    /// BasicMotions (`cargo xtask data fetch basicmotions`): accelerometer + gyroscope
+    /// sequences `[100, 3]`, the official 40/40 split, validation from the training part.
+    BasicMotions {
+        /// Folder holding `BasicMotions_{TRAIN,TEST}.ts`.
+        root: PathBuf,
+        /// Fraction of the training split held out for validation.
+        val_fraction: f64,
+    },
 }
 
 impl DatasetSpec {
+    /// A short name of the data set (`mfeat`, `casia-surf`, ...), for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DatasetSpec::Toy { .. } => "toy",
+            DatasetSpec::Surf { .. } => "casia-surf",
+            DatasetSpec::SyntheticSurf { .. } => "synthetic-surf",
+            DatasetSpec::Nyuv2 { .. } => "nyuv2",
+            DatasetSpec::SyntheticNyuv2 { .. } => "synthetic-nyuv2",
+            DatasetSpec::Mfeat { .. } => "mfeat",
+            DatasetSpec::Avmnist { .. } => "avmnist-lite",
+            DatasetSpec::BasicMotions { .. } => "basicmotions",
+        }
+    }
+
     /// Replaces the data root of file-based sets (no effect on in-memory sets).
     pub fn set_root(&mut self, new_root: &Path) {
         match self {
@@ -107,7 +153,10 @@ impl DatasetSpec {
             DatasetSpec::Surf { root, .. }
             | DatasetSpec::SyntheticSurf { root, .. }
             | DatasetSpec::Nyuv2 { root, .. }
-            | DatasetSpec::SyntheticNyuv2 { root, .. } => *root = new_root.to_path_buf(),
+            | DatasetSpec::SyntheticNyuv2 { root, .. }
+            | DatasetSpec::Mfeat { root, .. }
+            | DatasetSpec::Avmnist { root, .. }
+            | DatasetSpec::BasicMotions { root, .. } => *root = new_root.to_path_buf(),
         }
     }
 
@@ -117,7 +166,10 @@ impl DatasetSpec {
             DatasetSpec::Surf { root, .. }
             | DatasetSpec::SyntheticSurf { root, .. }
             | DatasetSpec::Nyuv2 { root, .. }
-            | DatasetSpec::SyntheticNyuv2 { root, .. } => absolutise(root, dir),
+            | DatasetSpec::SyntheticNyuv2 { root, .. }
+            | DatasetSpec::Mfeat { root, .. }
+            | DatasetSpec::Avmnist { root, .. }
+            | DatasetSpec::BasicMotions { root, .. } => absolutise(root, dir),
         }
     }
 
@@ -158,6 +210,20 @@ impl DatasetSpec {
                 Nyuv2Augment::train(crop[0], crop[1])
                     .validate()
                     .map_err(|e| TrainError::config("data.dataset.crop", e.to_string()))
+            }
+            DatasetSpec::Mfeat { val_fraction, .. }
+            | DatasetSpec::Avmnist { val_fraction, .. }
+            | DatasetSpec::BasicMotions { val_fraction, .. } => {
+                if !(*val_fraction > 0.0 && *val_fraction < 0.5) {
+                    return Err(TrainError::config(
+                        "data.dataset.val_fraction",
+                        format!("must be in (0, 0.5), got {val_fraction}"),
+                    ));
+                }
+                if let DatasetSpec::Avmnist { max_frames: 0, .. } = self {
+                    return Err(TrainError::config("data.dataset.max_frames", "must be >= 1"));
+                }
+                Ok(())
             }
         }
     }
@@ -217,6 +283,15 @@ impl DatasetSpec {
                     write_synthetic_nyuv2(root, *n, seed, size[0], size[1])?;
                 }
                 open_nyuv2(root, split, SYNTHETIC_NYUV2_CLASSES, *crop)
+            }
+            DatasetSpec::Mfeat { root, views, pixel_image, val_fraction } => {
+                registry_data::open_mfeat(root, views, *pixel_image, *val_fraction, seed, split)
+            }
+            DatasetSpec::Avmnist { root, max_frames, val_fraction } => {
+                registry_data::open_avmnist(root, *max_frames, *val_fraction, seed, split)
+            }
+            DatasetSpec::BasicMotions { root, val_fraction } => {
+                registry_data::open_basicmotions(root, *val_fraction, seed, split)
             }
         }
     }

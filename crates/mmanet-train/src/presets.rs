@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
-use mmanet_core::{Fidelity, ModalitySet};
-use mmanet_models::{ClsFusion, ClsNetConfig};
+use mmanet_core::{Fidelity, Modality, ModalitySet};
+use mmanet_models::generic::{BranchConfig, GenericFusion, GenericNetConfig};
+use mmanet_models::{ClsFusion, ClsNetConfig, EsaNetConfig};
 
 use crate::config::{Distillation, EvalConfig, MethodConfig, Stage, TeacherConfig, TrainConfig};
 use crate::data_spec::{DataConfig, DatasetSpec};
@@ -31,6 +32,22 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("surf-mad", "CASIA-SURF ablation: MAD only"),
     ("surf-mar", "CASIA-SURF ablation: MAR only"),
     ("surf-hemis", "CASIA-SURF HeMIS mean/variance fusion with modality dropout"),
+    ("mfeat3-teacher", "UCI mfeat, 3 views (Pix image, Fou, Kar): teacher (CPU, <1 min)"),
+    ("mfeat3-mmanet", "UCI mfeat, 3 views: MMANet student"),
+    ("mfeat3-unified", "UCI mfeat, 3 views: modality-dropout baseline"),
+    ("mfeat6-teacher", "UCI mfeat, all 6 views (63 combinations): teacher"),
+    ("mfeat6-mmanet", "UCI mfeat, all 6 views: MMANet student"),
+    ("avmnist-teacher", "AV-MNIST-lite (MNIST image + spoken-digit MFCCs): teacher"),
+    ("avmnist-mmanet", "AV-MNIST-lite: MMANet student"),
+    ("basicmotions-teacher", "BasicMotions (accelerometer + gyroscope): teacher"),
+    ("basicmotions-mmanet", "BasicMotions: MMANet student"),
+    ("nyuv2-teacher", "NYUv2 ESANet-R50 teacher, the paper's hyper-parameters"),
+    (
+        "nyuv2-mmanet",
+        "NYUv2 ESANet-R50 MMANet student (MAD 4, MAR 0.2), the paper's hyper-parameters",
+    ),
+    ("synth-nyuv2-teacher", "synthetic RGB-D segmentation, small ESANet: teacher (CPU)"),
+    ("synth-nyuv2-mmanet", "synthetic RGB-D segmentation, small ESANet: MMANet student (CPU)"),
 ];
 
 /// The preset called `name`, if any.
@@ -72,9 +89,224 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             }
             c
         }
+        "mfeat3-teacher" => mfeat(Stage::Teacher, true),
+        "mfeat3-mmanet" => mfeat(Stage::Student, true),
+        "mfeat3-unified" => without_teacher(mfeat(Stage::Student, true), "mfeat3-unified"),
+        "mfeat6-teacher" => mfeat(Stage::Teacher, false),
+        "mfeat6-mmanet" => mfeat(Stage::Student, false),
+        "avmnist-teacher" => avmnist(Stage::Teacher),
+        "avmnist-mmanet" => avmnist(Stage::Student),
+        "basicmotions-teacher" => basicmotions(Stage::Teacher),
+        "basicmotions-mmanet" => basicmotions(Stage::Student),
+        "nyuv2-teacher" => nyuv2(Stage::Teacher),
+        "nyuv2-mmanet" => nyuv2(Stage::Student),
+        "synth-nyuv2-teacher" => synth_nyuv2(Stage::Teacher),
+        "synth-nyuv2-mmanet" => synth_nyuv2(Stage::Student),
         _ => return None,
     };
     Some(cfg)
+}
+
+fn stage_name(prefix: &str, stage: Stage) -> String {
+    match stage {
+        Stage::Teacher => format!("{prefix}-teacher"),
+        Stage::Student => format!("{prefix}-mmanet"),
+    }
+}
+
+fn teacher_of(prefix: &str, stage: Stage) -> Option<TeacherConfig> {
+    (stage == Stage::Student).then(|| TeacherConfig {
+        checkpoint: PathBuf::from(format!("runs/{prefix}-teacher/checkpoints/best.safetensors")),
+    })
+}
+
+/// A small CPU-sized classification run on feature-vector / small-image data (Adam).
+fn small_classification(
+    name: &str,
+    stage: Stage,
+    dataset: DatasetSpec,
+    model: GenericNetConfig,
+    epochs: usize,
+) -> TrainConfig {
+    let prefix = name.to_string();
+    TrainConfig {
+        name: stage_name(&prefix, stage),
+        seed: 0,
+        device: "auto".into(),
+        stage,
+        epochs,
+        skip_zero_lr_epochs: false,
+        data: DataConfig {
+            dataset,
+            batch_size: 64,
+            threads: 1,
+            prefetch: 2,
+            train_combos: vec![],
+            skip_bad_samples: false,
+            class_weighting: Default::default(),
+        },
+        model: NetConfig::Generic(model),
+        method: MethodConfig {
+            lambda_mad: 30.0,
+            lambda_mar: 0.5,
+            begin_epoch: 5,
+            mining_start: 2,
+            ..MethodConfig::mmanet_classification()
+        },
+        optimizer: OptimizerConfig::Adam {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 1e-4,
+        },
+        schedule: LrSchedule::WarmupMultiStep {
+            warmup_epochs: 0,
+            milestones: vec![epochs * 2 / 3],
+            gamma: 0.1,
+        },
+        eval: EvalConfig { combos: vec![], batch_size: 256, every: 5, bona_fide_label: None },
+        teacher: teacher_of(&prefix, stage),
+    }
+}
+
+fn mlp(in_dim: i64) -> BranchConfig {
+    BranchConfig::Mlp { in_dim, hidden: vec![128], out_dim: 64 }
+}
+
+/// UCI mfeat: the demo's three views (Pix as a 16x15 image, Fou, Kar) or all six.
+fn mfeat(stage: Stage, three: bool) -> TrainConfig {
+    use Modality::*;
+    let (name, views, branches) = if three {
+        let img = BranchConfig::SmallCnn { in_channels: 1, channels: vec![16, 32], out_dim: 64 };
+        ("mfeat3", vec![Pixel, Fourier, KarhunenLoeve], vec![img, mlp(76), mlp(64)])
+    } else {
+        let views = vec![Pixel, Fourier, Profile, KarhunenLoeve, Zernike, Morphological];
+        ("mfeat6", views, vec![mlp(240), mlp(76), mlp(216), mlp(64), mlp(47), mlp(6)])
+    };
+    let set = ModalitySet::new(views.iter().copied()).expect("mfeat views");
+    let model = GenericNetConfig {
+        modalities: set,
+        branches,
+        trunk_hidden: vec![128, 64],
+        n_classes: 10,
+        fusion: GenericFusion::Concat,
+    };
+    let data = DatasetSpec::Mfeat {
+        root: PathBuf::from("datasets/cache/mfeat"),
+        views,
+        pixel_image: three,
+        val_fraction: 0.2,
+    };
+    small_classification(name, stage, data, model, 30)
+}
+
+/// AV-MNIST-lite: small CNN on the 28x28 image, 1-D conv on the MFCC sequence.
+fn avmnist(stage: Stage) -> TrainConfig {
+    let model = GenericNetConfig {
+        modalities: ModalitySet::new([Modality::Image, Modality::Audio]).expect("set"),
+        branches: vec![
+            BranchConfig::SmallCnn { in_channels: 1, channels: vec![16, 32], out_dim: 64 },
+            BranchConfig::Conv1d {
+                in_features: 13,
+                channels: vec![32, 64],
+                kernel: 3,
+                out_dim: 64,
+            },
+        ],
+        trunk_hidden: vec![128, 64],
+        n_classes: 10,
+        fusion: GenericFusion::Concat,
+    };
+    let data = DatasetSpec::Avmnist {
+        root: PathBuf::from("datasets/cache/avmnist"),
+        max_frames: 64,
+        val_fraction: 0.2,
+    };
+    small_classification("avmnist", stage, data, model, 20)
+}
+
+/// BasicMotions: a 1-D conv per sensor.
+fn basicmotions(stage: Stage) -> TrainConfig {
+    let conv =
+        BranchConfig::Conv1d { in_features: 3, channels: vec![16, 32], kernel: 5, out_dim: 32 };
+    let model = GenericNetConfig {
+        modalities: ModalitySet::new([Modality::Accelerometer, Modality::Gyroscope]).expect("set"),
+        branches: vec![conv.clone(), conv],
+        trunk_hidden: vec![64],
+        n_classes: 4,
+        fusion: GenericFusion::Concat,
+    };
+    let data = DatasetSpec::BasicMotions {
+        root: PathBuf::from("datasets/cache/basicmotions"),
+        val_fraction: 0.25,
+    };
+    let mut c = small_classification("basicmotions", stage, data, model, 40);
+    c.data.batch_size = 8;
+    c.method.begin_epoch = 10;
+    c.method.mining_start = 5;
+    c
+}
+
+/// NYUv2 with the reference's settings (mmanet_spec.md §5.2).
+fn nyuv2(stage: Stage) -> TrainConfig {
+    let mut c = surf(stage);
+    c.name = stage_name("nyuv2", stage);
+    c.epochs = 300;
+    c.skip_zero_lr_epochs = false;
+    c.data.dataset =
+        DatasetSpec::Nyuv2 { root: PathBuf::from("data/nyuv2"), num_classes: 40, crop: [480, 640] };
+    c.data.batch_size = 8;
+    c.data.class_weighting = crate::segmentation::ClassWeighting::MedianFrequency;
+    c.model = NetConfig::Esanet(EsaNetConfig::nyuv2());
+    c.method = MethodConfig {
+        lambda_mad: 4.0,
+        lambda_mar: 0.2,
+        begin_epoch: 10,
+        mining_start: 6,
+        ..MethodConfig::mmanet_classification()
+    };
+    c.optimizer =
+        OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, nesterov: true, weight_decay: 1e-4 };
+    c.schedule = LrSchedule::reference_segmentation();
+    c.eval = EvalConfig { combos: vec![], batch_size: 8, every: 10, bona_fide_label: None };
+    c.teacher = teacher_of("nyuv2", stage);
+    c
+}
+
+/// The synthetic RGB-D set with a small ESANet (ResNet-style width 16): CPU minutes.
+fn synth_nyuv2(stage: Stage) -> TrainConfig {
+    use mmanet_models::resnet::{BlockKind, ResNetConfig};
+    let mut c = nyuv2(stage);
+    c.name = stage_name("synth-nyuv2", stage);
+    c.epochs = if stage == Stage::Teacher { 10 } else { 16 };
+    c.data.dataset = DatasetSpec::SyntheticNyuv2 {
+        root: PathBuf::from("data/synthetic-nyuv2"),
+        n: 160,
+        size: [96, 128],
+        crop: [96, 128],
+    };
+    c.data.class_weighting = crate::segmentation::ClassWeighting::None;
+    c.model = NetConfig::Esanet(EsaNetConfig {
+        encoder: ResNetConfig {
+            block: BlockKind::Basic,
+            layers: [1, 1, 1, 1],
+            in_channels: 3,
+            width: 16,
+        },
+        n_classes: mmanet_data::nyuv2::SYNTHETIC_NYUV2_CLASSES as i64,
+        decoder_channels: [64, 32, 16],
+        decoder_blocks: 1,
+        ..EsaNetConfig::nyuv2()
+    });
+    c.method.begin_epoch = 5;
+    c.method.mining_start = 2;
+    c.optimizer =
+        OptimizerConfig::Adam { lr: 2e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4 };
+    c.schedule = LrSchedule::Constant;
+    c.eval.every = 4;
+    c.teacher = teacher_of("synth-nyuv2", stage);
+    c
 }
 
 fn without_teacher(mut c: TrainConfig, name: &str) -> TrainConfig {

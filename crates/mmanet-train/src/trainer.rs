@@ -526,10 +526,24 @@ impl Trainer {
             &self.eval_loader(),
             self.device,
         )?;
-        write_atomic(&self.run.report("md"), report.to_markdown().as_bytes())?;
+        let run_report = self.run_report(&report);
+        write_atomic(&self.run.report("md"), run_report.to_markdown().as_bytes())?;
         write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;
-        write_atomic(&self.run.report("json"), report.to_json().as_bytes())?;
+        write_atomic(&self.run.report("json"), run_report.to_json().as_bytes())?;
         Ok(report)
+    }
+
+    /// `report` in the [`RunReport`](crate::run_report::RunReport) JSON shape, under this run's name.
+    pub fn run_report(&self, report: &CombinationReport) -> crate::run_report::RunReport {
+        let task = match self.scoring {
+            Scoring::Segmentation { .. } => "segmentation",
+            _ => "classification",
+        };
+        let set = self.cfg.model.set();
+        let mods = set.modalities().iter().map(|m| m.symbol()).collect();
+        let mut r = crate::run_report::RunReport::new(self.cfg.data.dataset.name(), task, mods);
+        r.push(&self.cfg.name, report);
+        r
     }
 }
 

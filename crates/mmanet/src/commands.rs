@@ -8,6 +8,7 @@ use mmanet_metrics::CombinationReport;
 use mmanet_train::data_spec::Split;
 use mmanet_train::presets::{PRESETS, preset};
 use mmanet_train::run_dir::RunDir;
+use mmanet_train::run_report::RunReport;
 use mmanet_train::{TrainConfig, Trainer};
 
 use crate::cli::{Command, ConfigCommand, DataCommand, Format, SplitArg, SynthKind};
@@ -79,7 +80,9 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                     let p = r.join("report.json");
                     let text = std::fs::read_to_string(&p)
                         .with_context(|| format!("reading {}", p.display()))?;
-                    CombinationReport::from_json(&text).with_context(|| format!("{}", p.display()))
+                    let run =
+                        RunReport::from_json(&text).with_context(|| format!("{}", p.display()))?;
+                    Ok(run.combination_report(0)?)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let agg = CombinationReport::aggregate(&reports)?;
@@ -151,36 +154,97 @@ fn print_report(report: &CombinationReport, format: Format) {
     }
 }
 
+/// The demo: UCI mfeat (three views: the pixel image, Fourier and Karhunen-Loeve features),
+/// teacher, modality-dropout baseline and MMANet; one table, `report.json`, `report.md` and
+/// `report.svg` in `out`.
 fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
-    let (teacher_name, student_name) =
-        if quick { ("toy-teacher", "toy-mmanet") } else { ("demo-teacher", "demo-mmanet") };
-    let data_root = out.join("data");
-    let mut configs = vec![preset_or_err(teacher_name)?, preset_or_err(student_name)?];
-    if compare {
-        let mut u = preset_or_err(student_name)?;
-        u.name = format!("{}-unified", u.name.trim_end_matches("-mmanet"));
-        u.method.distillation = mmanet_train::Distillation::None;
-        u.method.mar = false;
-        u.teacher = None;
-        configs.push(u);
+    let (prefix, mut names) = if quick {
+        ("toy", vec!["toy-teacher", "toy-mmanet"])
+    } else {
+        ensure_fetched("mfeat", Path::new("datasets/cache/mfeat/mfeat-pix.csv"))?;
+        ("mfeat3", vec!["mfeat3-teacher", "mfeat3-unified", "mfeat3-mmanet"])
+    };
+    if quick && compare {
+        names.push("toy-unified");
     }
-    let teacher_weights = out.join(teacher_name).join("checkpoints").join("best.safetensors");
-    let mut reports = Vec::new();
-    for mut cfg in configs {
+    let teacher_weights =
+        out.join(format!("{prefix}-teacher")).join("checkpoints").join("best.safetensors");
+    let mut combined: Option<RunReport> = None;
+    let mut teacher_line = String::new();
+    for name in names {
+        let mut cfg = match preset(name) {
+            Some(c) => c,
+            None => {
+                // toy-unified: the toy student without teacher and MAR.
+                let mut c = preset_or_err("toy-mmanet")?;
+                c.name = name.into();
+                c.method.distillation = mmanet_train::Distillation::None;
+                c.method.mar = false;
+                c.teacher = None;
+                c
+            }
+        };
         cfg.device = device.to_string();
-        cfg.set_data_root(&data_root);
         if let Some(t) = &mut cfg.teacher {
             t.checkpoint = teacher_weights.clone();
         }
-        let name = cfg.name.clone();
-        let summary = train(cfg, &out.join(&name))?;
-        reports.push((name, summary.report));
+        let dir = out.join(&cfg.name);
+        let summary = train(cfg.clone(), &dir)?;
+        if cfg.stage == mmanet_train::Stage::Teacher {
+            // The teacher sees every modality by construction: report it, keep it out of the
+            // per-combination table.
+            let avg = summary.report.average().unwrap_or_default();
+            let cols: Vec<String> = summary
+                .report
+                .metrics()
+                .iter()
+                .zip(avg)
+                .map(|(m, v)| format!("{m} {:.2}%", 100.0 * v))
+                .collect();
+            teacher_line = format!("{} (all modalities): {}", cfg.name, cols.join(", "));
+            continue;
+        }
+        let text = std::fs::read_to_string(dir.join("report.json"))?;
+        let one = RunReport::from_json(&text)?;
+        match &mut combined {
+            None => combined = Some(one),
+            Some(c) => c.results.extend(one.results),
+        }
     }
-    println!();
-    for (name, report) in &reports {
-        println!("## {name} (test split)\n");
-        print!("{}", report.to_markdown());
-        println!();
+    let report = combined.context("no model was trained")?;
+    std::fs::write(out.join("report.json"), report.to_json())?;
+    std::fs::write(out.join("report.md"), report.to_markdown())?;
+    let metric = if report.task == "segmentation" { "miou" } else { "accuracy" };
+    crate::plot::write_svg(&report, metric, &out.join("report.svg"))?;
+    println!("\n{} (test split, {metric})\n", report.dataset);
+    print!("{}", report.to_markdown());
+    println!("\nteacher {teacher_line}");
+    println!("\nwritten: {}/report.{{json,md,svg}}", out.display());
+    Ok(())
+}
+
+/// Runs `cargo xtask data fetch NAME` (sha256-verified) when `probe` is missing and this
+/// binary was built from a checkout that has it.
+fn ensure_fetched(name: &str, probe: &Path) -> Result<()> {
+    if probe.exists() {
+        return Ok(());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if !root.join("xtask").is_dir() {
+        bail!(
+            "{} is missing: fetch the data set with `cargo xtask data fetch {name}`",
+            probe.display()
+        );
+    }
+    eprintln!("fetching {name} (first use): cargo xtask data fetch {name}");
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["xtask", "data", "fetch", name])
+            .current_dir(&root)
+            .status()
+            .context("running cargo xtask data fetch")?;
+    if !status.success() || !probe.exists() {
+        bail!("fetching {name} failed; run `cargo xtask data fetch {name}` and retry");
     }
     Ok(())
 }

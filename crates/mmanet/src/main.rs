@@ -15,6 +15,7 @@
 
 mod cli;
 mod commands;
+mod plot;
 mod progress;
 
 use clap::Parser;

@@ -1,0 +1,160 @@
+//! [`RunReport`]: the per-combination results of one or more models on one data set, in the
+//! JSON shape users consume:
+//!
+//! ```json
+//! {"dataset": "mfeat", "task": "classification", "modalities": ["Pix", "Fou", "Kar"],
+//!  "results": [{"model": "mfeat3-mmanet",
+//!               "combinations": [{"present": ["Pix"], "accuracy": 0.9625}, ...],
+//!               "average": {"accuracy": 0.9543}}]}
+//! ```
+//! Metric values are fractions (accuracy, apcer, bpcer, acer, miou, pixel_acc).
+
+use std::collections::BTreeMap;
+
+use mmanet_core::ModalityMask;
+use mmanet_metrics::CombinationReport;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+
+/// One combination's row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CombinationResult {
+    /// Present modalities (symbols, canonical order).
+    pub present: Vec<String>,
+    /// Metric name -> value.
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// One model's rows and average.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// Model (run) name.
+    pub model: String,
+    /// One entry per combination, in the paper's order.
+    pub combinations: Vec<CombinationResult>,
+    /// Mean of each metric over the combinations.
+    pub average: BTreeMap<String, f64>,
+}
+
+/// Results of several models on one data set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Data set name.
+    pub dataset: String,
+    /// `classification` or `segmentation`.
+    pub task: String,
+    /// The data set's modalities (symbols).
+    pub modalities: Vec<String>,
+    /// One entry per model.
+    pub results: Vec<ModelResult>,
+}
+
+impl RunReport {
+    /// An empty report.
+    pub fn new(dataset: &str, task: &str, modalities: Vec<String>) -> Self {
+        RunReport { dataset: dataset.into(), task: task.into(), modalities, results: Vec::new() }
+    }
+
+    /// Adds a model's [`CombinationReport`].
+    pub fn push(&mut self, model: &str, report: &CombinationReport) {
+        let names = report.metrics();
+        let combinations = report
+            .rows()
+            .iter()
+            .map(|r| CombinationResult {
+                present: r.combination.modalities().map(|m| m.symbol()).collect(),
+                metrics: names.iter().cloned().zip(r.values.iter().copied()).collect(),
+            })
+            .collect();
+        let average =
+            report.average().map(|a| names.iter().cloned().zip(a).collect()).unwrap_or_default();
+        self.results.push(ModelResult { model: model.into(), combinations, average });
+    }
+
+    /// The report of model `index` back as a [`CombinationReport`] (for aggregation).
+    pub fn combination_report(&self, index: usize) -> Result<CombinationReport, TrainError> {
+        let r = self.results.get(index).ok_or_else(|| TrainError::config("results", "no model"))?;
+        let metrics: Vec<String> =
+            r.combinations.first().map(|c| c.metrics.keys().cloned().collect()).unwrap_or_default();
+        let mut out = CombinationReport::new(metrics.iter().map(String::as_str))?;
+        for c in &r.combinations {
+            let mask: ModalityMask = c
+                .present
+                .join("+")
+                .parse()
+                .map_err(|e| TrainError::config("present", format!("{e}")))?;
+            let values: Vec<f64> = metrics.iter().map(|m| c.metrics[m]).collect();
+            out.insert(mask, &values)?;
+        }
+        Ok(out)
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialise")
+    }
+
+    /// Parses [`RunReport::to_json`] output.
+    pub fn from_json(text: &str) -> Result<Self, TrainError> {
+        serde_json::from_str(text).map_err(|e| TrainError::config("report", e.to_string()))
+    }
+
+    /// A Markdown table: one row per combination, one column per model and metric, plus the
+    /// average (values in %).
+    pub fn to_markdown(&self) -> String {
+        let mut cols: Vec<(usize, String)> = Vec::new();
+        for (i, r) in self.results.iter().enumerate() {
+            for m in r.average.keys() {
+                cols.push((i, m.clone()));
+            }
+        }
+        let mut s = String::from("| Combination |");
+        for (i, m) in &cols {
+            s.push_str(&format!(" {} {} (%) |", self.results[*i].model, m));
+        }
+        s.push_str("\n| :--- |");
+        s.push_str(&" ---: |".repeat(cols.len()));
+        s.push('\n');
+        let n = self.results.first().map_or(0, |r| r.combinations.len());
+        for k in 0..n {
+            let present = self.results[0].combinations[k].present.join("+");
+            s.push_str(&format!("| {present} |"));
+            for (i, m) in &cols {
+                let v = self.results[*i].combinations.get(k).and_then(|c| c.metrics.get(m));
+                s.push_str(&v.map_or(" - |".into(), |v| format!(" {:.2} |", 100.0 * v)));
+            }
+            s.push('\n');
+        }
+        s.push_str("| **Average** |");
+        for (i, m) in &cols {
+            s.push_str(&format!(" **{:.2}** |", 100.0 * self.results[*i].average[m]));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape_and_round_trip() {
+        let mut rep = CombinationReport::new(["accuracy"]).unwrap();
+        rep.insert("R".parse().unwrap(), &[0.5]).unwrap();
+        rep.insert("R+D".parse().unwrap(), &[0.75]).unwrap();
+        let mut r = RunReport::new("toy", "classification", vec!["R".into(), "D".into()]);
+        r.push("m", &rep);
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["results"][0]["combinations"][1]["present"], serde_json::json!(["R", "D"]));
+        assert_eq!(v["results"][0]["combinations"][1]["accuracy"], 0.75);
+        assert_eq!(v["results"][0]["average"]["accuracy"], 0.625);
+        let back = RunReport::from_json(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.combination_report(0).unwrap(), rep);
+        assert!(r.to_markdown().contains("| R+D | 75.00 |"));
+        assert!(r.to_markdown().contains("**62.50**"));
+    }
+}
