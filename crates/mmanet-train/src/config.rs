@@ -127,6 +127,9 @@ pub struct TrainConfig {
     /// and runs epoch 1 at rate 0; `true` skips both).
     #[serde(default)]
     pub skip_zero_lr_epochs: bool,
+    /// Per-epoch weight files to keep besides `last` and `best` (0: none).
+    #[serde(default)]
+    pub checkpoint_keep: usize,
     /// Data sets and loading.
     pub data: DataConfig,
     /// Network.

@@ -59,6 +59,14 @@ pub enum TrainError {
     /// A metric could not be computed.
     #[error(transparent)]
     Metrics(#[from] mmanet_metrics::MetricsError),
+    /// The run was stopped on request; `mmanet resume` continues it exactly.
+    #[error("stopped at epoch {epoch}, step {step}; a checkpoint was written")]
+    Interrupted {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Steps finished in that epoch.
+        step: usize,
+    },
     /// A libtorch operation failed.
     #[error(transparent)]
     Torch(#[from] tch::TchError),

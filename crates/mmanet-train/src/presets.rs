@@ -136,6 +136,7 @@ fn small_classification(
         stage,
         epochs,
         skip_zero_lr_epochs: false,
+        checkpoint_keep: 0,
         data: DataConfig {
             dataset,
             batch_size: 64,
@@ -330,6 +331,7 @@ fn surf(stage: Stage) -> TrainConfig {
         stage,
         epochs: 100,
         skip_zero_lr_epochs: true,
+        checkpoint_keep: 0,
         data: DataConfig {
             dataset: DatasetSpec::Surf {
                 root: PathBuf::from("data/CASIA-SURF"),

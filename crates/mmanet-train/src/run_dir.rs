@@ -6,7 +6,9 @@
 //!   state.json             epoch reached, weak set, miner scores, history (written last)
 //!   metrics.csv            one row per epoch
 //!   checkpoints/last.safetensors, last.optim.safetensors
-//!   checkpoints/best.safetensors
+//!   checkpoints/best.safetensors, epoch-NNN.safetensors (the last `checkpoint_keep`)
+//!   weak_set.json           the mined weak set
+//!   train.log               one line per epoch
 //!   report.md / report.json / report.csv   the per-combination evaluation
 //! ```
 //! Every file is written to a temporary name in the same folder and renamed into place, so an
@@ -67,6 +69,33 @@ impl RunDir {
     /// The best weights by the validation metric.
     pub fn best_weights(&self) -> PathBuf {
         self.root.join("checkpoints").join("best.safetensors")
+    }
+
+    /// Per-epoch weights `checkpoints/epoch-NNN.safetensors` (kept when `checkpoint_keep > 0`).
+    pub fn epoch_weights(&self, epoch: usize) -> PathBuf {
+        self.root.join("checkpoints").join(format!("epoch-{epoch:03}.safetensors"))
+    }
+
+    /// `weak_set.json`: the weak set MAR mined.
+    pub fn weak_set(&self) -> PathBuf {
+        self.root.join("weak_set.json")
+    }
+
+    /// `train.log`: one line per epoch and event.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("train.log")
+    }
+
+    /// Appends a line to `train.log`.
+    pub fn append_log(&self, line: &str) -> Result<(), TrainError> {
+        use std::io::Write;
+        let path = self.log();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        writeln!(f, "{line}").map_err(|e| TrainError::io(&path, e))
     }
 
     /// A report file, e.g. `report.md`.

@@ -91,6 +91,17 @@ pub struct Best {
     pub score: f64,
 }
 
+/// An epoch interrupted after `steps` optimisation steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// The epoch.
+    pub epoch: usize,
+    /// Steps finished (and saved in the weights and optimizer state).
+    pub steps: usize,
+    /// Sum of the finished steps' losses.
+    pub sum: LossBreakdown,
+}
+
 /// The resumable state of a run (`state.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -104,4 +115,7 @@ pub struct TrainState {
     pub best: Option<Best>,
     /// Every finished epoch.
     pub history: Vec<EpochRecord>,
+    /// The epoch in progress when the run was stopped, if any.
+    #[serde(default)]
+    pub partial: Option<PartialEpoch>,
 }

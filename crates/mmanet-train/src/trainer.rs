@@ -25,7 +25,7 @@ use crate::evaluate::{Scoring, evaluate, mean_metric, net_inputs, predict_combo}
 use crate::model_spec::{ModelSpecExt, Role};
 use crate::optim::Optimizer;
 use crate::run_dir::{RunDir, write_atomic};
-use crate::state::{Best, EpochRecord, LossBreakdown, MiningEpoch, TrainState};
+use crate::state::{Best, EpochRecord, LossBreakdown, MiningEpoch, PartialEpoch, TrainState};
 
 /// Receives progress; the app draws bars from it, tests ignore it.
 pub trait Observer {
@@ -37,6 +37,11 @@ pub trait Observer {
     fn on_epoch_end(&mut self, _record: &EpochRecord) {}
     /// The weak set was selected.
     fn on_weak_set(&mut self, _weak: &[ModalityMask]) {}
+    /// Polled after every step: `true` stops the run after that step with a checkpoint from
+    /// which [`Trainer::resume`] continues exactly (e.g. on Ctrl-C).
+    fn should_stop(&self) -> bool {
+        false
+    }
 }
 
 /// An [`Observer`] that ignores everything.
@@ -244,7 +249,15 @@ impl Trainer {
             tracing::info!(epoch, "learning rate 0: training pass skipped");
             (0, LossBreakdown::default(), 0)
         } else {
-            self.train_epoch(epoch, lr, obs)?
+            match self.train_epoch(epoch, lr, obs)? {
+                EpochPass::Done { steps, mean, skipped } => (steps, mean, skipped),
+                EpochPass::Stopped(partial) => {
+                    let step = partial.steps;
+                    self.state.partial = Some(partial);
+                    self.save_state()?;
+                    return Err(TrainError::Interrupted { epoch, step });
+                }
+            }
         };
         self.mine(epoch, obs)?;
         let val = if self.should_validate(epoch) { Some(self.validate()?) } else { None };
@@ -274,12 +287,20 @@ impl Trainer {
         epoch: usize,
         lr: f64,
         obs: &mut dyn Observer,
-    ) -> Result<(usize, LossBreakdown, usize), TrainError> {
+    ) -> Result<EpochPass, TrainError> {
         obs.on_epoch_start(epoch, self.train_loader.num_batches(), lr);
         let mut iter = self.train_loader.iter(epoch as u64);
-        let mut sum = LossBreakdown::default();
-        let mut steps = 0;
-        for batch in iter.by_ref() {
+        let (mut sum, mut steps) = match self.state.partial.take() {
+            // Resuming inside this epoch: replay the loader past the finished steps.
+            Some(p) if p.epoch == epoch => {
+                for _ in 0..p.steps {
+                    iter.next().transpose()?;
+                }
+                (p.sum, p.steps)
+            }
+            _ => (LossBreakdown::default(), 0),
+        };
+        while let Some(batch) = iter.next() {
             let batch = batch?.to_device(self.device);
             let (loss, parts) = self.objective(&batch, epoch)?;
             if !parts.total.is_finite() {
@@ -298,9 +319,12 @@ impl Trainer {
             sum.add(&parts);
             steps += 1;
             obs.on_step(epoch, steps, &parts);
+            if obs.should_stop() && steps < self.train_loader.num_batches() {
+                return Ok(EpochPass::Stopped(PartialEpoch { epoch, steps, sum }));
+            }
         }
         let mean = if steps > 0 { sum.scaled(1.0 / steps as f64) } else { sum };
-        Ok((steps, mean, iter.skipped()))
+        Ok(EpochPass::Done { steps, mean, skipped: iter.skipped() })
     }
 
     /// The loss of one batch and its parts.
@@ -436,10 +460,25 @@ impl Trainer {
             }
             let weak = miner.weak_set()?;
             tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
-            self.state.weak_set = Some(weak.combos().to_vec());
-            obs.on_weak_set(weak.combos());
-            self.weak = Some(weak);
+            self.record_weak_set(weak, obs)?;
         }
+        Ok(())
+    }
+
+    fn record_weak_set(&mut self, weak: WeakSet, obs: &mut dyn Observer) -> Result<(), TrainError> {
+        let combos = weak.combos().to_vec();
+        let json = serde_json::json!({
+            "weak_set": combos.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "mining_epochs": self.state.mining.iter().map(|m| m.epoch).collect::<Vec<_>>(),
+        });
+        write_atomic(
+            &self.run.weak_set(),
+            serde_json::to_string_pretty(&json).expect("json").as_bytes(),
+        )?;
+        self.run.append_log(&format!("weak set: {}", json["weak_set"]))?;
+        self.state.weak_set = Some(combos.clone());
+        obs.on_weak_set(&combos);
+        self.weak = Some(weak);
         Ok(())
     }
 
@@ -471,9 +510,7 @@ impl Trainer {
             }
             let weak = miner.weak_set()?;
             tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
-            self.state.weak_set = Some(weak.combos().to_vec());
-            obs.on_weak_set(weak.combos());
-            self.weak = Some(weak);
+            self.record_weak_set(weak, obs)?;
         }
         Ok(())
     }
@@ -491,7 +528,8 @@ impl Trainer {
         Ok(mean_metric(&report, self.scoring.selection_metric()).unwrap_or(f64::NAN))
     }
 
-    /// Writes weights, optimizer state, history and then the state file, each atomically.
+    /// Writes weights, optimizer state, history and then the state file, each atomically;
+    /// keeps the best weights and the last `checkpoint_keep` per-epoch copies.
     fn checkpoint(&mut self, record: EpochRecord) -> Result<(), TrainError> {
         if let Some(score) = record.val {
             if self.state.best.is_none_or(|b| score > b.score) {
@@ -499,8 +537,25 @@ impl Trainer {
                 self.state.best = Some(Best { epoch: record.epoch, score });
             }
         }
-        checkpoint::save_var_store(&self.vs, self.run.last_weights())?;
-        self.opt.save(&self.run.last_optimizer())?;
+        let keep = self.cfg.checkpoint_keep;
+        if keep > 0 {
+            checkpoint::save_var_store(&self.vs, self.run.epoch_weights(record.epoch))?;
+            if let Some(old) = record.epoch.checked_sub(keep) {
+                let _ = std::fs::remove_file(self.run.epoch_weights(old));
+            }
+        }
+        self.run.append_log(&format!(
+            "epoch {} lr {:e} steps {} loss {:.6} ce {:.6} distill {:.6} mar {:.6} val {} ({:.1}s)",
+            record.epoch,
+            record.lr,
+            record.steps,
+            record.loss.total,
+            record.loss.ce,
+            record.loss.distill,
+            record.loss.mar,
+            record.val.map_or("-".into(), |v| format!("{v:.6}")),
+            record.seconds
+        ))?;
         self.state.next_epoch = record.epoch + 1;
         self.state.history.push(record);
         let mut csv = String::from(EpochRecord::CSV_HEADER);
@@ -508,6 +563,13 @@ impl Trainer {
             csv.push_str(&r.csv_row());
         }
         write_atomic(&self.run.metrics(), csv.as_bytes())?;
+        self.save_state()
+    }
+
+    /// Weights, optimizer state, then `state.json` (last, so it only names files that exist).
+    fn save_state(&self) -> Result<(), TrainError> {
+        checkpoint::save_var_store(&self.vs, self.run.last_weights())?;
+        self.opt.save(&self.run.last_optimizer())?;
         let json = serde_json::to_string_pretty(&self.state).expect("state serialises");
         write_atomic(&self.run.state(), json.as_bytes())
     }
@@ -545,6 +607,14 @@ impl Trainer {
         r.push(&self.cfg.name, report);
         r
     }
+}
+
+/// How a training pass ended.
+enum EpochPass {
+    /// Every batch was seen.
+    Done { steps: usize, mean: LossBreakdown, skipped: usize },
+    /// The observer asked to stop.
+    Stopped(PartialEpoch),
 }
 
 /// The distillation term (unweighted) between student and teacher outputs.

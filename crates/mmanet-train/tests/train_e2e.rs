@@ -22,6 +22,7 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
         stage,
         epochs,
         skip_zero_lr_epochs: false,
+        checkpoint_keep: 0,
         data: DataConfig {
             dataset: DatasetSpec::Toy {
                 modalities: ModalitySet::surf(),
@@ -170,4 +171,114 @@ fn bad_configs_name_the_field() {
     assert!(matches!(c.set("epochz=1"), Err(TrainError::Config { .. })));
     let round = TrainConfig::from_toml_str(&c.to_toml(), Path::new("y.toml")).unwrap();
     assert_eq!(round, c);
+}
+
+/// Stops after a fixed number of steps (what the app does on Ctrl-C).
+struct StopAfter(usize, usize);
+
+impl mmanet_train::Observer for StopAfter {
+    fn on_step(&mut self, _e: usize, _s: usize, _l: &mmanet_train::state::LossBreakdown) {
+        self.1 += 1;
+    }
+    fn should_stop(&self) -> bool {
+        self.1 >= self.0
+    }
+}
+
+#[test]
+fn stop_mid_epoch_then_resume_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = train_teacher(dir.path());
+    let cfg = student_config(&teacher, 4);
+
+    let straight = RunDir::create(dir.path().join("straight")).unwrap();
+    Trainer::new(cfg.clone().check().unwrap(), straight.clone())
+        .unwrap()
+        .train_epochs(4, &mut Silent)
+        .unwrap();
+
+    // 6 batches per epoch: stop in the middle of epoch 3 (after 15 steps).
+    let split = RunDir::create(dir.path().join("split")).unwrap();
+    let mut t = Trainer::new(cfg.check().unwrap(), split.clone()).unwrap();
+    let err = t.train_epochs(4, &mut StopAfter(15, 0)).unwrap_err();
+    assert!(matches!(err, TrainError::Interrupted { epoch: 2, step: 3 }), "{err}");
+    drop(t);
+    let mut t = Trainer::resume(split.clone()).unwrap();
+    assert_eq!(t.state().partial.as_ref().map(|p| (p.epoch, p.steps)), Some((2, 3)));
+    t.train_epochs(10, &mut Silent).unwrap();
+
+    let read = |p: &Path| {
+        let mut v = Tensor::read_safetensors(p).unwrap();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    for ((na, ta), (_, tb)) in
+        read(&straight.last_weights()).iter().zip(&read(&split.last_weights()))
+    {
+        assert!(ta.equal(tb), "{na} differs after a mid-epoch resume");
+    }
+}
+
+#[test]
+fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let mut cfg = config(Stage::Teacher, 4);
+    // Epochs 0 and 1 train normally; from epoch 2 the rate is multiplied by 1e12.
+    cfg.schedule =
+        LrSchedule::WarmupMultiStep { warmup_epochs: 0, milestones: vec![1], gamma: 1e12 };
+    let dir = tempfile::tempdir().unwrap();
+    let run = RunDir::create(dir.path()).unwrap();
+    let mut t = Trainer::new(cfg.check().unwrap(), run.clone()).unwrap();
+    let err = t.run(&mut Silent).unwrap_err();
+    assert!(matches!(err, TrainError::NonFinite { epoch: 2, .. }), "{err}");
+    assert!(err.to_string().contains("non-finite loss"), "{err}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.state()).unwrap()).unwrap();
+    assert_eq!(state["next_epoch"], 2);
+    for (name, w) in Tensor::read_safetensors(run.last_weights()).unwrap() {
+        assert!(
+            w.to_kind(tch::Kind::Double).isfinite().all().int64_value(&[]) == 1,
+            "{name} is not finite in the kept checkpoint"
+        );
+    }
+}
+
+#[test]
+fn missing_teacher_checkpoint_and_corrupt_config_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-teacher.safetensors");
+    let cfg = student_config(&missing, 2).check().unwrap();
+    let err = Trainer::new(cfg, RunDir::create(dir.path().join("s")).unwrap()).err().unwrap();
+    let msg = err.to_string();
+    assert!(msg.contains("no-teacher.safetensors") && msg.contains("not found"), "{msg}");
+
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, "name = \"x\"\nseed = [unclosed\n").unwrap();
+    let msg = TrainConfig::from_toml_path(&path).unwrap_err().to_string();
+    assert!(msg.contains("broken.toml") && msg.contains("line 2"), "{msg}");
+    let msg = TrainConfig::from_toml_path(&dir.path().join("absent.toml")).unwrap_err().to_string();
+    assert!(msg.contains("absent.toml"), "{msg}");
+}
+
+#[test]
+fn run_folder_holds_log_weak_set_and_kept_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = train_teacher(dir.path());
+    let mut cfg = student_config(&teacher, 4);
+    cfg.checkpoint_keep = 2;
+    let run = RunDir::create(dir.path().join("s")).unwrap();
+    Trainer::new(cfg.check().unwrap(), run.clone()).unwrap().run(&mut Silent).unwrap();
+    let weak: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.weak_set()).unwrap()).unwrap();
+    assert_eq!(weak["weak_set"].as_array().unwrap().len(), 3);
+    let log = std::fs::read_to_string(run.log()).unwrap();
+    assert_eq!(log.lines().filter(|l| l.starts_with("epoch ")).count(), 4);
+    assert!(
+        !run.epoch_weights(1).exists()
+            && run.epoch_weights(2).exists()
+            && run.epoch_weights(3).exists()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.report("json")).unwrap()).unwrap();
+    assert_eq!(report["task"], "classification");
+    assert_eq!(report["results"][0]["combinations"].as_array().unwrap().len(), 7);
 }

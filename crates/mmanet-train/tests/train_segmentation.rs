@@ -37,6 +37,7 @@ fn config(stage: Stage, root: PathBuf, epochs: usize) -> TrainConfig {
         stage,
         epochs,
         skip_zero_lr_epochs: false,
+        checkpoint_keep: 0,
         data: DataConfig {
             dataset: DatasetSpec::SyntheticNyuv2 { root, n: 8, size: [64, 64], crop: [64, 64] },
             batch_size: 4,

@@ -120,7 +120,10 @@ fn preset_or_err(name: &str) -> Result<TrainConfig> {
 }
 
 /// Trains `cfg` into `dir` (resuming if `dir` holds an unfinished run of the same config).
-fn train(cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary> {
+fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary> {
+    // Presets name paths relative to the working directory; the run folder's config.toml must
+    // not depend on where `mmanet resume` is started.
+    cfg.resolve_paths(&std::env::current_dir()?);
     let cfg = cfg.check()?;
     let run = RunDir::create(dir)?;
     eprintln!("{}: training on {:?} into {}", cfg.name, cfg.device(), dir.display());
@@ -137,7 +140,13 @@ fn train(cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary> {
     } else {
         Trainer::new(cfg, run)?
     };
-    let summary = trainer.run(&mut bars)?;
+    let summary = match trainer.run(&mut bars) {
+        Err(mmanet_train::TrainError::Interrupted { epoch, step }) => bail!(
+            "stopped at epoch {epoch}, step {step}; continue exactly with `mmanet resume {}`",
+            dir.display()
+        ),
+        other => other?,
+    };
     eprintln!(
         "{}: report written to {}",
         trainer.run_dir().root().display(),

@@ -1,5 +1,8 @@
 //! Progress bars for training, fed by the trainer's [`Observer`] events.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use indicatif::{ProgressBar, ProgressStyle};
 use mmanet_core::ModalityMask;
 use mmanet_train::Observer;
@@ -11,12 +14,33 @@ pub(crate) struct Bars {
     epochs: usize,
     bar: Option<ProgressBar>,
     quiet: bool,
+    stop: Arc<AtomicBool>,
 }
 
 impl Bars {
     pub(crate) fn new(label: &str, epochs: usize, quiet: bool) -> Self {
-        Bars { label: label.to_string(), epochs, bar: None, quiet }
+        Bars { label: label.to_string(), epochs, bar: None, quiet, stop: stop_flag() }
     }
+}
+
+/// Set by Ctrl-C: the trainer stops after the current step with a checkpoint written.
+fn stop_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                std::process::exit(130); // a second Ctrl-C: leave now
+            }
+            eprintln!("\nCtrl-C: stopping after this step (press again to quit at once)");
+        });
+        if let Err(e) = installed {
+            tracing::warn!("cannot install the Ctrl-C handler: {e}");
+        }
+        flag
+    })
+    .clone()
 }
 
 impl Observer for Bars {
@@ -63,6 +87,10 @@ impl Observer for Bars {
             l.mar,
             r.seconds
         );
+    }
+
+    fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
     }
 
     fn on_weak_set(&mut self, weak: &[ModalityMask]) {
