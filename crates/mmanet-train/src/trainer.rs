@@ -300,7 +300,7 @@ impl Trainer {
             }
             _ => (LossBreakdown::default(), 0),
         };
-        while let Some(batch) = iter.next() {
+        for batch in iter.by_ref() {
             let batch = batch?.to_device(self.device);
             let (loss, parts) = self.objective(&batch, epoch)?;
             if !parts.total.is_finite() {
