@@ -18,6 +18,7 @@ mod error;
 pub mod evaluate;
 pub mod model_spec;
 pub mod optim;
+pub mod predict;
 pub mod presets;
 mod registry_data;
 pub mod run_dir;

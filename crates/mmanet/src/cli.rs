@@ -74,6 +74,18 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
     },
+    /// Predict one sample from whichever modality files are given (any non-empty subset).
+    Predict {
+        /// The run folder (its config.toml names the architecture and transforms).
+        run_dir: PathBuf,
+        /// Weights: `best` (default), `last`, or a safetensors path (e.g. an exported file).
+        #[arg(long, default_value = "best")]
+        weights: String,
+        /// `MODALITY=FILE`, repeated: an image for image branches, a text file of numbers for
+        /// vector branches (e.g. `--input rgb=face.jpg --input ir=face_ir.jpg`).
+        #[arg(long = "input", value_name = "MODALITY=FILE", required = true)]
+        inputs: Vec<String>,
+    },
     /// Write the deployment network alone (drops `auxi_bone.*` / `auxi_decoder.*`).
     Export {
         /// A student checkpoint.

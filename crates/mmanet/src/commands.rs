@@ -43,11 +43,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
         Command::Eval { run_dir, weights, combos, split, format } => {
             let run = RunDir::create(&run_dir)?;
             let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
-            let path = match weights.as_str() {
-                "best" => run.best_weights(),
-                "last" => run.last_weights(),
-                other => PathBuf::from(other),
-            };
+            let path = weights_path(&run, &weights);
             let combos = combos
                 .iter()
                 .map(|c| c.parse::<ModalityMask>().with_context(|| format!("combination `{c}`")))
@@ -58,6 +54,28 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             };
             let report = mmanet_train::evaluate::evaluate_checkpoint(&cfg, &path, split, &combos)?;
             print_report(&report, format);
+            Ok(())
+        }
+        Command::Predict { run_dir, weights, inputs } => {
+            let run = RunDir::create(&run_dir)?;
+            let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
+            let path = weights_path(&run, &weights);
+            let inputs = inputs
+                .iter()
+                .map(|a| {
+                    let (m, f) = a
+                        .split_once('=')
+                        .with_context(|| format!("`{a}`: expected MODALITY=FILE"))?;
+                    let m: mmanet_core::Modality = m.parse()?;
+                    Ok((m, PathBuf::from(f)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let p = mmanet_train::predict::predict(&cfg, &path, &inputs)?;
+            let present: Vec<String> = p.present.iter().map(|m| m.symbol()).collect();
+            println!("present: {}", present.join("+"));
+            for (k, prob) in p.probabilities.iter().enumerate() {
+                println!("class {k}: {prob:.4}");
+            }
             Ok(())
         }
         Command::Export { checkpoint, out } => {
@@ -109,6 +127,14 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             eprintln!("wrote {} (train/val/test: {:?})", s.root.display(), s.counts);
             Ok(())
         }
+    }
+}
+
+fn weights_path(run: &RunDir, weights: &str) -> PathBuf {
+    match weights {
+        "best" => run.best_weights(),
+        "last" => run.last_weights(),
+        other => PathBuf::from(other),
     }
 }
 
