@@ -20,6 +20,9 @@ commands:
   fetch <name>...   download, verify (sha256) and unpack datasets/<name>/manifest.toml
                     into datasets/cache/<name>/ (names: mfeat, basicmotions, avmnist)
   list              the manifests and whether each is fetched
+  synth <surf|nyuv2> --out DIR [--n N] [--seed S] [--size PX]
+                    write a seeded synthetic set in the CASIA-SURF or NYUv2 layout (runs
+                    `mmanet data synth`: the generators live in mmanet-data, which links libtorch)
 ";
 
 /// Entry point of `cargo xtask data ...`.
@@ -30,6 +33,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             names.iter().try_for_each(|n| fetch(&root, n))
         }
         Some((cmd, _)) if cmd == "list" => list(&root),
+        Some((cmd, rest)) if cmd == "synth" && !rest.is_empty() => crate::util::sh(
+            crate::util::cargo()
+                .args(["run", "--release", "--quiet", "-p", "mmanet", "--", "data", "synth"])
+                .args(rest),
+        ),
         _ => bail!("{USAGE}"),
     }
 }

@@ -144,7 +144,7 @@ pub(crate) enum DataCommand {
         /// Seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Image side in pixels.
+        /// Image side in pixels (NYUv2: height; the width is 4/3 of it).
         #[arg(long, default_value_t = 48)]
         size: usize,
     },
@@ -154,6 +154,8 @@ pub(crate) enum DataCommand {
 pub(crate) enum SynthKind {
     /// CASIA-SURF list layout: RGB, depth, IR JPEGs, label 1 = real.
     Surf,
+    /// NYUv2 (ESANet) layout: RGB png, depth png (uint16 mm), 5-class label png (0 = void).
+    Nyuv2,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

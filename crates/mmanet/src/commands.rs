@@ -127,6 +127,11 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             eprintln!("wrote {} (train/val/test: {:?})", s.root.display(), s.counts);
             Ok(())
         }
+        Command::Data(DataCommand::Synth { kind: SynthKind::Nyuv2, out, n, seed, size }) => {
+            let s = mmanet_data::nyuv2::write_synthetic_nyuv2(&out, n, seed, size, size * 4 / 3)?;
+            eprintln!("wrote {} (train/test: {:?})", s.root.display(), s.counts);
+            Ok(())
+        }
     }
 }
 
