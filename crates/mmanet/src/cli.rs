@@ -45,7 +45,7 @@ pub(crate) enum Command {
         /// Start from a preset instead of a file.
         #[arg(long, conflicts_with = "config")]
         preset: Option<String>,
-        /// Run folder (default: runs/<name>).
+        /// Run folder (default: `runs/NAME`).
         #[arg(long)]
         run_dir: Option<PathBuf>,
         /// Override a field, e.g. `--set epochs=3 --set method.fidelity=reference-code`.
