@@ -60,6 +60,16 @@ pub enum DatasetSpec {
         /// Network input side (reference: 112).
         crop: usize,
     },
+    /// CASIA-SURF CeFA (race subset), protocol `race_prot_rdi_4@5`: train = EA IDs 0-199,
+    /// val = the 'dev' split (EA 200-299), test = AF 300-499; label 0 = real.
+    Cefa {
+        /// `<root>/<Race>/<Race>-<ID>/<video>/{profile,depth,ir}/<frames>`.
+        root: PathBuf,
+        /// Side after the first resize (reference: 144).
+        resize: usize,
+        /// Network input side (reference: 112).
+        crop: usize,
+    },
     /// A seeded synthetic face-anti-spoofing set in the CASIA-SURF layout (JPEG files; RGB
     /// easy, depth medium, IR hard), written under `root` on first use, then read like
     /// [`DatasetSpec::Surf`].
@@ -137,6 +147,7 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Toy { .. } => "toy",
             DatasetSpec::Surf { .. } => "casia-surf",
+            DatasetSpec::Cefa { .. } => "cefa",
             DatasetSpec::SyntheticSurf { .. } => "synthetic-surf",
             DatasetSpec::Nyuv2 { .. } => "nyuv2",
             DatasetSpec::SyntheticNyuv2 { .. } => "synthetic-nyuv2",
@@ -151,6 +162,7 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Toy { .. } => {}
             DatasetSpec::Surf { root, .. }
+            | DatasetSpec::Cefa { root, .. }
             | DatasetSpec::SyntheticSurf { root, .. }
             | DatasetSpec::Nyuv2 { root, .. }
             | DatasetSpec::SyntheticNyuv2 { root, .. }
@@ -164,6 +176,7 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Toy { .. } => {}
             DatasetSpec::Surf { root, .. }
+            | DatasetSpec::Cefa { root, .. }
             | DatasetSpec::SyntheticSurf { root, .. }
             | DatasetSpec::Nyuv2 { root, .. }
             | DatasetSpec::SyntheticNyuv2 { root, .. }
@@ -192,6 +205,7 @@ impl DatasetSpec {
                 Ok(())
             }
             DatasetSpec::Surf { resize, crop, .. }
+            | DatasetSpec::Cefa { resize, crop, .. }
             | DatasetSpec::SyntheticSurf { resize, crop, .. } => {
                 SurfAugment::sized(true, *resize, *crop)
                     .validate()
@@ -260,6 +274,16 @@ impl DatasetSpec {
                     Split::Test => test_list,
                 };
                 open_surf(root, list, split, *resize, *crop)
+            }
+            DatasetSpec::Cefa { root, resize, crop } => {
+                use mmanet_data::cefa::{CefaDataset, CefaSplit};
+                let s = match split {
+                    Split::Train => CefaSplit::Train,
+                    Split::Val => CefaSplit::Dev,
+                    Split::Test => CefaSplit::Test,
+                };
+                let augment = SurfAugment::sized(split == Split::Train, *resize, *crop);
+                Ok(Arc::new(CefaDataset::open(root, s)?.with_augment(augment)?))
             }
             DatasetSpec::SyntheticSurf { root, n, size, resize, crop } => {
                 let lists = ["train_list.txt", "val_private_list.txt", "test_private_list.txt"];

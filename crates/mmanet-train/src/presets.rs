@@ -32,6 +32,11 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("surf-mad", "CASIA-SURF ablation: MAD only"),
     ("surf-mar", "CASIA-SURF ablation: MAR only"),
     ("surf-hemis", "CASIA-SURF HeMIS mean/variance fusion with modality dropout"),
+    (
+        "cefa-teacher",
+        "CeFA (race 4@5) teacher: trained on R, D, I, R+D+I (1/4 each), as the reference",
+    ),
+    ("cefa-mmanet", "CeFA MMANet student, the paper's hyper-parameters (label 0 = real)"),
     ("mfeat3-teacher", "UCI mfeat, 3 views (Pix image, Fou, Kar): teacher (CPU, <1 min)"),
     ("mfeat3-mmanet", "UCI mfeat, 3 views: MMANet student"),
     ("mfeat3-unified", "UCI mfeat, 3 views: modality-dropout baseline"),
@@ -87,6 +92,21 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             if let NetConfig::Cls(m) = &mut c.model {
                 m.fusion = ClsFusion::MeanVar { fidelity: Fidelity::Paper };
             }
+            c
+        }
+        "cefa-teacher" | "cefa-mmanet" => {
+            let stage = if name == "cefa-teacher" { Stage::Teacher } else { Stage::Student };
+            let mut c = surf(stage);
+            c.name = stage_name("cefa", stage);
+            c.data.dataset =
+                DatasetSpec::Cefa { root: PathBuf::from("data/CeFA-Race"), resize: 144, crop: 112 };
+            c.eval.bona_fide_label = Some(0);
+            if stage == Stage::Teacher {
+                // `unbalance_modality_drop`: each sample R, D, I or all three, 1/4 each.
+                c.data.train_combos =
+                    ["R", "D", "I", "R+D+I"].iter().map(|s| s.parse().expect("mask")).collect();
+            }
+            c.teacher = teacher_of("cefa", stage);
             c
         }
         "mfeat3-teacher" => mfeat(Stage::Teacher, true),

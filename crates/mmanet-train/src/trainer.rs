@@ -127,7 +127,13 @@ impl Trainer {
 
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
+        // A teacher trained on modality subsets (the CeFA reference's `unbalance_modality_drop`)
+        // must apply its masks: train it as a deployment network (same parameter names).
+        let masked_teacher = teacher_stage
+            && !cfg.data.train_combos.is_empty()
+            && cfg.data.train_combos.iter().any(|c| *c != set.full());
         let role = match (cfg.stage, cfg.method.mar) {
+            (Stage::Teacher, _) if masked_teacher => Role::Deployment,
             (Stage::Teacher, _) => Role::Teacher,
             (Stage::Student, true) => Role::StudentWithRegularizer,
             (Stage::Student, false) => Role::Deployment,

@@ -282,3 +282,26 @@ fn run_folder_holds_log_weak_set_and_kept_checkpoints() {
     assert_eq!(report["task"], "classification");
     assert_eq!(report["results"][0]["combinations"].as_array().unwrap().len(), 7);
 }
+
+#[test]
+fn teacher_trained_on_modality_subsets_masks_and_loads_as_a_teacher() {
+    // The CeFA reference trains its teacher on R, D, I and R+D+I (1/4 each).
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(Stage::Teacher, 1);
+    cfg.data.train_combos = ["R", "D", "I", "R+D+I"].iter().map(|s| s.parse().unwrap()).collect();
+    let run = RunDir::create(dir.path().join("t")).unwrap();
+    let mut t = Trainer::new(cfg.check().unwrap(), run.clone()).unwrap();
+    t.run(&mut Silent).unwrap();
+    // It is a masked network: with only R present, changing the IR input changes nothing.
+    let x: Vec<Tensor> =
+        (0..3).map(|_| Tensor::randn([2, 3, 16, 16], tch::kind::FLOAT_CPU)).collect();
+    let mask = Tensor::from_slice(&[1f32, 0., 0., 1., 0., 0.]).view([2, 3]);
+    let mut y = x.iter().map(Tensor::shallow_clone).collect::<Vec<_>>();
+    y[2] = Tensor::randn([2, 3, 16, 16], tch::kind::FLOAT_CPU);
+    let a = t.net().forward_t(&x, &mask, false).logits;
+    let b = t.net().forward_t(&y, &mask, false).logits;
+    assert!(a.allclose(&b, 1e-6, 1e-6, false));
+    // And a student distils from it.
+    let student = student_config(&run.last_weights(), 1).check().unwrap();
+    Trainer::new(student, RunDir::create(dir.path().join("s")).unwrap()).unwrap();
+}
