@@ -157,10 +157,10 @@ impl DatasetSpec {
         }
     }
 
-    /// Replaces the data root of file-based sets (no effect on in-memory sets).
-    pub fn set_root(&mut self, new_root: &Path) {
+    /// The data root of file-based sets (`None` for in-memory sets).
+    fn root_mut(&mut self) -> Option<&mut PathBuf> {
         match self {
-            DatasetSpec::Toy { .. } => {}
+            DatasetSpec::Toy { .. } => None,
             DatasetSpec::Surf { root, .. }
             | DatasetSpec::Cefa { root, .. }
             | DatasetSpec::SyntheticSurf { root, .. }
@@ -168,21 +168,20 @@ impl DatasetSpec {
             | DatasetSpec::SyntheticNyuv2 { root, .. }
             | DatasetSpec::Mfeat { root, .. }
             | DatasetSpec::Avmnist { root, .. }
-            | DatasetSpec::BasicMotions { root, .. } => *root = new_root.to_path_buf(),
+            | DatasetSpec::BasicMotions { root, .. } => Some(root),
+        }
+    }
+
+    /// Replaces the data root of file-based sets (no effect on in-memory sets).
+    pub fn set_root(&mut self, new_root: &Path) {
+        if let Some(root) = self.root_mut() {
+            *root = new_root.to_path_buf();
         }
     }
 
     fn resolve_paths(&mut self, dir: &Path) {
-        match self {
-            DatasetSpec::Toy { .. } => {}
-            DatasetSpec::Surf { root, .. }
-            | DatasetSpec::Cefa { root, .. }
-            | DatasetSpec::SyntheticSurf { root, .. }
-            | DatasetSpec::Nyuv2 { root, .. }
-            | DatasetSpec::SyntheticNyuv2 { root, .. }
-            | DatasetSpec::Mfeat { root, .. }
-            | DatasetSpec::Avmnist { root, .. }
-            | DatasetSpec::BasicMotions { root, .. } => absolutise(root, dir),
+        if let Some(root) = self.root_mut() {
+            absolutise(root, dir);
         }
     }
 
