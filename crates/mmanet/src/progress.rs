@@ -51,7 +51,7 @@ impl Observer for Bars {
         let bar = ProgressBar::new(steps as u64);
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+                "{prefix} [{bar:30}] {pos}/{len} {msg} {per_sec} ({elapsed}, eta {eta})",
             )
             .expect("valid template")
             .progress_chars("=> "),
