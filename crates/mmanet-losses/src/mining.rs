@@ -77,9 +77,7 @@ fn first_argmax(scores: &[f64]) -> Option<usize> {
 pub struct ClassificationMiner {
     set: ModalitySet,
     num_classes: usize,
-    candidates: Vec<ModalityMask>,
-    scores: Vec<f64>,
-    epochs: usize,
+    tally: Tally,
 }
 
 impl ClassificationMiner {
@@ -110,23 +108,22 @@ impl ClassificationMiner {
         }
         // Validates membership, emptiness and duplicates.
         WeakSet::new(set.clone(), candidates.clone())?;
-        let n = candidates.len();
-        Ok(ClassificationMiner { set, num_classes, candidates, scores: vec![0.0; n], epochs: 0 })
+        Ok(ClassificationMiner { set, num_classes, tally: Tally::new(candidates) })
     }
 
     /// The candidate combinations, in the order [`Self::add_epoch`] expects their predictions.
     pub fn candidates(&self) -> &[ModalityMask] {
-        &self.candidates
+        &self.tally.candidates
     }
 
     /// The accumulated distances `D_c`, aligned with [`Self::candidates`].
     pub fn scores(&self) -> &[f64] {
-        &self.scores
+        &self.tally.scores
     }
 
     /// Number of epochs fed so far.
     pub fn epochs(&self) -> usize {
-        self.epochs
+        self.tally.epochs
     }
 
     /// Feeds one mining epoch: the predicted labels of the full combination and of each
@@ -136,10 +133,10 @@ impl ClassificationMiner {
     /// Fails, leaving the scores unchanged, on a wrong number of candidates, an empty slice or a
     /// label outside `0..num_classes`.
     pub fn add_epoch(&mut self, full: &[i64], per_candidate: &[&[i64]]) -> Result<()> {
-        if per_candidate.len() != self.candidates.len() {
+        if per_candidate.len() != self.tally.candidates.len() {
             return Err(LossError::Invalid(format!(
                 "expected predictions for {} candidates, got {}",
-                self.candidates.len(),
+                self.tally.candidates.len(),
                 per_candidate.len()
             )));
         }
@@ -148,21 +145,15 @@ impl ClassificationMiner {
             .iter()
             .map(|p| Ok(softmax_kl(&label_histogram(p, self.num_classes)?, &v_full)))
             .collect::<Result<Vec<f64>>>()?;
-        for (s, d) in self.scores.iter_mut().zip(kl) {
-            *s += d;
-        }
-        self.epochs += 1;
-        tracing::debug!(epoch = self.epochs, scores = ?self.scores, "classification weak-set mining");
+        self.tally.add(&kl);
+        tracing::debug!(epoch = self.tally.epochs, scores = ?self.tally.scores, "classification weak-set mining");
         Ok(())
     }
 
     /// The candidate with the largest accumulated distance (the first on ties); `None` before
     /// any epoch.
     pub fn weakest(&self) -> Option<ModalityMask> {
-        if self.epochs == 0 {
-            return None;
-        }
-        first_argmax(&self.scores).map(|i| self.candidates[i])
+        self.tally.weakest()
     }
 
     /// The weak set `[c*, singles of c*]` (just `[c*]` when `c*` is a single modality); fails
@@ -191,9 +182,7 @@ impl ClassificationMiner {
 #[derive(Clone, Debug)]
 pub struct SegmentationMiner {
     set: ModalitySet,
-    candidates: Vec<ModalityMask>,
-    scores: Vec<f64>,
-    epochs: usize,
+    tally: Tally,
 }
 
 impl SegmentationMiner {
@@ -204,54 +193,48 @@ impl SegmentationMiner {
                 "mining needs at least 2 modalities, {set} has 1"
             )));
         }
-        let candidates = set.singles();
-        let n = candidates.len();
-        Ok(SegmentationMiner { set, candidates, scores: vec![0.0; n], epochs: 0 })
+        let tally = Tally::new(set.singles());
+        Ok(SegmentationMiner { set, tally })
     }
 
     /// The candidates (single modalities, in set order).
     pub fn candidates(&self) -> &[ModalityMask] {
-        &self.candidates
+        &self.tally.candidates
     }
 
     /// The accumulated distances, aligned with [`Self::candidates`].
     pub fn scores(&self) -> &[f64] {
-        &self.scores
+        &self.tally.scores
     }
 
     /// Number of epochs fed so far.
     pub fn epochs(&self) -> usize {
-        self.epochs
+        self.tally.epochs
     }
 
     /// Feeds one mining epoch: the validation mIoU with all modalities and with each candidate
     /// alone (aligned with [`Self::candidates`]). Fails on a wrong count or a non-finite value.
     pub fn add_epoch(&mut self, miou_full: f64, miou_per_candidate: &[f64]) -> Result<()> {
-        if miou_per_candidate.len() != self.candidates.len() {
+        if miou_per_candidate.len() != self.tally.candidates.len() {
             return Err(LossError::Invalid(format!(
                 "expected {} mIoU values, got {}",
-                self.candidates.len(),
+                self.tally.candidates.len(),
                 miou_per_candidate.len()
             )));
         }
         if !miou_full.is_finite() || miou_per_candidate.iter().any(|m| !m.is_finite()) {
             return Err(LossError::Invalid("mIoU values must be finite".into()));
         }
-        for (s, m) in self.scores.iter_mut().zip(miou_per_candidate) {
-            *s += (miou_full - m).powi(2);
-        }
-        self.epochs += 1;
-        tracing::debug!(epoch = self.epochs, scores = ?self.scores, "segmentation weak-set mining");
+        let d: Vec<f64> = miou_per_candidate.iter().map(|m| (miou_full - m).powi(2)).collect();
+        self.tally.add(&d);
+        tracing::debug!(epoch = self.tally.epochs, scores = ?self.tally.scores, "segmentation weak-set mining");
         Ok(())
     }
 
     /// The candidate with the largest accumulated distance (first on ties); `None` before any
     /// epoch.
     pub fn weakest(&self) -> Option<ModalityMask> {
-        if self.epochs == 0 {
-            return None;
-        }
-        first_argmax(&self.scores).map(|i| self.candidates[i])
+        self.tally.weakest()
     }
 
     /// The weak set `[argmax_m D_m]`; fails before any epoch.
@@ -305,5 +288,36 @@ mod tests {
         assert_eq!(m.scores(), &[0.0625, 0.25]);
         assert_eq!(m.weak_set().unwrap().to_string(), "[D]");
         assert!(m.add_epoch(f64::NAN, &[0.1, 0.2]).is_err());
+    }
+}
+
+/// Accumulated distances of the candidate combinations over the mining epochs.
+#[derive(Clone, Debug)]
+struct Tally {
+    candidates: Vec<ModalityMask>,
+    scores: Vec<f64>,
+    epochs: usize,
+}
+
+impl Tally {
+    fn new(candidates: Vec<ModalityMask>) -> Self {
+        let scores = vec![0.0; candidates.len()];
+        Tally { candidates, scores, epochs: 0 }
+    }
+
+    /// Adds one epoch's distances (aligned with the candidates).
+    fn add(&mut self, distances: &[f64]) {
+        for (s, d) in self.scores.iter_mut().zip(distances) {
+            *s += d;
+        }
+        self.epochs += 1;
+    }
+
+    /// The candidate with the largest accumulated distance (the first on ties).
+    fn weakest(&self) -> Option<ModalityMask> {
+        if self.epochs == 0 {
+            return None;
+        }
+        first_argmax(&self.scores).map(|i| self.candidates[i])
     }
 }
