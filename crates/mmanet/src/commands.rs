@@ -198,11 +198,11 @@ fn print_report(report: &CombinationReport, format: Format) {
 /// teacher, modality-dropout baseline and MMANet; one table, `report.json`, `report.md` and
 /// `report.svg` in `out`.
 fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
-    let (prefix, mut names) = if quick {
-        ("toy", vec!["toy-teacher", "toy-mmanet"])
+    let (prefix, mut names, data_root) = if quick {
+        ("toy", vec!["toy-teacher", "toy-mmanet"], None)
     } else {
-        ensure_fetched("mfeat", Path::new("datasets/cache/mfeat/mfeat-pix.csv"))?;
-        ("mfeat3", vec!["mfeat3-teacher", "mfeat3-unified", "mfeat3-mmanet"])
+        let root = ensure_fetched("mfeat", "mfeat-pix.csv")?;
+        ("mfeat3", vec!["mfeat3-teacher", "mfeat3-unified", "mfeat3-mmanet"], Some(root))
     };
     if quick && compare {
         names.push("toy-unified");
@@ -225,6 +225,9 @@ fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
             }
         };
         cfg.device = device.to_string();
+        if let Some(root) = &data_root {
+            cfg.set_data_root(root);
+        }
         if let Some(t) = &mut cfg.teacher {
             t.checkpoint = teacher_weights.clone();
         }
@@ -263,30 +266,36 @@ fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo xtask data fetch NAME` (sha256-verified) when `probe` is missing and this
-/// binary was built from a checkout that has it.
-fn ensure_fetched(name: &str, probe: &Path) -> Result<()> {
-    if probe.exists() {
-        return Ok(());
+/// The folder of a fetched data set (`datasets/cache/NAME`, under the working directory or
+/// else under the checkout this binary was built from), running `cargo xtask data fetch NAME`
+/// (sha256-verified) there on first use.
+fn ensure_fetched(name: &str, probe_file: &str) -> Result<PathBuf> {
+    let rel = Path::new("datasets").join("cache").join(name);
+    if rel.join(probe_file).exists() {
+        return Ok(rel);
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    if !root.join("xtask").is_dir() {
+    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("..");
+    let dir = checkout.join(&rel);
+    if dir.join(probe_file).exists() {
+        return Ok(dir);
+    }
+    if !checkout.join("xtask").is_dir() {
         bail!(
             "{} is missing: fetch the data set with `cargo xtask data fetch {name}`",
-            probe.display()
+            rel.display()
         );
     }
     eprintln!("fetching {name} (first use): cargo xtask data fetch {name}");
     let status =
         std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["xtask", "data", "fetch", name])
-            .current_dir(&root)
+            .current_dir(&checkout)
             .status()
             .context("running cargo xtask data fetch")?;
-    if !status.success() || !probe.exists() {
+    if !status.success() || !dir.join(probe_file).exists() {
         bail!("fetching {name} failed; run `cargo xtask data fetch {name}` and retry");
     }
-    Ok(())
+    Ok(dir)
 }
 
 fn data_check(config: &Path) -> Result<()> {
