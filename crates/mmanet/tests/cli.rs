@@ -1,0 +1,66 @@
+//! The `mmanet` command as a user types it.
+
+use std::process::Command;
+
+fn mmanet() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mmanet"));
+    c.env("OMP_NUM_THREADS", "1");
+    c
+}
+
+#[test]
+fn config_print_is_a_valid_config_and_unknown_presets_are_named() {
+    let out = mmanet().args(["config", "print", "--preset", "surf-mmanet"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let cfg =
+        mmanet_train::TrainConfig::from_toml_str(&text, std::path::Path::new("stdout")).unwrap();
+    assert_eq!(cfg.method.lambda_mad, 30.0);
+
+    let out = mmanet().args(["config", "print", "--preset", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown preset `nope`"));
+}
+
+#[test]
+fn quick_demo_writes_reports_and_export_drops_the_regularizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mmanet()
+        .args(["-q", "demo", "--quick", "--device", "cpu", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("| **Average** |"), "{stdout}");
+    for f in ["report.json", "report.md", "report.svg"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["results"][0]["combinations"].as_array().unwrap().len(), 7);
+
+    let student = dir.path().join("toy-mmanet/checkpoints/last.safetensors");
+    let deploy = dir.path().join("deploy.safetensors");
+    let out = mmanet().arg("export").arg(&student).arg(&deploy).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<String> =
+        tch::Tensor::read_safetensors(&deploy).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert!(!names.is_empty() && names.iter().all(|n| !n.starts_with("auxi_bone")));
+
+    let out = mmanet()
+        .args(["eval"])
+        .arg(dir.path().join("toy-mmanet"))
+        .args(["--weights"])
+        .arg(&deploy)
+        .args(["--combos", "R,D+I", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().lines().count(),
+        4,
+        "header, 2 rows, average"
+    );
+}
