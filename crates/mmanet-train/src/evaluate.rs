@@ -131,16 +131,25 @@ fn labels_of(batch: &Batch) -> Vec<i64> {
         .expect("i64 labels")
 }
 
-/// Runs `net` in eval mode over `dataset` with `combo` for every sample and returns
+/// An evaluation loader over `dataset` (its policy is replaced per combination; the decoding
+/// thread pool is shared).
+pub fn eval_loader(
+    dataset: Arc<dyn Dataset>,
+    config: LoaderConfig,
+) -> Result<DataLoader, TrainError> {
+    let full = dataset.modalities().full();
+    Ok(DataLoader::new(dataset, MaskPolicy::Fixed(full), config)?)
+}
+
+/// Runs `net` in eval mode over the loader's data set with `combo` for every sample and returns
 /// `(labels, predictions)` flattened.
 pub fn predict_combo(
     net: &dyn MultiModalNet,
-    dataset: &Arc<dyn Dataset>,
+    loader: &DataLoader,
     combo: ModalityMask,
-    loader: &LoaderConfig,
     device: Device,
 ) -> Result<(Vec<i64>, Vec<i64>), TrainError> {
-    let loader = DataLoader::new(dataset.clone(), MaskPolicy::Fixed(combo), loader.clone())?;
+    let loader = loader.with_policy(MaskPolicy::Fixed(combo))?;
     let _guard = tch::no_grad_guard();
     let (mut labels, mut preds) = (Vec::new(), Vec::new());
     for batch in loader.iter(0) {
@@ -152,18 +161,18 @@ pub fn predict_combo(
     Ok((labels, preds))
 }
 
-/// Scores `net` on `dataset` once per combination and returns the report (one row each).
+/// Scores `net` on the loader's data set once per combination and returns the report (one
+/// row each).
 pub fn evaluate(
     net: &dyn MultiModalNet,
-    dataset: &Arc<dyn Dataset>,
+    loader: &DataLoader,
     combos: &[ModalityMask],
     scoring: Scoring,
-    loader: &LoaderConfig,
     device: Device,
 ) -> Result<CombinationReport, TrainError> {
     let mut report = scoring.empty_report();
     for &combo in combos {
-        let (labels, preds) = predict_combo(net, dataset, combo, loader, device)?;
+        let (labels, preds) = predict_combo(net, loader, combo, device)?;
         let mut tally = Tally::new(scoring)?;
         tally.update(&labels, &preds)?;
         report.insert(combo, &tally.values())?;
@@ -185,15 +194,28 @@ pub fn load_for_eval(
     cfg: &crate::ValidConfig,
     weights: &std::path::Path,
 ) -> Result<(tch::nn::VarStore, Box<dyn MultiModalNet>), TrainError> {
-    use mmanet_models::checkpoint::{self, LoadMode};
-    let vs = tch::nn::VarStore::new(cfg.device());
     let role = match cfg.stage {
         crate::Stage::Teacher => crate::model_spec::Role::Teacher,
         crate::Stage::Student => crate::model_spec::Role::Deployment,
     };
-    let net = cfg.model.build(&vs.root(), role)?;
+    load_net(&cfg.model, role, cfg.device(), weights, "not found")
+}
+
+/// Builds `model` in `role` and strictly loads `weights` into it, ignoring a regularization
+/// head in the file (`auxi_bone.*` / `auxi_decoder.*`); `missing` is the message when the file
+/// does not exist.
+pub(crate) fn load_net(
+    model: &crate::model_spec::ModelSpec,
+    role: crate::model_spec::Role,
+    device: Device,
+    weights: &std::path::Path,
+    missing: &str,
+) -> Result<(tch::nn::VarStore, Box<dyn MultiModalNet>), TrainError> {
+    use mmanet_models::checkpoint::{self, LoadMode};
+    let vs = tch::nn::VarStore::new(device);
+    let net = model.build(&vs.root(), role)?;
     if !weights.exists() {
-        return Err(TrainError::checkpoint(weights, "not found"));
+        return Err(TrainError::checkpoint(weights, missing));
     }
     let named = checkpoint::without_regularizer(&checkpoint::read_safetensors(weights)?);
     checkpoint::load_named(&vs, &named, LoadMode::Strict)
@@ -217,6 +239,6 @@ pub fn evaluate_checkpoint(
         set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
     }
     let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
-    let loader = cfg.data.eval_loader(cfg.eval.batch_size);
-    evaluate(net.as_ref(), &data, &combos, scoring, &loader, cfg.device())
+    let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
+    evaluate(net.as_ref(), &loader, &combos, scoring, cfg.device())
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mmanet_core::{ModalityMask, ModalitySet};
-use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig};
+use mmanet_data::{Batch, DataLoader, Dataset};
 use mmanet_losses::{ClassificationMiner, SegMadConfig, SegmentationMiner, WeakSet};
 use mmanet_metrics::CombinationReport;
 use mmanet_models::checkpoint::{self, LoadMode};
@@ -21,7 +21,9 @@ use tch::{Device, Kind, Tensor};
 use crate::TrainError;
 use crate::config::{Distillation, Stage, TrainConfig, ValidConfig};
 use crate::data_spec::Split;
-use crate::evaluate::{Scoring, evaluate, mean_metric, net_inputs, predict_combo};
+use crate::evaluate::{
+    Scoring, eval_loader, evaluate, load_net, mean_metric, net_inputs, predict_combo,
+};
 use crate::model_spec::{ModelSpecExt, Role};
 use crate::optim::Optimizer;
 use crate::run_dir::{RunDir, write_atomic};
@@ -77,7 +79,8 @@ pub struct Trainer {
     teacher: Option<Teacher>,
     opt: Optimizer,
     train_loader: DataLoader,
-    val: Arc<dyn Dataset>,
+    /// The validation split, one combination per pass (mining, model selection).
+    val: DataLoader,
     scoring: Scoring,
     state: TrainState,
     weak: Option<WeakSet>,
@@ -124,6 +127,8 @@ impl Trainer {
         let policy = cfg.data.train_policy(&set, teacher_stage);
         let train_loader = DataLoader::new(train, policy, cfg.data.train_loader(cfg.seed))?;
         let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
+        let val_task = val.task();
+        let val = eval_loader(val, cfg.data.eval_loader(cfg.eval.batch_size))?;
 
         tch::manual_seed(cfg.seed as i64);
         let vs = VarStore::new(device);
@@ -151,7 +156,7 @@ impl Trainer {
             }
             None => None,
         };
-        let class_weights = match val.task() {
+        let class_weights = match val_task {
             mmanet_data::Task::Segmentation { num_classes } => {
                 Some(crate::segmentation::class_weights(&cfg, num_classes, device)?)
             }
@@ -208,10 +213,6 @@ impl Trainer {
         } else {
             self.cfg.eval.combos.clone()
         }
-    }
-
-    fn eval_loader(&self) -> LoaderConfig {
-        self.cfg.data.eval_loader(self.cfg.eval.batch_size)
     }
 
     /// Trains at most `max_epochs` of the remaining epochs (each one checkpointed); returns how
@@ -449,13 +450,10 @@ impl Trainer {
         }
         let set = self.cfg.model.set();
         let miner = ClassificationMiner::new(set.clone(), self.cfg.model.num_classes())?;
-        let loader = self.eval_loader();
-        let (_, full) =
-            predict_combo(self.net.as_ref(), &self.val, set.full(), &loader, self.device)?;
+        let (_, full) = predict_combo(self.net.as_ref(), &self.val, set.full(), self.device)?;
         let mut candidates = Vec::new();
         for &c in miner.candidates() {
-            candidates
-                .push(predict_combo(self.net.as_ref(), &self.val, c, &loader, self.device)?.1);
+            candidates.push(predict_combo(self.net.as_ref(), &self.val, c, self.device)?.1);
         }
         self.state.mining.push(MiningEpoch { epoch, full, candidates, miou: Vec::new() });
         if epoch + 1 == m.begin_epoch {
@@ -498,14 +496,7 @@ impl Trainer {
         let miner = SegmentationMiner::new(set.clone())?;
         let mut combos = vec![set.full()];
         combos.extend(miner.candidates().iter().copied());
-        let report = evaluate(
-            self.net.as_ref(),
-            &self.val,
-            &combos,
-            self.scoring,
-            &self.eval_loader(),
-            self.device,
-        )?;
+        let report = evaluate(self.net.as_ref(), &self.val, &combos, self.scoring, self.device)?;
         let miou: Vec<f64> =
             combos.iter().map(|c| report.value(*c, "miou").unwrap_or(0.0)).collect();
         self.state.mining.push(MiningEpoch { epoch, miou, ..Default::default() });
@@ -523,14 +514,8 @@ impl Trainer {
 
     /// Mean selection metric over the evaluation combinations on the validation split.
     fn validate(&self) -> Result<f64, TrainError> {
-        let report = evaluate(
-            self.net.as_ref(),
-            &self.val,
-            &self.eval_combos(),
-            self.scoring,
-            &self.eval_loader(),
-            self.device,
-        )?;
+        let report =
+            evaluate(self.net.as_ref(), &self.val, &self.eval_combos(), self.scoring, self.device)?;
         Ok(mean_metric(&report, self.scoring.selection_metric()).unwrap_or(f64::NAN))
     }
 
@@ -586,14 +571,9 @@ impl Trainer {
             checkpoint::load_var_store(&self.vs, self.run.best_weights(), LoadMode::Strict)?;
         }
         let test = self.cfg.data.dataset.open(Split::Test, self.cfg.seed)?;
-        let report = evaluate(
-            self.net.as_ref(),
-            &test,
-            &self.eval_combos(),
-            self.scoring,
-            &self.eval_loader(),
-            self.device,
-        )?;
+        let test = eval_loader(test, self.cfg.data.eval_loader(self.cfg.eval.batch_size))?;
+        let report =
+            evaluate(self.net.as_ref(), &test, &self.eval_combos(), self.scoring, self.device)?;
         let run_report = self.run_report(&report);
         write_atomic(&self.run.report("md"), run_report.to_markdown().as_bytes())?;
         write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;
@@ -649,17 +629,8 @@ fn load_teacher(
     path: &std::path::Path,
     device: Device,
 ) -> Result<Teacher, TrainError> {
-    let mut vs = VarStore::new(device);
-    let net = cfg.model.build(&vs.root(), Role::Teacher)?;
-    if !path.exists() {
-        return Err(TrainError::checkpoint(
-            path,
-            "teacher checkpoint not found (train the teacher first)",
-        ));
-    }
-    let named = checkpoint::without_regularizer(&checkpoint::read_safetensors(path)?);
-    checkpoint::load_named(&vs, &named, LoadMode::Strict)
-        .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+    let missing = "teacher checkpoint not found (train the teacher first)";
+    let (mut vs, net) = load_net(&cfg.model, Role::Teacher, device, path, missing)?;
     vs.freeze();
     Ok(Teacher { _vs: vs, net })
 }

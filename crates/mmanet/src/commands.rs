@@ -212,18 +212,7 @@ fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
     let mut combined: Option<RunReport> = None;
     let mut teacher_line = String::new();
     for name in names {
-        let mut cfg = match preset(name) {
-            Some(c) => c,
-            None => {
-                // toy-unified: the toy student without teacher and MAR.
-                let mut c = preset_or_err("toy-mmanet")?;
-                c.name = name.into();
-                c.method.distillation = mmanet_train::Distillation::None;
-                c.method.mar = false;
-                c.teacher = None;
-                c
-            }
-        };
+        let mut cfg = preset_or_err(name)?;
         cfg.device = device.to_string();
         if let Some(root) = &data_root {
             cfg.set_data_root(root);
