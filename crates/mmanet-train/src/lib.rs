@@ -11,6 +11,7 @@
 //! assert_eq!(s.lr(1e-3, 10, 100), 1e-3);
 //! ```
 
+pub mod amp;
 pub mod config;
 pub mod data_check;
 pub mod data_spec;

@@ -1,0 +1,279 @@
+//! Mixed precision: a dynamic loss scaler with `torch.cuda.amp.GradScaler`'s rules.
+//!
+//! Under `tch::autocast` the forward pass runs in fp16 where it is safe; small fp16 gradients
+//! underflow to zero, so the loss is multiplied by a large `scale` before `backward`, the
+//! gradients are divided by it before the optimizer step, and a step whose gradients hold an
+//! Inf or NaN is skipped and the scale halved. After `growth_interval` clean steps in a row the
+//! scale doubles. This is PyTorch's algorithm (same defaults, same update kernel
+//! `_amp_update_scale_`), so a run can be compared with a PyTorch AMP run step for step.
+//!
+//! On CPU, or with `enabled = false`, the scaler is a no-op: `scale` returns the loss and
+//! `step` always steps; so the same training loop serves both precisions.
+//!
+//! ```
+//! use mmanet_train::amp::GradScaler;
+//! use mmanet_train::optim::{Optimizer, OptimizerConfig};
+//! use tch::{Device, Kind, Tensor, nn, nn::Module};
+//!
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let lin = nn::linear(vs.root(), 4, 2, Default::default());
+//! let mut opt = Optimizer::new(&vs, OptimizerConfig::reference_sgd());
+//! let mut scaler = GradScaler::new(false, Device::Cpu); // disabled: plain fp32 steps
+//! let x = Tensor::randn([8, 4], (Kind::Float, Device::Cpu));
+//! let loss = lin.forward(&x).square().mean(Kind::Float);
+//! opt.zero_grad();
+//! scaler.scale(&loss).backward();
+//! assert!(scaler.step(&mut opt, &vs));
+//! ```
+
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor, nn::VarStore};
+
+use crate::TrainError;
+use crate::optim::Optimizer;
+
+/// `GradScaler`'s defaults: initial scale 2^16, growth 2, back-off 0.5, interval 2000.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScalerConfig {
+    /// Scale of the first step.
+    pub init_scale: f64,
+    /// Factor after `growth_interval` clean steps.
+    pub growth_factor: f64,
+    /// Factor after a step with non-finite gradients.
+    pub backoff_factor: f64,
+    /// Clean steps in a row before the scale grows.
+    pub growth_interval: i64,
+}
+
+impl Default for ScalerConfig {
+    fn default() -> Self {
+        ScalerConfig {
+            init_scale: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+        }
+    }
+}
+
+/// Dynamic loss scaling for fp16 autocast training.
+#[derive(Debug)]
+pub struct GradScaler {
+    enabled: bool,
+    config: ScalerConfig,
+    /// `[1]` f32 on the training device.
+    scale: Tensor,
+    /// `[1]` i32: clean steps since the last change of scale.
+    growth_tracker: Tensor,
+    skipped: u64,
+}
+
+impl GradScaler {
+    /// A scaler with PyTorch's defaults; enabled only on CUDA (fp16 autocast is CUDA-only here).
+    pub fn new(enabled: bool, device: Device) -> Self {
+        Self::with_config(enabled, device, ScalerConfig::default())
+    }
+
+    /// A scaler with explicit settings.
+    pub fn with_config(enabled: bool, device: Device, config: ScalerConfig) -> Self {
+        let enabled = enabled && device.is_cuda();
+        GradScaler {
+            enabled,
+            config,
+            scale: Tensor::from_slice(&[config.init_scale as f32]).to_device(device),
+            growth_tracker: Tensor::from_slice(&[0i32]).to_device(device),
+            skipped: 0,
+        }
+    }
+
+    /// Whether scaling is active (asked for, and on CUDA).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The current scale (1 when disabled).
+    pub fn current_scale(&self) -> f64 {
+        if self.enabled { self.scale.double_value(&[0]) } else { 1.0 }
+    }
+
+    /// Steps skipped so far because of non-finite gradients.
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The loss to call `backward` on: `loss * scale`, in f32.
+    ///
+    /// # Shapes
+    /// `loss`: `[]` (any float kind). Returns `[]` f32.
+    pub fn scale(&self, loss: &Tensor) -> Tensor {
+        if self.enabled { loss.to_kind(Kind::Float) * &self.scale } else { loss.shallow_clone() }
+    }
+
+    /// Unscales the gradients of `vs`'s trainable variables, steps `opt` unless one of them is
+    /// non-finite, and updates the scale. Returns whether the optimizer stepped.
+    ///
+    /// One host synchronisation per step (reading the Inf/NaN flag), as PyTorch's `step`.
+    pub fn step(&mut self, opt: &mut Optimizer, vs: &VarStore) -> bool {
+        if !self.enabled {
+            opt.step();
+            return true;
+        }
+        let found_inf = tch::no_grad(|| self.unscale(vs));
+        let stepped = found_inf.double_value(&[0]) == 0.0;
+        if stepped {
+            opt.step();
+        } else {
+            self.skipped += 1;
+            tracing::debug!(scale = self.current_scale(), "non-finite gradients: step skipped");
+        }
+        let _ = self.scale.internal_amp_update_scale_(
+            &self.growth_tracker,
+            &found_inf,
+            self.config.growth_factor,
+            self.config.backoff_factor,
+            self.config.growth_interval,
+        );
+        stepped
+    }
+
+    /// Divides every gradient by the scale in place; returns `[1]` f32, 1 if any was non-finite.
+    fn unscale(&self, vs: &VarStore) -> Tensor {
+        let inv = self.scale.reciprocal();
+        let mut sums = Vec::new();
+        for var in vs.trainable_variables() {
+            let mut g = var.grad();
+            if g.defined() {
+                let _ = g.g_mul_(&inv);
+                // A sum is non-finite when any element is (or, harmlessly, when it overflows).
+                sums.push(g.sum(Kind::Float));
+            }
+        }
+        if sums.is_empty() {
+            return self.scale.zeros_like();
+        }
+        Tensor::stack(&sums, 0).isfinite().all().logical_not().to_kind(Kind::Float).reshape([1])
+    }
+
+    /// Writes the scale and growth tracker (for exact resume).
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let named = vec![
+            ("scale".to_string(), self.scale.to_device(Device::Cpu)),
+            ("growth_tracker".to_string(), self.growth_tracker.to_device(Device::Cpu)),
+            ("skipped".to_string(), Tensor::from_slice(&[self.skipped as i64])),
+        ];
+        crate::run_dir::write_safetensors_atomic(&named, path)
+    }
+
+    /// Restores what [`GradScaler::save`] wrote.
+    pub fn load(&mut self, path: &Path) -> Result<(), TrainError> {
+        let tensors = Tensor::read_safetensors(path)
+            .map_err(|e| TrainError::checkpoint(path, format!("cannot read: {e}")))?;
+        let device = self.scale.device();
+        for (name, t) in tensors {
+            match name.as_str() {
+                "scale" => self.scale = t.to_kind(Kind::Float).to_device(device),
+                "growth_tracker" => self.growth_tracker = t.to_kind(Kind::Int).to_device(device),
+                "skipped" => self.skipped = t.int64_value(&[0]) as u64,
+                other => {
+                    return Err(TrainError::checkpoint(path, format!("unknown entry `{other}`")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::OptimizerConfig;
+    use tch::nn::{self, Module};
+
+    fn setup() -> (VarStore, nn::Linear, Optimizer) {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root(), 3, 2, Default::default());
+        let opt = Optimizer::new(&vs, OptimizerConfig::reference_sgd());
+        (vs, lin, opt)
+    }
+
+    /// The unscale/skip/update logic, driven on CPU by forcing `enabled` (autocast itself is
+    /// CUDA-only, the arithmetic is not).
+    fn forced(config: ScalerConfig) -> GradScaler {
+        let mut s = GradScaler::with_config(false, Device::Cpu, config);
+        s.enabled = true;
+        s
+    }
+
+    #[test]
+    fn scaled_step_equals_unscaled_step() {
+        let x = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75]).view([2, 3]);
+        let (vs_a, lin_a, mut opt_a) = setup();
+        let (vs_b, lin_b, mut opt_b) = setup();
+        // Plain fp32 step.
+        opt_a.zero_grad();
+        lin_a.forward(&x).square().mean(Kind::Float).backward();
+        opt_a.step();
+        // Scaled by 2^10 (exact in binary), unscaled before the step.
+        let mut scaler = forced(ScalerConfig { init_scale: 1024.0, ..Default::default() });
+        opt_b.zero_grad();
+        scaler.scale(&lin_b.forward(&x).square().mean(Kind::Float)).backward();
+        assert!(scaler.step(&mut opt_b, &vs_b));
+        for ((_, a), (_, b)) in vs_a.variables().iter().zip(vs_b.variables().iter()) {
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff < 1e-7, "scaled and plain steps differ by {diff}");
+        }
+        assert_eq!(scaler.current_scale(), 1024.0);
+    }
+
+    #[test]
+    fn non_finite_gradients_skip_the_step_and_halve_the_scale() {
+        let (vs, lin, mut opt) = setup();
+        let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
+        let mut scaler = forced(ScalerConfig::default());
+        opt.zero_grad();
+        let x = Tensor::from_slice(&[f32::INFINITY, 1.0, 1.0]).view([1, 3]);
+        scaler.scale(&lin.forward(&x).sum(Kind::Float)).backward();
+        assert!(!scaler.step(&mut opt, &vs));
+        assert_eq!(scaler.skipped_steps(), 1);
+        assert_eq!(scaler.current_scale(), 32768.0);
+        for (b, a) in before.iter().zip(vs.trainable_variables()) {
+            assert!(b.equal(&a), "a skipped step changed a weight");
+        }
+    }
+
+    #[test]
+    fn scale_grows_after_the_growth_interval() {
+        let (vs, lin, mut opt) = setup();
+        let mut scaler = forced(ScalerConfig { growth_interval: 2, ..Default::default() });
+        let x = Tensor::ones([1, 3], (Kind::Float, Device::Cpu));
+        for _ in 0..2 {
+            opt.zero_grad();
+            scaler.scale(&lin.forward(&x).sum(Kind::Float)).backward();
+            assert!(scaler.step(&mut opt, &vs));
+        }
+        assert_eq!(scaler.current_scale(), 131072.0);
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scaler.safetensors");
+        let mut a = forced(ScalerConfig { init_scale: 8.0, ..Default::default() });
+        a.skipped = 3;
+        a.save(&path).unwrap();
+        let mut b = forced(ScalerConfig::default());
+        b.load(&path).unwrap();
+        assert_eq!(b.current_scale(), 8.0);
+        assert_eq!(b.skipped_steps(), 3);
+    }
+
+    #[test]
+    fn disabled_on_cpu() {
+        let s = GradScaler::new(true, Device::Cpu);
+        assert!(!s.is_enabled());
+        let l = Tensor::from_slice(&[2.0f32]).view([]);
+        assert!(s.scale(&l).equal(&l));
+    }
+}
