@@ -6,7 +6,8 @@
 //!   training, fixed for evaluation). Inputs are never zero-filled; the mask rides in the batch.
 //! - [`DataLoader`]: shuffles, decodes on a rayon pool with bounded prefetch and collates
 //!   [`Batch`]es; deterministic for a given `(seed, epoch)` whatever the thread count.
-//! - Readers: [`surf`] (CASIA-SURF lists), [`cefa`] (CeFA race protocol), [`nyuv2`] (ESANet
+//! - Readers: [`surf`] (CASIA-SURF lists), [`cefa`] (CeFA race protocol), [`cityscapes`]
+//!   (ESANet cityscapes-with-depth layout), [`nyuv2`] (ESANet
 //!   NYUv2 layout), [`mfeat`], [`basicmotions`], [`avmnist`]; seeded synthetic generators for
 //!   CASIA-SURF and NYUv2 ([`surf::write_synthetic_surf`], [`nyuv2::write_synthetic_nyuv2`]).
 //!
@@ -31,6 +32,7 @@ pub mod avmnist;
 pub mod basicmotions;
 mod batch;
 pub mod cefa;
+pub mod cityscapes;
 mod dataset;
 mod error;
 mod loader;

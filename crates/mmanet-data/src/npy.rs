@@ -1,4 +1,4 @@
-//! A minimal reader for NumPy `.npy` files (little-endian `f4`, `f8`, `i4`, `i8`, C order).
+//! A minimal reader for NumPy `.npy` files (little-endian `f2`, `f4`, `f8`, `i4`, `i8`, C order).
 
 use std::path::Path;
 
@@ -13,7 +13,7 @@ pub struct NpyArray<T> {
     pub data: Vec<T>,
 }
 
-/// Reads a `.npy` file as f32 (from `<f4` or `<f8`).
+/// Reads a `.npy` file as f32 (from `<f2`, `<f4` or `<f8`).
 pub fn read_npy_f32(path: &Path) -> Result<NpyArray<f32>> {
     let (descr, shape, body) = read_raw(path)?;
     let data = match descr.as_str() {
@@ -24,11 +24,30 @@ pub fn read_npy_f32(path: &Path) -> Result<NpyArray<f32>> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
             .collect(),
+        "<f2" => {
+            body.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
         other => {
-            return Err(DataError::decode(path, format!("dtype {other}, expected <f4 or <f8")));
+            return Err(DataError::decode(
+                path,
+                format!("dtype {other}, expected <f2, <f4 or <f8"),
+            ));
         }
     };
     checked(path, shape, data)
+}
+
+/// IEEE 754 half precision (binary16) bits to f32, exactly (subnormals, inf and NaN included).
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let exp = i32::from((bits >> 10) & 0x1f);
+    let frac = f32::from(bits & 0x3ff);
+    match exp {
+        0 => sign * frac * 2f32.powi(-24),
+        31 if frac == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        e => sign * (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
 }
 
 /// Reads a `.npy` file as i64 (from `<i8` or `<i4`).
@@ -140,6 +159,18 @@ mod tests {
             .unwrap();
         assert_eq!(read_npy_i64(&q).unwrap().data, ints);
         assert!(read_npy_i64(&p).unwrap_err().to_string().contains("x.npy"));
+        // float16 (Cityscapes `depth_raw`): 0x3c00 = 1.0, 0xc000 = -2.0, 0x5bd0 = 250.0,
+        // 0x7bff = 65504 (the largest half), 0x0001 = 2^-24 (the smallest subnormal).
+        let halves = [0x3c00u16, 0xc000, 0x5bd0, 0x7bff, 0x0001];
+        let r = dir.path().join("h.npy");
+        write_npy(
+            &r,
+            "<f2",
+            &[5],
+            &halves.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(read_npy_f32(&r).unwrap().data, [1.0, -2.0, 250.0, 65504.0, 2f32.powi(-24)]);
         std::fs::write(&p, b"hello").unwrap();
         assert!(read_npy_f32(&p).unwrap_err().to_string().contains("bad magic"));
     }

@@ -103,6 +103,25 @@ impl Nyuv2Augment {
         labels: Image,
         rng: &mut ChaCha8Rng,
     ) -> Result<SegmentationArrays> {
+        let (rgb, depth, labels) = self.transform_images(rgb, depth, labels, rng)?;
+        Ok(SegmentationArrays {
+            rgb: imagenet_chw(&rgb),
+            depth: depth.to_chw_normalized(&[DEPTH_MEAN], &[DEPTH_STD]),
+            labels: labels.data.iter().map(|v| *v as i64).collect(),
+            height: rgb.height,
+            width: rgb.width,
+        })
+    }
+
+    /// The geometric and colour part of [`Nyuv2Augment::apply`] without normalisation (shared
+    /// with the Cityscapes reader, whose depth normalisation differs).
+    pub(crate) fn transform_images(
+        &self,
+        rgb: Image,
+        depth: Image,
+        labels: Image,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(Image, Image, Image)> {
         let (mut rgb, mut depth, mut labels) = (rgb, depth, labels);
         if self.train {
             let s = rng.random_range(self.scale_min..=self.scale_max);
@@ -135,14 +154,13 @@ impl Nyuv2Augment {
                 labels.flip_horizontal();
             }
         }
-        let mean: Vec<f32> = IMAGENET_MEAN.iter().map(|m| m * 255.0).collect();
-        let std: Vec<f32> = IMAGENET_STD.iter().map(|s| s * 255.0).collect();
-        Ok(SegmentationArrays {
-            rgb: rgb.to_chw_normalized(&mean, &std),
-            depth: depth.to_chw_normalized(&[DEPTH_MEAN], &[DEPTH_STD]),
-            labels: labels.data.iter().map(|v| *v as i64).collect(),
-            height: rgb.height,
-            width: rgb.width,
-        })
+        Ok((rgb, depth, labels))
     }
+}
+
+/// RGB (HWC, 0..255) to `[3, H, W]`: `/255`, then ImageNet mean and std.
+pub(crate) fn imagenet_chw(rgb: &Image) -> Vec<f32> {
+    let mean: Vec<f32> = IMAGENET_MEAN.iter().map(|m| m * 255.0).collect();
+    let std: Vec<f32> = IMAGENET_STD.iter().map(|s| s * 255.0).collect();
+    rgb.to_chw_normalized(&mean, &std)
 }

@@ -12,8 +12,10 @@ mod augment;
 mod reader;
 mod synthetic;
 
+pub(crate) use augment::imagenet_chw;
 pub use augment::{
     DEPTH_MEAN, DEPTH_STD, IMAGENET_MEAN, IMAGENET_STD, Nyuv2Augment, SegmentationArrays,
 };
 pub use reader::Nyuv2Dataset;
+pub(crate) use reader::check_segmentation_files;
 pub use synthetic::{SYNTHETIC_NYUV2_CLASSES, SyntheticNyuv2, write_synthetic_nyuv2};

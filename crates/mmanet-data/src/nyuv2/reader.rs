@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::Nyuv2Augment;
 use crate::dataset::index_error;
-use crate::transform::{read_gray_unchanged, read_rgb};
+use crate::transform::{Image, read_gray_unchanged, read_rgb};
 use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
 
 /// One NYUv2 split: modalities R, D; `C` classes plus void.
@@ -95,21 +95,7 @@ impl Dataset for Nyuv2Dataset {
         let rgb = read_rgb(&rp).map_err(ctx)?;
         let depth = read_gray_unchanged(&dp).map_err(ctx)?;
         let labels = read_gray_unchanged(&lp).map_err(ctx)?;
-        for (img, p) in [(&depth, &dp), (&labels, &lp)] {
-            if (img.height, img.width) != (rgb.height, rgb.width) {
-                return Err(DataError::shape(
-                    p.display().to_string(),
-                    format!("{}x{} (the RGB size)", rgb.height, rgb.width),
-                    format!("{}x{}", img.height, img.width),
-                ));
-            }
-        }
-        if let Some(bad) = labels.data.iter().find(|v| **v as usize > self.num_classes) {
-            return Err(DataError::decode(
-                &lp,
-                format!("label {bad} above the {} classes", self.num_classes),
-            ));
-        }
+        check_segmentation_files(&rgb, [(&depth, &dp), (&labels, &lp)], self.num_classes)?;
         let a = self.augment.apply(rgb, depth, labels, rng)?;
         let (h, w) = (a.height, a.width);
         let (hi, wi) = (h as i64, w as i64);
@@ -121,4 +107,26 @@ impl Dataset for Nyuv2Dataset {
             target: Target::Segmentation { labels: a.labels, height: h, width: w },
         })
     }
+}
+
+/// Checks that depth and labels have the RGB size and that no label exceeds `num_classes`
+/// (0 = void); errors name the file at fault.
+pub(crate) fn check_segmentation_files(
+    rgb: &Image,
+    [(depth, dp), (labels, lp)]: [(&Image, &Path); 2],
+    num_classes: usize,
+) -> Result<()> {
+    for (img, p) in [(depth, dp), (labels, lp)] {
+        if (img.height, img.width) != (rgb.height, rgb.width) {
+            return Err(DataError::shape(
+                p.display().to_string(),
+                format!("{}x{} (the RGB size)", rgb.height, rgb.width),
+                format!("{}x{}", img.height, img.width),
+            ));
+        }
+    }
+    if let Some(bad) = labels.data.iter().find(|v| **v as usize > num_classes) {
+        return Err(DataError::decode(lp, format!("label {bad} above the {num_classes} classes")));
+    }
+    Ok(())
 }
