@@ -5,6 +5,7 @@
 //! - [`generic`]: MLP / small-CNN / 1-D conv branches for other data sets, same masking and fusion.
 //! - [`esanet`]: RGB-D segmentation (ESANet with SE-add fusion, student with `auxi_decoder`).
 //! - [`factory`]: [`NetConfig`] and [`build_net`] (teacher / deployment / student of any kind).
+//! - [`layout`]: channels-last (NHWC) strides for GPU convolutions.
 //! - [`checkpoint`]: atomic safetensors saves, strict loads, deployment export, torchvision weights.
 //!
 //! Every network implements [`MultiModalNet`]: `inputs[m]` per modality, a `[B, M]` 0/1 mask
@@ -34,6 +35,7 @@ pub mod factory;
 pub mod generic;
 pub mod hemis;
 pub mod layers;
+pub mod layout;
 pub mod net;
 pub mod resnet;
 pub mod se;

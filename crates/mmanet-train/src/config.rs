@@ -100,6 +100,21 @@ pub struct EvalConfig {
     pub bona_fide_label: Option<i64>,
 }
 
+/// How the arithmetic runs on the device; none of these change what is computed beyond
+/// floating-point rounding, and every setting is inert on CPU, so one config serves both.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeConfig {
+    /// Mixed precision on CUDA: fp16 autocast for the networks' forward passes (losses stay
+    /// f32) with dynamic loss scaling ([`GradScaler`](crate::amp::GradScaler)).
+    #[serde(default)]
+    pub amp: bool,
+    /// Channels-last (NHWC) weights and image inputs on CUDA (faster cuDNN kernels, above all
+    /// under `amp`).
+    #[serde(default)]
+    pub channels_last: bool,
+}
+
 /// Where the frozen teacher comes from (student stage with distillation).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +160,9 @@ pub struct TrainConfig {
     /// The teacher (student stage with distillation only).
     #[serde(default)]
     pub teacher: Option<TeacherConfig>,
+    /// Precision and memory layout on the device.
+    #[serde(default)]
+    pub compute: ComputeConfig,
 }
 
 impl TrainConfig {

@@ -3,6 +3,8 @@
 //! - [`schedule`]: the reference's per-epoch learning-rate and momentum schedules.
 //! - [`optim`]: SGD (Nesterov) and Adam with PyTorch's update rules and savable state.
 //! - [`run_dir`]: the files of a run, written atomically.
+//! - [`amp`]: dynamic loss scaling for fp16 autocast; [`transfer`]: pinned, asynchronous
+//!   host-to-device copies.
 //!
 //! ```
 //! use mmanet_train::schedule::LrSchedule;
@@ -28,6 +30,7 @@ pub mod schedule;
 pub mod segmentation;
 pub mod state;
 pub mod trainer;
+pub mod transfer;
 
 pub use config::{Distillation, MethodConfig, Stage, TrainConfig, ValidConfig};
 pub use error::TrainError;

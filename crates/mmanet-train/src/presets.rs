@@ -190,6 +190,7 @@ fn small_classification(
         },
         eval: EvalConfig { combos: vec![], batch_size: 256, every: 5, bona_fide_label: None },
         teacher: teacher_of(&prefix, stage),
+        compute: Default::default(),
     }
 }
 
@@ -378,6 +379,7 @@ fn surf(stage: Stage) -> TrainConfig {
         teacher: (stage == Stage::Student).then(|| TeacherConfig {
             checkpoint: PathBuf::from("runs/surf-teacher/checkpoints/best.safetensors"),
         }),
+        compute: Default::default(),
     }
 }
 

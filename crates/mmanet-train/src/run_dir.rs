@@ -66,6 +66,11 @@ impl RunDir {
         self.root.join("checkpoints").join("last.optim.safetensors")
     }
 
+    /// The loss scaler's state matching [`RunDir::last_weights`] (mixed-precision runs only).
+    pub fn last_scaler(&self) -> PathBuf {
+        self.root.join("checkpoints").join("last.scaler.safetensors")
+    }
+
     /// The best weights by the validation metric.
     pub fn best_weights(&self) -> PathBuf {
         self.root.join("checkpoints").join("best.safetensors")
@@ -119,10 +124,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
 }
 
-/// Writes named tensors as safetensors atomically.
+/// Writes named tensors as safetensors atomically (copied to dense CPU tensors first, so GPU
+/// and channels-last tensors are written in the file's row-major layout).
 pub fn write_safetensors_atomic(named: &[(String, Tensor)], path: &Path) -> Result<(), TrainError> {
     let tmp = temp_path(path);
-    let refs: Vec<(&str, &Tensor)> = named.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let dense: Vec<Tensor> =
+        named.iter().map(|(_, t)| t.detach().to_device(tch::Device::Cpu).contiguous()).collect();
+    let refs: Vec<(&str, &Tensor)> =
+        named.iter().zip(&dense).map(|((n, _), t)| (n.as_str(), t)).collect();
     Tensor::write_safetensors(&refs, &tmp)
         .map_err(|e| TrainError::checkpoint(&tmp, format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))

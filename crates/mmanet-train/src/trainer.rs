@@ -19,6 +19,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
+use crate::amp::GradScaler;
 use crate::config::{Distillation, Stage, TrainConfig, ValidConfig};
 use crate::data_spec::Split;
 use crate::evaluate::{
@@ -28,6 +29,7 @@ use crate::model_spec::{ModelSpecExt, Role};
 use crate::optim::Optimizer;
 use crate::run_dir::{RunDir, write_atomic};
 use crate::state::{Best, EpochRecord, LossBreakdown, MiningEpoch, PartialEpoch, TrainState};
+use crate::transfer::{self, TransferOptions};
 
 /// Receives progress; the app draws bars from it, tests ignore it.
 pub trait Observer {
@@ -78,6 +80,11 @@ pub struct Trainer {
     net: Box<dyn MultiModalNet>,
     teacher: Option<Teacher>,
     opt: Optimizer,
+    /// Loss scaling of fp16 autocast (inert unless `compute.amp` on CUDA).
+    scaler: GradScaler,
+    /// Autocast the forward passes (`compute.amp` on CUDA).
+    amp: bool,
+    transfer: TransferOptions,
     train_loader: DataLoader,
     /// The validation split, one combination per pass (mining, model selection).
     val: DataLoader,
@@ -112,6 +119,9 @@ impl Trainer {
         if t.state.next_epoch > 0 {
             checkpoint::load_var_store(&t.vs, t.run.last_weights(), LoadMode::Strict)?;
             t.opt.load(&t.run.last_optimizer())?;
+            if t.scaler.is_enabled() && t.run.last_scaler().exists() {
+                t.scaler.load(&t.run.last_scaler())?;
+            }
         }
         tracing::info!(next_epoch = t.state.next_epoch, "resuming");
         Ok(t)
@@ -156,6 +166,15 @@ impl Trainer {
             }
             None => None,
         };
+        let amp = cfg.compute.amp && device.is_cuda();
+        let channels_last = cfg.compute.channels_last && device.is_cuda();
+        if channels_last {
+            mmanet_models::layout::to_channels_last(&vs);
+            if let Some(t) = &teacher {
+                mmanet_models::layout::to_channels_last(&t._vs);
+            }
+        }
+        let scaler = GradScaler::new(amp, device);
         let class_weights = match val_task {
             mmanet_data::Task::Segmentation { num_classes } => {
                 Some(crate::segmentation::class_weights(&cfg, num_classes, device)?)
@@ -171,6 +190,9 @@ impl Trainer {
             net,
             teacher,
             opt,
+            scaler,
+            amp,
+            transfer: TransferOptions { channels_last },
             train_loader,
             val,
             scoring,
@@ -308,7 +330,7 @@ impl Trainer {
             _ => (LossBreakdown::default(), 0),
         };
         for batch in iter.by_ref() {
-            let batch = batch?.to_device(self.device);
+            let batch = transfer::to_device(batch?, self.device, self.transfer);
             let (loss, parts) = self.objective(&batch, epoch)?;
             if !parts.total.is_finite() {
                 let what = if !parts.ce.is_finite() {
@@ -321,8 +343,8 @@ impl Trainer {
                 return Err(TrainError::NonFinite { epoch, step: steps, what: what.into() });
             }
             self.opt.zero_grad();
-            loss.backward();
-            self.opt.step();
+            self.scaler.scale(&loss).backward();
+            self.scaler.step(&mut self.opt, &self.vs);
             sum.add(&parts);
             steps += 1;
             obs.on_step(epoch, steps, &parts);
@@ -332,6 +354,22 @@ impl Trainer {
         }
         let mean = if steps > 0 { sum.scaled(1.0 / steps as f64) } else { sum };
         Ok(EpochPass::Done { steps, mean, skipped: iter.skipped() })
+    }
+
+    /// Runs a network's forward pass, under fp16 autocast when `compute.amp` is on; the outputs
+    /// come back in f32 so that every loss is computed in f32.
+    fn forward(&self, f: impl FnOnce() -> NetOutput) -> NetOutput {
+        if !self.amp {
+            return f();
+        }
+        let out = tch::autocast(true, f);
+        let float = |t: &Tensor| t.to_kind(Kind::Float);
+        NetOutput {
+            logits: float(&out.logits),
+            features: out.features.iter().map(float).collect(),
+            aux_logits: out.aux_logits.as_ref().map(float),
+            side_logits: out.side_logits.iter().map(float).collect(),
+        }
     }
 
     /// The loss of one batch and its parts.
@@ -347,7 +385,7 @@ impl Trainer {
             return self.objective_segmentation(batch, epoch, w);
         }
         let inputs = net_inputs(batch);
-        let out = self.net.forward_t(&inputs, &batch.mask, true);
+        let out = self.forward(|| self.net.forward_t(&inputs, &batch.mask, true));
         let ce = out.logits.cross_entropy_for_logits(&batch.targets);
         let mut total = ce.shallow_clone();
         let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
@@ -355,8 +393,9 @@ impl Trainer {
         let active = self.is_student() && epoch > m.begin_epoch;
         if active {
             if let Some(teacher) = &self.teacher {
-                let t =
-                    tch::no_grad(|| teacher.net.forward_t(&inputs, &batch.mask.ones_like(), false));
+                let t = tch::no_grad(|| {
+                    self.forward(|| teacher.net.forward_t(&inputs, &batch.mask.ones_like(), false))
+                });
                 let d = distillation(&out, &t, m.distillation, m.fidelity)? * m.lambda_mad;
                 parts.distill = scalar(&d);
                 total += d;
@@ -390,7 +429,7 @@ impl Trainer {
     ) -> Result<(Tensor, LossBreakdown), TrainError> {
         use crate::segmentation::{labels_like, teacher_prediction};
         let inputs = net_inputs(batch);
-        let out = self.net.forward_t(&inputs, &batch.mask, true);
+        let out = self.forward(|| self.net.forward_t(&inputs, &batch.mask, true));
         let labels: Vec<Tensor> = std::iter::once(&out.logits)
             .chain(&out.side_logits)
             .map(|l| labels_like(&batch.targets, l))
@@ -406,7 +445,9 @@ impl Trainer {
                 // reference-code: the teacher runs in train mode (batch statistics), as released.
                 let teacher_train = m.fidelity == mmanet_core::Fidelity::ReferenceCode;
                 let t = tch::no_grad(|| {
-                    teacher.net.forward_t(&inputs, &batch.mask.ones_like(), teacher_train)
+                    self.forward(|| {
+                        teacher.net.forward_t(&inputs, &batch.mask.ones_like(), teacher_train)
+                    })
                 });
                 let pairs: Vec<(&Tensor, &Tensor)> =
                     out.features.iter().zip(&t.features).take(3).collect();
@@ -561,6 +602,9 @@ impl Trainer {
     fn save_state(&self) -> Result<(), TrainError> {
         checkpoint::save_var_store(&self.vs, self.run.last_weights())?;
         self.opt.save(&self.run.last_optimizer())?;
+        if self.scaler.is_enabled() {
+            self.scaler.save(&self.run.last_scaler())?;
+        }
         let json = serde_json::to_string_pretty(&self.state).expect("state serialises");
         write_atomic(&self.run.state(), json.as_bytes())
     }

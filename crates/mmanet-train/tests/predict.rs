@@ -48,6 +48,7 @@ fn predicts_from_any_subset_of_image_files() {
         schedule: LrSchedule::Constant,
         eval: EvalConfig { combos: vec![], batch_size: 4, every: 1, bona_fide_label: Some(1) },
         teacher: None,
+        compute: Default::default(),
     };
     assert_eq!(cfg.model.modalities(), ModalitySet::surf());
     let run = RunDir::create(dir.path().join("run")).unwrap();

@@ -54,6 +54,7 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
         schedule: LrSchedule::Constant,
         eval: EvalConfig { combos: vec![], batch_size: 16, every: 1, bona_fide_label: Some(1) },
         teacher: None,
+        compute: Default::default(),
     }
 }
 
@@ -169,6 +170,11 @@ fn bad_configs_name_the_field() {
     c.set("epochs=9").unwrap();
     assert_eq!((c.method.fidelity, c.epochs), (Fidelity::ReferenceCode, 9));
     assert!(matches!(c.set("epochz=1"), Err(TrainError::Config { .. })));
+    c.set("compute.amp=true").unwrap();
+    c.set("compute.channels_last=true").unwrap();
+    assert!(c.compute.amp && c.compute.channels_last);
+    let err = c.clone().set("compute.bf16=true").unwrap_err().to_string();
+    assert!(err.contains("bf16"), "{err}");
     let round = TrainConfig::from_toml_str(&c.to_toml(), Path::new("y.toml")).unwrap();
     assert_eq!(round, c);
 }

@@ -64,6 +64,7 @@ fn config(stage: Stage, root: PathBuf, epochs: usize) -> TrainConfig {
         schedule: LrSchedule::Constant,
         eval: EvalConfig { combos: vec![], batch_size: 4, every: 1, bona_fide_label: None },
         teacher: None,
+        compute: Default::default(),
     }
 }
 
