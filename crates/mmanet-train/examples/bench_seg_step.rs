@@ -1,0 +1,370 @@
+//! One MMANet student training step on NYUv2-sized ESANet, timed (issue 8, segmentation).
+//!
+//! The step is the trainer's segmentation objective after `begin_epoch` (mmanet-train
+//! `trainer.rs::objective_segmentation`, reproduced here because it is private): the student
+//! (ESANet with `auxi_decoder`, train mode) with one random combination per sample (RGB, depth,
+//! RGB-D, 1/3 each); the frozen teacher (ESANet, no grad, all-ones mask; eval mode under the
+//! preset's `Fidelity::Paper`, train mode under `--reference-code`); the loss
+//! `Σ_scales CE2d(S) + λ_MAD · MAD_seg(fuse_cache[0..3]) + λ_MAR · MAR_seg(auxi_decoder)`
+//! with the `nyuv2-mmanet` preset's λ (4.0 / 0.2), weak set W = [depth] (the reference's
+//! hard-coded choice), class weights all ones; backward; the preset's SGD (lr 0.01, momentum
+//! 0.9, Nesterov, weight decay 1e-4). Under `--amp` the forward and the loss run in
+//! `tch::autocast` (fp16 on CUDA), without a gradient scaler (as `surf_step.py` and
+//! `esanet_step.py`).
+//!
+//! Inputs are random tensors created once on the device (no loading): RGB `[B, 3, H, W]`, depth
+//! `[B, 1, H, W]` (standard normal), labels `[B, H, W]` uniform in `0..=40` (0 = void) and their
+//! nearest-downsampled copies at /8, /16, /32. `benches/pytorch/esanet_step.py` is the PyTorch
+//! twin; both print the same JSON keys.
+//!
+//! ```text
+//! bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] [--warmup 3]
+//!                [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] [--encoder r50|r34]
+//!                [--reference-code]
+//! ```
+//!
+//! Output (one JSON line on stdout): `step_ms_median`, `step_ms_all` (each timed step, CUDA
+//! synchronised), `samples_per_s`, `last_loss` and its parts, `n_params_teacher`,
+//! `n_params_student` (trainable parameters), `peak_rss_mib` (VmHWM) and, on CUDA,
+//! `gpu_mem_used_mib` (nvidia-smi's memory of this process after the run: the caching
+//! allocator's peak reservation plus the CUDA context; tch exposes no allocator statistics).
+#![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
+
+use std::time::Instant;
+
+use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
+use mmanet_losses::{
+    SegMadConfig, WeakSet, f_mad_segmentation, f_mar_segmentation, f_multiscale_weighted_ce_2d,
+};
+use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetRole, build_net};
+use mmanet_train::optim::Optimizer;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor, nn::VarStore};
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The preset whose model, λ and optimiser the step uses.
+const PRESET: &str = "nyuv2-mmanet";
+/// Per-sample training combinations (RGB, depth): RGB, depth, RGB-D (mmanet_spec.md §4).
+const COMBINATIONS: [[f32; 2]; 3] = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
+
+#[derive(Debug)]
+struct Args {
+    batch: i64,
+    height: i64,
+    width: i64,
+    steps: usize,
+    warmup: usize,
+    threads: usize,
+    device: Device,
+    amp: bool,
+    seed: u64,
+    encoder: String,
+    reference_code: bool,
+}
+
+fn parse_args() -> BoxResult<Args> {
+    let mut a = Args {
+        batch: 8,
+        height: 480,
+        width: 640,
+        steps: 10,
+        warmup: 3,
+        threads: 1,
+        device: Device::Cpu,
+        amp: false,
+        seed: 0,
+        encoder: "r50".into(),
+        reference_code: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let flag = args[i].as_str();
+        let mut value = || -> BoxResult<String> {
+            i += 1;
+            args.get(i).cloned().ok_or_else(|| format!("{flag} needs a value").into())
+        };
+        match flag {
+            "--batch" => a.batch = value()?.parse()?,
+            "--height" => a.height = value()?.parse()?,
+            "--width" => a.width = value()?.parse()?,
+            "--steps" => a.steps = value()?.parse()?,
+            "--warmup" => a.warmup = value()?.parse()?,
+            "--threads" => a.threads = value()?.parse()?,
+            "--seed" => a.seed = value()?.parse()?,
+            "--encoder" => a.encoder = value()?,
+            "--device" => {
+                a.device = match value()?.as_str() {
+                    "cpu" => Device::Cpu,
+                    "cuda" => Device::Cuda(0),
+                    other => return Err(format!("--device {other}: expected cpu or cuda").into()),
+                }
+            }
+            "--amp" => a.amp = true,
+            "--reference-code" => a.reference_code = true,
+            "-h" | "--help" => {
+                println!(
+                    "bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] \
+                     [--warmup 3] [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] \
+                     [--encoder r50|r34] [--reference-code]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument `{other}`").into()),
+        }
+        i += 1;
+    }
+    if a.batch < 1 || a.steps == 0 || a.threads == 0 {
+        return Err("--batch, --steps and --threads must be positive".into());
+    }
+    if a.height % 32 != 0 || a.width % 32 != 0 || a.height < 32 || a.width < 32 {
+        return Err("--height and --width must be positive multiples of 32".into());
+    }
+    if a.encoder != "r50" && a.encoder != "r34" {
+        return Err(format!("--encoder {}: expected r50 or r34", a.encoder).into());
+    }
+    Ok(a)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+    }
+}
+
+fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// GPU memory of this process per nvidia-smi (MiB) and where the number comes from: the
+/// process's row of `--query-compute-apps`, else (PID namespaces hide it) the whole GPU's
+/// `memory.used`. `None` when nvidia-smi is not there.
+fn gpu_mem_used_mib() -> Option<(f64, &'static str)> {
+    let run = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("nvidia-smi").args(args).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let pid = std::process::id().to_string();
+    if let Some(text) =
+        run(&["--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"])
+    {
+        for line in text.lines() {
+            let mut parts = line.split(',').map(str::trim);
+            if parts.next() == Some(pid.as_str()) {
+                if let Some(mib) = parts.next().and_then(|m| m.parse().ok()) {
+                    return Some((mib, "nvidia-smi compute-apps (this process)"));
+                }
+            }
+        }
+    }
+    let text = run(&["--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"])?;
+    let mib = text.lines().next()?.trim().parse().ok()?;
+    Some((mib, "nvidia-smi memory.used (whole GPU 0)"))
+}
+
+fn n_params(vs: &VarStore) -> i64 {
+    vs.trainable_variables().iter().map(Tensor::numel).map(|n| n as i64).sum()
+}
+
+/// The step's constant inputs, on the device.
+struct Inputs {
+    /// `[rgb [B, 3, H, W], depth [B, 1, H, W]]`.
+    images: Vec<Tensor>,
+    /// Labels at full resolution, /8, /16, /32 (`[B, h, w]` i64, 0 = void).
+    labels: Vec<Tensor>,
+    /// `[40]` f32 ones.
+    class_weights: Tensor,
+}
+
+/// Nearest-neighbour labels at `1/factor` of the size, as the trainer's `labels_like`.
+fn labels_at(labels: &Tensor, factor: i64) -> Tensor {
+    let (h, w) = (labels.size()[1] / factor, labels.size()[2] / factor);
+    labels
+        .unsqueeze(1)
+        .to_kind(Kind::Float)
+        .upsample_nearest2d([h, w], None, None)
+        .squeeze_dim(1)
+        .to_kind(Kind::Int64)
+}
+
+fn make_inputs(args: &Args, n_classes: i64) -> Inputs {
+    let (b, h, w, dev) = (args.batch, args.height, args.width, args.device);
+    let rgb = Tensor::randn([b, 3, h, w], (Kind::Float, dev));
+    let depth = Tensor::randn([b, 1, h, w], (Kind::Float, dev));
+    let full = Tensor::randint_low(0, n_classes + 1, [b, h, w], (Kind::Int64, dev));
+    let labels =
+        vec![full.shallow_clone(), labels_at(&full, 8), labels_at(&full, 16), labels_at(&full, 32)];
+    Inputs {
+        images: vec![rgb, depth],
+        labels,
+        class_weights: Tensor::ones([n_classes], (Kind::Float, dev)),
+    }
+}
+
+/// One random combination per sample, `[B, 2]` f32 on the device.
+fn random_mask(rng: &mut ChaCha8Rng, batch: i64, device: Device) -> Tensor {
+    let rows: Vec<f32> =
+        (0..batch).flat_map(|_| COMBINATIONS[rng.random_range(0..COMBINATIONS.len())]).collect();
+    Tensor::from_slice(&rows).view([batch, 2]).to_device(device)
+}
+
+struct Parts {
+    ce: f64,
+    mad: f64,
+    mar: f64,
+}
+
+struct Setup {
+    teacher: Box<dyn MultiModalNet>,
+    student: Box<dyn MultiModalNet>,
+    _s_vs: VarStore,
+    opt: Optimizer,
+    weak: WeakSet,
+    lambda_mad: f64,
+    lambda_mar: f64,
+    fidelity: Fidelity,
+}
+
+/// The student objective (trainer.rs `objective_segmentation` past `begin_epoch`).
+fn objective(s: &Setup, x: &Inputs, mask: &Tensor) -> BoxResult<(Tensor, Tensor, Tensor)> {
+    let out = s.student.forward_t(&x.images, mask, true);
+    let scales: Vec<(&Tensor, &Tensor)> =
+        std::iter::once(&out.logits).chain(&out.side_logits).zip(&x.labels).collect();
+    if scales.len() != 4 {
+        return Err(format!("expected 4 output scales, got {}", scales.len()).into());
+    }
+    let ce = f_multiscale_weighted_ce_2d(&scales, &x.class_weights)?;
+    let teacher_train = s.fidelity == Fidelity::ReferenceCode;
+    let t = tch::no_grad(|| s.teacher.forward_t(&x.images, &mask.ones_like(), teacher_train));
+    let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
+    let pred = match s.fidelity {
+        Fidelity::Paper => t.logits.shallow_clone(),
+        Fidelity::ReferenceCode => t.features[4].shallow_clone(),
+    };
+    let mad = f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())? * s.lambda_mad;
+    let aux = out.aux_logits.as_ref().ok_or("the student has no auxi_decoder")?;
+    let mar =
+        f_mar_segmentation(&[(aux, &x.labels[0])], mask, &s.weak, &x.class_weights, s.fidelity)?
+            * s.lambda_mar;
+    Ok((ce, mad, mar))
+}
+
+fn train_step(s: &mut Setup, x: &Inputs, mask: &Tensor, amp: bool) -> BoxResult<(f64, Parts)> {
+    let (ce, mad, mar) = tch::autocast(amp, || objective(s, x, mask))?;
+    let loss = &ce + &mad + &mar;
+    s.opt.zero_grad();
+    loss.backward();
+    s.opt.step();
+    let parts =
+        Parts { ce: ce.double_value(&[]), mad: mad.double_value(&[]), mar: mar.double_value(&[]) };
+    Ok((loss.double_value(&[]), parts))
+}
+
+fn main() -> BoxResult<()> {
+    let args = parse_args()?;
+    tch::set_num_threads(args.threads as i32);
+    tch::manual_seed(args.seed as i64);
+
+    let cfg = mmanet_train::presets::preset(PRESET).ok_or("preset nyuv2-mmanet is missing")?;
+    let NetConfig::Esanet(mut esa) = cfg.model.clone() else {
+        return Err("preset nyuv2-mmanet is not an ESANet".into());
+    };
+    if args.encoder == "r34" {
+        esa = EsaNetConfig { encoder: EsaNetConfig::nyuv2_r34().encoder, ..esa };
+    }
+    let net_cfg = NetConfig::Esanet(esa.clone());
+    let fidelity = if args.reference_code { Fidelity::ReferenceCode } else { cfg.method.fidelity };
+
+    let mut t_vs = VarStore::new(args.device);
+    let teacher = build_net(&t_vs.root(), &net_cfg, NetRole::Teacher)?;
+    let n_params_teacher = n_params(&t_vs);
+    t_vs.freeze();
+    let s_vs = VarStore::new(args.device);
+    let student = build_net(&s_vs.root(), &net_cfg, NetRole::Student)?;
+    let n_params_student = n_params(&s_vs);
+    let opt = Optimizer::new(&s_vs, cfg.optimizer.clone());
+    let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse::<ModalityMask>()?])?;
+    let mut setup = Setup {
+        teacher,
+        student,
+        _s_vs: s_vs,
+        opt,
+        weak,
+        lambda_mad: cfg.method.lambda_mad,
+        lambda_mar: cfg.method.lambda_mar,
+        fidelity,
+    };
+    let inputs = make_inputs(&args, esa.n_classes);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+
+    let mut times = Vec::with_capacity(args.steps);
+    let mut last = (f64::NAN, Parts { ce: f64::NAN, mad: f64::NAN, mar: f64::NAN });
+    let mut timed_total = 0.0;
+    for step in 0..args.warmup + args.steps {
+        sync(args.device);
+        let t0 = Instant::now();
+        let mask = random_mask(&mut rng, args.batch, args.device);
+        last = train_step(&mut setup, &inputs, &mask, args.amp)?;
+        sync(args.device);
+        let dt = t0.elapsed().as_secs_f64();
+        if step >= args.warmup {
+            times.push(dt * 1e3);
+            timed_total += dt;
+        }
+        eprintln!("step {step}: {:.1} ms, loss {:.4}", dt * 1e3, last.0);
+    }
+
+    let mut record = serde_json::json!({
+        "impl": "mmanet-rs",
+        "mode": "seg-step",
+        "data": "synthetic tensors on device",
+        "device": format!("{:?}", args.device).to_lowercase(),
+        "encoder": args.encoder,
+        "batch": args.batch,
+        "height": args.height,
+        "width": args.width,
+        "amp": args.amp,
+        "grad_scaler": false,
+        "fidelity": format!("{fidelity:?}"),
+        "lambda_mad": setup.lambda_mad,
+        "lambda_mar": setup.lambda_mar,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "n_params_teacher": n_params_teacher,
+        "n_params_student": n_params_student,
+        "step_ms_median": median(&times),
+        "step_ms_min": times.iter().copied().fold(f64::INFINITY, f64::min),
+        "samples_per_s": (args.steps as f64 * args.batch as f64) / timed_total,
+        "step_ms_all": times,
+        "last_loss": last.0,
+        "last_ce": last.1.ce,
+        "last_mad": last.1.mad,
+        "last_mar": last.1.mar,
+    });
+    if args.device.is_cuda() {
+        let mem = gpu_mem_used_mib();
+        record["gpu_mem_used_mib"] = mem.map(|m| m.0).into();
+        record["gpu_mem_source"] = mem.map(|m| m.1).into();
+        // libtorch's caching-allocator statistics are not exposed by tch.
+        record["gpu_max_mem_mib"] = serde_json::Value::Null;
+    }
+    record["peak_rss_mib"] = status_kib("VmHWM:").map(|k| k as f64 / 1024.0).into();
+    record["torch_threads"] = tch::get_num_threads().into();
+    println!("{record}");
+    Ok(())
+}
