@@ -52,6 +52,11 @@ pub const PRESETS: &[(&str, &str)] = &[
         "nyuv2-mmanet",
         "NYUv2 ESANet-R50 MMANet student (MAD 4, MAR 0.2), the paper's hyper-parameters",
     ),
+    ("cityscapes-teacher", "Cityscapes ESANet-R50 teacher, the paper's hyper-parameters"),
+    (
+        "cityscapes-mmanet",
+        "Cityscapes ESANet-R50 MMANet student (MAD 10, MAR 0.1), the paper's hyper-parameters",
+    ),
     ("synth-nyuv2-teacher", "synthetic RGB-D segmentation, small ESANet: teacher (CPU)"),
     ("synth-nyuv2-mmanet", "synthetic RGB-D segmentation, small ESANet: MMANet student (CPU)"),
 ];
@@ -122,6 +127,8 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
         "basicmotions-mmanet" => basicmotions(Stage::Student),
         "nyuv2-teacher" => nyuv2(Stage::Teacher),
         "nyuv2-mmanet" => nyuv2(Stage::Student),
+        "cityscapes-teacher" => cityscapes(Stage::Teacher),
+        "cityscapes-mmanet" => cityscapes(Stage::Student),
         "synth-nyuv2-teacher" => synth_nyuv2(Stage::Teacher),
         "synth-nyuv2-mmanet" => synth_nyuv2(Stage::Student),
         _ => return None,
@@ -295,6 +302,46 @@ fn nyuv2(stage: Stage) -> TrainConfig {
     c.schedule = LrSchedule::reference_segmentation();
     c.eval = EvalConfig { combos: vec![], batch_size: 8, every: 10, bona_fide_label: None };
     c.teacher = teacher_of("nyuv2", stage);
+    c
+}
+
+/// Cityscapes with the reference's settings (mmanet_spec.md §3.2, §5.2, §8.4): two ResNet50
+/// encoders, 19 classes, 512 x 1024 crops after a `U[0.5, 2.0]` rescale, raw float16 depth
+/// (`--raw_depth`, `(d - 31.7156) / 38.7028`, invalid 0 kept), Adam (lr 1e-4, wd 1e-4) with
+/// the one-cycle schedule (beta1 cycling 0.85-0.95), batch 8, 300 epochs, no class weighting,
+/// kd_scale 10, auxi_scale 0.1, begin_epoch 10.
+///
+/// Not as the reference, because the models crate lacks them:
+/// - the context module is `ppm` with bins (1, 2, 4, 8) instead of `appm-1-2-4-8`. Both
+///   reduce 2048 -> 512 per branch and concat to 4096 -> 512; at the 512 x 1024 training size
+///   APPM's bin multiplier `int(h / h_inp + 0.5)` is 1, so the two compute the same thing,
+///   but APPM scales its bins with larger inputs (e.g. full-resolution evaluation) and names
+///   its branch convs `features.<i>.0` where PPM has `features.<i>.1`;
+/// - `--he_init` (Kaiming fan-out init of the non-encoder layers) is not available: those
+///   layers keep tch's default init;
+/// - evaluation resizes the `valid` images and labels to 512 x 1024 (`eval_size`) rather
+///   than scoring at full resolution.
+fn cityscapes(stage: Stage) -> TrainConfig {
+    let mut c = nyuv2(stage);
+    c.name = stage_name("cityscapes", stage);
+    c.data.dataset = DatasetSpec::Cityscapes {
+        root: PathBuf::from("data/cityscapes"),
+        num_classes: 19,
+        depth: mmanet_data::cityscapes::CityscapesDepth::Depth,
+        crop: [512, 1024],
+        eval_size: Some([512, 1024]),
+    };
+    c.data.class_weighting = crate::segmentation::ClassWeighting::None;
+    c.model = NetConfig::Esanet(EsaNetConfig {
+        n_classes: 19,
+        context_bins: vec![1, 2, 4, 8],
+        ..EsaNetConfig::nyuv2()
+    });
+    c.method.lambda_mad = 10.0;
+    c.method.lambda_mar = 0.1;
+    c.optimizer =
+        OptimizerConfig::Adam { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4 };
+    c.teacher = teacher_of("cityscapes", stage);
     c
 }
 
@@ -474,6 +521,20 @@ mod tests {
         assert_eq!(c.epochs, 100);
         assert_eq!(c.optimizer, OptimizerConfig::reference_sgd());
         let u = preset("surf-unified").unwrap();
+        let cs = preset("cityscapes-mmanet").unwrap();
+        assert_eq!(
+            (cs.method.lambda_mad, cs.method.lambda_mar, cs.method.begin_epoch),
+            (10.0, 0.1, 10)
+        );
+        assert!(matches!(
+            cs.data.dataset,
+            DatasetSpec::Cityscapes { num_classes: 19, crop: [512, 1024], .. }
+        ));
+        assert!(matches!(cs.optimizer, OptimizerConfig::Adam { lr, .. } if lr == 1e-4));
+        assert!(
+            matches!(&cs.model, NetConfig::Esanet(m) if m.n_classes == 19 && m.context_bins == [1, 2, 4, 8])
+        );
+        assert!(cs.teacher.is_some() && preset("cityscapes-teacher").unwrap().teacher.is_none());
         assert!(!u.method.mar && u.teacher.is_none());
     }
 }
