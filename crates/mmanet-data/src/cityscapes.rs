@@ -66,7 +66,8 @@ pub fn labels_19_from_label_id(label_id: i64) -> u8 {
 }
 
 /// Which depth files a [`CityscapesDataset`] reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CityscapesDepth {
     /// `depth_raw/*.npy`: float16 metres (MMANet's `--raw_depth`).
     #[default]

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mmanet_core::{ModalityMask, ModalitySet};
+use mmanet_data::cityscapes::{CityscapesDataset, CityscapesDepth, cityscapes_train_augment};
 use mmanet_data::nyuv2::{
     Nyuv2Augment, Nyuv2Dataset, SYNTHETIC_NYUV2_CLASSES, write_synthetic_nyuv2,
 };
@@ -96,6 +97,28 @@ pub enum DatasetSpec {
         /// Training crop `[height, width]` (reference: 480 x 640).
         crop: [usize; 2],
     },
+    /// Cityscapes in the ESANet "cityscapes-with-depth" layout (`{split}_rgb.txt`,
+    /// `{split}_depth_raw.txt` or `{split}_disparity_raw.txt`, `{split}_labels_<C>.txt`,
+    /// `{split}/{rgb,depth_raw,disparity_raw,labels_<C>}/<city>/<file>`); splits `train`
+    /// and `valid`. Validation (mining, model selection) and the final test both read
+    /// `valid`, as the reference does (Cityscapes' test labels are not public).
+    Cityscapes {
+        /// Data root.
+        root: PathBuf,
+        /// Number of classes (19, void excluded; 33 for the full label set).
+        num_classes: usize,
+        /// `depth` (float16 metres, `depth_raw/*.npy`, MMANet's `--raw_depth`) or
+        /// `disparity` (uint16 `disparity_raw/*.png`).
+        #[serde(default)]
+        depth: CityscapesDepth,
+        /// Training crop `[height, width]` (reference: 512 x 1024) after a random rescale by
+        /// `U[0.5, 2.0]`.
+        crop: [usize; 2],
+        /// Evaluation resize `[height, width]` (RGB bilinear, depth and labels nearest);
+        /// absent: the native 1024 x 2048.
+        #[serde(default)]
+        eval_size: Option<[usize; 2]>,
+    },
     /// A seeded synthetic RGB-D segmentation set in the NYUv2 layout (some classes separable
     /// only by colour, some only by depth), written under `root` on first use.
     SyntheticNyuv2 {
@@ -150,6 +173,7 @@ impl DatasetSpec {
             DatasetSpec::Cefa { .. } => "cefa",
             DatasetSpec::SyntheticSurf { .. } => "synthetic-surf",
             DatasetSpec::Nyuv2 { .. } => "nyuv2",
+            DatasetSpec::Cityscapes { .. } => "cityscapes",
             DatasetSpec::SyntheticNyuv2 { .. } => "synthetic-nyuv2",
             DatasetSpec::Mfeat { .. } => "mfeat",
             DatasetSpec::Avmnist { .. } => "avmnist-lite",
@@ -165,6 +189,7 @@ impl DatasetSpec {
             | DatasetSpec::Cefa { root, .. }
             | DatasetSpec::SyntheticSurf { root, .. }
             | DatasetSpec::Nyuv2 { root, .. }
+            | DatasetSpec::Cityscapes { root, .. }
             | DatasetSpec::SyntheticNyuv2 { root, .. }
             | DatasetSpec::Mfeat { root, .. }
             | DatasetSpec::Avmnist { root, .. }
@@ -221,6 +246,20 @@ impl DatasetSpec {
             }
             DatasetSpec::Nyuv2 { crop, .. } | DatasetSpec::SyntheticNyuv2 { crop, .. } => {
                 Nyuv2Augment::train(crop[0], crop[1])
+                    .validate()
+                    .map_err(|e| TrainError::config("data.dataset.crop", e.to_string()))
+            }
+            DatasetSpec::Cityscapes { num_classes, crop, eval_size, .. } => {
+                if !matches!(num_classes, 19 | 33) {
+                    return Err(TrainError::config(
+                        "data.dataset.num_classes",
+                        format!("Cityscapes has 19 (or 33) classes, got {num_classes}"),
+                    ));
+                }
+                if eval_size.is_some_and(|[h, w]| h == 0 || w == 0) {
+                    return Err(TrainError::config("data.dataset.eval_size", "sides must be >= 1"));
+                }
+                cityscapes_train_augment(crop[0], crop[1])
                     .validate()
                     .map_err(|e| TrainError::config("data.dataset.crop", e.to_string()))
             }
@@ -299,6 +338,20 @@ impl DatasetSpec {
             }
             DatasetSpec::Nyuv2 { root, num_classes, crop } => {
                 open_nyuv2(root, split, *num_classes, *crop)
+            }
+            DatasetSpec::Cityscapes { root, num_classes, depth, crop, eval_size } => {
+                let data = CityscapesDataset::open(
+                    root,
+                    if split == Split::Train { "train" } else { "valid" },
+                    *num_classes,
+                    *depth,
+                )?;
+                Ok(Arc::new(match split {
+                    Split::Train => {
+                        data.with_augment(cityscapes_train_augment(crop[0], crop[1]))?
+                    }
+                    Split::Val | Split::Test => data.with_eval_size(*eval_size)?,
+                }))
             }
             DatasetSpec::SyntheticNyuv2 { root, n, size, crop } => {
                 if !(root.join("train.txt").is_file() && root.join("test.txt").is_file()) {
