@@ -590,14 +590,15 @@ fn to_markdown(exp: &Experiment, r: &Value, opts: &Options) -> String {
     s
 }
 
-/// An SVG: the mean metric per combination, one series per student model.
+/// An SVG: the mean metric per combination with ± std bars, one series per student model.
 fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
     use plotters::prelude::*;
     let order: Vec<String> = r["combination_order"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    let mut series: Vec<(String, Vec<f64>)> = Vec::new();
+    // (label, per-combination (mean, std) in %)
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for m in r["models"].as_array().into_iter().flatten() {
         if m["teacher"] == json!(true) {
             continue;
@@ -608,13 +609,18 @@ fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
                 m["combinations"]
                     .as_array()
                     .and_then(|a| a.iter().find(|x| x["present"] == json!(c)))
-                    .and_then(|x| x["mean"].as_f64())
-                    .map_or(f64::NAN, |v| 100.0 * v)
+                    .map_or((f64::NAN, 0.0), |x| {
+                        let mean = x["mean"].as_f64().unwrap_or(f64::NAN);
+                        (100.0 * mean, 100.0 * x["std"].as_f64().unwrap_or(0.0))
+                    })
             })
             .collect();
         series.push((m["label"].as_str().unwrap_or("").to_string(), values));
     }
-    let finite = series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite());
+    let finite = series
+        .iter()
+        .flat_map(|s| s.1.iter().flat_map(|(m, d)| [m - d, m + d]))
+        .filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let (lo, hi) =
         if lo <= hi { ((lo - 2.0).max(0.0), (hi + 2.0).min(100.0)) } else { (0.0, 100.0) };
@@ -626,7 +632,7 @@ fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!(
-                "{}: {} (%) per modality combination, mean over {} seed(s)",
+                "{}: {} (%) per modality combination, mean ± std over {} seed(s)",
                 exp.name, exp.metric, r["seeds"]
             ),
             ("sans-serif", 20),
@@ -657,12 +663,20 @@ fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
         .draw()?;
     for (k, (name, values)) in series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
+        // Series side by side within a combination, so error bars do not overlap.
+        let shift = (k as f64 - (series.len() as f64 - 1.0) / 2.0) * 0.06;
         let points: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, v)| (i as f64, *v))
+            .filter(|(_, v)| v.0.is_finite())
+            .map(|(i, v)| (i as f64 + shift, v.0))
             .collect();
+        chart.draw_series(values.iter().enumerate().filter(|(_, v)| v.0.is_finite()).map(
+            |(i, (m, d))| {
+                let x = i as f64 + shift;
+                PathElement::new(vec![(x, m - d), (x, m + d)], color.stroke_width(1))
+            },
+        ))?;
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
             .label(name.clone())
