@@ -2,49 +2,125 @@
 # GPU side-by-side benchmark (issue 8), written into target/gpu-bench/ by `cargo xtask gpu-bench`.
 # Needs: an NVIDIA GPU, nvidia-smi, python3 with torch 2.11.0 (CUDA build) and numpy
 # (opencv-python-headless optional: the reference then decodes with cv2 like the official code).
-# No cargo: ./bench_step is the prebuilt Rust binary; it loads libtorch from the Python torch.
+# No cargo: ./bench_step, ./bench_seg_step and ./mmanet are prebuilt Rust binaries; they load
+# libtorch from the Python torch.
 #
-#   ./run.sh                       # B = 64 128 256, fp32 and AMP, ours and PyTorch
-#   BATCHES="64" STEPS=10 ./run.sh # fewer runs
-set -euo pipefail
+#   ./run.sh                          # every section, within BUDGET seconds
+#   SECTIONS="cls seg" ./run.sh       # some sections
+#
+# Sections, in order (each skipped once BUDGET seconds have passed since the start):
+#   cls      CASIA-SURF student step (loader included) at B = 64 128 256:
+#            ours fp32 / AMP / AMP + channels-last + cudnn benchmark; PyTorch fp32 / AMP
+#   seg      ESANet student step, 480x640, B = 8 (random device tensors): ours and PyTorch,
+#            fp32 and AMP (+ channels-last for ours)
+#   threads  the loader alone at 1 2 4 8 12 threads / DataLoader workers, ours and PyTorch
+#   modal    ours, the step alone on random device tensors for M = 2..6 modalities
+#   train    ours, a short real training run (mmanet train, synthetic SURF, AMP + channels-last)
+set -uo pipefail
 cd "$(dirname "$0")"
+START=$SECONDS
+BUDGET=${BUDGET:-480}
+SECTIONS=${SECTIONS:-"cls seg threads modal train"}
 BATCHES=${BATCHES:-"64 128 256"}
 STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-5}
-THREADS=${THREADS:-8}          # loader threads / DataLoader workers (and torch CPU threads)
-SAMPLES=${SAMPLES:-8192}       # synthetic training samples (one epoch covers every run)
+THREADS=${THREADS:-12}         # loader threads / DataLoader workers
+SAMPLES=${SAMPLES:-4096}       # synthetic training samples
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-results}
 mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
 
 TORCH_LIB=$("$PYTHON" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-"$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+"$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print("torch", torch.__version__, torch.cuda.get_device_name(0))' | tee "$OUT/torch.txt"
 export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ldd ./bench_step | grep -E 'libtorch_cuda|not found' || true
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
+nproc > "$OUT/nproc.txt"
+
+left() { echo $((BUDGET - (SECONDS - START))); }
+want() { [[ " $SECTIONS " == *" $1 "* ]] && [ "$(left)" -gt "${2:-20}" ]; }
+
+# run TAG CMD...: one program under nvidia-smi sampling (100 ms), last JSON line kept.
+run() {
+  local tag=$1; shift
+  nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 \
+    > "$OUT/smi_$tag.csv" &
+  local smi=$!
+  local t0=$SECONDS
+  timeout "$(( $(left) > 10 ? $(left) : 10 ))" "$@" > "$OUT/$tag.out" 2> "$OUT/$tag.err"
+  local rc=$?
+  kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
+  local line
+  line=$(grep '^{' "$OUT/$tag.out" | tail -n 1)
+  if [ $rc -eq 0 ] && [ -n "$line" ]; then
+    "$PYTHON" - "$tag" "$OUT/smi_$tag.csv" "$line" >> "$OUT/runs.jsonl" <<'EOF'
+import csv, json, sys
+tag, smi, line = sys.argv[1], sys.argv[2], sys.argv[3]
+rec = json.loads(line)
+mem, util = [], []
+for row in csv.reader(open(smi)):
+    try:
+        mem.append(float(row[1])); util.append(float(row[2]))
+    except (IndexError, ValueError):
+        pass
+busy = [u for u in util if u > 0]
+rec.update(tag=tag, smi_peak_mib=max(mem) if mem else None,
+           smi_util_mean=sum(busy) / len(busy) if busy else None, smi_samples=len(util))
+print(json.dumps(rec))
+EOF
+    echo "[$((SECONDS - START))s] $tag ok ($((SECONDS - t0))s)"
+  else
+    echo "[$((SECONDS - START))s] $tag FAILED rc=$rc ($((SECONDS - t0))s)"; tail -n 5 "$OUT/$tag.err"
+  fi
+}
 
 DATA=${DATA:-data/surf-synthetic}
 if [ ! -f "$DATA/train_list.txt" ]; then
-  ./bench_step --data "$DATA" --generate "$SAMPLES" --size 180
+  ./bench_step --data "$DATA" --generate "$SAMPLES" --size 180 2>&1 | tail -n 1
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
+echo "[$((SECONDS - START))s] data ready"
 
-: > "$OUT/runs.jsonl"
-for B in $BATCHES; do
-  for AMP in "" "--amp"; do
-    tag="b${B}${AMP:+_amp}"
-    common=(--data "$DATA" --batch "$B" --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS" --device cuda $AMP)
-    # ours, with nvidia-smi sampling memory and utilisation every 100 ms
-    nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 \
-      > "$OUT/smi_ours_$tag.csv" &
-    smi=$!
-    ./bench_step "${common[@]}" | tail -n 1 > "$OUT/ours_$tag.json"
-    kill "$smi"; wait "$smi" 2>/dev/null || true
-    nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv,noheader,nounits -lms 100 \
-      > "$OUT/smi_pytorch_$tag.csv" &
-    smi=$!
-    "$PYTHON" surf_step.py "${common[@]}" --pin-memory | tail -n 1 > "$OUT/pytorch_$tag.json"
-    kill "$smi"; wait "$smi" 2>/dev/null || true
-    cat "$OUT/ours_$tag.json" "$OUT/pytorch_$tag.json" >> "$OUT/runs.jsonl"
+if want cls 60; then
+  for B in $BATCHES; do
+    steps=$STEPS; [ "$B" -ge 256 ] && steps=$((STEPS / 2))
+    common=(--data "$DATA" --batch "$B" --steps "$steps" --warmup "$WARMUP" --threads "$THREADS" --device cuda)
+    want cls && run "cls_ours_fp32_b$B" ./bench_step "${common[@]}"
+    want cls && run "cls_pytorch_fp32_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory
+    want cls && run "cls_ours_amp_b$B" ./bench_step "${common[@]}" --amp
+    want cls && run "cls_pytorch_amp_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp
+    want cls && run "cls_ours_fast_b$B" ./bench_step "${common[@]}" --amp --channels-last --cudnn-benchmark
   done
-done
+fi
+
+if want seg 60 && [ -x ./bench_seg_step ]; then
+  seg=(--batch 8 --height 480 --width 640 --steps 10 --warmup 3 --device cuda)
+  want seg && run seg_ours_fp32 ./bench_seg_step "${seg[@]}"
+  want seg && run seg_pytorch_fp32 "$PYTHON" esanet_step.py "${seg[@]}"
+  want seg && run seg_ours_amp ./bench_seg_step "${seg[@]}" --amp
+  want seg && run seg_pytorch_amp "$PYTHON" esanet_step.py "${seg[@]}" --amp
+fi
+
+if want threads 40; then
+  for T in 1 2 4 8 12; do
+    lo=(--data "$DATA" --batch 64 --load-only --load-batches 12 --warmup 2 --threads "$T")
+    want threads && run "load_ours_t$T" ./bench_step "${lo[@]}"
+    want threads && run "load_pytorch_t$T" "$PYTHON" surf_step.py "${lo[@]}"
+  done
+fi
+
+if want modal 30; then
+  for M in 2 3 4 5 6; do
+    want modal && run "modal_ours_fast_m$M" ./bench_step --synthetic-inputs --modalities "$M" --size 112 \
+      --batch 64 --steps 20 --warmup 5 --device cuda --amp --channels-last --cudnn-benchmark
+    want modal && run "modal_ours_fp32_m$M" ./bench_step --synthetic-inputs --modalities "$M" --size 112 \
+      --batch 64 --steps 20 --warmup 5 --device cuda
+  done
+fi
+
+if want train 60 && [ -x ./mmanet ] && [ -f train.sh ]; then
+  timeout "$(left)" bash train.sh "$DATA" "$OUT" 2>&1 | tail -n 40
+fi
+
 "$PYTHON" table.py "$OUT" | tee "$OUT/table.md"
+echo "[$((SECONDS - START))s] done"

@@ -1,56 +1,152 @@
 #!/usr/bin/env python3
-"""Turns target/gpu-bench/results/ (written by run.sh) into one Markdown table."""
-import csv
-import glob
+"""Turns results/runs.jsonl (written by run.sh) into Markdown tables and, where matplotlib is
+available, one SVG with three panels: samples/s vs batch size, loader samples/s vs threads,
+step time vs number of modalities."""
 import json
 import os
 import sys
 
 
-def smi_stats(path):
-    """(peak memory.used MiB, mean utilisation %) over the samples with a non-idle GPU."""
-    mem, util = [], []
-    try:
-        with open(path) as f:
-            for row in csv.reader(f):
-                if len(row) >= 3:
-                    mem.append(float(row[1]))
-                    util.append(float(row[2]))
-    except (OSError, ValueError):
-        pass
-    busy = [u for u in util if u > 0]
-    return (max(mem) if mem else None, sum(busy) / len(busy) if busy else None)
+def load(out):
+    runs = {}
+    path = os.path.join(out, "runs.jsonl")
+    if os.path.exists(path):
+        for line in open(path):
+            line = line.strip()
+            if line:
+                rec = json.loads(line)
+                runs[rec["tag"]] = rec
+    return runs
 
 
 def fmt(x, digits=1):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def ratio(a, b):
+    return "–" if a is None or not b else f"{a / b:.2f}"
+
+
+def cls_table(runs):
+    batches = sorted({r["batch"] for t, r in runs.items() if t.startswith("cls_")})
+    if not batches:
+        return
+    print("### Classification: CASIA-SURF student step, loader included (12 loader threads)\n")
+    print("| B | variant | samples/s | / PyTorch fp32 | / PyTorch same precision | step ms (median) "
+          "| compute ms (median) | loader alone samples/s | GPU MiB (nvidia-smi peak) "
+          "| max_memory_allocated MiB | GPU util % (mean of busy samples) |")
+    print("|" + "---|" * 11)
+    for b in batches:
+        ref32 = runs.get(f"cls_pytorch_fp32_b{b}", {}).get("samples_per_s")
+        ref16 = runs.get(f"cls_pytorch_amp_b{b}", {}).get("samples_per_s")
+        for impl, var, label, same in [
+            ("pytorch", "fp32", "PyTorch fp32", ref32),
+            ("pytorch", "amp", "PyTorch AMP (autocast fp16, no GradScaler)", ref16),
+            ("ours", "fp32", "ours fp32", ref32),
+            ("ours", "amp", "ours AMP (autocast fp16 + GradScaler)", ref16),
+            ("ours", "fast", "ours AMP + channels-last + cudnn benchmark", ref16),
+        ]:
+            r = runs.get(f"cls_{impl}_{var}_b{b}")
+            if r is None:
+                continue
+            sps = r.get("samples_per_s")
+            print(f"| {b} | {label} | {fmt(sps)} | {ratio(sps, ref32)} | {ratio(sps, same)} "
+                  f"| {fmt(r.get('step_ms_median'))} | {fmt(r.get('compute_ms_median'))} "
+                  f"| {fmt(r.get('load_samples_per_s'))} | {fmt(r.get('smi_peak_mib'), 0)} "
+                  f"| {fmt(r.get('gpu_max_mem_mib'), 0)} | {fmt(r.get('smi_util_mean'), 0)} |")
+    print()
+
+
+def seg_table(runs):
+    rows = [(t, r) for t, r in sorted(runs.items()) if t.startswith("seg_")]
+    if not rows:
+        return
+    print("### Segmentation: ESANet student step, 480x640, B = 8 (random device tensors)\n")
+    print("| run | step ms (median) | samples/s | GPU MiB (nvidia-smi peak) | max_memory_allocated MiB "
+          "| GPU util % | params (teacher / student) |")
+    print("|" + "---|" * 7)
+    for t, r in rows:
+        print(f"| {t[4:]} | {fmt(r.get('step_ms_median'))} | {fmt(r.get('samples_per_s'), 2)} "
+              f"| {fmt(r.get('smi_peak_mib'), 0)} | {fmt(r.get('gpu_max_mem_mib'), 0)} "
+              f"| {fmt(r.get('smi_util_mean'), 0)} "
+              f"| {r.get('n_params_teacher', '–')} / {r.get('n_params_student', '–')} |")
+    print()
+
+
+def thread_table(runs):
+    threads = sorted({r["threads"] for t, r in runs.items() if t.startswith("load_")})
+    if not threads:
+        return
+    print("### The loader alone (train augmentation, B = 64), samples/s\n")
+    print("| threads / workers | ours | PyTorch | ours / PyTorch |")
+    print("|---|---|---|---|")
+    for n in threads:
+        o = runs.get(f"load_ours_t{n}", {}).get("load_samples_per_s")
+        p = runs.get(f"load_pytorch_t{n}", {}).get("load_samples_per_s")
+        print(f"| {n} | {fmt(o)} | {fmt(p)} | {ratio(o, p)} |")
+    print()
+
+
+def modal_table(runs):
+    ms = sorted({r["modalities"] for t, r in runs.items() if t.startswith("modal_")})
+    if not ms:
+        return
+    print("### Ours: the step alone (random device tensors, B = 64, 112x112) vs number of modalities\n")
+    print("| M | fp32 step ms | AMP + channels-last step ms | params (student) |")
+    print("|---|---|---|---|")
+    for m in ms:
+        a = runs.get(f"modal_ours_fp32_m{m}", {})
+        b = runs.get(f"modal_ours_fast_m{m}", {})
+        print(f"| {m} | {fmt(a.get('step_ms_median'))} | {fmt(b.get('step_ms_median'))} "
+              f"| {a.get('n_params_student', b.get('n_params_student', '–'))} |")
+    print()
+
+
+def plot(runs, out):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    batches = sorted({r["batch"] for t, r in runs.items() if t.startswith("cls_")})
+    for impl, var, label in [("pytorch", "fp32", "PyTorch fp32"), ("pytorch", "amp", "PyTorch AMP"),
+                             ("ours", "fp32", "ours fp32"), ("ours", "amp", "ours AMP"),
+                             ("ours", "fast", "ours AMP + channels-last")]:
+        pts = [(b, runs[f"cls_{impl}_{var}_b{b}"]["samples_per_s"]) for b in batches
+               if f"cls_{impl}_{var}_b{b}" in runs]
+        if pts:
+            ax[0].plot(*zip(*pts), marker="o", label=label)
+    ax[0].set(xlabel="batch size", ylabel="samples/s (end to end)", title="CASIA-SURF student step",
+              xscale="log", xticks=batches or [64])
+    ax[0].get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax[0].legend(fontsize=8)
+    threads = sorted({r["threads"] for t, r in runs.items() if t.startswith("load_")})
+    for impl, label in [("ours", "ours"), ("pytorch", "PyTorch DataLoader")]:
+        pts = [(n, runs[f"load_{impl}_t{n}"]["load_samples_per_s"]) for n in threads
+               if f"load_{impl}_t{n}" in runs]
+        if pts:
+            ax[1].plot(*zip(*pts), marker="o", label=label)
+    ax[1].set(xlabel="loader threads / workers", ylabel="samples/s", title="loader alone (B = 64)")
+    ax[1].legend(fontsize=8)
+    ms = sorted({r["modalities"] for t, r in runs.items() if t.startswith("modal_")})
+    for var, label in [("fp32", "fp32"), ("fast", "AMP + channels-last")]:
+        pts = [(m, runs[f"modal_ours_{var}_m{m}"]["step_ms_median"]) for m in ms
+               if f"modal_ours_{var}_m{m}" in runs]
+        if pts:
+            ax[2].plot(*zip(*pts), marker="o", label=label)
+    ax[2].set(xlabel="modalities M", ylabel="step ms (median)", title="ours, step alone (B = 64)")
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "gpu_scaling.svg"))
+
+
 def main(out):
-    rows = []
-    for path in sorted(glob.glob(os.path.join(out, "ours_*.json"))):
-        tag = os.path.basename(path)[len("ours_") : -len(".json")]
-        with open(path) as f:
-            ours = json.loads(f.read().strip().splitlines()[-1])
-        with open(os.path.join(out, f"pytorch_{tag}.json")) as f:
-            ref = json.loads(f.read().strip().splitlines()[-1])
-        o_mem, o_util = smi_stats(os.path.join(out, f"smi_ours_{tag}.csv"))
-        p_mem, p_util = smi_stats(os.path.join(out, f"smi_pytorch_{tag}.csv"))
-        rows.append((ours["batch"], ours["amp"], ours, ref, o_mem, o_util, p_mem, p_util))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    print("| B | precision | ours samples/s | PyTorch samples/s | ratio | ours step ms | PyTorch step ms "
-          "| ours compute ms | PyTorch compute ms | ours load samples/s | PyTorch load samples/s "
-          "| ours GPU MiB (nvidia-smi peak) | PyTorch GPU MiB (smi peak / max_memory_allocated) "
-          "| ours util % | PyTorch util % |")
-    print("|" + "---|" * 15)
-    for b, amp, o, p, o_mem, o_util, p_mem, p_util in rows:
-        print(
-            f"| {b} | {'AMP fp16' if amp else 'fp32'} | {fmt(o['samples_per_s'])} | {fmt(p['samples_per_s'])} "
-            f"| {o['samples_per_s'] / p['samples_per_s']:.2f} | {fmt(o['step_ms_median'])} "
-            f"| {fmt(p['step_ms_median'])} | {fmt(o['compute_ms_median'])} | {fmt(p['compute_ms_median'])} "
-            f"| {fmt(o['load_samples_per_s'])} | {fmt(p['load_samples_per_s'])} | {fmt(o_mem, 0)} "
-            f"| {fmt(p_mem, 0)} / {fmt(p.get('gpu_max_mem_mib'), 0)} | {fmt(o_util, 0)} | {fmt(p_util, 0)} |"
-        )
+    runs = load(out)
+    for f in (cls_table, seg_table, thread_table, modal_table):
+        f(runs)
+    plot(runs, out)
 
 
 if __name__ == "__main__":

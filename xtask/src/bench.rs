@@ -9,8 +9,9 @@
 //! 4. ours and `benches/pytorch/surf_step.py` at B = 16 and 64 on the same files and threads;
 //! 5. `target/bench/summary.json` and `target/bench/summary.md`.
 //!
-//! `gpu-bench` builds `bench_step --features cuda` and writes `target/gpu-bench/` (binary,
-//! script, `run.sh`) for a GPU machine with torch 2.11.0 and no cargo. xtask never links tch.
+//! `gpu-bench` builds `bench_step`, `bench_seg_step` and `mmanet` with `--features cuda` and
+//! writes `target/gpu-bench/` (binaries, PyTorch twins, `run.sh`, `train.sh`, `table.py`) for a
+//! GPU machine with torch 2.11.0 and no cargo. xtask never links tch.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,6 +26,8 @@ const TORCH_VERSION: &str = "2.11.0";
 const STEP_SCRIPT: &str = "benches/pytorch/surf_step.py";
 const GPU_RUN_SH: &str = "benches/pytorch/gpu_run.sh";
 const GPU_TABLE_PY: &str = "benches/pytorch/gpu_table.py";
+const SEG_STEP_SCRIPT: &str = "benches/pytorch/esanet_step.py";
+const GPU_TRAIN_SH: &str = "benches/pytorch/gpu_train.sh";
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug)]
@@ -490,6 +493,10 @@ fn markdown(s: &Value) -> String {
 }
 
 /// `cargo xtask gpu-bench`: a self-contained folder for a GPU machine with torch 2.11.0.
+///
+/// Builds `bench_step`, `bench_seg_step` and `mmanet` with `--features cuda` (libtorch_cuda kept
+/// as NEEDED), copies them with the PyTorch twins and the driver scripts into
+/// `target/gpu-bench/`, then relinks the CPU variants (both stay cached).
 pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!(
@@ -499,28 +506,39 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
     let root = project_root();
     let out = root.join("target").join("gpu-bench");
     std::fs::create_dir_all(&out)?;
-    sh(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "mmanet-train",
-        "--example",
-        "bench_step",
-        "--features",
-        "cuda",
-    ]))?;
-    let bin = root.join("target/release/examples/bench_step");
-    std::fs::copy(&bin, out.join("bench_step")).context("copying bench_step")?;
-    // Put the CPU binary back (both variants stay cached; this only re-links).
-    sh(cargo().args(["build", "--release", "-p", "mmanet-train", "--example", "bench_step"]))?;
-    std::fs::copy(root.join(STEP_SCRIPT), out.join("surf_step.py"))?;
-    std::fs::copy(root.join(GPU_RUN_SH), out.join("run.sh"))?;
-    std::fs::copy(root.join(GPU_TABLE_PY), out.join("table.py"))?;
+    let builds: [&[&str]; 3] = [
+        &["-p", "mmanet-train", "--example", "bench_step"],
+        &["-p", "mmanet-train", "--example", "bench_seg_step"],
+        &["-p", "mmanet", "--bin", "mmanet"],
+    ];
+    for b in builds {
+        sh(cargo().args(["build", "--release"]).args(b).args(["--features", "cuda"]))?;
+    }
+    for (bin, name) in [
+        ("target/release/examples/bench_step", "bench_step"),
+        ("target/release/examples/bench_seg_step", "bench_seg_step"),
+        ("target/release/mmanet", "mmanet"),
+    ] {
+        std::fs::copy(root.join(bin), out.join(name)).with_context(|| format!("copying {bin}"))?;
+        set_executable(&out.join(name))?;
+    }
+    // Put the CPU binaries back (both variants stay cached; this only re-links).
+    for b in builds {
+        sh(cargo().args(["build", "--release"]).args(b))?;
+    }
+    for (src, name) in [
+        (STEP_SCRIPT, "surf_step.py"),
+        (SEG_STEP_SCRIPT, "esanet_step.py"),
+        (GPU_RUN_SH, "run.sh"),
+        (GPU_TRAIN_SH, "train.sh"),
+        (GPU_TABLE_PY, "table.py"),
+    ] {
+        std::fs::copy(root.join(src), out.join(name)).with_context(|| format!("copying {src}"))?;
+    }
     set_executable(&out.join("run.sh"))?;
-    set_executable(&out.join("bench_step"))?;
     eprintln!(
         "gpu-bench: wrote {}\n  copy it to a GPU machine with python3 + torch {TORCH_VERSION} (CUDA) and run \
-         `./run.sh` there; results land in results/ and results/table.md",
+         `./run.sh` there; results land in results/ (runs.jsonl, table.md, gpu_scaling.svg)",
         out.display()
     );
     Ok(())

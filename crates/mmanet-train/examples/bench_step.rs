@@ -10,8 +10,16 @@
 //! bench_step --data DIR --generate N [--size 180]     write N synthetic samples and exit
 //! bench_step --data DIR --load-breakdown N            one thread: decode vs augment, ms/sample
 //! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
-//!            [--device cpu|cuda] [--amp] [--load-only] [--load-batches B] [--width 64]
+//!            [--device cpu|cuda] [--amp] [--channels-last] [--cudnn-benchmark]
+//!            [--load-only] [--load-batches B] [--width 64]
+//! bench_step --synthetic-inputs --modalities M [--size 112] ...   random inputs, no loader
 //! ```
+//!
+//! `--amp`: fp16 autocast for the network forwards, losses in f32, dynamic loss scaling
+//! ([`mmanet_train::amp::GradScaler`]). `--channels-last`: NHWC weights and inputs. On CUDA
+//! batches go through pinned memory with asynchronous copies ([`mmanet_train::transfer`]).
+//! `--synthetic-inputs` times the step alone on random device tensors for `--modalities M`
+//! branches (the cost-vs-M sweep); the weak set is then every single-modality combination.
 //!
 //! Output (one JSON line on stdout): `step_ms_median` (end-to-end, waiting for the batch
 //! included), `compute_ms_median` (to-device copy + step), `samples_per_s` (timed steps, end to
@@ -22,12 +30,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
+use mmanet_core::{Fidelity, Modality, ModalityMask, ModalitySet};
 use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
 use mmanet_data::{Batch, BatchIter, DataLoader, LoaderConfig, MaskPolicy};
 use mmanet_losses::{WeakSet, f_mad_classification, f_mar_classification};
+use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{ClsNetConfig, MultiModalNet, StudentNet, TeacherNet};
+use mmanet_train::amp::GradScaler;
 use mmanet_train::optim::{Optimizer, OptimizerConfig};
+use mmanet_train::transfer::{self, TransferOptions};
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -47,6 +58,10 @@ struct Args {
     threads: usize,
     device: Device,
     amp: bool,
+    channels_last: bool,
+    cudnn_benchmark: bool,
+    synthetic: bool,
+    modalities: usize,
     load_only: bool,
     load_batches: usize,
     breakdown: usize,
@@ -65,6 +80,10 @@ fn parse_args() -> BoxResult<Args> {
         threads: 1,
         device: Device::Cpu,
         amp: false,
+        channels_last: false,
+        cudnn_benchmark: false,
+        synthetic: false,
+        modalities: 3,
         load_only: false,
         load_batches: 0,
         breakdown: 0,
@@ -99,12 +118,17 @@ fn parse_args() -> BoxResult<Args> {
                 }
             }
             "--amp" => a.amp = true,
+            "--channels-last" => a.channels_last = true,
+            "--cudnn-benchmark" => a.cudnn_benchmark = true,
+            "--synthetic-inputs" => a.synthetic = true,
+            "--modalities" => a.modalities = value()?.parse()?,
             "--load-only" => a.load_only = true,
             "-h" | "--help" => {
                 println!(
                     "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
-                     [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--load-only] \
-                     [--load-batches B] [--load-breakdown N] [--width 64] [--seed 0]"
+                     [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--channels-last] \
+                     [--cudnn-benchmark] [--load-only] [--load-batches B] [--load-breakdown N] \
+                     [--width 64] [--seed 0] [--synthetic-inputs --modalities M --size 112]"
                 );
                 std::process::exit(0);
             }
@@ -114,6 +138,9 @@ fn parse_args() -> BoxResult<Args> {
     }
     if a.batch == 0 || a.steps == 0 || a.threads == 0 {
         return Err("--batch, --steps and --threads must be positive".into());
+    }
+    if !(1..=8).contains(&a.modalities) {
+        return Err("--modalities must be 1 to 8".into());
     }
     Ok(a)
 }
@@ -169,50 +196,109 @@ struct Nets {
     teacher: TeacherNet,
     student: StudentNet,
     opt: Optimizer,
+    scaler: GradScaler,
     weak: WeakSet,
-    _vs: (VarStore, VarStore),
+    amp: bool,
+    t_vs: VarStore,
+    s_vs: VarStore,
+}
+
+/// The modality set of the run: CASIA-SURF's R, D, I, or `M` numbered modalities.
+fn modality_set(args: &Args) -> BoxResult<ModalitySet> {
+    if args.synthetic {
+        Ok(ModalitySet::new((0..args.modalities as u8).map(Modality::Custom))?)
+    } else {
+        Ok(ModalitySet::surf())
+    }
 }
 
 fn build_nets(args: &Args) -> BoxResult<Nets> {
-    let cfg = ClsNetConfig::surf().with_width(args.width);
+    let set = modality_set(args)?;
+    let cfg =
+        ClsNetConfig { modalities: set.clone(), ..ClsNetConfig::surf() }.with_width(args.width);
     let mut t_vs = VarStore::new(args.device);
     let teacher = TeacherNet::new(&t_vs.root(), &cfg);
     t_vs.freeze();
     let s_vs = VarStore::new(args.device);
     let student = StudentNet::new(&s_vs.root(), &cfg);
+    if args.channels_last {
+        to_channels_last(&t_vs);
+        to_channels_last(&s_vs);
+    }
     let opt = Optimizer::new(&s_vs, OptimizerConfig::reference_sgd());
-    let weak_combos: Vec<ModalityMask> =
-        ["R+I", "R", "I"].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
-    let weak = WeakSet::new(ModalitySet::surf(), weak_combos)?;
-    Ok(Nets { teacher, student, opt, weak, _vs: (t_vs, s_vs) })
+    let weak_combos: Vec<ModalityMask> = if args.synthetic {
+        set.combinations().into_iter().filter(|c| c.count() == 1).collect()
+    } else {
+        ["R+I", "R", "I"].iter().map(|s| s.parse()).collect::<Result<_, _>>()?
+    };
+    let weak = WeakSet::new(set, weak_combos)?;
+    let scaler = GradScaler::new(args.amp, args.device);
+    Ok(Nets { teacher, student, opt, scaler, weak, amp: args.amp, t_vs, s_vs })
 }
 
-/// One training step on a batch already on the device.
-fn train_step(nets: &mut Nets, batch: &Batch, amp: bool) -> BoxResult<f64> {
-    let loss = tch::autocast(amp, || -> BoxResult<Tensor> {
+/// Network outputs in f32 (the forward pass may have run under fp16 autocast).
+fn float(t: &Tensor) -> Tensor {
+    t.to_kind(Kind::Float)
+}
+
+/// One training step on a batch already on the device: forwards under autocast (`--amp`),
+/// losses in f32, scaled backward, SGD step (skipped by the scaler on Inf/NaN gradients).
+fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
+    let (t_out, s_out) = tch::autocast(nets.amp, || -> BoxResult<_> {
         let t_out = tch::no_grad(|| nets.teacher.forward_t(&batch.inputs, &batch.mask, false));
-        let s_out = nets.student.f_forward(&batch.inputs, &batch.mask, true)?;
-        let aux = s_out.aux_logits.as_ref().ok_or("the student has no regularization head")?;
-        let ce = s_out.logits.to_kind(Kind::Float).cross_entropy_for_logits(&batch.targets);
-        let mad = f_mad_classification(
-            &s_out.features[1].to_kind(Kind::Float),
-            &t_out.features[1].to_kind(Kind::Float),
-            &t_out.logits.to_kind(Kind::Float),
-            Fidelity::ReferenceCode,
-        )?;
-        let mar = f_mar_classification(
-            &aux.to_kind(Kind::Float),
-            &batch.targets,
-            &batch.mask,
-            &nets.weak,
-            Fidelity::ReferenceCode,
-        )?;
-        Ok(ce + mad * LAMBDA_MAD + mar * LAMBDA_MAR)
+        Ok((t_out, nets.student.f_forward(&batch.inputs, &batch.mask, true)?))
     })?;
+    let aux = s_out.aux_logits.as_ref().ok_or("the student has no regularization head")?;
+    let ce = float(&s_out.logits).cross_entropy_for_logits(&batch.targets);
+    let mad = f_mad_classification(
+        &float(&s_out.features[1]),
+        &float(&t_out.features[1]),
+        &float(&t_out.logits),
+        Fidelity::ReferenceCode,
+    )?;
+    let mar = f_mar_classification(
+        &float(aux),
+        &batch.targets,
+        &batch.mask,
+        &nets.weak,
+        Fidelity::ReferenceCode,
+    )?;
+    let loss = ce + mad * LAMBDA_MAD + mar * LAMBDA_MAR;
     nets.opt.zero_grad();
-    loss.backward();
-    nets.opt.step();
+    nets.scaler.scale(&loss).backward();
+    nets.scaler.step(&mut nets.opt, &nets.s_vs);
     Ok(loss.double_value(&[]))
+}
+
+/// A batch of random inputs on the device: `M` modalities `[B, 3, size, size]`, one random
+/// non-empty combination per sample, random binary labels.
+fn synthetic_batch(args: &Args, set: &ModalitySet) -> Batch {
+    let (b, m) = (args.batch as i64, set.len());
+    let opts = (Kind::Float, args.device);
+    let size = args.size as i64;
+    let inputs: Vec<Tensor> = (0..m)
+        .map(|_| {
+            let x = Tensor::randn([b, 3, size, size], opts);
+            if args.channels_last { channels_last(&x) } else { x }
+        })
+        .collect();
+    let combos: Vec<ModalityMask> = {
+        let all = set.combinations();
+        let picks = Tensor::randint(all.len() as i64, [b], (Kind::Int64, tch::Device::Cpu));
+        (0..b).map(|i| all[picks.int64_value(&[i]) as usize]).collect()
+    };
+    let mask: Vec<f32> = combos
+        .iter()
+        .flat_map(|c| set.modalities().iter().map(move |&md| f32::from(u8::from(c.contains(md)))))
+        .collect();
+    Batch {
+        inputs,
+        lengths: (0..m).map(|_| None).collect(),
+        mask: Tensor::from_slice(&mask).view([b, m as i64]).to_device(args.device),
+        combos,
+        targets: Tensor::randint(2, [b], (Kind::Int64, args.device)),
+        indices: (0..b as usize).collect(),
+    }
 }
 
 /// Single-threaded cost of the loading stages per sample: JPEG decoding (3 files) and the
@@ -268,7 +354,61 @@ fn main() -> BoxResult<()> {
     }
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(args.seed as i64);
+    if args.cudnn_benchmark {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let mut record = serde_json::json!({
+        "impl": "mmanet-rs",
+        "device": format!("{:?}", args.device).to_lowercase(),
+        "batch": args.batch,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "cudnn_benchmark": args.cudnn_benchmark,
+        "width": args.width,
+        "modalities": if args.synthetic { args.modalities } else { 3 },
+    });
 
+    if args.synthetic {
+        // The step alone on random device tensors (no loader): cost as a function of M.
+        record["mode"] = "synthetic-step".into();
+        record["size"] = args.size.into();
+        let set = modality_set(&args)?;
+        let mut nets = build_nets(&args)?;
+        let batches: Vec<Batch> = (0..4).map(|_| synthetic_batch(&args, &set)).collect();
+        let mut times = Vec::new();
+        let mut last_loss = f64::NAN;
+        for step in 0..args.warmup + args.steps {
+            let t0 = Instant::now();
+            last_loss = train_step(&mut nets, &batches[step % batches.len()])?;
+            sync(args.device);
+            if step >= args.warmup {
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        record["step_ms_median"] = median(&times).into();
+        record["samples_per_s"] = (args.batch as f64 * 1e3 / median(&times)).into();
+        record["step_ms_all"] = times.into();
+        record["last_loss"] = last_loss.into();
+        record["n_params_student"] = n_params(&nets.s_vs).into();
+        record["n_params_teacher"] = n_params(&nets.t_vs).into();
+    } else {
+        run_with_loader(&args, &mut record)?;
+    }
+    record["peak_rss_mib"] = status_kib("VmHWM:").map(|k| k as f64 / 1024.0).into();
+    record["torch_threads"] = tch::get_num_threads().into();
+    println!("{record}");
+    Ok(())
+}
+
+fn n_params(vs: &VarStore) -> i64 {
+    vs.variables().values().map(Tensor::numel).sum::<usize>() as i64
+}
+
+/// Phase 1: the loader alone; phase 2 (unless `--load-only`): training steps fed by the loader.
+fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()> {
     let dataset =
         SurfDataset::open(&args.data, "train_list.txt")?.with_augment(SurfAugment::train())?;
     let n_samples = mmanet_data::Dataset::len(&dataset);
@@ -279,6 +419,7 @@ fn main() -> BoxResult<()> {
     if loader.num_batches() == 0 {
         return Err(format!("{n_samples} samples hold no batch of {}", args.batch).into());
     }
+    let load_batches = if args.load_batches == 0 { args.steps } else { args.load_batches };
 
     // Phase 1: the loader alone (decode, augment, collate), after `warmup` batches.
     let load_samples_per_s = {
@@ -288,63 +429,51 @@ fn main() -> BoxResult<()> {
         }
         let t0 = Instant::now();
         let mut n = 0usize;
-        let load_batches = if args.load_batches == 0 { args.steps } else { args.load_batches };
         for _ in 0..load_batches {
             n += batches.next_batch()?.len();
         }
         n as f64 / t0.elapsed().as_secs_f64()
     };
+    record["mode"] = if args.load_only { "load" } else { "step" }.into();
+    record["n_samples"] = n_samples.into();
+    record["load_batches"] = load_batches.into();
+    record["load_samples_per_s"] = load_samples_per_s.into();
+    if args.load_only {
+        return Ok(());
+    }
 
-    let mut record = serde_json::json!({
-        "impl": "mmanet-rs",
-        "mode": if args.load_only { "load" } else { "step" },
-        "device": format!("{:?}", args.device).to_lowercase(),
-        "batch": args.batch,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "threads": args.threads,
-        "amp": args.amp,
-        "width": args.width,
-        "n_samples": n_samples,
-        "load_batches": if args.load_batches == 0 { args.steps } else { args.load_batches },
-        "load_samples_per_s": load_samples_per_s,
-    });
-
-    if !args.load_only {
-        // Phase 2: training steps, loading included.
-        let mut nets = build_nets(&args)?;
-        let mut batches = Batches::new(&loader);
-        let (mut e2e, mut compute) = (Vec::new(), Vec::new());
-        let mut last_loss = f64::NAN;
-        let mut timed_total = 0.0;
-        for step in 0..args.warmup + args.steps {
-            let t0 = Instant::now();
-            let batch = batches.next_batch()?;
-            let t1 = Instant::now();
-            let batch =
-                if args.device == Device::Cpu { batch } else { batch.to_device(args.device) };
-            last_loss = train_step(&mut nets, &batch, args.amp)?;
-            sync(args.device);
-            let t2 = Instant::now();
-            if step >= args.warmup {
-                e2e.push((t2 - t0).as_secs_f64() * 1e3);
-                compute.push((t2 - t1).as_secs_f64() * 1e3);
-                timed_total += (t2 - t0).as_secs_f64();
-            }
-        }
-        record["step_ms_median"] = median(&e2e).into();
-        record["compute_ms_median"] = median(&compute).into();
-        record["samples_per_s"] = ((args.steps * args.batch) as f64 / timed_total).into();
-        record["step_ms_all"] = e2e.into();
-        record["last_loss"] = last_loss.into();
-        if let Device::Cuda(_) = args.device {
-            // libtorch's caching allocator statistics are not exposed by tch; run.sh samples
-            // nvidia-smi instead.
-            record["gpu_max_mem_mib"] = serde_json::Value::Null;
+    // Phase 2: training steps, loading included.
+    let mut nets = build_nets(args)?;
+    let transfer_options = TransferOptions { channels_last: args.channels_last };
+    let mut batches = Batches::new(&loader);
+    let (mut e2e, mut compute) = (Vec::new(), Vec::new());
+    let mut last_loss = f64::NAN;
+    let mut timed_total = 0.0;
+    for step in 0..args.warmup + args.steps {
+        let t0 = Instant::now();
+        let batch = batches.next_batch()?;
+        let t1 = Instant::now();
+        let batch = transfer::to_device(batch, args.device, transfer_options);
+        last_loss = train_step(&mut nets, &batch)?;
+        sync(args.device);
+        let t2 = Instant::now();
+        if step >= args.warmup {
+            e2e.push((t2 - t0).as_secs_f64() * 1e3);
+            compute.push((t2 - t1).as_secs_f64() * 1e3);
+            timed_total += (t2 - t0).as_secs_f64();
         }
     }
-    record["peak_rss_mib"] = status_kib("VmHWM:").map(|k| k as f64 / 1024.0).into();
-    record["torch_threads"] = tch::get_num_threads().into();
-    println!("{record}");
+    record["step_ms_median"] = median(&e2e).into();
+    record["compute_ms_median"] = median(&compute).into();
+    record["samples_per_s"] = ((args.steps * args.batch) as f64 / timed_total).into();
+    record["step_ms_all"] = e2e.into();
+    record["last_loss"] = last_loss.into();
+    record["skipped_steps"] = nets.scaler.skipped_steps().into();
+    record["n_params_student"] = n_params(&nets.s_vs).into();
+    if let Device::Cuda(_) = args.device {
+        // libtorch's caching allocator statistics are not exposed by tch; run.sh samples
+        // nvidia-smi instead.
+        record["gpu_max_mem_mib"] = serde_json::Value::Null;
+    }
     Ok(())
 }
