@@ -1,15 +1,23 @@
-//! `predict` from any subset of modality files, on a tiny synthetic CASIA-SURF run.
+//! `predict` from any subset of modality files: a tiny synthetic CASIA-SURF run (images), a
+//! tiny mfeat run (standardised text features) and a tiny synthetic NYUv2 run (label PNG).
+
+use std::path::Path;
 
 use mmanet_core::{Modality, ModalitySet};
 use mmanet_models::ClsNetConfig;
 use mmanet_models::factory::NetConfig;
 use mmanet_train::config::EvalConfig;
-use mmanet_train::data_spec::{DataConfig, DatasetSpec};
+use mmanet_train::data_spec::{DataConfig, DatasetSpec, Split};
+use mmanet_train::evaluate::load_for_eval;
+use mmanet_train::model_spec::ModelSpecExt;
 use mmanet_train::optim::OptimizerConfig;
-use mmanet_train::predict::predict;
+use mmanet_train::predict::{InputScaling, predict, predict_segmentation};
 use mmanet_train::run_dir::RunDir;
 use mmanet_train::schedule::LrSchedule;
 use mmanet_train::{Distillation, MethodConfig, Silent, Stage, TrainConfig, Trainer};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Kind, Tensor};
 
 #[test]
 fn predicts_from_any_subset_of_image_files() {
@@ -59,24 +67,239 @@ fn predicts_from_any_subset_of_image_files() {
     let list = std::fs::read_to_string(data.join("test_private_list.txt")).unwrap();
     let f: Vec<&str> = list.lines().next().unwrap().split(' ').collect();
     let file = |i: usize| data.join(f[i]);
+    // CASIA-SURF images are not standardised: the fitted scaling is empty.
+    let none = InputScaling::fit(&valid).unwrap();
+    assert!(none.features.is_empty());
 
     let all = predict(
         &valid,
         &run.last_weights(),
         &[(Modality::Rgb, file(0)), (Modality::Depth, file(1)), (Modality::Ir, file(2))],
+        &none,
     )
     .unwrap();
     assert_eq!(all.present, [Modality::Rgb, Modality::Depth, Modality::Ir]);
     assert_eq!(all.probabilities.len(), 2);
     assert!((all.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 
-    let rgb = predict(&valid, &run.last_weights(), &[(Modality::Rgb, file(0))]).unwrap();
+    let rgb = predict(&valid, &run.last_weights(), &[(Modality::Rgb, file(0))], &none).unwrap();
     assert_eq!(rgb.present, [Modality::Rgb]);
     assert!((rgb.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 
-    let err = predict(&valid, &run.last_weights(), &[(Modality::Audio, file(0))]).unwrap_err();
+    let err =
+        predict(&valid, &run.last_weights(), &[(Modality::Audio, file(0))], &none).unwrap_err();
     assert!(err.to_string().contains("no modality"), "{err}");
-    let err = predict(&valid, &run.last_weights(), &[(Modality::Rgb, data.join("nope.jpg"))])
-        .unwrap_err();
+    let err =
+        predict(&valid, &run.last_weights(), &[(Modality::Rgb, data.join("nope.jpg"))], &none)
+            .unwrap_err();
     assert!(err.to_string().contains("nope.jpg"), "{err}");
+}
+
+/// Writes the three mfeat views of the demo (Pix 240, Fou 76, Kar 64 features) with `n` rows,
+/// label `i % 10`, raw values far from zero mean / unit variance so that standardisation
+/// matters. Returns the raw rows per view.
+fn write_mfeat(dir: &Path, n: usize) -> Vec<Vec<Vec<f32>>> {
+    let views = [("mfeat-pix.csv", 240), ("mfeat-fou.csv", 76), ("mfeat-kar.csv", 64)];
+    let mut out = Vec::new();
+    for (v, (file, dim)) in views.into_iter().enumerate() {
+        let mut text: String = (0..dim).map(|j| format!("f{j},")).collect::<String>() + "label\n";
+        let mut rows = Vec::new();
+        for i in 0..n {
+            let label = i % 10;
+            let row: Vec<f32> = (0..dim)
+                .map(|j| {
+                    let noise = ((i * 31 + j * 17 + v * 7) % 97) as f32;
+                    300.0 + 25.0 * noise + 40.0 * (label * (j % 3)) as f32
+                })
+                .collect();
+            for x in &row {
+                text += &format!("{x},");
+            }
+            text += &format!("{label}\n");
+            rows.push(row);
+        }
+        std::fs::write(dir.join(file), text).unwrap();
+        out.push(rows);
+    }
+    out
+}
+
+fn write_numbers(path: &Path, values: &[f32]) {
+    let text: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+    std::fs::write(path, text.join(" ")).unwrap();
+}
+
+#[test]
+fn text_features_are_standardised_as_in_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mfeat");
+    std::fs::create_dir_all(&data).unwrap();
+    let raw = write_mfeat(&data, 100);
+    let mut cfg = mmanet_train::presets::preset("mfeat3-teacher").unwrap();
+    cfg.device = "cpu".into();
+    cfg.epochs = 1;
+    cfg.set_data_root(&data);
+    let valid = cfg.check().unwrap();
+    let run = RunDir::create(dir.path().join("run")).unwrap();
+    Trainer::new(valid.clone(), run.clone()).unwrap().run(&mut Silent).unwrap();
+    let scaling = InputScaling::fit(&valid).unwrap();
+    scaling.save_in(run.root()).unwrap();
+    let loaded = InputScaling::for_run(&valid, run.root()).unwrap();
+    assert_eq!(loaded, scaling);
+    assert_eq!(loaded.features.len(), 3);
+
+    // Test sample 0 as evaluation sees it (standardised by the reader), and its raw row.
+    let test = valid.data.dataset.open(Split::Test, valid.seed).unwrap();
+    let sample = test.get(0, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    let set = valid.model.set();
+    let fou = set.position(Modality::Fourier).unwrap();
+    let row = (0..raw[1].len())
+        .find(|&i| {
+            let mut v = raw[1][i].clone();
+            scaling.apply(Modality::Fourier, &mut v).unwrap();
+            v == sample.inputs[fou].data
+        })
+        .expect("the test sample's raw row");
+    let views = [Modality::Pixel, Modality::Fourier, Modality::KarhunenLoeve];
+    let inputs: Vec<(Modality, std::path::PathBuf)> = views
+        .iter()
+        .enumerate()
+        .map(|(v, m)| {
+            let p = dir.path().join(format!("{m}.txt"));
+            write_numbers(&p, &raw[v][row]);
+            (*m, p)
+        })
+        .collect();
+
+    // Evaluation's probabilities: the network on the reader's tensors, every modality present.
+    let (_vs, net) = load_for_eval(&valid, &run.last_weights()).unwrap();
+    let xs: Vec<Tensor> = sample
+        .inputs
+        .iter()
+        .map(|x| Tensor::from_slice(&x.data).view(x.shape.as_slice()).unsqueeze(0))
+        .collect();
+    let mask = Tensor::ones([1, set.len() as i64], (Kind::Float, tch::Device::Cpu));
+    let logits = tch::no_grad(|| net.forward_t(&xs, &mask, false)).logits;
+    let want = Vec::<f64>::try_from(logits.softmax(1, Kind::Double).view([-1])).unwrap();
+
+    let got = predict(&valid, &run.last_weights(), &inputs, &loaded).unwrap();
+    assert_eq!(got.present, views);
+    let diff = got.probabilities.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(diff < 1e-6, "predict {:?} vs evaluation {want:?}", got.probabilities);
+    // Without the scaling the raw features give other probabilities.
+    let unscaled = predict(&valid, &run.last_weights(), &inputs, &InputScaling::default()).unwrap();
+    let d2 =
+        unscaled.probabilities.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(d2 > 1e-3, "standardisation had no effect");
+    // A view with the wrong number of values is an error naming the file.
+    write_numbers(&inputs[1].1, &raw[1][row][..10]);
+    let err = predict(&valid, &run.last_weights(), &inputs[1..2], &loaded).unwrap_err();
+    let name = inputs[1].1.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(err.to_string().contains(&name) && err.to_string().contains("10 values"), "{err}");
+}
+
+fn tiny_segmentation(root: std::path::PathBuf) -> TrainConfig {
+    use mmanet_models::EsaNetConfig;
+    use mmanet_models::resnet::{BlockKind, ResNetConfig};
+    TrainConfig {
+        name: "tiny-seg".into(),
+        seed: 3,
+        device: "cpu".into(),
+        stage: Stage::Teacher,
+        epochs: 1,
+        skip_zero_lr_epochs: false,
+        checkpoint_keep: 0,
+        data: DataConfig {
+            dataset: DatasetSpec::SyntheticNyuv2 { root, n: 8, size: [64, 64], crop: [64, 64] },
+            batch_size: 4,
+            threads: 1,
+            prefetch: 2,
+            train_combos: vec![],
+            skip_bad_samples: false,
+            class_weighting: mmanet_train::segmentation::ClassWeighting::None,
+        },
+        model: NetConfig::Esanet(EsaNetConfig {
+            encoder: ResNetConfig {
+                block: BlockKind::Basic,
+                layers: [1, 1, 1, 1],
+                in_channels: 3,
+                width: 8,
+            },
+            n_classes: 5,
+            decoder_channels: [32, 16, 8],
+            decoder_blocks: 1,
+            ..EsaNetConfig::nyuv2()
+        }),
+        method: MethodConfig::mmanet_classification(),
+        optimizer: OptimizerConfig::Sgd {
+            lr: 0.01,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 1e-4,
+        },
+        schedule: LrSchedule::Constant,
+        eval: EvalConfig { combos: vec![], batch_size: 4, every: 1, bona_fide_label: None },
+        teacher: None,
+        compute: Default::default(),
+    }
+}
+
+#[test]
+fn segmentation_writes_a_label_png_matching_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let valid = tiny_segmentation(data.clone()).check().unwrap();
+    let run = RunDir::create(dir.path().join("run")).unwrap();
+    Trainer::new(valid.clone(), run.clone()).unwrap().run(&mut Silent).unwrap();
+    let weights = run.last_weights();
+    let rgb = data.join("test/rgb/0001.png");
+    let depth = data.join("test/depth/0001.png");
+
+    let p = predict_segmentation(
+        &valid,
+        &weights,
+        &[(Modality::Depth, depth.clone()), (Modality::Rgb, rgb.clone())],
+    )
+    .unwrap();
+    assert_eq!(p.present, [Modality::Rgb, Modality::Depth]);
+    assert_eq!((p.height, p.width, p.labels.len()), (64, 64, 64 * 64));
+
+    // Evaluation's labels: argmax of the network on the reader's tensors, plus 1 (0 = void).
+    let test = valid.data.dataset.open(Split::Test, valid.seed).unwrap();
+    let sample = test.get(0, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    let (_vs, net) = load_for_eval(&valid, &weights).unwrap();
+    let xs: Vec<Tensor> = sample
+        .inputs
+        .iter()
+        .map(|x| Tensor::from_slice(&x.data).view(x.shape.as_slice()).unsqueeze(0))
+        .collect();
+    let mask = Tensor::ones([1, 2], (Kind::Float, tch::Device::Cpu));
+    let logits = tch::no_grad(|| net.forward_t(&xs, &mask, false)).logits;
+    let want = Vec::<i64>::try_from((logits.argmax(1, false) + 1).flatten(0, -1)).unwrap();
+    let got: Vec<i64> = p.labels.iter().map(|l| i64::from(*l)).collect();
+    assert_eq!(got, want);
+    assert_eq!(p.histogram(5)[0], 0, "void is never predicted");
+
+    let out = dir.path().join("pred/labels.png");
+    p.write_png(&out).unwrap();
+    let back = image::open(&out).unwrap().to_luma8();
+    assert_eq!(back.dimensions(), (64, 64));
+    assert_eq!(back.into_raw(), p.labels);
+
+    // RGB alone, at a size that is not a multiple of 32: the map keeps the input size.
+    let crop = image::open(&rgb).unwrap().crop_imm(0, 0, 56, 40);
+    let small = dir.path().join("small.png");
+    crop.save(&small).unwrap();
+    let r = predict_segmentation(&valid, &weights, &[(Modality::Rgb, small.clone())]).unwrap();
+    assert_eq!((r.present.as_slice(), r.height, r.width), ([Modality::Rgb].as_slice(), 40, 56));
+    assert!(r.labels.iter().all(|l| (1..=5).contains(l)));
+
+    // Inputs of different sizes, and the classification entry point, are errors.
+    let err =
+        predict_segmentation(&valid, &weights, &[(Modality::Rgb, small), (Modality::Depth, depth)])
+            .unwrap_err();
+    assert!(err.to_string().contains("0001.png"), "{err}");
+    let err =
+        predict(&valid, &weights, &[(Modality::Rgb, rgb)], &InputScaling::default()).unwrap_err();
+    assert!(err.to_string().contains("label map"), "{err}");
 }
