@@ -416,7 +416,10 @@ fn aggregate(exp: &Experiment, opts: &Options) -> Result<Value> {
     let mut models = Vec::new();
     // The students' combination order (the paper's); the teacher has only the full one.
     let mut order: Vec<String> = Vec::new();
+    // Per model, the average over combinations of each finished seed (for paired deltas).
+    let mut avg_by_seed: Vec<BTreeMap<u64, f64>> = Vec::new();
     for model in &exp.models {
+        let mut seed_avgs = BTreeMap::new();
         let mut per_combo: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         let (mut averages, mut worst, mut worst_names, mut runs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -430,7 +433,9 @@ fn aggregate(exp: &Experiment, opts: &Options) -> Result<Value> {
             for (c, v) in &rows {
                 per_combo.entry(c.clone()).or_default().push(*v);
             }
-            averages.push(rows.iter().map(|r| r.1).sum::<f64>() / rows.len() as f64);
+            let avg = rows.iter().map(|r| r.1).sum::<f64>() / rows.len() as f64;
+            averages.push(avg);
+            seed_avgs.insert(seed, avg);
             let w = rows.iter().fold(None::<&(String, f64)>, |acc, r| match acc {
                 Some(a) if !better(a.1, r.1) => Some(a),
                 _ => Some(r),
@@ -469,6 +474,23 @@ fn aggregate(exp: &Experiment, opts: &Options) -> Result<Value> {
             "worst": {"stat": stat(&worst), "combinations": worst_names},
             "wall_seconds_total": wall,
         }));
+        avg_by_seed.push(seed_avgs);
+    }
+    // Paired per-seed difference of the average to modality dropout (same seed = same split,
+    // same initialisation seed, same mask stream).
+    if let Some(base) = exp.models.iter().position(|m| m.key == UNIFIED.key) {
+        for (i, model) in models.iter_mut().enumerate() {
+            if i == base || exp.models[i].teacher {
+                continue;
+            }
+            let diffs: Vec<f64> = avg_by_seed[i]
+                .iter()
+                .filter_map(|(seed, v)| avg_by_seed[base].get(seed).map(|b| v - b))
+                .collect();
+            let wins = diffs.iter().filter(|d| better(**d, 0.0)).count();
+            model["delta_vs_dropout"] =
+                json!({"stat": stat(&diffs), "better_seeds": wins, "paired_seeds": diffs.len()});
+        }
     }
     let dataset = match exp.name {
         "mfeat3" | "mfeat6" => "mfeat",
@@ -559,6 +581,28 @@ fn to_markdown(exp: &Experiment, r: &Value, opts: &Options) -> String {
         })
         .collect();
     let _ = writeln!(s, "| **Worst combination** | {} |", worst.join(" | "));
+    let delta: Vec<String> = models
+        .iter()
+        .map(|m| {
+            let d = &m["delta_vs_dropout"];
+            if d.is_null() {
+                return "—".into();
+            }
+            let (mean, std) = (
+                d["stat"]["mean"].as_f64().unwrap_or(f64::NAN),
+                d["stat"]["std"].as_f64().unwrap_or(f64::NAN),
+            );
+            format!(
+                "{:+.2} ± {:.2} ({}/{} better)",
+                100.0 * mean,
+                100.0 * std,
+                d["better_seeds"],
+                d["paired_seeds"]
+            )
+        })
+        .collect();
+    let _ =
+        writeln!(s, "| **Average − modality dropout (paired by seed)** | {} |", delta.join(" | "));
     let _ = writeln!(s);
     let _ = writeln!(s, "Wall time per model (sum over seeds, 1 torch thread):");
     for m in &models {
