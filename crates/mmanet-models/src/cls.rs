@@ -126,7 +126,7 @@ impl ModuleT for ClsBranch {
     /// # Shapes
     /// - `xs`: `[B, C_in, H, W]` -> `[B, 2w, H/8, W/8]` (112 -> 14).
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let x = self.bn1.forward_t(&self.conv1.forward(xs), train).relu(); // [B, w, H/2, W/2]
+        let x = self.bn1.forward_t(&self.conv1.forward(xs), train).relu_(); // [B, w, H/2, W/2]
         let x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false); // [B, w, H/4, W/4]
         let x = self.layer1.forward_t(&x, train);
         let x = self.layer2.forward_t(&x, train); // [B, 2w, H/8, W/8]

@@ -77,13 +77,13 @@ impl ModuleT for BasicBlock {
     /// # Shapes
     /// - `xs`: `[B, C_in, H, W]` -> `[B, planes, H/stride, W/stride]`.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
+        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu_();
         let out = self.bn2.forward_t(&self.conv2.forward(&out), train);
         let identity = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
-        (out + identity).relu()
+        (out + identity).relu_()
     }
 }
 
@@ -119,14 +119,14 @@ impl ModuleT for Bottleneck {
     /// # Shapes
     /// - `xs`: `[B, C_in, H, W]` -> `[B, 4 planes, H/stride, W/stride]`.
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu();
-        let out = self.bn2.forward_t(&self.conv2.forward(&out), train).relu();
+        let out = self.bn1.forward_t(&self.conv1.forward(xs), train).relu_();
+        let out = self.bn2.forward_t(&self.conv2.forward(&out), train).relu_();
         let out = self.bn3.forward_t(&self.conv3.forward(&out), train);
         let identity = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
-        (out + identity).relu()
+        (out + identity).relu_()
     }
 }
 
@@ -278,7 +278,7 @@ impl ResNetEncoder {
     /// # Shapes
     /// - `xs`: `[B, C_in, H, W]` -> `[B, w, H/2, W/2]`.
     pub fn forward_first_conv(&self, xs: &Tensor, train: bool) -> Tensor {
-        self.bn1.forward_t(&self.conv1.forward(xs), train).relu()
+        self.bn1.forward_t(&self.conv1.forward(xs), train).relu_()
     }
 
     /// Stage `layer{i+1}` for `i` in 0..4.
