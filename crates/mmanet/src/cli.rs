@@ -74,17 +74,25 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
     },
-    /// Predict one sample from whichever modality files are given (any non-empty subset).
+    /// Predict one sample from whichever modality files are given (any non-empty subset):
+    /// class probabilities, or for segmentation a label PNG.
     Predict {
-        /// The run folder (its config.toml names the architecture and transforms).
+        /// The run folder (its config.toml names the architecture and transforms; its
+        /// input_scaling.json the feature standardisation of text inputs).
         run_dir: PathBuf,
         /// Weights: `best` (default), `last`, or a safetensors path (e.g. an exported file).
         #[arg(long, default_value = "best")]
         weights: String,
-        /// `MODALITY=FILE`, repeated: an image for image branches, a text file of numbers for
-        /// vector branches (e.g. `--input rgb=face.jpg --input ir=face_ir.jpg`).
+        /// `MODALITY=FILE`, repeated: an image for image branches, a text file of raw numbers
+        /// for vector branches (standardised as in training), for segmentation `rgb=X.png`
+        /// and/or `depth=Y.png` (NYUv2: uint16 mm; Cityscapes: float16 .npy or disparity png).
         #[arg(long = "input", value_name = "MODALITY=FILE", required = true)]
         inputs: Vec<String>,
+        /// Segmentation: where to write the predicted label map, an 8-bit PNG of the input's
+        /// size holding class ids as in the data set's label PNGs (1..=C; 0 = void is never
+        /// predicted).
+        #[arg(long, value_name = "FILE.png")]
+        out: Option<PathBuf>,
     },
     /// Write the deployment network alone (drops `auxi_bone.*` / `auxi_decoder.*`).
     Export {

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use mmanet_core::ModalityMask;
 use mmanet_metrics::CombinationReport;
 use mmanet_train::data_spec::Split;
+use mmanet_train::model_spec::ModelSpecExt;
 use mmanet_train::presets::{PRESETS, preset};
 use mmanet_train::run_dir::RunDir;
 use mmanet_train::run_report::RunReport;
@@ -35,7 +36,8 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             let run = RunDir::create(&run_dir)?;
             let mut t = Trainer::resume(run)?;
             let epochs = TrainConfig::from_toml_path(&t.run_dir().config())?.epochs;
-            let mut bars = Bars::new("resume", epochs, false);
+            let batch = TrainConfig::from_toml_path(&t.run_dir().config())?.data.batch_size;
+            let mut bars = Bars::new("resume", epochs, batch, false);
             let s = t.run(&mut bars)?;
             print_report(&s.report, Format::Md);
             Ok(())
@@ -56,7 +58,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             print_report(&report, format);
             Ok(())
         }
-        Command::Predict { run_dir, weights, inputs } => {
+        Command::Predict { run_dir, weights, inputs, out } => {
             let run = RunDir::create(&run_dir)?;
             let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
             let path = weights_path(&run, &weights);
@@ -70,7 +72,33 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                     Ok((m, PathBuf::from(f)))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let p = mmanet_train::predict::predict(&cfg, &path, &inputs)?;
+            if cfg.model.is_segmentation() {
+                let out =
+                    out.context("a segmentation model writes a label map: give --out FILE.png")?;
+                let p = mmanet_train::predict::predict_segmentation(&cfg, &path, &inputs)?;
+                p.write_png(&out)?;
+                let present: Vec<String> = p.present.iter().map(|m| m.symbol()).collect();
+                println!("present: {}", present.join("+"));
+                println!(
+                    "wrote {} ({}x{}, labels 1..={})",
+                    out.display(),
+                    p.height,
+                    p.width,
+                    cfg.model.num_classes()
+                );
+                let total = p.labels.len().max(1) as f64;
+                for (k, n) in p.histogram(cfg.model.num_classes()).iter().enumerate().skip(1) {
+                    if *n > 0 {
+                        println!("label {k}: {:.2}% of pixels", 100.0 * *n as f64 / total);
+                    }
+                }
+                return Ok(());
+            }
+            if out.is_some() {
+                bail!("--out is for segmentation models; this one prints class probabilities");
+            }
+            let scaling = mmanet_train::predict::InputScaling::for_run(&cfg, run.root())?;
+            let p = mmanet_train::predict::predict(&cfg, &path, &inputs, &scaling)?;
             let present: Vec<String> = p.present.iter().map(|m| m.symbol()).collect();
             println!("present: {}", present.join("+"));
             for (k, prob) in p.probabilities.iter().enumerate() {
@@ -157,8 +185,14 @@ fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary>
     cfg.resolve_paths(&std::env::current_dir()?);
     let cfg = cfg.check()?;
     let run = RunDir::create(dir)?;
+    // What `mmanet predict` needs to scale raw text features as the training data was (if the
+    // data cannot be read, the trainer reports it below with a fetch hint).
+    match mmanet_train::predict::InputScaling::fit(&cfg) {
+        Ok(s) => s.save_in(run.root())?,
+        Err(e) => tracing::debug!("no input scaling saved: {e}"),
+    }
     eprintln!("{}: training on {:?} into {}", cfg.name, cfg.device(), dir.display());
-    let mut bars = Bars::new(&cfg.name, cfg.epochs, false);
+    let mut bars = Bars::new(&cfg.name, cfg.epochs, cfg.data.batch_size, false);
     let mut trainer = if run.state().exists() {
         let on_disk = TrainConfig::from_toml_path(&run.config())?;
         if on_disk.to_toml() != cfg.to_toml() {

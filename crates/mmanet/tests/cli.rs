@@ -64,3 +64,47 @@ fn quick_demo_writes_reports_and_export_drops_the_regularizer() {
         "header, 2 rows, average"
     );
 }
+
+#[test]
+fn predict_writes_a_segmentation_label_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = dir.path().join("run");
+    let out = mmanet()
+        .args(["-q", "train", "--preset", "synth-nyuv2-teacher", "--run-dir"])
+        .arg(&run)
+        .args(["--set", "epochs=1", "--set", "device=\"cpu\""])
+        .args(["--set", "data.dataset.n=4", "--set", "data.dataset.size=[64, 64]"])
+        .args(["--set", "data.dataset.crop=[64, 64]", "--set", "data.batch_size=2"])
+        .arg("--set")
+        .arg(format!("data.dataset.root={:?}", data.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let input = |m: &str, sub: &str| format!("{m}={}", data.join(sub).display());
+    let png = dir.path().join("pred.png");
+    let out = mmanet()
+        .args(["predict"])
+        .arg(&run)
+        .args(["--weights", "last", "--input", &input("rgb", "test/rgb/0001.png")])
+        .args(["--input", &input("depth", "test/depth/0001.png"), "--out"])
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("present: R+D") && stdout.contains("64x64"), "{stdout}");
+    let labels = image::open(&png).unwrap().to_luma8();
+    assert_eq!(labels.dimensions(), (64, 64));
+    // Synthetic NYUv2 has 5 classes: ids 1..=5, void 0 never predicted.
+    assert!(labels.pixels().all(|p| (1..=5).contains(&p[0])));
+
+    let out = mmanet()
+        .args(["predict"])
+        .arg(&run)
+        .args(["--weights", "last", "--input", &input("depth", "test/depth/0001.png")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out FILE.png"));
+}
