@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::index_error;
 use crate::surf::SurfAugment;
-use crate::transform::read_bgr;
+use crate::surf::read_augment_into;
 use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
 
 /// A split of protocol `race_prot_rdi_4@5`.
@@ -188,11 +188,12 @@ impl Dataset for CefaDataset {
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
         let (paths, label) =
             self.frames.get(index).ok_or_else(|| index_error(index, self.frames.len()))?;
-        let images = paths.iter().map(|p| read_bgr(p)).collect::<Result<Vec<_>>>()?;
-        let side = self.augment.crop as i64;
-        let inputs = self
-            .augment
-            .apply(&images, rng)?
+        let side = self.augment.crop;
+        let mut data = vec![vec![0f32; 3 * side * side]; paths.len()];
+        let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
+        read_augment_into(paths, &self.augment, rng, &mut outs, |e| e)?;
+        let side = side as i64;
+        let inputs = data
             .into_iter()
             .map(|d| ModalityData::new(d, vec![3, side, side]))
             .collect::<Result<Vec<_>>>()?;

@@ -1,13 +1,22 @@
 //! Image arithmetic in the reference's (OpenCV's) conventions: HWC f32 images, bilinear and
-//! nearest resizing, the rotation with the 0.8 canvas rule, crops, flips and HSV jitter.
+//! nearest resizing, the rotation with the 0.8 canvas rule, crops, flips and HSV jitter; and
+//! the 8-bit path of the CASIA-SURF pipeline ([`Image8`], [`read_bgr`], [`CanvasRotation`]),
+//! which rounds to u8 after each step as OpenCV does.
 //!
 //! Coordinates follow OpenCV: pixel `(x, y)` sits at integer coordinates, resizing maps pixel
-//! centres (`src = (dst + 0.5) * scale - 0.5`). Values stay f32 throughout; OpenCV's rounding
-//! to uint8 after each step is not reproduced (at most half a grey level apart).
+//! centres (`src = (dst + 0.5) * scale - 0.5`). On [`Image`] values stay f32 throughout;
+//! OpenCV's rounding to uint8 after each step is not reproduced (at most half a grey level
+//! apart).
 
 use std::path::Path;
 
 use crate::{DataError, Result};
+
+mod canvas_rotation;
+mod image8;
+
+pub use canvas_rotation::{CanvasRotation, surf_normalisation_lut};
+pub use image8::{Image8, ResizeScratch, decode_bgr_into, read_bgr, read_bgr_into};
 
 /// An interleaved (HWC) f32 image.
 #[derive(Clone, Debug, PartialEq)]
@@ -272,18 +281,6 @@ fn hsv_to_rgb(h: f32, s: f32, v: f32) -> (f32, f32, f32) {
         4 => (t, p, v),
         _ => (v, p, q),
     }
-}
-
-/// Reads an 8-bit image as 3 channels in **BGR** order, like `cv2.imread(path)`: grey images
-/// are replicated to 3 channels, values 0..=255.
-pub fn read_bgr(path: &Path) -> Result<Image> {
-    let img = decode(path)?.to_rgb8();
-    let (w, h) = img.dimensions();
-    let mut data = Vec::with_capacity(w as usize * h as usize * 3);
-    for px in img.pixels() {
-        data.extend_from_slice(&[f32::from(px[2]), f32::from(px[1]), f32::from(px[0])]);
-    }
-    Image::new(h as usize, w as usize, 3, data)
 }
 
 /// Reads an image as 3 channels in RGB order, values 0..=255.

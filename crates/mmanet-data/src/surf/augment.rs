@@ -1,9 +1,11 @@
 //! [`SurfAugment`]: the reference's CASIA-SURF train and test transforms.
 
+use std::cell::RefCell;
+
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::transform::Image;
+use crate::transform::{CanvasRotation, Image8, ResizeScratch, surf_normalisation_lut};
 use crate::{DataError, Result};
 
 /// The CASIA-SURF transform (mmanet_spec.md section 5.1), the same geometry for all
@@ -57,49 +59,213 @@ impl SurfAugment {
         Ok(())
     }
 
-    /// Transforms the modalities of one sample (HWC images, any size) to `[3, crop, crop]`
-    /// normalised arrays.
+    /// Transforms the modalities of one sample (HWC 8-bit images of 1 or 3 channels, any
+    /// size) to `[3, crop, crop]` normalised arrays.
     ///
     /// # Shapes
-    /// Each returned vector holds `channels * crop * crop` values (`[C, crop, crop]`).
-    pub fn apply(&self, images: &[Image], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<f32>>> {
-        let normalise = |img: &Image| img.to_chw_normalized(&[127.5], &[128.0]);
-        if !self.train {
-            return Ok(images
-                .iter()
-                .map(|i| normalise(&i.resize_bilinear(self.crop, self.crop)))
-                .collect());
+    /// Each returned vector holds `3 * crop * crop` values (`[3, crop, crop]`).
+    pub fn apply(&self, images: &[Image8], rng: &mut ChaCha8Rng) -> Result<Vec<Vec<f32>>> {
+        let mut out = vec![vec![0f32; 3 * self.crop * self.crop]; images.len()];
+        let mut slices: Vec<&mut [f32]> = out.iter_mut().map(Vec::as_mut_slice).collect();
+        self.apply_into(images, rng, &mut slices)?;
+        Ok(out)
+    }
+
+    /// [`SurfAugment::apply`] writing modality `m` into `outs[m]`, with per-thread scratch
+    /// buffers (no allocation once warm).
+    ///
+    /// Random draws, in order: the angle (uniform integer in `[-max_angle, max_angle]`), the
+    /// flip (Bernoulli `flip_prob`), the crop row then column (uniform in `0..canvas - crop`,
+    /// none when equal), as `np.random` in the reference. Only the crop window of the rotated
+    /// canvas is computed; crop, flip, `(x - 127.5) / 128` and HWC -> CHW are one write.
+    ///
+    /// # Shapes
+    /// `outs[m]` holds `3 * crop * crop` values (`[3, crop, crop]`), one per image.
+    pub fn apply_into(
+        &self,
+        images: &[Image8],
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let side = self.crop;
+        let plane = 3 * side * side;
+        if outs.len() != images.len() {
+            return Err(DataError::shape("SURF outputs", images.len(), outs.len()));
         }
-        let angle = rng.random_range(-self.max_angle..=self.max_angle);
-        let mut out_geometry: Option<(usize, usize)> = None;
-        let flip = rng.random_bool(self.flip_prob.clamp(0.0, 1.0));
-        let mut out = Vec::with_capacity(images.len());
-        // Draw the crop offsets after seeing the canvas size (shared by all modalities).
-        let mut offsets = None;
-        for img in images {
-            let rotated = img
-                .resize_bilinear(self.resize, self.resize)
-                .rotate_canvas(angle, self.canvas_ratio);
-            let (h, w) = (rotated.height, rotated.width);
-            if *out_geometry.get_or_insert((h, w)) != (h, w) {
+        if let Some(o) = outs.iter().find(|o| o.len() != plane) {
+            return Err(DataError::shape("SURF output", format!("[3, {side}, {side}]"), o.len()));
+        }
+        if let Some(i) = images.iter().find(|i| !matches!(i.channels, 1 | 3) || i.data.is_empty()) {
+            return Err(DataError::shape(
+                "SURF image",
+                "a non-empty image with 1 or 3 channels",
+                format!("{}x{}x{}", i.height, i.width, i.channels),
+            ));
+        }
+        let lut = surf_normalisation_lut();
+        SCRATCH.with_borrow_mut(|(resized, scratch)| {
+            if !self.train {
+                for (img, out) in images.iter().zip(outs.iter_mut()) {
+                    img.resize_bilinear_into(side, side, resized, scratch);
+                    write_chw(resized, &lut, out);
+                }
+                return Ok(());
+            }
+            let angle = rng.random_range(-self.max_angle..=self.max_angle);
+            let flip = rng.random_bool(self.flip_prob.clamp(0.0, 1.0));
+            if images.is_empty() {
+                return Ok(());
+            }
+            let rot = CanvasRotation::new(self.resize, self.resize, angle, self.canvas_ratio);
+            let (h, w) = (rot.height, rot.width);
+            if h < side || w < side {
                 return Err(DataError::shape(
-                    "SURF rotation canvas",
-                    format!("{h}x{w}"),
-                    "another size",
+                    "crop",
+                    format!("a window inside {h}x{w}"),
+                    format!("{side}x{side}"),
                 ));
             }
-            let (top, left) = *offsets.get_or_insert_with(|| {
-                // np.random.randint(0, h - size): exclusive upper bound; 0 when equal.
-                let y = if h > self.crop { rng.random_range(0..h - self.crop) } else { 0 };
-                let x = if w > self.crop { rng.random_range(0..w - self.crop) } else { 0 };
-                (y, x)
-            });
-            let mut c = rotated.crop(top, left, self.crop, self.crop)?;
-            if flip {
-                c.flip_horizontal();
+            // np.random.randint(0, h - size): exclusive upper bound; 0 when equal.
+            let top = if h > side { rng.random_range(0..h - side) } else { 0 };
+            let left = if w > side { rng.random_range(0..w - side) } else { 0 };
+            for (img, out) in images.iter().zip(outs.iter_mut()) {
+                img.resize_bilinear_into(self.resize, self.resize, resized, scratch);
+                rot.warp_window_chw(resized, top, left, side, flip, &lut, out);
             }
-            out.push(normalise(&c));
+            Ok(())
+        })
+    }
+}
+
+thread_local! {
+    /// The resized image and the resize buffers of this worker thread.
+    static SCRATCH: RefCell<(Image8, ResizeScratch)> = RefCell::default();
+}
+
+/// HWC (1 or 3 channels) -> `[3, H, W]` through `lut`; grey fills all three planes.
+fn write_chw(img: &Image8, lut: &[f32; 256], out: &mut [f32]) {
+    let hw = img.height * img.width;
+    let (p0, rest) = out.split_at_mut(hw);
+    let (p1, p2) = rest.split_at_mut(hw);
+    if img.channels == 1 {
+        for (((&v, a), b), c) in img.data.iter().zip(p0).zip(p1).zip(p2) {
+            let f = lut[usize::from(v)];
+            (*a, *b, *c) = (f, f, f);
         }
-        Ok(out)
+    } else {
+        for (((px, a), b), c) in img.data.chunks_exact(3).zip(p0).zip(p1).zip(p2) {
+            (*a, *b, *c) =
+                (lut[usize::from(px[0])], lut[usize::from(px[1])], lut[usize::from(px[2])]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seeding::{Stream, derive_rng};
+    use crate::transform::Image;
+
+    /// The straightforward f32 pipeline this crate used before the 8-bit path (resize, full
+    /// canvas rotation, crop, flip, normalise, each step a new f32 image), with the same draws.
+    fn reference_f32(aug: &SurfAugment, images: &[Image], rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+        let normalise = |img: &Image| img.to_chw_normalized(&[127.5], &[128.0]);
+        let grey3 = |img: Image| {
+            if img.channels == 3 {
+                return img;
+            }
+            let data = img.data.iter().flat_map(|&v| [v, v, v]).collect();
+            Image::new(img.height, img.width, 3, data).unwrap()
+        };
+        if !aug.train {
+            return images
+                .iter()
+                .map(|i| normalise(&grey3(i.resize_bilinear(aug.crop, aug.crop))))
+                .collect();
+        }
+        let angle = rng.random_range(-aug.max_angle..=aug.max_angle);
+        let flip = rng.random_bool(aug.flip_prob);
+        let mut offsets = None;
+        images
+            .iter()
+            .map(|img| {
+                let r = img.resize_bilinear(aug.resize, aug.resize).rotate_canvas(angle, 0.8);
+                let (top, left) = *offsets.get_or_insert_with(|| {
+                    let y = if r.height > aug.crop {
+                        rng.random_range(0..r.height - aug.crop)
+                    } else {
+                        0
+                    };
+                    let x = if r.width > aug.crop {
+                        rng.random_range(0..r.width - aug.crop)
+                    } else {
+                        0
+                    };
+                    (y, x)
+                });
+                let mut c = r.crop(top, left, aug.crop, aug.crop).unwrap();
+                if flip {
+                    c.flip_horizontal();
+                }
+                normalise(&grey3(c))
+            })
+            .collect()
+    }
+
+    fn noise(h: usize, w: usize, c: usize, seed: u64) -> Image8 {
+        let mut rng = derive_rng(seed, 0, 0, Stream::Generate);
+        // Smooth-ish content (as photographs are) plus noise, so that interpolation matters.
+        let data = (0..h * w * c)
+            .map(|i| {
+                let (y, x) = ((i / c) / w, (i / c) % w);
+                let base = 128.0 + 90.0 * ((x as f32 / 7.0).sin() * (y as f32 / 11.0).cos());
+                (base + rng.random_range(-30.0..30.0f32)).clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        Image8::new(h, w, c, data).unwrap()
+    }
+
+    #[test]
+    fn u8_pipeline_matches_the_f32_reference_within_rounding() {
+        // Tolerance: the 8-bit path rounds to u8 after the resize and after the rotation, as
+        // OpenCV does; the f32 path does not. Each rounding moves a value by at most half a
+        // level, and the rotation interpolates between rounded neighbours, so a pixel may
+        // differ by up to ~1.5 levels (3 / 256 after normalisation); on average far less.
+        let images = [noise(50, 46, 3, 1), noise(50, 46, 1, 2), noise(50, 46, 1, 3)];
+        let f32_images: Vec<Image> = images.iter().map(Image8::to_f32).collect();
+        for (train, seeds) in [(true, 0..12u64), (false, 0..1)] {
+            let aug = SurfAugment::sized(train, 40, 28);
+            for seed in seeds {
+                let mut r1 = derive_rng(seed, 0, 0, Stream::Augment);
+                let mut r2 = r1.clone();
+                let ours = aug.apply(&images, &mut r1).unwrap();
+                let reference = reference_f32(&aug, &f32_images, &mut r2);
+                assert_eq!(r1, r2, "same random draws");
+                for (a, b) in ours.iter().zip(&reference) {
+                    assert_eq!(a.len(), b.len());
+                    let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| (x - y).abs() * 128.0).collect();
+                    let max = d.iter().copied().fold(0.0, f32::max);
+                    let mean = d.iter().sum::<f32>() / d.len() as f32;
+                    assert!(max <= 1.5 + 1e-3, "train {train}, seed {seed}: max {max} levels");
+                    assert!(mean <= 0.35, "train {train}, seed {seed}: mean {mean} levels");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn outputs_are_checked_and_reusable() {
+        let aug = SurfAugment::sized(true, 40, 28);
+        let images = [noise(30, 30, 3, 4)];
+        let mut rng = derive_rng(0, 0, 0, Stream::Augment);
+        let mut short = vec![0f32; 10];
+        assert!(aug.apply_into(&images, &mut rng, &mut [&mut short]).is_err());
+        let two = [noise(30, 30, 3, 4), Image8::new(2, 2, 2, vec![0; 8]).unwrap()];
+        assert!(aug.apply(&two, &mut rng).is_err());
+        // Writing into a dirty buffer gives the same result as a fresh one.
+        let mut buf = vec![f32::NAN; 3 * 28 * 28];
+        let mut r1 = derive_rng(5, 0, 0, Stream::Augment);
+        aug.apply_into(&images, &mut r1.clone(), &mut [&mut buf]).unwrap();
+        assert_eq!(buf, aug.apply(&images, &mut r1).unwrap()[0]);
     }
 }

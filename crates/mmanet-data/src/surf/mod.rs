@@ -10,5 +10,6 @@ mod reader;
 mod synthetic;
 
 pub use augment::SurfAugment;
+pub(crate) use reader::read_augment_into;
 pub use reader::{SurfDataset, SurfEntry, parse_surf_list};
 pub use synthetic::{SyntheticSurf, write_synthetic_surf};

@@ -1,5 +1,6 @@
 //! [`SurfDataset`]: reads a CASIA-SURF list file.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use mmanet_core::ModalitySet;
@@ -7,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SurfAugment;
 use crate::dataset::index_error;
-use crate::transform::read_bgr;
+use crate::transform::{Image8, read_bgr_into};
 use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
 
 /// One line of a list file.
@@ -131,22 +132,46 @@ impl Dataset for SurfDataset {
 
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
         let e = self.entries.get(index).ok_or_else(|| index_error(index, self.entries.len()))?;
-        let images = e
-            .paths
-            .iter()
-            .map(|p| {
-                read_bgr(p).map_err(|err| {
-                    DataError::list(&self.list, e.line, format!("sample {index}: {err}"))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let side = self.augment.crop as i64;
-        let inputs = self
-            .augment
-            .apply(&images, rng)?
+        let side = self.augment.crop;
+        let mut data = vec![vec![0f32; 3 * side * side]; e.paths.len()];
+        let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
+        read_augment_into(&e.paths, &self.augment, rng, &mut outs, |err| {
+            DataError::list(&self.list, e.line, format!("sample {index}: {err}"))
+        })?;
+        let side = side as i64;
+        let inputs = data
             .into_iter()
-            .map(|data| ModalityData::new(data, vec![3, side, side]))
+            .map(|d| ModalityData::new(d, vec![3, side, side]))
             .collect::<Result<Vec<_>>>()?;
         Ok(Sample { inputs, target: Target::Class(e.label) })
     }
+}
+
+thread_local! {
+    /// This worker thread's file bytes and decoded images.
+    static FILES: RefCell<(Vec<u8>, Vec<Image8>)> = RefCell::default();
+}
+
+/// Reads `paths` (one image per modality, [`read_bgr_into`]) and transforms them with
+/// `augment` into `outs`, reusing this thread's buffers; `name` wraps read errors (e.g. with
+/// the list line).
+///
+/// # Shapes
+/// `outs[m]` holds `3 * crop * crop` values, one per path.
+pub(crate) fn read_augment_into(
+    paths: &[PathBuf],
+    augment: &SurfAugment,
+    rng: &mut ChaCha8Rng,
+    outs: &mut [&mut [f32]],
+    name: impl Fn(DataError) -> DataError,
+) -> Result<()> {
+    FILES.with_borrow_mut(|(file, images)| {
+        if images.len() < paths.len() {
+            images.resize_with(paths.len(), Image8::default);
+        }
+        for (p, img) in paths.iter().zip(images.iter_mut()) {
+            read_bgr_into(p, img, file).map_err(&name)?;
+        }
+        augment.apply_into(&images[..paths.len()], rng, outs)
+    })
 }

@@ -1,0 +1,318 @@
+//! [`Image8`]: 8-bit HWC images as `cv2.imread` gives them, decoded straight from JPEG with
+//! zune-jpeg, and OpenCV's fixed-point bilinear resize of 8-bit images.
+//!
+//! OpenCV resizes and warps 8-bit images in 8 bits (rounding after each step), so keeping the
+//! pipeline in `u8` is both faster and closer to the reference than f32 intermediates.
+
+use std::path::Path;
+
+use zune_jpeg::JpegDecoder;
+use zune_jpeg::zune_core::bytestream::ZCursor;
+use zune_jpeg::zune_core::colorspace::ColorSpace;
+use zune_jpeg::zune_core::options::DecoderOptions;
+
+use super::Image;
+use crate::{DataError, Result};
+
+/// An interleaved (HWC) 8-bit image with 1 (grey) or 3 (BGR) channels.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Image8 {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Channels per pixel.
+    pub channels: usize,
+    /// `height * width * channels` values, row-major, channels last.
+    pub data: Vec<u8>,
+}
+
+impl Image8 {
+    /// Checks the buffer length.
+    pub fn new(height: usize, width: usize, channels: usize, data: Vec<u8>) -> Result<Self> {
+        if data.len() != height * width * channels {
+            return Err(DataError::shape(
+                "image buffer",
+                format!("{height}x{width}x{channels}"),
+                data.len(),
+            ));
+        }
+        Ok(Image8 { height, width, channels, data })
+    }
+
+    /// The value at row `y`, column `x`, channel `c` (panics outside the image).
+    #[inline]
+    pub fn at(&self, y: usize, x: usize, c: usize) -> u8 {
+        self.data[(y * self.width + x) * self.channels + c]
+    }
+
+    /// The same pixels as f32.
+    pub fn to_f32(&self) -> Image {
+        Image {
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+            data: self.data.iter().map(|&v| f32::from(v)).collect(),
+        }
+    }
+
+    /// Resizes the geometry and the buffer, keeping the allocation.
+    fn reshape(&mut self, height: usize, width: usize, channels: usize) {
+        self.height = height;
+        self.width = width;
+        self.channels = channels;
+        self.data.resize(height * width * channels, 0);
+    }
+
+    /// `cv2.resize(img, (width, height))` (`INTER_LINEAR`) on 8 bits, bit-exact with OpenCV
+    /// 5.0's fixed-point path (checked with opencv-python 5.0.0 on random images).
+    pub fn resize_bilinear(&self, height: usize, width: usize) -> Image8 {
+        let mut out = Image8::default();
+        self.resize_bilinear_into(height, width, &mut out, &mut ResizeScratch::default());
+        out
+    }
+
+    /// [`Image8::resize_bilinear`] into `out`, reusing its buffer and `scratch`.
+    ///
+    /// OpenCV's arithmetic: weights `round(w * 2048)` per axis; the horizontal pass keeps
+    /// `int` sums `S = a0 * p0 + a1 * p1`; the vertical pass computes
+    /// `(((S0 >> 4) * b0 >> 16) + ((S1 >> 4) * b1 >> 16) + 2) >> 2`.
+    pub fn resize_bilinear_into(
+        &self,
+        height: usize,
+        width: usize,
+        out: &mut Image8,
+        scratch: &mut ResizeScratch,
+    ) {
+        let c = self.channels;
+        out.reshape(height, width, c);
+        if height == 0 || width == 0 || self.height == 0 || self.width == 0 {
+            out.data.fill(0);
+            return;
+        }
+        let row_out = width * c;
+        // Per output element: source element index and the two weights.
+        scratch.xofs.clear();
+        scratch.xw.clear();
+        for (x0, x1, f) in fixed_taps(self.width, width) {
+            let (a0, a1) = weights_2048(f);
+            for k in 0..c {
+                scratch.xofs.push(((x0 * c + k) as u32, (x1 * c + k) as u32));
+                scratch.xw.push((a0, a1));
+            }
+        }
+        scratch.rows[0].resize(row_out, 0);
+        scratch.rows[1].resize(row_out, 0);
+        let mut cached = [usize::MAX; 2];
+        let src_row = self.width * c;
+        let ys = fixed_taps(self.height, height);
+        for (orow, (y0, y1, f)) in out.data.chunks_exact_mut(row_out).zip(ys) {
+            // Slot 0 holds the horizontal pass of row y0, slot 1 that of y1 (unless equal).
+            if cached[0] != y0 {
+                if cached[1] == y0 {
+                    scratch.rows.swap(0, 1);
+                    cached.swap(0, 1);
+                } else {
+                    let src = &self.data[y0 * src_row..(y0 + 1) * src_row];
+                    hresize_row(src, &scratch.xofs, &scratch.xw, &mut scratch.rows[0]);
+                    cached[0] = y0;
+                }
+            }
+            if y1 != y0 && cached[1] != y1 {
+                let src = &self.data[y1 * src_row..(y1 + 1) * src_row];
+                hresize_row(src, &scratch.xofs, &scratch.xw, &mut scratch.rows[1]);
+                cached[1] = y1;
+            }
+            let (b0, b1) = weights_2048(f);
+            let s1 = if y1 == y0 { &scratch.rows[0] } else { &scratch.rows[1] };
+            vresize_row(&scratch.rows[0], s1, b0, b1, orow);
+        }
+    }
+}
+
+/// Reusable buffers of [`Image8::resize_bilinear_into`].
+#[derive(Clone, Debug, Default)]
+pub struct ResizeScratch {
+    xofs: Vec<(u32, u32)>,
+    xw: Vec<(i32, i32)>,
+    rows: [Vec<i32>; 2],
+}
+
+fn hresize_row(src: &[u8], xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
+    for ((d, &(i0, i1)), &(a0, a1)) in dst.iter_mut().zip(xofs).zip(xw) {
+        *d = i32::from(src[i0 as usize]) * a0 + i32::from(src[i1 as usize]) * a1;
+    }
+}
+
+fn vresize_row(s0: &[i32], s1: &[i32], b0: i32, b1: i32, dst: &mut [u8]) {
+    for ((d, &p), &q) in dst.iter_mut().zip(s0).zip(s1) {
+        let v = ((((p >> 4) * b0) >> 16) + (((q >> 4) * b1) >> 16) + 2) >> 2;
+        *d = v.clamp(0, 255) as u8;
+    }
+}
+
+/// `(round((1 - f) * 2048), round(f * 2048))` as OpenCV computes them (f32, ties to even).
+fn weights_2048(f: f32) -> (i32, i32) {
+    (((1.0 - f) * 2048.0).round_ties_even() as i32, (f * 2048.0).round_ties_even() as i32)
+}
+
+/// OpenCV's `INTER_LINEAR` taps in f32: `f = (i + 0.5) * scale - 0.5`, clamped at the borders.
+fn fixed_taps(src: usize, dst: usize) -> impl Iterator<Item = (usize, usize, f32)> {
+    let scale = src as f64 / dst as f64;
+    (0..dst).map(move |i| {
+        let s = ((i as f64 + 0.5) * scale - 0.5) as f32;
+        let i0 = s.floor();
+        let (i0, f) = if i0 < 0.0 { (0, 0.0) } else { (i0 as usize, s - i0) };
+        if i0 >= src - 1 { (src - 1, src - 1, 0.0) } else { (i0, i0 + 1, f) }
+    })
+}
+
+/// Reads an 8-bit image like `cv2.imread(path)` (BGR order, values 0..=255), except that
+/// one-channel files stay one channel: `cv2.imread` would replicate them to three equal
+/// channels, and every transform here treats a grey image as three equal channels.
+///
+/// JPEGs are decoded by zune-jpeg (SIMD, runtime-detected) straight to BGR or grey; other
+/// formats go through the `image` crate.
+pub fn read_bgr(path: &Path) -> Result<Image8> {
+    let mut out = Image8::default();
+    read_bgr_into(path, &mut out, &mut Vec::new())?;
+    Ok(out)
+}
+
+/// [`read_bgr`] into `out`, reusing its buffer and `file` (the file's bytes).
+pub fn read_bgr_into(path: &Path, out: &mut Image8, file: &mut Vec<u8>) -> Result<()> {
+    use std::io::Read;
+    file.clear();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(file))
+        .map_err(|e| DataError::io(path, e))?;
+    decode_bgr_into(file, path, out)
+}
+
+/// Decodes encoded image bytes as [`read_bgr`] does; `path` only names the file in errors.
+pub fn decode_bgr_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<()> {
+    if bytes.starts_with(&[0xFF, 0xD8]) && decode_jpeg_into(bytes, path, out)? {
+        return Ok(());
+    }
+    let img = image::load_from_memory(bytes).map_err(|e| DataError::decode(path, e.to_string()))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if img.color().has_color() {
+        let rgb = img.to_rgb8();
+        out.reshape(h, w, 3);
+        for (d, s) in out.data.chunks_exact_mut(3).zip(rgb.as_raw().chunks_exact(3)) {
+            d.copy_from_slice(&[s[2], s[1], s[0]]);
+        }
+    } else {
+        let grey = img.to_luma8();
+        out.reshape(h, w, 1);
+        out.data.copy_from_slice(grey.as_raw());
+    }
+    Ok(())
+}
+
+/// Decodes a JPEG with zune-jpeg; `Ok(false)` for colour spaces it cannot give as BGR or grey
+/// (CMYK, YCCK, ...), which the caller hands to the `image` crate.
+fn decode_jpeg_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<bool> {
+    let err = |e: zune_jpeg::errors::DecodeErrors| DataError::decode(path, e.to_string());
+    // Colour is decoded to RGB (zune-jpeg's AVX2 colour conversion; its BGR output is
+    // scalar) and swapped to BGR here.
+    let options = DecoderOptions::new_fast().set_strict_mode(false);
+    let mut dec = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    dec.decode_headers().map_err(err)?;
+    let (target, channels) = match dec.input_colorspace() {
+        Some(ColorSpace::Luma) => (ColorSpace::Luma, 1),
+        Some(ColorSpace::YCbCr) => (ColorSpace::RGB, 3),
+        _ => return Ok(false),
+    };
+    dec.set_options(options.jpeg_set_out_colorspace(target));
+    let (w, h) = dec.dimensions().ok_or_else(|| DataError::decode(path, "no JPEG dimensions"))?;
+    out.reshape(h, w, channels);
+    dec.decode_into(&mut out.data).map_err(err)?;
+    if channels == 3 {
+        for px in out.data.chunks_exact_mut(3) {
+            px.swap(0, 2);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The f32 bilinear resize rounded to u8: the arithmetic without OpenCV's fixed point.
+    fn reference_resize(img: &Image8, h: usize, w: usize) -> Vec<u8> {
+        let r = img.to_f32().resize_bilinear(h, w);
+        r.data.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect()
+    }
+
+    fn noise(h: usize, w: usize, c: usize, seed: u32) -> Image8 {
+        // A fixed LCG: deterministic noise without a generator dependency.
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+        let data = (0..h * w * c)
+            .map(|_| {
+                s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (s >> 16) as u8
+            })
+            .collect();
+        Image8::new(h, w, c, data).unwrap()
+    }
+
+    #[test]
+    fn fixed_point_resize_is_within_one_level_of_exact_bilinear() {
+        for (h, w, c, oh, ow) in [(180, 180, 3, 144, 144), (37, 23, 1, 16, 29), (9, 9, 3, 9, 9)] {
+            let img = noise(h, w, c, (h * w) as u32);
+            let ours = img.resize_bilinear(oh, ow);
+            assert_eq!((ours.height, ours.width, ours.channels), (oh, ow, c));
+            let exact = reference_resize(&img, oh, ow);
+            let max = ours.data.iter().zip(&exact).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(max <= 1, "{h}x{w} -> {oh}x{ow}: {max}");
+        }
+        // Identity size is the identity.
+        let img = noise(9, 9, 3, 1);
+        assert_eq!(img.resize_bilinear(9, 9), img);
+    }
+
+    #[test]
+    fn fixed_point_resize_matches_opencv_examples() {
+        // Outputs of opencv-python 5.0.0's cv2.resize(np.array([row], np.uint8), (w, 1)).
+        // Scale 2: taps are pixel pairs with weights 1024/1024; a 1-row source has vertical
+        // weights 2048/0: ((2048 >> 4) * 2048 >> 16 + 2) >> 2 = 1.
+        let img = Image8::new(1, 4, 1, vec![0, 2, 4, 8]).unwrap();
+        assert_eq!(img.resize_bilinear(1, 2).data, [1, 6]);
+        // Ties: (0 + 3) / 2 = 1.5 rounds up in OpenCV's fixed point (+2 >> 2).
+        let img = Image8::new(1, 4, 1, vec![0, 3, 0, 3]).unwrap();
+        assert_eq!(img.resize_bilinear(1, 2).data, [2, 2]);
+        // Scale 5/3: weights round(2048 / 3) = 683 and 1365.
+        let img = Image8::new(1, 5, 1, vec![0, 3, 0, 3, 5]).unwrap();
+        assert_eq!(img.resize_bilinear(1, 3).data, [1, 0, 4]);
+    }
+
+    #[test]
+    fn grey_and_colour_jpegs_decode_to_grey_and_bgr() {
+        let dir = tempfile::tempdir().unwrap();
+        let rgb = dir.path().join("rgb.jpg");
+        image::RgbImage::from_pixel(16, 8, image::Rgb([250, 10, 10])).save(&rgb).unwrap();
+        let grey = dir.path().join("grey.jpg");
+        image::GrayImage::from_pixel(8, 8, image::Luma([77])).save(&grey).unwrap();
+        let png = dir.path().join("rgb.png");
+        image::RgbImage::from_pixel(5, 3, image::Rgb([1, 2, 3])).save(&png).unwrap();
+        let c = read_bgr(&rgb).unwrap();
+        assert_eq!((c.height, c.width, c.channels), (8, 16, 3));
+        // BGR order; JPEG keeps a flat colour within a few levels.
+        assert!(c.data.chunks_exact(3).all(|p| p[0] < 25 && p[2] > 235), "{:?}", &c.data[..3]);
+        let g = read_bgr(&grey).unwrap();
+        assert_eq!((g.height, g.width, g.channels), (8, 8, 1));
+        assert!(g.data.iter().all(|v| v.abs_diff(77) <= 2));
+        let p = read_bgr(&png).unwrap();
+        assert_eq!((p.channels, &p.data[..3]), (3, &[3, 2, 1][..]));
+        let bad = dir.path().join("bad.jpg");
+        std::fs::write(&bad, [0xFF, 0xD8, 0xFF, 0x00, 1, 2]).unwrap();
+        assert!(read_bgr(&bad).unwrap_err().to_string().contains("bad.jpg"));
+        // Reusing buffers gives the same result.
+        let (mut out, mut file) = (Image8::default(), Vec::new());
+        read_bgr_into(&rgb, &mut out, &mut file).unwrap();
+        read_bgr_into(&grey, &mut out, &mut file).unwrap();
+        assert_eq!(out, g);
+    }
+}
