@@ -8,9 +8,12 @@
 //! `Σ_scales CE2d(S) + λ_MAD · MAD_seg(fuse_cache[0..3]) + λ_MAR · MAR_seg(auxi_decoder)`
 //! with the `nyuv2-mmanet` preset's λ (4.0 / 0.2), weak set W = [depth] (the reference's
 //! hard-coded choice), class weights all ones; backward; the preset's SGD (lr 0.01, momentum
-//! 0.9, Nesterov, weight decay 1e-4). Under `--amp` the forward and the loss run in
-//! `tch::autocast` (fp16 on CUDA), without a gradient scaler (as `surf_step.py` and
-//! `esanet_step.py`).
+//! 0.9, Nesterov, weight decay 1e-4). Under `--amp` both forwards run in `tch::autocast`
+//! (fp16 on CUDA), the losses in f32 on the outputs cast to f32 (as `bench_step`), and the
+//! backward and step go through `mmanet_train::amp::GradScaler`. `--amp-losses` computes the
+//! losses under autocast too, as the released code does: the fp16 Gram products of segmentation
+//! MAD can then overflow (an untrained eval-mode teacher's context map reaches |x| ~ 60 over 512
+//! channels) and the affected scale's NaN is replaced by 0.
 //!
 //! Inputs are random tensors created once on the device (no loading): RGB `[B, 3, H, W]`, depth
 //! `[B, 1, H, W]` (standard normal), labels `[B, H, W]` uniform in `0..=40` (0 = void) and their
@@ -20,8 +23,11 @@
 //! ```text
 //! bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] [--warmup 3]
 //!                [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] [--encoder r50|r34]
-//!                [--reference-code]
+//!                [--reference-code] [--amp-losses]
 //! ```
+//!
+//! `BENCH_SEG_DEBUG=1` prints, per tapped scale and step, the largest magnitudes and that
+//! scale's MAD alone (stderr).
 //!
 //! Output (one JSON line on stdout): `step_ms_median`, `step_ms_all` (each timed step, CUDA
 //! synchronised), `samples_per_s`, `last_loss` and its parts, `n_params_teacher`,
@@ -36,7 +42,8 @@ use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
 use mmanet_losses::{
     SegMadConfig, WeakSet, f_mad_segmentation, f_mar_segmentation, f_multiscale_weighted_ce_2d,
 };
-use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetRole, build_net};
+use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetOutput, NetRole, build_net};
+use mmanet_train::amp::GradScaler;
 use mmanet_train::optim::Optimizer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -62,6 +69,7 @@ struct Args {
     seed: u64,
     encoder: String,
     reference_code: bool,
+    amp_losses: bool,
 }
 
 fn parse_args() -> BoxResult<Args> {
@@ -77,6 +85,7 @@ fn parse_args() -> BoxResult<Args> {
         seed: 0,
         encoder: "r50".into(),
         reference_code: false,
+        amp_losses: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -104,11 +113,12 @@ fn parse_args() -> BoxResult<Args> {
             }
             "--amp" => a.amp = true,
             "--reference-code" => a.reference_code = true,
+            "--amp-losses" => a.amp_losses = true,
             "-h" | "--help" => {
                 println!(
                     "bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] \
                      [--warmup 3] [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] \
-                     [--encoder r50|r34] [--reference-code]"
+                     [--encoder r50|r34] [--reference-code] [--amp-losses]"
                 );
                 std::process::exit(0);
             }
@@ -233,42 +243,97 @@ struct Setup {
     student: Box<dyn MultiModalNet>,
     _s_vs: VarStore,
     opt: Optimizer,
+    scaler: GradScaler,
     weak: WeakSet,
     lambda_mad: f64,
     lambda_mar: f64,
     fidelity: Fidelity,
 }
 
-/// The student objective (trainer.rs `objective_segmentation` past `begin_epoch`).
-fn objective(s: &Setup, x: &Inputs, mask: &Tensor) -> BoxResult<(Tensor, Tensor, Tensor)> {
+/// The network outputs `(student, teacher)`: the student in train mode with `mask`, the teacher
+/// without gradient with an all-ones mask (train mode only under `--reference-code`).
+fn forward(s: &Setup, x: &Inputs, mask: &Tensor) -> (NetOutput, NetOutput) {
     let out = s.student.forward_t(&x.images, mask, true);
-    let scales: Vec<(&Tensor, &Tensor)> =
-        std::iter::once(&out.logits).chain(&out.side_logits).zip(&x.labels).collect();
-    if scales.len() != 4 {
-        return Err(format!("expected 4 output scales, got {}", scales.len()).into());
-    }
-    let ce = f_multiscale_weighted_ce_2d(&scales, &x.class_weights)?;
     let teacher_train = s.fidelity == Fidelity::ReferenceCode;
     let t = tch::no_grad(|| s.teacher.forward_t(&x.images, &mask.ones_like(), teacher_train));
-    let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
+    (out, t)
+}
+
+/// Outputs in f32 (the forward may have run under fp16 autocast) unless `keep` is set.
+fn float(t: &Tensor, keep: bool) -> Tensor {
+    if keep { t.shallow_clone() } else { t.to_kind(Kind::Float) }
+}
+
+/// The student objective (trainer.rs `objective_segmentation` past `begin_epoch`), as
+/// `(CE, λ_MAD · MAD, λ_MAR · MAR)`. `keep_kind`: use the outputs' kind as they are (fp16 under
+/// `--amp-losses`), else f32.
+fn objective(
+    s: &Setup,
+    x: &Inputs,
+    mask: &Tensor,
+    out: &NetOutput,
+    t: &NetOutput,
+    keep_kind: bool,
+) -> BoxResult<(Tensor, Tensor, Tensor)> {
+    let f = |t: &Tensor| float(t, keep_kind);
+    let logits: Vec<Tensor> = std::iter::once(&out.logits).chain(&out.side_logits).map(f).collect();
+    if logits.len() != 4 {
+        return Err(format!("expected 4 output scales, got {}", logits.len()).into());
+    }
+    let scales: Vec<(&Tensor, &Tensor)> = logits.iter().zip(&x.labels).collect();
+    let ce = f_multiscale_weighted_ce_2d(&scales, &x.class_weights)?;
+    let (fs, ft): (Vec<Tensor>, Vec<Tensor>) =
+        out.features.iter().zip(&t.features).take(3).map(|(a, b)| (f(a), f(b))).unzip();
+    let pairs: Vec<(&Tensor, &Tensor)> = fs.iter().zip(&ft).collect();
     let pred = match s.fidelity {
-        Fidelity::Paper => t.logits.shallow_clone(),
-        Fidelity::ReferenceCode => t.features[4].shallow_clone(),
+        Fidelity::Paper => f(&t.logits),
+        Fidelity::ReferenceCode => f(&t.features[4]),
     };
     let mad = f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())? * s.lambda_mad;
-    let aux = out.aux_logits.as_ref().ok_or("the student has no auxi_decoder")?;
+    if std::env::var_os("BENCH_SEG_DEBUG").is_some() {
+        debug_mad(&pairs, &pred)?;
+    }
+    let aux = f(out.aux_logits.as_ref().ok_or("the student has no auxi_decoder")?);
     let mar =
-        f_mar_segmentation(&[(aux, &x.labels[0])], mask, &s.weak, &x.class_weights, s.fidelity)?
+        f_mar_segmentation(&[(&aux, &x.labels[0])], mask, &s.weak, &x.class_weights, s.fidelity)?
             * s.lambda_mar;
     Ok((ce, mad, mar))
 }
 
-fn train_step(s: &mut Setup, x: &Inputs, mask: &Tensor, amp: bool) -> BoxResult<(f64, Parts)> {
-    let (ce, mad, mar) = tch::autocast(amp, || objective(s, x, mask))?;
+/// `BENCH_SEG_DEBUG=1`: per tapped scale, the largest magnitudes and the scale's MAD alone.
+fn debug_mad(pairs: &[(&Tensor, &Tensor)], pred: &Tensor) -> BoxResult<()> {
+    let amax = |t: &Tensor| t.abs().max().to_kind(Kind::Float).double_value(&[]);
+    let cfg = SegMadConfig::default();
+    for (j, (st, te)) in pairs.iter().enumerate() {
+        let one = tch::no_grad(|| f_mad_segmentation(&[(*st, *te)], pred, &cfg))?;
+        eprintln!(
+            "debug scale {j}: {:?} {:?} |s|max {:.4e} |t|max {:.4e} |pred|max {:.4e} mad {:.6}",
+            st.size(),
+            st.kind(),
+            amax(st),
+            amax(te),
+            amax(pred),
+            one.double_value(&[])
+        );
+    }
+    Ok(())
+}
+
+/// Forward under autocast (`--amp`), losses in f32 (or under autocast too with
+/// `--amp-losses`), scaled backward, SGD step (skipped by the scaler on Inf/NaN gradients).
+fn train_step(s: &mut Setup, x: &Inputs, mask: &Tensor, args: &Args) -> BoxResult<(f64, Parts)> {
+    let (ce, mad, mar) = if args.amp_losses {
+        tch::autocast(args.amp, || {
+            let (out, t) = forward(s, x, mask);
+            objective(s, x, mask, &out, &t, true)
+        })?
+    } else {
+        let (out, t) = tch::autocast(args.amp, || forward(s, x, mask));
+        objective(s, x, mask, &out, &t, false)?
+    };
     let loss = &ce + &mad + &mar;
-    s.opt.zero_grad();
-    loss.backward();
-    s.opt.step();
+    let grads = s.opt.backward(&s.scaler.scale(&loss));
+    s.scaler.step(&mut s.opt, grads);
     let parts =
         Parts { ce: ce.double_value(&[]), mad: mad.double_value(&[]), mar: mar.double_value(&[]) };
     Ok((loss.double_value(&[]), parts))
@@ -298,11 +363,13 @@ fn main() -> BoxResult<()> {
     let n_params_student = n_params(&s_vs);
     let opt = Optimizer::new(&s_vs, cfg.optimizer.clone());
     let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse::<ModalityMask>()?])?;
+    let scaler = GradScaler::new(args.amp, args.device);
     let mut setup = Setup {
         teacher,
         student,
         _s_vs: s_vs,
         opt,
+        scaler,
         weak,
         lambda_mad: cfg.method.lambda_mad,
         lambda_mar: cfg.method.lambda_mar,
@@ -318,7 +385,7 @@ fn main() -> BoxResult<()> {
         sync(args.device);
         let t0 = Instant::now();
         let mask = random_mask(&mut rng, args.batch, args.device);
-        last = train_step(&mut setup, &inputs, &mask, args.amp)?;
+        last = train_step(&mut setup, &inputs, &mask, &args)?;
         sync(args.device);
         let dt = t0.elapsed().as_secs_f64();
         if step >= args.warmup {
@@ -338,7 +405,8 @@ fn main() -> BoxResult<()> {
         "height": args.height,
         "width": args.width,
         "amp": args.amp,
-        "grad_scaler": false,
+        "grad_scaler": setup.scaler.is_enabled(),
+        "amp_losses": args.amp && args.amp_losses,
         "fidelity": format!("{fidelity:?}"),
         "lambda_mad": setup.lambda_mad,
         "lambda_mar": setup.lambda_mar,
@@ -362,6 +430,7 @@ fn main() -> BoxResult<()> {
         record["gpu_mem_source"] = mem.map(|m| m.1).into();
         // libtorch's caching-allocator statistics are not exposed by tch.
         record["gpu_max_mem_mib"] = serde_json::Value::Null;
+        record["skipped_steps"] = setup.scaler.skipped_steps().into();
     }
     record["peak_rss_mib"] = status_kib("VmHWM:").map(|k| k as f64 / 1024.0).into();
     record["torch_threads"] = tch::get_num_threads().into();

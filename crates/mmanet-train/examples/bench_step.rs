@@ -264,9 +264,8 @@ fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
         Fidelity::ReferenceCode,
     )?;
     let loss = ce + mad * LAMBDA_MAD + mar * LAMBDA_MAR;
-    nets.opt.zero_grad();
-    nets.scaler.scale(&loss).backward();
-    nets.scaler.step(&mut nets.opt, &nets.s_vs);
+    let grads = nets.opt.backward(&nets.scaler.scale(&loss));
+    nets.scaler.step(&mut nets.opt, grads);
     Ok(loss.double_value(&[]))
 }
 

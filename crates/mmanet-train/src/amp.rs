@@ -21,17 +21,16 @@
 //! let mut scaler = GradScaler::new(false, Device::Cpu); // disabled: plain fp32 steps
 //! let x = Tensor::randn([8, 4], (Kind::Float, Device::Cpu));
 //! let loss = lin.forward(&x).square().mean(Kind::Float);
-//! opt.zero_grad();
-//! scaler.scale(&loss).backward();
-//! assert!(scaler.step(&mut opt, &vs));
+//! let grads = opt.backward(&scaler.scale(&loss));
+//! assert!(scaler.step(&mut opt, grads));
 //! ```
 
 use std::path::Path;
 
-use tch::{Device, Kind, Tensor, nn::VarStore};
+use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
-use crate::optim::Optimizer;
+use crate::optim::{Gradients, Optimizer};
 
 /// `GradScaler`'s defaults: initial scale 2^16, growth 2, back-off 0.5, interval 2000.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -110,19 +109,23 @@ impl GradScaler {
         if self.enabled { loss.to_kind(Kind::Float) * &self.scale } else { loss.shallow_clone() }
     }
 
-    /// Unscales the gradients of `vs`'s trainable variables, steps `opt` unless one of them is
-    /// non-finite, and updates the scale. Returns whether the optimizer stepped.
+    /// Unscales `grads` (computed from [`GradScaler::scale`]d loss), steps `opt` unless one of
+    /// them is non-finite, and updates the scale. Returns whether the optimizer stepped.
     ///
     /// One host synchronisation per step (reading the Inf/NaN flag), as PyTorch's `step`.
-    pub fn step(&mut self, opt: &mut Optimizer, vs: &VarStore) -> bool {
+    pub fn step(&mut self, opt: &mut Optimizer, mut grads: Gradients) -> bool {
         if !self.enabled {
-            opt.step();
+            opt.apply(&grads);
             return true;
         }
-        let found_inf = tch::no_grad(|| self.unscale(vs));
+        let found_inf = tch::no_grad(|| {
+            let g = grads.flat_mut();
+            let _ = g.g_mul_(&self.scale.reciprocal());
+            g.isfinite().all().logical_not().to_kind(Kind::Float).reshape([1])
+        });
         let stepped = found_inf.double_value(&[0]) == 0.0;
         if stepped {
-            opt.step();
+            opt.apply(&grads);
         } else {
             self.skipped += 1;
             tracing::debug!(scale = self.current_scale(), "non-finite gradients: step skipped");
@@ -135,24 +138,6 @@ impl GradScaler {
             self.config.growth_interval,
         );
         stepped
-    }
-
-    /// Divides every gradient by the scale in place; returns `[1]` f32, 1 if any was non-finite.
-    fn unscale(&self, vs: &VarStore) -> Tensor {
-        let inv = self.scale.reciprocal();
-        let mut sums = Vec::new();
-        for var in vs.trainable_variables() {
-            let mut g = var.grad();
-            if g.defined() {
-                let _ = g.g_mul_(&inv);
-                // A sum is non-finite when any element is (or, harmlessly, when it overflows).
-                sums.push(g.sum(Kind::Float));
-            }
-        }
-        if sums.is_empty() {
-            return self.scale.zeros_like();
-        }
-        Tensor::stack(&sums, 0).isfinite().all().logical_not().to_kind(Kind::Float).reshape([1])
     }
 
     /// Writes the scale and growth tracker (for exact resume).
@@ -188,7 +173,7 @@ impl GradScaler {
 mod tests {
     use super::*;
     use crate::optim::OptimizerConfig;
-    use tch::nn::{self, Module};
+    use tch::nn::{self, Module, VarStore};
 
     fn setup() -> (VarStore, nn::Linear, Optimizer) {
         tch::manual_seed(0);
@@ -217,12 +202,12 @@ mod tests {
         opt_a.step();
         // Scaled by 2^10 (exact in binary), unscaled before the step.
         let mut scaler = forced(ScalerConfig { init_scale: 1024.0, ..Default::default() });
-        opt_b.zero_grad();
-        scaler.scale(&lin_b.forward(&x).square().mean(Kind::Float)).backward();
-        assert!(scaler.step(&mut opt_b, &vs_b));
-        for ((_, a), (_, b)) in vs_a.variables().iter().zip(vs_b.variables().iter()) {
-            let diff = (a - b).abs().max().double_value(&[]);
-            assert!(diff < 1e-7, "scaled and plain steps differ by {diff}");
+        let grads = opt_b.backward(&scaler.scale(&lin_b.forward(&x).square().mean(Kind::Float)));
+        assert!(scaler.step(&mut opt_b, grads));
+        let b_vars = vs_b.variables();
+        for (name, a) in vs_a.variables() {
+            let diff = (&a - &b_vars[&name]).abs().max().double_value(&[]);
+            assert!(diff < 1e-7, "{name}: scaled and plain steps differ by {diff}");
         }
         assert_eq!(scaler.current_scale(), 1024.0);
     }
@@ -232,10 +217,9 @@ mod tests {
         let (vs, lin, mut opt) = setup();
         let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
         let mut scaler = forced(ScalerConfig::default());
-        opt.zero_grad();
         let x = Tensor::from_slice(&[f32::INFINITY, 1.0, 1.0]).view([1, 3]);
-        scaler.scale(&lin.forward(&x).sum(Kind::Float)).backward();
-        assert!(!scaler.step(&mut opt, &vs));
+        let grads = opt.backward(&scaler.scale(&lin.forward(&x).sum(Kind::Float)));
+        assert!(!scaler.step(&mut opt, grads));
         assert_eq!(scaler.skipped_steps(), 1);
         assert_eq!(scaler.current_scale(), 32768.0);
         for (b, a) in before.iter().zip(vs.trainable_variables()) {
@@ -245,13 +229,12 @@ mod tests {
 
     #[test]
     fn scale_grows_after_the_growth_interval() {
-        let (vs, lin, mut opt) = setup();
+        let (_vs, lin, mut opt) = setup();
         let mut scaler = forced(ScalerConfig { growth_interval: 2, ..Default::default() });
         let x = Tensor::ones([1, 3], (Kind::Float, Device::Cpu));
         for _ in 0..2 {
-            opt.zero_grad();
-            scaler.scale(&lin.forward(&x).sum(Kind::Float)).backward();
-            assert!(scaler.step(&mut opt, &vs));
+            let grads = opt.backward(&scaler.scale(&lin.forward(&x).sum(Kind::Float)));
+            assert!(scaler.step(&mut opt, grads));
         }
         assert_eq!(scaler.current_scale(), 131072.0);
     }

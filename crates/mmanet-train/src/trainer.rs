@@ -342,9 +342,8 @@ impl Trainer {
                 };
                 return Err(TrainError::NonFinite { epoch, step: steps, what: what.into() });
             }
-            self.opt.zero_grad();
-            self.scaler.scale(&loss).backward();
-            self.scaler.step(&mut self.opt, &self.vs);
+            let grads = self.opt.backward(&self.scaler.scale(&loss));
+            self.scaler.step(&mut self.opt, grads);
             sum.add(&parts);
             steps += 1;
             obs.on_step(epoch, steps, &parts);
