@@ -13,18 +13,20 @@
 #            ours fp32 / AMP / AMP + channels-last + cudnn benchmark; PyTorch fp32 / AMP
 #   seg      ESANet student step, 480x640, B = 8 (random device tensors): ours and PyTorch,
 #            fp32 and AMP (+ channels-last for ours)
-#   threads  the loader alone at 1 2 4 8 12 threads / DataLoader workers, ours and PyTorch
 #   modal    ours, the step alone on random device tensors for M = 2..6 modalities
+#   threads  the loader alone at THREAD_LIST threads / DataLoader workers, ours and PyTorch
 #   train    ours, a short real training run (mmanet train, synthetic SURF, AMP + channels-last)
 set -uo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
 BUDGET=${BUDGET:-480}
-SECTIONS=${SECTIONS:-"cls seg threads modal train"}
+SECTIONS=${SECTIONS:-"cls seg modal threads train"}
 BATCHES=${BATCHES:-"64 128 256"}
 STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-5}
 THREADS=${THREADS:-12}         # loader threads / DataLoader workers
+THREAD_LIST=${THREAD_LIST:-"1 2 4 8 12"}
+MODAL_VARIANTS=${MODAL_VARIANTS:-"fast fp32"}
 SAMPLES=${SAMPLES:-4096}       # synthetic training samples
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-results}
@@ -98,23 +100,24 @@ if want seg 60 && [ -x ./bench_seg_step ]; then
   want seg && run seg_ours_fp32 ./bench_seg_step "${seg[@]}"
   want seg && run seg_pytorch_fp32 "$PYTHON" esanet_step.py "${seg[@]}"
   want seg && run seg_ours_amp ./bench_seg_step "${seg[@]}" --amp
-  want seg && run seg_pytorch_amp "$PYTHON" esanet_step.py "${seg[@]}" --amp
-fi
-
-if want threads 40; then
-  for T in 1 2 4 8 12; do
-    lo=(--data "$DATA" --batch 64 --load-only --load-batches 12 --warmup 2 --threads "$T")
-    want threads && run "load_ours_t$T" ./bench_step "${lo[@]}"
-    want threads && run "load_pytorch_t$T" "$PYTHON" surf_step.py "${lo[@]}"
-  done
+  want seg && run seg_pytorch_amp "$PYTHON" esanet_step.py "${seg[@]}" --amp --grad-scaler
 fi
 
 if want modal 30; then
   for M in 2 3 4 5 6; do
-    want modal && run "modal_ours_fast_m$M" ./bench_step --synthetic-inputs --modalities "$M" --size 112 \
-      --batch 64 --steps 20 --warmup 5 --device cuda --amp --channels-last --cudnn-benchmark
-    want modal && run "modal_ours_fp32_m$M" ./bench_step --synthetic-inputs --modalities "$M" --size 112 \
-      --batch 64 --steps 20 --warmup 5 --device cuda
+    for V in $MODAL_VARIANTS; do
+      flags=(); [ "$V" = fast ] && flags=(--amp --channels-last --cudnn-benchmark)
+      want modal && run "modal_ours_${V}_m$M" ./bench_step --synthetic-inputs --modalities "$M" --size 112 \
+        --batch 64 --steps 15 --warmup 3 --device cuda "${flags[@]}"
+    done
+  done
+fi
+
+if want threads 40; then
+  for T in $THREAD_LIST; do
+    lo=(--data "$DATA" --batch 64 --load-only --load-batches 12 --warmup 2 --threads "$T")
+    want threads && run "load_ours_t$T" ./bench_step "${lo[@]}"
+    want threads && run "load_pytorch_t$T" "$PYTHON" surf_step.py "${lo[@]}"
   done
 fi
 
