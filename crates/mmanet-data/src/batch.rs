@@ -95,12 +95,64 @@ impl Batch {
                 None
             });
         }
+        let targets: Vec<&Target> = samples.iter().map(|s| &s.target).collect();
+        Self::assemble(inputs, lengths, &targets, combos, indices, set)
+    }
+
+    /// A batch from inputs already collated (e.g. decoded straight into batch buffers), with
+    /// the samples' targets and drawn combinations; no sequence lengths.
+    ///
+    /// # Shapes
+    /// `inputs[m]`: `[B, ...]` for modality `m` of `set`; `targets`, `combos`, `indices`:
+    /// `B` entries each.
+    pub fn from_inputs(
+        inputs: Vec<Tensor>,
+        targets: &[Target],
+        combos: &[ModalityMask],
+        indices: &[usize],
+        set: &ModalitySet,
+    ) -> Result<Batch> {
+        let b = targets.len();
+        if b == 0 {
+            return Err(DataError::Config("cannot collate an empty batch".into()));
+        }
+        if combos.len() != b || indices.len() != b {
+            return Err(DataError::shape(
+                "batch combos/indices",
+                b,
+                combos.len().min(indices.len()),
+            ));
+        }
+        if inputs.len() != set.len() {
+            return Err(DataError::shape("batch inputs", set.len(), inputs.len()));
+        }
+        if let Some(t) = inputs.iter().find(|t| t.size().first() != Some(&(b as i64))) {
+            return Err(DataError::shape(
+                "batch input",
+                format!("[{b}, ...]"),
+                format!("{:?}", t.size()),
+            ));
+        }
+        let lengths = inputs.iter().map(|_| None).collect();
+        let targets: Vec<&Target> = targets.iter().collect();
+        Self::assemble(inputs, lengths, &targets, combos, indices, set)
+    }
+
+    fn assemble(
+        inputs: Vec<Tensor>,
+        lengths: Vec<Option<Tensor>>,
+        targets: &[&Target],
+        combos: &[ModalityMask],
+        indices: &[usize],
+        set: &ModalitySet,
+    ) -> Result<Batch> {
+        let (b, m) = (targets.len(), set.len());
         let mut mask = Vec::with_capacity(b * m);
         for c in combos {
             mask.extend(set.presence(*c)?.into_iter().map(|p| if p { 1f32 } else { 0f32 }));
         }
         let mask = Tensor::f_from_slice(&mask)?.f_reshape([b as i64, m as i64])?;
-        let targets = collate_targets(samples, indices)?;
+        let targets = collate_targets(targets, indices)?;
         Ok(Batch {
             inputs,
             lengths,
@@ -134,13 +186,13 @@ impl Batch {
     }
 }
 
-fn collate_targets(samples: &[Sample], indices: &[usize]) -> Result<Tensor> {
-    match &samples[0].target {
+fn collate_targets(targets: &[&Target], indices: &[usize]) -> Result<Tensor> {
+    match targets[0] {
         Target::Class(_) => {
-            let mut v = Vec::with_capacity(samples.len());
-            for (s, idx) in samples.iter().zip(indices) {
-                match s.target {
-                    Target::Class(c) => v.push(c),
+            let mut v = Vec::with_capacity(targets.len());
+            for (t, idx) in targets.iter().zip(indices) {
+                match t {
+                    Target::Class(c) => v.push(*c),
                     _ => {
                         return Err(DataError::shape(
                             format!("sample {idx}: target"),
@@ -154,9 +206,9 @@ fn collate_targets(samples: &[Sample], indices: &[usize]) -> Result<Tensor> {
         }
         Target::Segmentation { height, width, .. } => {
             let (h, w) = (*height, *width);
-            let mut v = Vec::with_capacity(samples.len() * h * w);
-            for (s, idx) in samples.iter().zip(indices) {
-                match &s.target {
+            let mut v = Vec::with_capacity(targets.len() * h * w);
+            for (t, idx) in targets.iter().zip(indices) {
+                match t {
                     Target::Segmentation { labels, height, width }
                         if *height == h && *width == w && labels.len() == h * w =>
                     {
@@ -171,7 +223,7 @@ fn collate_targets(samples: &[Sample], indices: &[usize]) -> Result<Tensor> {
                     }
                 }
             }
-            Ok(Tensor::f_from_slice(&v)?.f_reshape([samples.len() as i64, h as i64, w as i64])?)
+            Ok(Tensor::f_from_slice(&v)?.f_reshape([targets.len() as i64, h as i64, w as i64])?)
         }
     }
 }

@@ -186,18 +186,33 @@ impl Dataset for CefaDataset {
     }
 
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let (paths, label) =
-            self.frames.get(index).ok_or_else(|| index_error(index, self.frames.len()))?;
         let side = self.augment.crop;
-        let mut data = vec![vec![0f32; 3 * side * side]; paths.len()];
+        let mut data = vec![vec![0f32; 3 * side * side]; 3];
         let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
-        read_augment_into(paths, &self.augment, rng, &mut outs, |e| e)?;
+        let target = self.get_into(index, rng, &mut outs)?;
         let side = side as i64;
         let inputs = data
             .into_iter()
             .map(|d| ModalityData::new(d, vec![3, side, side]))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Sample { inputs, target: Target::Class(*label) })
+        Ok(Sample { inputs, target })
+    }
+
+    fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {
+        let side = self.augment.crop as i64;
+        Some(vec![vec![3, side, side]; 3])
+    }
+
+    fn get_into(
+        &self,
+        index: usize,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<Target> {
+        let (paths, label) =
+            self.frames.get(index).ok_or_else(|| index_error(index, self.frames.len()))?;
+        read_augment_into(paths, &self.augment, rng, outs, |e| e)?;
+        Ok(Target::Class(*label))
     }
 }
 

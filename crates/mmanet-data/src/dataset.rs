@@ -3,7 +3,7 @@
 use mmanet_core::ModalitySet;
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Result, Sample, Task};
+use crate::{Result, Sample, Target, Task};
 
 /// A random-access multimodal data set.
 ///
@@ -31,6 +31,52 @@ pub trait Dataset: Send + Sync {
     ///
     /// Errors name the file at fault; an `index` out of range is an error too.
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample>;
+
+    /// The per-modality shapes of every sample, when all samples share them and carry no
+    /// sequence lengths; `None` (the default) otherwise. When `Some`, the loader decodes
+    /// samples with [`Dataset::get_into`] straight into the batch buffers.
+    fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {
+        None
+    }
+
+    /// [`Dataset::get`] writing modality `m` into `outs[m]` (as many values as
+    /// `fixed_shapes()[m]` holds), returning the target; must give the same values and draw
+    /// the same random numbers as `get`. The default calls `get` and copies.
+    ///
+    /// # Shapes
+    /// `outs[m]` holds the product of modality `m`'s shape values.
+    fn get_into(
+        &self,
+        index: usize,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<Target> {
+        let s = self.get(index, rng)?;
+        copy_into(&s, index, outs)?;
+        Ok(s.target)
+    }
+}
+
+/// Copies the modalities of `sample` into `outs`, checking the lengths.
+pub(crate) fn copy_into(sample: &Sample, index: usize, outs: &mut [&mut [f32]]) -> Result<()> {
+    if sample.inputs.len() != outs.len() {
+        return Err(crate::DataError::shape(
+            format!("sample {index}: modalities"),
+            outs.len(),
+            sample.inputs.len(),
+        ));
+    }
+    for (d, o) in sample.inputs.iter().zip(outs.iter_mut()) {
+        if d.data.len() != o.len() || d.length.is_some() {
+            return Err(crate::DataError::shape(
+                format!("sample {index}: fixed-shape modality"),
+                o.len(),
+                format!("{:?} (length {:?})", d.shape, d.length),
+            ));
+        }
+        o.copy_from_slice(&d.data);
+    }
+    Ok(())
 }
 
 /// The error for an index past the end.

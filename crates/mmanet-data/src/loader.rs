@@ -2,15 +2,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use mmanet_core::ModalityMask;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
+use tch::Tensor;
 
 use crate::seeding::{Stream, derive_rng};
-use crate::{Batch, DataError, Dataset, MaskPolicy, Result, Sample};
+use crate::{Batch, DataError, Dataset, MaskPolicy, Result, Sample, Target};
 
 /// Loader settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,16 +178,9 @@ impl DataLoader {
             skipped: Arc::clone(&skipped),
             pool: Arc::clone(&self.pool),
         };
-        let handle =
-            std::thread::Builder::new().name("mmanet-data-prefetch".into()).spawn(move || {
-                for chunk in chunks {
-                    let out = job.decode(&chunk);
-                    let stop = out.is_err();
-                    if tx.send(out).is_err() || stop {
-                        break;
-                    }
-                }
-            });
+        let handle = std::thread::Builder::new()
+            .name("mmanet-data-prefetch".into())
+            .spawn(move || job.run(chunks, &tx));
         let (rx, handle, failed) = match handle {
             Ok(h) => (Some(rx), Some(h), None),
             Err(e) => (None, None, Some(DataError::Worker(e.to_string()))),
@@ -202,11 +196,32 @@ impl DataLoader {
     }
 }
 
-/// Decoded samples of one batch, with their masks and indices.
+/// One decoded batch, with its masks and indices.
 struct Decoded {
-    samples: Vec<Sample>,
+    payload: Payload,
     combos: Vec<ModalityMask>,
     indices: Vec<usize>,
+}
+
+/// What the workers produced: samples to collate, or inputs already collated.
+enum Payload {
+    Samples(Vec<Sample>),
+    Collated { inputs: Vec<Tensor>, targets: Vec<Target> },
+}
+
+impl Decoded {
+    fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    fn into_batch(self, set: &mmanet_core::ModalitySet) -> Result<Batch> {
+        match self.payload {
+            Payload::Samples(s) => Batch::collate(&s, &self.combos, &self.indices, set),
+            Payload::Collated { inputs, targets } => {
+                Batch::from_inputs(inputs, &targets, &self.combos, &self.indices, set)
+            }
+        }
+    }
 }
 
 struct Producer {
@@ -219,7 +234,152 @@ struct Producer {
     pool: Arc<rayon::ThreadPool>,
 }
 
+/// The per-sample results of [`Producer::fill`] (data-set index, target or error).
+type Filled = Vec<(usize, Result<Target>)>;
+
 impl Producer {
+    /// Decodes and sends every chunk; stops after an error or when the receiver is gone.
+    fn run(&self, chunks: Vec<Vec<usize>>, tx: &SyncSender<Result<Decoded>>) {
+        let shapes = self
+            .dataset
+            .fixed_shapes()
+            .filter(|s| s.len() == self.dataset.modalities().len())
+            .filter(|s| s.iter().all(|m| m.iter().all(|d| *d > 0)));
+        if let Some(shapes) = shapes {
+            return self.run_direct(&chunks, &shapes, tx);
+        }
+        for chunk in chunks {
+            let out = self.decode(&chunk);
+            let stop = out.is_err();
+            if tx.send(out).is_err() || stop {
+                break;
+            }
+        }
+    }
+
+    /// Fixed-shape data sets: the workers decode straight into two alternating sets of batch
+    /// buffers (no per-sample vectors); while they fill batch `k`, another pool thread turns
+    /// batch `k - 1` into tensors (the one copy) and sends it.
+    fn run_direct(
+        &self,
+        chunks: &[Vec<usize>],
+        shapes: &[Vec<i64>],
+        tx: &SyncSender<Result<Decoded>>,
+    ) {
+        let per: Vec<usize> = shapes.iter().map(|s| s.iter().product::<i64>() as usize).collect();
+        let mut bufs: [Vec<Vec<f32>>; 2] =
+            [vec![Vec::new(); per.len()], vec![Vec::new(); per.len()]];
+        let mut prev: Option<Filled> = None;
+        for (k, chunk) in chunks.iter().enumerate() {
+            let [b0, b1] = &mut bufs;
+            let (cur, last) = if k % 2 == 0 { (b0, b1) } else { (b1, b0) };
+            let pending = prev.take();
+            let (filled, sent) = self.pool.install(|| {
+                rayon::join(
+                    || self.fill(chunk, cur, &per),
+                    || pending.is_none_or(|p| self.emit(p, last, shapes, &per, tx)),
+                )
+            });
+            if !sent {
+                return;
+            }
+            prev = Some(filled);
+        }
+        if let Some(p) = prev {
+            let last = &mut bufs[(chunks.len() + 1) % 2];
+            self.pool.install(|| self.emit(p, last, shapes, &per, tx));
+        }
+    }
+
+    /// Decodes `chunk` in parallel, sample `j`'s modality `m` into `bufs[m][j * per[m]..]`.
+    fn fill(&self, chunk: &[usize], bufs: &mut [Vec<f32>], per: &[usize]) -> Filled {
+        let mut slots: Vec<Vec<&mut [f32]>> =
+            (0..chunk.len()).map(|_| Vec::with_capacity(per.len())).collect();
+        for (buf, &p) in bufs.iter_mut().zip(per) {
+            buf.resize(chunk.len() * p, 0.0);
+            for (slot, part) in slots.iter_mut().zip(buf.chunks_exact_mut(p)) {
+                slot.push(part);
+            }
+        }
+        chunk
+            .par_iter()
+            .zip(slots.par_iter_mut())
+            .map(|(&i, outs)| {
+                let mut rng = derive_rng(self.seed, self.epoch, i as u64, Stream::Augment);
+                (i, self.dataset.get_into(i, &mut rng, outs))
+            })
+            .collect()
+    }
+
+    /// Turns a filled batch into tensors (dropping skipped samples) and sends it; false when
+    /// the iteration must stop (an error was sent, or the receiver is gone).
+    fn emit(
+        &self,
+        filled: Filled,
+        bufs: &mut [Vec<f32>],
+        shapes: &[Vec<i64>],
+        per: &[usize],
+        tx: &SyncSender<Result<Decoded>>,
+    ) -> bool {
+        let mut targets = Vec::with_capacity(filled.len());
+        let mut indices = Vec::with_capacity(filled.len());
+        let mut combos = Vec::with_capacity(filled.len());
+        for (slot, (i, r)) in filled.into_iter().enumerate() {
+            match r {
+                Ok(t) => {
+                    // Compact: sample `slot` moves to position `targets.len()` when some
+                    // earlier sample was skipped.
+                    let to = targets.len();
+                    if to != slot {
+                        for (buf, &p) in bufs.iter_mut().zip(per) {
+                            buf.copy_within(slot * p..(slot + 1) * p, to * p);
+                        }
+                    }
+                    targets.push(t);
+                    indices.push(i);
+                    combos.push(self.mask(i));
+                }
+                Err(e) if self.skip => self.count_skip(i, &e),
+                Err(e) => {
+                    // Whether or not the receiver is still there, the iteration stops.
+                    let _ = tx.send(Err(e));
+                    return false;
+                }
+            }
+        }
+        if targets.is_empty() {
+            return true;
+        }
+        let n = targets.len();
+        let inputs = bufs
+            .iter()
+            .zip(shapes)
+            .zip(per)
+            .map(|((buf, shape), &p)| {
+                let mut size = vec![n as i64];
+                size.extend_from_slice(shape);
+                Ok(Tensor::f_from_slice(&buf[..n * p])?.f_reshape(&size)?)
+            })
+            .collect::<Result<Vec<_>>>();
+        let out = inputs.map(|inputs| Decoded {
+            payload: Payload::Collated { inputs, targets },
+            combos,
+            indices,
+        });
+        let stop = out.is_err();
+        tx.send(out).is_ok() && !stop
+    }
+
+    fn mask(&self, index: usize) -> ModalityMask {
+        self.policy.draw(&mut derive_rng(self.seed, self.epoch, index as u64, Stream::Mask))
+    }
+
+    fn count_skip(&self, index: usize, e: &DataError) {
+        let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(index, skipped = n, "skipping bad sample: {e}");
+    }
+
+    /// Data sets without fixed shapes: per-sample vectors, collated by the consumer.
     fn decode(&self, chunk: &[usize]) -> Result<Decoded> {
         let results: Vec<(usize, Result<Sample>)> = self.pool.install(|| {
             chunk
@@ -230,26 +390,24 @@ impl Producer {
                 })
                 .collect()
         });
-        let mut out = Decoded { samples: Vec::new(), combos: Vec::new(), indices: Vec::new() };
+        let mut samples = Vec::new();
+        let mut out = Decoded {
+            payload: Payload::Samples(Vec::new()),
+            combos: Vec::new(),
+            indices: Vec::new(),
+        };
         for (i, r) in results {
             match r {
                 Ok(s) => {
-                    out.combos.push(self.policy.draw(&mut derive_rng(
-                        self.seed,
-                        self.epoch,
-                        i as u64,
-                        Stream::Mask,
-                    )));
-                    out.samples.push(s);
+                    out.combos.push(self.mask(i));
+                    samples.push(s);
                     out.indices.push(i);
                 }
-                Err(e) if self.skip => {
-                    let n = self.skipped.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::warn!(index = i, skipped = n, "skipping bad sample: {e}");
-                }
+                Err(e) if self.skip => self.count_skip(i, &e),
                 Err(e) => return Err(e),
             }
         }
+        out.payload = Payload::Samples(samples);
         Ok(out)
     }
 }
@@ -285,9 +443,9 @@ impl Iterator for BatchIter {
         loop {
             let msg = self.rx.as_ref()?.recv();
             match msg {
-                Ok(Ok(d)) if d.samples.is_empty() => continue,
+                Ok(Ok(d)) if d.is_empty() => continue,
                 Ok(Ok(d)) => {
-                    let b = Batch::collate(&d.samples, &d.combos, &d.indices, &self.set);
+                    let b = d.into_batch(&self.set);
                     if b.is_err() {
                         self.done = true;
                     }

@@ -4,7 +4,7 @@ use mmanet_core::ModalitySet;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::index_error;
+use crate::dataset::{copy_into, index_error};
 use crate::seeding::{Stream, derive_rng};
 use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
 
@@ -119,5 +119,25 @@ impl Dataset for InMemoryDataset {
 
     fn get(&self, index: usize, _rng: &mut ChaCha8Rng) -> Result<Sample> {
         self.samples.get(index).cloned().ok_or_else(|| index_error(index, self.samples.len()))
+    }
+
+    fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {
+        let first = self.samples.first()?;
+        let shapes: Vec<Vec<i64>> = first.inputs.iter().map(|m| m.shape.clone()).collect();
+        let same = self.samples.iter().all(|s| {
+            s.inputs.iter().zip(&shapes).all(|(m, shape)| m.length.is_none() && &m.shape == shape)
+        });
+        same.then_some(shapes)
+    }
+
+    fn get_into(
+        &self,
+        index: usize,
+        _rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<Target> {
+        let s = self.samples.get(index).ok_or_else(|| index_error(index, self.samples.len()))?;
+        copy_into(s, index, outs)?;
+        Ok(s.target.clone())
     }
 }

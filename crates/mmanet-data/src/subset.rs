@@ -6,7 +6,7 @@ use mmanet_core::ModalitySet;
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::index_error;
-use crate::{Dataset, Result, Sample, Task};
+use crate::{Dataset, Result, Sample, Target, Task};
 
 /// The samples `indices` of `inner`, in that order.
 #[derive(Clone)]
@@ -66,6 +66,20 @@ impl Dataset for Subset {
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
         let i = *self.indices.get(index).ok_or_else(|| index_error(index, self.indices.len()))?;
         self.inner.get(i, rng)
+    }
+
+    fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {
+        self.inner.fixed_shapes()
+    }
+
+    fn get_into(
+        &self,
+        index: usize,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<Target> {
+        let i = *self.indices.get(index).ok_or_else(|| index_error(index, self.indices.len()))?;
+        self.inner.get_into(i, rng, outs)
     }
 }
 

@@ -207,3 +207,80 @@ fn training_pipeline_is_thread_count_independent() {
     assert_eq!(one.len(), 3);
     assert_eq!(one, run(2));
 }
+
+/// Hides `fixed_shapes`, so the loader takes the per-sample `get` + collate path.
+struct PerSample(Arc<dyn Dataset>);
+
+impl Dataset for PerSample {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn modalities(&self) -> &ModalitySet {
+        self.0.modalities()
+    }
+    fn task(&self) -> mmanet_data::Task {
+        self.0.task()
+    }
+    fn get(
+        &self,
+        index: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> mmanet_data::Result<mmanet_data::Sample> {
+        self.0.get(index, rng)
+    }
+}
+
+#[test]
+fn direct_batch_decoding_equals_per_sample_collation() {
+    let dir = tempfile::tempdir().unwrap();
+    let info = write_synthetic_surf(dir.path(), 14, 5, 48).unwrap();
+    // Two broken entries in the middle of the list: skipped samples must be compacted away.
+    let list = std::fs::read_to_string(dir.path().join(&info.lists[0])).unwrap();
+    let mut lines: Vec<String> = list.lines().map(str::to_string).collect();
+    lines.insert(3, "missing/a.jpg missing/b.jpg missing/c.jpg 1".into());
+    lines.insert(9, "missing/d.jpg missing/e.jpg missing/f.jpg 0".into());
+    std::fs::write(dir.path().join("list.txt"), lines.join("\n")).unwrap();
+    let ds: Arc<dyn Dataset> = Arc::new(
+        SurfDataset::open(dir.path(), "list.txt")
+            .unwrap()
+            .with_augment(SurfAugment::sized(true, 40, 28))
+            .unwrap(),
+    );
+    assert!(ds.fixed_shapes().is_some());
+    let slow: Arc<dyn Dataset> = Arc::new(PerSample(ds.clone()));
+    assert!(slow.fixed_shapes().is_none());
+    let set = ModalitySet::surf();
+    let run = |data: &Arc<dyn Dataset>, threads: usize| {
+        let cfg = LoaderConfig {
+            threads,
+            skip_bad_samples: true,
+            ..LoaderConfig { shuffle: true, ..LoaderConfig::eval(5) }
+        };
+        let loader = DataLoader::new(data.clone(), MaskPolicy::uniform_all(&set), cfg).unwrap();
+        let mut it = loader.iter(1);
+        let batches: Vec<_> = it
+            .by_ref()
+            .map(|b| {
+                let b = b.unwrap();
+                let inputs: Vec<Vec<f32>> = b
+                    .inputs
+                    .iter()
+                    .map(|t| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap())
+                    .collect();
+                let sizes: Vec<Vec<i64>> = b.inputs.iter().map(|t| t.size()).collect();
+                let targets = Vec::<i64>::try_from(&b.targets).unwrap();
+                let mask = Vec::<f32>::try_from(b.mask.flatten(0, -1)).unwrap();
+                (inputs, sizes, targets, mask, b.indices, b.combos)
+            })
+            .collect();
+        (batches, it.skipped())
+    };
+    let (direct, skipped) = run(&ds, 2);
+    assert_eq!(skipped, 2);
+    // 16 entries in batches of 5, two of them broken: 14 samples in 4 batches.
+    assert_eq!(direct.iter().map(|b| b.4.len()).sum::<usize>(), 14);
+    assert_eq!(direct.len(), 4);
+    assert!(direct.iter().all(|b| b.1.iter().all(|s| s[1..] == [3, 28, 28])));
+    assert_eq!(direct, run(&slow, 2).0);
+    assert_eq!(direct, run(&ds, 1).0);
+}

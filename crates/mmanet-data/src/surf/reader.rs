@@ -131,19 +131,34 @@ impl Dataset for SurfDataset {
     }
 
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let e = self.entries.get(index).ok_or_else(|| index_error(index, self.entries.len()))?;
         let side = self.augment.crop;
-        let mut data = vec![vec![0f32; 3 * side * side]; e.paths.len()];
+        let mut data = vec![vec![0f32; 3 * side * side]; 3];
         let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
-        read_augment_into(&e.paths, &self.augment, rng, &mut outs, |err| {
-            DataError::list(&self.list, e.line, format!("sample {index}: {err}"))
-        })?;
+        let target = self.get_into(index, rng, &mut outs)?;
         let side = side as i64;
         let inputs = data
             .into_iter()
             .map(|d| ModalityData::new(d, vec![3, side, side]))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Sample { inputs, target: Target::Class(e.label) })
+        Ok(Sample { inputs, target })
+    }
+
+    fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {
+        let side = self.augment.crop as i64;
+        Some(vec![vec![3, side, side]; 3])
+    }
+
+    fn get_into(
+        &self,
+        index: usize,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<Target> {
+        let e = self.entries.get(index).ok_or_else(|| index_error(index, self.entries.len()))?;
+        read_augment_into(&e.paths, &self.augment, rng, outs, |err| {
+            DataError::list(&self.list, e.line, format!("sample {index}: {err}"))
+        })?;
+        Ok(Target::Class(e.label))
     }
 }
 
