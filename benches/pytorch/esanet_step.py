@@ -33,8 +33,11 @@ ones; SGD lr 0.01, momentum 0.9, Nesterov, weight decay 1e-4.
 Inputs are random tensors created once on the device: RGB and depth standard normal, labels
 uniform in 0..=40, and their nearest-downsampled /8, /16, /32 copies.
 
-`--amp` wraps forward and loss in `torch.autocast("cuda", dtype=torch.float16)` with no
-GradScaler (plain autocast, the convention of surf_step.py; the released code uses a GradScaler).
+`--amp` runs both forwards under `torch.autocast("cuda", dtype=torch.float16)` and the losses in
+f32 on the outputs cast to f32 (as bench_seg_step; `--amp-losses`: the losses under autocast too,
+as the released code, whose fp16 Gram products can overflow: the scale's NaN then becomes 0). No
+GradScaler by default (plain autocast, the convention of surf_step.py; the released code and
+bench_seg_step use one; `--grad-scaler` adds torch.amp.GradScaler).
 
 Prints one JSON line with the keys of bench_seg_step plus gpu_max_mem_mib
 (`torch.cuda.max_memory_allocated`) and gpu_max_reserved_mib on CUDA.
@@ -415,6 +418,8 @@ def main():
     ap.add_argument("--amp", action="store_true", help="torch.autocast fp16 on CUDA (no GradScaler)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--encoder", choices=["r50", "r34"], default="r50")
+    ap.add_argument("--amp-losses", action="store_true", help="losses under autocast too (fp16 Gram products), as the released code")
+    ap.add_argument("--grad-scaler", action="store_true", help="torch.amp.GradScaler under --amp (bench_seg_step always scales)")
     ap.add_argument("--reference-code", action="store_true", help="teacher in train mode, decoder feature as MAD prediction")
     a = ap.parse_args()
     if a.height % 32 or a.width % 32:
@@ -440,20 +445,40 @@ def main():
     weights = torch.ones(N_CLASSES, device=dev)
     rng = np.random.RandomState(a.seed)
 
+    scaler = torch.amp.GradScaler("cuda") if amp and a.grad_scaler else None
+    keep = amp and a.amp_losses  # losses under autocast (fp16) as the released code
+
+    def f(t):
+        return t if keep else t.float()
+
     def step():
         mask = torch.from_numpy(COMBINATIONS[rng.choice(3, size=b)]).to(dev)
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
             logits, sides, fuse_s, _, aux = student(rgb, depth, mask)
-            ce = multiscale_ce([logits] + sides, labels, weights)
             with torch.no_grad():
                 t_logits, _, fuse_t, t_feats, _ = teacher(rgb, depth, mask)
-            pred = t_feats[0] if a.reference_code else t_logits
-            mad = mad_segmentation(fuse_s[:3], fuse_t[:3], pred) * LAMBDA_MAD
-            mar = mar_segmentation(aux, labels[0], mask, weights) * LAMBDA_MAR
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=keep):
+            ce = multiscale_ce([f(x) for x in [logits] + sides], labels, weights)
+            fs, ft = [f(x) for x in fuse_s[:3]], [f(x) for x in fuse_t[:3]]
+            pred = f(t_feats[0] if a.reference_code else t_logits)
+            mad = mad_segmentation(fs, ft, pred) * LAMBDA_MAD
+            if os.environ.get("BENCH_SEG_DEBUG"):
+                for j in range(3):
+                    with torch.no_grad():
+                        one = mad_segmentation([fs[j]], [ft[j]], pred)
+                    print(f"debug scale {j}: {list(fs[j].shape)} {fs[j].dtype} |s|max {fs[j].abs().max().item():.4e} "
+                          f"|t|max {ft[j].abs().max().item():.4e} |pred|max {pred.abs().max().item():.4e} mad {float(one):.6f}",
+                          file=sys.stderr)
+            mar = mar_segmentation(f(aux), labels[0], mask, weights) * LAMBDA_MAR
             loss = ce + mad + mar
         opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss, ce, mad, mar
 
     times, total, last = [], 0.0, None
@@ -481,7 +506,8 @@ def main():
         "height": h,
         "width": w,
         "amp": a.amp,
-        "grad_scaler": False,
+        "grad_scaler": scaler is not None,
+        "amp_losses": keep,
         "fidelity": "ReferenceCode" if a.reference_code else "Paper",
         "lambda_mad": LAMBDA_MAD,
         "lambda_mar": LAMBDA_MAR,
