@@ -610,6 +610,9 @@ fn to_markdown(exp: &Experiment, r: &Value, opts: &Options) -> String {
     let _ =
         writeln!(s, "| **Average − modality dropout (paired by seed)** | {} |", delta.join(" | "));
     let _ = writeln!(s);
+    if order.len() > 7 {
+        by_size_table(&mut s, &models, &order);
+    }
     let _ = writeln!(s, "Wall time per model (sum over seeds, 1 torch thread):");
     for m in &models {
         let _ = writeln!(
@@ -747,4 +750,42 @@ fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
         .draw()?;
     root.present().with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Many combinations: the mean over the combinations with the same number of present
+/// modalities (per seed, then mean ± std over seeds), one row per size.
+fn by_size_table(s: &mut String, models: &[Value], order: &[String]) {
+    let size = |c: &str| c.split('+').count();
+    let max = order.iter().map(|c| size(c)).max().unwrap_or(0);
+    let _ = writeln!(s, "By number of present modalities (mean over those combinations):\n");
+    let header: Vec<&str> = models.iter().filter_map(|m| m["label"].as_str()).collect();
+    let _ = writeln!(s, "| Present | {} |", header.join(" | "));
+    let _ = writeln!(s, "| :--- |{}", " ---: |".repeat(models.len()));
+    for k in 1..=max {
+        let n = order.iter().filter(|c| size(c) == k).count();
+        let cells: Vec<String> = models
+            .iter()
+            .map(|m| {
+                let rows: Vec<Vec<f64>> = m["combinations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["present"].as_str().is_some_and(|p| size(p) == k))
+                    .filter_map(|c| {
+                        c["values"].as_array().map(|v| v.iter().filter_map(Value::as_f64).collect())
+                    })
+                    .collect();
+                let seeds = rows.iter().map(Vec::len).min().unwrap_or(0);
+                if rows.is_empty() || seeds == 0 {
+                    return "—".to_string();
+                }
+                let per_seed: Vec<f64> = (0..seeds)
+                    .map(|i| rows.iter().map(|r| r[i]).sum::<f64>() / rows.len() as f64)
+                    .collect();
+                pct(&stat(&per_seed))
+            })
+            .collect();
+        let _ = writeln!(s, "| {k} of {max} ({n}) | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(s);
 }
