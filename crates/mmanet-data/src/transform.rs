@@ -15,7 +15,7 @@ use crate::{DataError, Result};
 mod canvas_rotation;
 mod image8;
 
-pub use canvas_rotation::{CanvasRotation, surf_normalisation_lut};
+pub use canvas_rotation::{CanvasRotation, Normalise};
 pub use image8::{Image8, ResizeScratch, decode_bgr_into, read_bgr, read_bgr_into};
 
 /// An interleaved (HWC) f32 image.

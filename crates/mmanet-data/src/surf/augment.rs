@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::transform::{CanvasRotation, Image8, ResizeScratch, surf_normalisation_lut};
+use crate::transform::{CanvasRotation, Image8, Normalise, ResizeScratch};
 use crate::{DataError, Result};
 
 /// The CASIA-SURF transform (mmanet_spec.md section 5.1), the same geometry for all
@@ -102,12 +102,12 @@ impl SurfAugment {
                 format!("{}x{}x{}", i.height, i.width, i.channels),
             ));
         }
-        let lut = surf_normalisation_lut();
+        let norm = Normalise::SURF;
         SCRATCH.with_borrow_mut(|(resized, scratch)| {
             if !self.train {
                 for (img, out) in images.iter().zip(outs.iter_mut()) {
                     img.resize_bilinear_into(side, side, resized, scratch);
-                    write_chw(resized, &lut, out);
+                    write_chw(resized, norm, out);
                 }
                 return Ok(());
             }
@@ -130,7 +130,7 @@ impl SurfAugment {
             let left = if w > side { rng.random_range(0..w - side) } else { 0 };
             for (img, out) in images.iter().zip(outs.iter_mut()) {
                 img.resize_bilinear_into(self.resize, self.resize, resized, scratch);
-                rot.warp_window_chw(resized, top, left, side, flip, &lut, out);
+                rot.warp_window_chw(resized, top, left, side, flip, norm, out);
             }
             Ok(())
         })
@@ -142,20 +142,20 @@ thread_local! {
     static SCRATCH: RefCell<(Image8, ResizeScratch)> = RefCell::default();
 }
 
-/// HWC (1 or 3 channels) -> `[3, H, W]` through `lut`; grey fills all three planes.
-fn write_chw(img: &Image8, lut: &[f32; 256], out: &mut [f32]) {
+/// HWC (1 or 3 channels) -> `[3, H, W]` normalised; grey fills all three planes.
+fn write_chw(img: &Image8, norm: Normalise, out: &mut [f32]) {
+    let f = |v: u8| (f32::from(v) - norm.mean) * norm.scale;
     let hw = img.height * img.width;
     let (p0, rest) = out.split_at_mut(hw);
     let (p1, p2) = rest.split_at_mut(hw);
     if img.channels == 1 {
         for (((&v, a), b), c) in img.data.iter().zip(p0).zip(p1).zip(p2) {
-            let f = lut[usize::from(v)];
-            (*a, *b, *c) = (f, f, f);
+            let v = f(v);
+            (*a, *b, *c) = (v, v, v);
         }
     } else {
         for (((px, a), b), c) in img.data.chunks_exact(3).zip(p0).zip(p1).zip(p2) {
-            (*a, *b, *c) =
-                (lut[usize::from(px[0])], lut[usize::from(px[1])], lut[usize::from(px[2])]);
+            (*a, *b, *c) = (f(px[0]), f(px[1]), f(px[2]));
         }
     }
 }

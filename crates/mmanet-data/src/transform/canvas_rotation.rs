@@ -64,25 +64,23 @@ impl CanvasRotation {
     /// When `src` has 2 or more than 3 channels.
     pub fn warp(&self, src: &Image8) -> Image8 {
         let c = src.channels;
-        let mut data = vec![0u8; self.height * self.width * c];
-        let mut px = vec![[0u8; 3]; self.width];
-        for (y, row) in data.chunks_exact_mut(self.width * c).enumerate() {
-            match c {
-                1 => self.sample_span::<1>(src, y, 0, &mut px),
-                3 => self.sample_span::<3>(src, y, 0, &mut px),
-                c => panic!("1 or 3 channels, not {c}"),
-            }
-            for (d, p) in row.chunks_exact_mut(c).zip(&px) {
-                d.copy_from_slice(&p[..c]);
+        let n = self.width;
+        let mut data = vec![0u8; self.height * n * c];
+        let mut rows = RowScratch::default();
+        for (y, row) in data.chunks_exact_mut(n * c).enumerate() {
+            self.sample_row(src, y, 0, false, n, &mut rows);
+            for (k, plane) in rows.vals.chunks_exact(n).enumerate() {
+                for (x, v) in plane.iter().enumerate() {
+                    row[x * c + k] = *v as u8;
+                }
             }
         }
-        Image8 { height: self.height, width: self.width, channels: c, data }
+        Image8 { height: self.height, width: n, channels: c, data }
     }
 
     /// Writes the `size x size` window at `(top, left)` of the rotated canvas, mirrored
-    /// left-right when `flip`, through `lut` (value -> output, e.g. `(v - 127.5) / 128`),
-    /// channel-first into `out`. A one-channel `src` fills all three planes (as `cv2.imread`
-    /// would have replicated it).
+    /// left-right when `flip`, normalised by `norm`, channel-first into `out`. A one-channel
+    /// `src` fills all three planes (as `cv2.imread` would have replicated it).
     ///
     /// # Shapes
     /// `out` holds `3 * size * size` values (`[3, size, size]`); `src` has 1 or 3 channels.
@@ -98,84 +96,133 @@ impl CanvasRotation {
         left: usize,
         size: usize,
         flip: bool,
-        lut: &[f32; 256],
+        norm: Normalise,
         out: &mut [f32],
     ) {
         assert!(top + size <= self.height && left + size <= self.width, "window off the canvas");
         let plane = size * size;
         assert_eq!(out.len(), 3 * plane, "output length");
-        let (p0, rest) = out.split_at_mut(plane);
-        let (p1, p2) = rest.split_at_mut(plane);
-        let mut px = vec![[0u8; 3]; size];
+        let mut rows = RowScratch::default();
         for i in 0..size {
-            match src.channels {
-                1 => self.sample_span::<1>(src, top + i, left, &mut px),
-                3 => self.sample_span::<3>(src, top + i, left, &mut px),
-                c => panic!("1 or 3 channels, not {c}"),
-            }
-            if flip {
-                px.reverse();
-            }
-            let row = i * size..(i + 1) * size;
-            let (r0, r1, r2) = (&mut p0[row.clone()], &mut p1[row.clone()], &mut p2[row]);
-            for (((p, a), b), c) in px.iter().zip(r0).zip(r1).zip(r2) {
-                (*a, *b, *c) =
-                    (lut[usize::from(p[0])], lut[usize::from(p[1])], lut[usize::from(p[2])]);
+            self.sample_row(src, top + i, left, flip, size, &mut rows);
+            for k in 0..3 {
+                let vals = &rows.vals[k.min(src.channels - 1) * size..][..size];
+                let dst = &mut out[k * plane + i * size..][..size];
+                for (d, v) in dst.iter_mut().zip(vals) {
+                    *d = (v - norm.mean) * norm.scale;
+                }
             }
         }
     }
 
-    /// Bilinear samples of canvas row `y`, columns `x0..x0 + out.len()`; a one-channel source
-    /// is replicated to the three values of each pixel.
-    #[inline]
-    fn sample_span<const C: usize>(&self, src: &Image8, y: usize, x0: usize, out: &mut [[u8; 3]]) {
+    /// Rounded bilinear samples (as f32 integers 0..=255) of canvas row `y` at columns
+    /// `x0 + j` (or `x0 + n - 1 - j` when `flip`), `j < n`, into `rows.vals[k * n + j]`.
+    ///
+    /// Three passes so that two vectorise: coordinates, then the (scalar) gathers of the four
+    /// taps (0 outside the image), then the blends.
+    fn sample_row(
+        &self,
+        src: &Image8,
+        y: usize,
+        x0: usize,
+        flip: bool,
+        n: usize,
+        rows: &mut RowScratch,
+    ) {
+        let c = src.channels;
+        assert!(c == 1 || c == 3, "1 or 3 channels, not {c}");
         let [m0, m1, m2, m3, m4, m5] = self.inverse;
-        let (w, h) = (src.width as i32, src.height as i32);
-        let stride = src.width * C;
         let yf = y as f32;
         let (row_x, row_y) = (m1 * yf + m2, m4 * yf + m5);
-        let data = &src.data[..src.height * stride];
-        for (x, px) in (x0..).zip(out.iter_mut()) {
-            let xf = x as f32;
+        rows.resize(n, c);
+        let (start, step) = if flip { ((x0 + n - 1) as f32, -1.0) } else { (x0 as f32, 1.0) };
+        for (j, (((ix, iy), a), b)) in
+            rows.ix.iter_mut().zip(&mut rows.iy).zip(&mut rows.a).zip(&mut rows.b).enumerate()
+        {
+            let xf = start + step * j as f32;
             let (sx, sy) = (m0 * xf + row_x, m3 * xf + row_y);
-            let (ix, iy) = (floor_i32(sx), floor_i32(sy));
-            let (a, b) = (sx - ix as f32, sy - iy as f32);
-            let mut v = [0u8; C];
+            (*ix, *iy) = (floor_i32(sx), floor_i32(sy));
+            (*a, *b) = (sx - *ix as f32, sy - *iy as f32);
+        }
+        let (w, h) = (src.width as i32, src.height as i32);
+        let stride = src.width * c;
+        let data = &src.data[..src.height * stride];
+        let RowScratch { ix, iy, taps, .. } = rows;
+        for (j, (&ix, &iy)) in ix.iter().zip(iy.iter()).enumerate() {
             if ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h {
-                let base = iy as usize * stride + ix as usize * C;
-                let (r0, r1) =
-                    (&data[base..base + 2 * C], &data[base + stride..base + stride + 2 * C]);
-                for k in 0..C {
-                    v[k] = lerp2(
-                        f32::from(r0[k]),
-                        f32::from(r0[C + k]),
-                        f32::from(r1[k]),
-                        f32::from(r1[C + k]),
-                        a,
-                        b,
-                    );
+                let base = iy as usize * stride + ix as usize * c;
+                let r0 = &data[base..base + 2 * c];
+                let r1 = &data[base + stride..base + stride + 2 * c];
+                for k in 0..c {
+                    taps[k * n + j] = [r0[k], r0[c + k], r1[k], r1[c + k]];
                 }
             } else if ix >= -1 && iy >= -1 && ix < w && iy < h {
-                let tap = |ty: i32, tx: i32, k: usize| -> f32 {
+                let tap = |ty: i32, tx: i32, k: usize| -> u8 {
                     if ty < 0 || tx < 0 || ty >= h || tx >= w {
-                        0.0
+                        0
                     } else {
-                        f32::from(data[ty as usize * stride + tx as usize * C + k])
+                        data[ty as usize * stride + tx as usize * c + k]
                     }
                 };
-                for (k, vk) in v.iter_mut().enumerate() {
-                    *vk = lerp2(
+                for k in 0..c {
+                    taps[k * n + j] = [
                         tap(iy, ix, k),
                         tap(iy, ix + 1, k),
                         tap(iy + 1, ix, k),
                         tap(iy + 1, ix + 1, k),
-                        a,
-                        b,
-                    );
+                    ];
+                }
+            } else {
+                for k in 0..c {
+                    taps[k * n + j] = [0; 4];
                 }
             }
-            *px = if C == 1 { [v[0]; 3] } else { std::array::from_fn(|k| v[k.min(C - 1)]) };
         }
+        for k in 0..c {
+            let (t, v) = (&rows.taps[k * n..][..n], &mut rows.vals[k * n..][..n]);
+            for (((v, t), a), b) in v.iter_mut().zip(t).zip(&rows.a).zip(&rows.b) {
+                *v = lerp2(t.map(f32::from), *a, *b);
+            }
+        }
+    }
+}
+
+/// `out = (v - mean) * scale` for each 8-bit value `v` of a warped window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalise {
+    /// Subtracted first.
+    pub mean: f32,
+    /// Then multiplied.
+    pub scale: f32,
+}
+
+impl Normalise {
+    /// The reference's CASIA-SURF normalisation `(v - 127.5) / 128` (multiplying by 1/128 is
+    /// exact: a power of two).
+    pub const SURF: Normalise = Normalise { mean: 127.5, scale: 1.0 / 128.0 };
+}
+
+/// Per-row buffers of [`CanvasRotation::sample_row`].
+#[derive(Debug, Default)]
+struct RowScratch {
+    ix: Vec<i32>,
+    iy: Vec<i32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    /// `[q00, q01, q10, q11]` per channel and pixel, channel-major.
+    taps: Vec<[u8; 4]>,
+    /// Rounded results per channel and pixel, channel-major.
+    vals: Vec<f32>,
+}
+
+impl RowScratch {
+    fn resize(&mut self, n: usize, c: usize) {
+        self.ix.resize(n, 0);
+        self.iy.resize(n, 0);
+        self.a.resize(n, 0.0);
+        self.b.resize(n, 0.0);
+        self.taps.resize(n * c, [0; 4]);
+        self.vals.resize(n * c, 0.0);
     }
 }
 
@@ -186,9 +233,10 @@ fn floor_i32(v: f32) -> i32 {
     t - i32::from((t as f32) > v)
 }
 
-/// OpenCV's f32 bilinear blend, rounded half to even and saturated to u8.
+/// OpenCV's f32 bilinear blend of `[q00, q01, q10, q11]`, rounded half to even and
+/// saturated to 0..=255 (returned as an f32 integer).
 #[inline(always)]
-fn lerp2(q00: f32, q01: f32, q10: f32, q11: f32, a: f32, b: f32) -> u8 {
+fn lerp2([q00, q01, q10, q11]: [f32; 4], a: f32, b: f32) -> f32 {
     let top = q00 + a * (q01 - q00);
     let bot = q10 + a * (q11 - q10);
     let v = top + b * (bot - top);
@@ -196,12 +244,7 @@ fn lerp2(q00: f32, q01: f32, q10: f32, q11: f32, a: f32, b: f32) -> u8 {
     // default rounding mode is to nearest, ties to even (exact for 0 <= v < 2^23; v is a
     // convex blend of 0..=255 values up to float error).
     const MAGIC: f32 = 8_388_608.0;
-    ((v.max(0.0) + MAGIC) - MAGIC).min(255.0) as u8
-}
-
-/// `(v - 127.5) / 128` for every 8-bit value, the reference's CASIA-SURF normalisation.
-pub fn surf_normalisation_lut() -> [f32; 256] {
-    std::array::from_fn(|v| (v as f32 - 127.5) / 128.0)
+    ((v.max(0.0) + MAGIC) - MAGIC).min(255.0)
 }
 
 #[cfg(test)]
@@ -257,20 +300,20 @@ mod tests {
 
     #[test]
     fn window_equals_warp_then_crop_flip_and_normalise() {
-        let lut = surf_normalisation_lut();
+        let norm = Normalise::SURF;
         for (c, angle, flip) in [(3, 13, false), (3, -29, true), (1, 0, true), (1, 22, false)] {
             let img = noise(40, 40, c);
             let r = CanvasRotation::new(40, 40, angle, 0.8);
             let full = r.warp(&img);
             let (size, top, left) = (28, 2, 3);
             let mut out = vec![f32::NAN; 3 * size * size];
-            r.warp_window_chw(&img, top, left, size, flip, &lut, &mut out);
+            r.warp_window_chw(&img, top, left, size, flip, norm, &mut out);
             for k in 0..3 {
                 for i in 0..size {
                     for j in 0..size {
                         let jj = if flip { size - 1 - j } else { j };
                         let v = full.at(top + i, left + jj, k.min(c - 1));
-                        assert_eq!(out[(k * size + i) * size + j], lut[usize::from(v)]);
+                        assert_eq!(out[(k * size + i) * size + j], (f32::from(v) - 127.5) / 128.0);
                     }
                 }
             }

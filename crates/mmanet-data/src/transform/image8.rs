@@ -91,15 +91,12 @@ impl Image8 {
             return;
         }
         let row_out = width * c;
-        // Per output element: source element index and the two weights.
+        // Per output pixel: the first source element and the two weights.
         scratch.xofs.clear();
         scratch.xw.clear();
         for (x0, x1, f) in fixed_taps(self.width, width) {
-            let (a0, a1) = weights_2048(f);
-            for k in 0..c {
-                scratch.xofs.push(((x0 * c + k) as u32, (x1 * c + k) as u32));
-                scratch.xw.push((a0, a1));
-            }
+            scratch.xofs.push(((x0 * c) as u32, ((x1 - x0) * c) as u32));
+            scratch.xw.push(weights_2048(f));
         }
         scratch.rows[0].resize(row_out, 0);
         scratch.rows[1].resize(row_out, 0);
@@ -114,13 +111,13 @@ impl Image8 {
                     cached.swap(0, 1);
                 } else {
                     let src = &self.data[y0 * src_row..(y0 + 1) * src_row];
-                    hresize_row(src, &scratch.xofs, &scratch.xw, &mut scratch.rows[0]);
+                    hresize_row(src, c, &scratch.xofs, &scratch.xw, &mut scratch.rows[0]);
                     cached[0] = y0;
                 }
             }
             if y1 != y0 && cached[1] != y1 {
                 let src = &self.data[y1 * src_row..(y1 + 1) * src_row];
-                hresize_row(src, &scratch.xofs, &scratch.xw, &mut scratch.rows[1]);
+                hresize_row(src, c, &scratch.xofs, &scratch.xw, &mut scratch.rows[1]);
                 cached[1] = y1;
             }
             let (b0, b1) = weights_2048(f);
@@ -138,9 +135,37 @@ pub struct ResizeScratch {
     rows: [Vec<i32>; 2],
 }
 
-fn hresize_row(src: &[u8], xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
-    for ((d, &(i0, i1)), &(a0, a1)) in dst.iter_mut().zip(xofs).zip(xw) {
-        *d = i32::from(src[i0 as usize]) * a0 + i32::from(src[i1 as usize]) * a1;
+fn hresize_row(src: &[u8], c: usize, xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
+    match c {
+        1 => hresize_row_c::<1>(src, xofs, xw, dst),
+        3 => hresize_row_c::<3>(src, xofs, xw, dst),
+        _ => hresize_row_dyn(src, c, xofs, xw, dst),
+    }
+}
+
+/// The horizontal pass for `C` channels: `dst[x * C + k] = a0 * p0 + a1 * p1`.
+fn hresize_row_c<const C: usize>(
+    src: &[u8],
+    xofs: &[(u32, u32)],
+    xw: &[(i32, i32)],
+    dst: &mut [i32],
+) {
+    for ((d, &(o, step)), &(a0, a1)) in dst.chunks_exact_mut(C).zip(xofs).zip(xw) {
+        let (o, step) = (o as usize, step as usize);
+        let p0: &[u8; C] = src[o..o + C].try_into().expect("C values");
+        let p1: &[u8; C] = src[o + step..o + step + C].try_into().expect("C values");
+        for k in 0..C {
+            d[k] = i32::from(p0[k]) * a0 + i32::from(p1[k]) * a1;
+        }
+    }
+}
+
+fn hresize_row_dyn(src: &[u8], c: usize, xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
+    for ((d, &(o, step)), &(a0, a1)) in dst.chunks_exact_mut(c).zip(xofs).zip(xw) {
+        let (o, step) = (o as usize, step as usize);
+        for (k, dk) in d.iter_mut().enumerate() {
+            *dk = i32::from(src[o + k]) * a0 + i32::from(src[o + step + k]) * a1;
+        }
     }
 }
 
