@@ -68,6 +68,10 @@ pub struct Optimizer {
     layout: Vec<Segment>,
     /// `[N]`: every parameter's values.
     flat: Tensor,
+    /// `[gap]` zeros per segment, laid between flattened gradients to match the alignment.
+    gaps: Vec<Option<Tensor>>,
+    /// The last `[N]` 0/1 mask of parameters with a gradient, with the pattern it encodes.
+    active_cache: Option<(Vec<bool>, Tensor)>,
     /// `[N]`: SGD momentum buffer, or Adam first moment (zeros until the first update).
     first: Option<Tensor>,
     /// `[N]`: Adam second moment.
@@ -76,6 +80,10 @@ pub struct Optimizer {
     lr: f64,
     momentum_override: Option<f64>,
 }
+
+/// Every parameter starts on a 512-byte boundary of the flat buffer, as a tensor of its own
+/// would (CUDA kernels with vectorised loads, e.g. cuDNN's channels-last ones, need it).
+const ALIGN_BYTES: i64 = 512;
 
 /// Where one parameter lives in the flat buffer.
 #[derive(Clone, Debug)]
@@ -137,17 +145,22 @@ impl Optimizer {
         let mut params: Vec<(String, Tensor)> =
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut layout = Vec::with_capacity(params.len());
-        let mut n = 0;
-        for (_, p) in &params {
-            let seg = Segment::new(p, n);
-            n += seg.numel;
-            layout.push(seg);
-        }
         let (kind, device) = params
             .first()
             .map(|(_, p)| (p.kind(), p.device()))
             .unwrap_or((tch::Kind::Float, tch::Device::Cpu));
+        let align = (ALIGN_BYTES / kind.elt_size_in_bytes() as i64).max(1);
+        let mut layout: Vec<Segment> = Vec::with_capacity(params.len());
+        let mut gaps = Vec::with_capacity(params.len());
+        let mut n = 0;
+        for (_, p) in &params {
+            let seg = Segment::new(p, n);
+            n += seg.numel;
+            let gap = (align - n % align) % align;
+            gaps.push((gap > 0).then(|| Tensor::zeros([gap], (kind, device))));
+            n += gap;
+            layout.push(seg);
+        }
         let flat = Tensor::zeros([n], (kind, device));
         tch::no_grad(|| {
             for ((_, p), seg) in params.iter_mut().zip(&layout) {
@@ -162,6 +175,8 @@ impl Optimizer {
             params,
             layout,
             flat,
+            gaps,
+            active_cache: None,
             first: None,
             second: None,
             step: 0,
@@ -201,7 +216,7 @@ impl Optimizer {
     }
 
     /// The gradients of `loss` (`[]`), computed without touching the parameters' `.grad`.
-    pub fn backward(&self, loss: &Tensor) -> Gradients {
+    pub fn backward(&mut self, loss: &Tensor) -> Gradients {
         let inputs: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
         let grads = Tensor::run_backward(&[loss], &inputs, false, false);
         self.gather(grads)
@@ -215,29 +230,42 @@ impl Optimizer {
         self.apply(&grads);
     }
 
-    /// Flattens per-parameter gradients (undefined = none) into [`Gradients`].
-    fn gather(&self, grads: Vec<Tensor>) -> Gradients {
+    /// Flattens per-parameter gradients (undefined = none) into [`Gradients`]: one `cat`.
+    fn gather(&mut self, grads: Vec<Tensor>) -> Gradients {
         let _guard = tch::no_grad_guard();
-        let mut pieces = Vec::with_capacity(grads.len());
-        let mut missing = Vec::new();
-        for ((g, seg), (_, p)) in grads.iter().zip(&self.layout).zip(&self.params) {
-            if g.defined() {
-                pieces.push(seg.flatten(&g.to_kind(p.kind())));
+        let mut pieces = Vec::with_capacity(2 * grads.len());
+        let mut active = Vec::with_capacity(grads.len());
+        for (((g, seg), (_, p)), gap) in
+            grads.iter().zip(&self.layout).zip(&self.params).zip(&self.gaps)
+        {
+            active.push(g.defined());
+            pieces.push(if g.defined() {
+                seg.flatten(&g.to_kind(p.kind()))
             } else {
-                pieces.push(Tensor::zeros([seg.numel], (p.kind(), p.device())));
-                missing.push(seg);
+                Tensor::zeros([seg.numel], (p.kind(), p.device()))
+            });
+            if let Some(gap) = gap {
+                pieces.push(gap.shallow_clone());
             }
         }
         let flat = if pieces.is_empty() { self.flat.zeros_like() } else { Tensor::cat(&pieces, 0) };
-        let active = (!missing.is_empty()).then(|| {
-            let mut mask = vec![1f32; self.flat.numel()];
-            for seg in missing {
-                let range = seg.offset as usize..(seg.offset + seg.numel) as usize;
-                mask[range].iter_mut().for_each(|m| *m = 0.0);
-            }
-            Tensor::from_slice(&mask).to_kind(self.flat.kind()).to_device(self.flat.device())
-        });
+        let active = if active.iter().all(|&a| a) { None } else { Some(self.active_mask(active)) };
         Gradients { flat, active }
+    }
+
+    /// `[N]` 0/1: which parameters got a gradient (built on the device, cached per pattern).
+    fn active_mask(&mut self, active: Vec<bool>) -> Tensor {
+        if let Some((pattern, mask)) = &self.active_cache {
+            if *pattern == active {
+                return mask.shallow_clone();
+            }
+        }
+        let mut mask = self.flat.ones_like();
+        for (seg, _) in self.layout.iter().zip(&active).filter(|(_, a)| !**a) {
+            let _ = mask.narrow(0, seg.offset, seg.numel).fill_(0.0);
+        }
+        self.active_cache = Some((active, mask.shallow_clone()));
+        mask
     }
 
     /// Applies one update with `grads` (as `torch.optim`: L2 weight decay added to the gradient,
@@ -464,6 +492,10 @@ mod tests {
             OptimizerConfig::Sgd { lr, momentum: m, nesterov: true, weight_decay: wd },
         );
         assert_eq!(conv.stride(), strides, "the flat view must keep channels-last strides");
+        let base = opt.flat.data_ptr() as usize;
+        for t in [&bias, &conv, &unused] {
+            assert_eq!((t.data_ptr() as usize - base) % ALIGN_BYTES as usize, 0, "unaligned view");
+        }
         assert!(conv.equal(&before[0]) && bias.equal(&before[1]), "flattening changed values");
 
         let x = Tensor::randn([2, 3, 5, 5], (Kind::Float, Device::Cpu));
