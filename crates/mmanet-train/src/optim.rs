@@ -260,7 +260,7 @@ impl Optimizer {
                 return mask.shallow_clone();
             }
         }
-        let mut mask = self.flat.ones_like();
+        let mask = self.flat.ones_like();
         for (seg, _) in self.layout.iter().zip(&active).filter(|(_, a)| !**a) {
             let _ = mask.narrow(0, seg.offset, seg.numel).fill_(0.0);
         }
