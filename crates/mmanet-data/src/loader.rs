@@ -31,6 +31,11 @@ pub struct LoaderConfig {
     /// Skip samples that fail to load (counted, logged) instead of stopping with the error.
     /// A batch then holds fewer samples.
     pub skip_bad_samples: bool,
+    /// Collate image inputs into page-locked (pinned) host memory for this CUDA device, on the
+    /// loader's threads, so the trainer's host-to-device copies are asynchronous and the
+    /// pinning copy stays off its thread (PyTorch's `DataLoader(pin_memory=True)`). Only for
+    /// data sets with fixed shapes; ignored without CUDA.
+    pub pin_memory: Option<tch::Device>,
 }
 
 impl Default for LoaderConfig {
@@ -43,6 +48,7 @@ impl Default for LoaderConfig {
             threads: 1,
             prefetch: 2,
             skip_bad_samples: false,
+            pin_memory: None,
         }
     }
 }
@@ -175,6 +181,7 @@ impl DataLoader {
             seed: self.config.seed,
             epoch,
             skip: self.config.skip_bad_samples,
+            pin: self.config.pin_memory.filter(|d| d.is_cuda() && tch::Cuda::is_available()),
             skipped: Arc::clone(&skipped),
             pool: Arc::clone(&self.pool),
         };
@@ -230,6 +237,7 @@ struct Producer {
     seed: u64,
     epoch: u64,
     skip: bool,
+    pin: Option<tch::Device>,
     skipped: Arc<AtomicUsize>,
     pool: Arc<rayon::ThreadPool>,
 }
@@ -258,8 +266,8 @@ impl Producer {
     }
 
     /// Fixed-shape data sets: the workers decode straight into two alternating sets of batch
-    /// buffers (no per-sample vectors); while they fill batch `k`, another pool thread turns
-    /// batch `k - 1` into tensors (the one copy) and sends it.
+    /// buffers (no per-sample vectors); while they fill batch `k`, this thread turns batch
+    /// `k - 1` into tensors (the one copy) and sends it.
     fn run_direct(
         &self,
         chunks: &[Vec<usize>],
@@ -274,20 +282,24 @@ impl Producer {
             let [b0, b1] = &mut bufs;
             let (cur, last) = if k % 2 == 0 { (b0, b1) } else { (b1, b0) };
             let pending = prev.take();
-            let (filled, sent) = self.pool.install(|| {
-                rayon::join(
-                    || self.fill(chunk, cur, &per),
-                    || pending.is_none_or(|p| self.emit(p, last, shapes, &per, tx)),
-                )
+            let (mut filled, mut sent) = (None, true);
+            // The pool fills batch k while this thread makes the tensors of batch k - 1. Only
+            // this thread creates tensors: libtorch zero-fills a new tensor with OpenMP, which
+            // would start a thread team in every decoding thread that did so.
+            self.pool.in_place_scope(|s| {
+                s.spawn(|_| filled = Some(self.fill(chunk, cur, &per)));
+                if let Some(p) = pending {
+                    sent = self.emit(p, last, shapes, &per, tx);
+                }
             });
             if !sent {
                 return;
             }
-            prev = Some(filled);
+            prev = filled;
         }
         if let Some(p) = prev {
             let last = &mut bufs[(chunks.len() + 1) % 2];
-            self.pool.install(|| self.emit(p, last, shapes, &per, tx));
+            self.emit(p, last, shapes, &per, tx);
         }
     }
 
@@ -358,7 +370,11 @@ impl Producer {
             .map(|((buf, shape), &p)| {
                 let mut size = vec![n as i64];
                 size.extend_from_slice(shape);
-                Ok(Tensor::f_from_slice(&buf[..n * p])?.f_reshape(&size)?)
+                let t = Tensor::f_from_slice(&buf[..n * p])?.f_reshape(&size)?;
+                Ok(match self.pin {
+                    Some(device) => t.f_pin_memory(device)?,
+                    None => t,
+                })
             })
             .collect::<Result<Vec<_>>>();
         let out = inputs.map(|inputs| Decoded {

@@ -412,8 +412,11 @@ fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()>
         SurfDataset::open(&args.data, "train_list.txt")?.with_augment(SurfAugment::train())?;
     let n_samples = mmanet_data::Dataset::len(&dataset);
     let set = ModalitySet::surf();
-    let loader_cfg =
-        LoaderConfig { threads: args.threads, ..LoaderConfig::train(args.batch, args.seed) };
+    let loader_cfg = LoaderConfig {
+        threads: args.threads,
+        pin_memory: args.device.is_cuda().then_some(args.device),
+        ..LoaderConfig::train(args.batch, args.seed)
+    };
     let loader = DataLoader::new(Arc::new(dataset), MaskPolicy::uniform_all(&set), loader_cfg)?;
     if loader.num_batches() == 0 {
         return Err(format!("{n_samples} samples hold no batch of {}", args.batch).into());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mmanet_core::{ModalityMask, ModalitySet};
-use mmanet_data::{Batch, DataLoader, Dataset};
+use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig};
 use mmanet_losses::{ClassificationMiner, SegMadConfig, SegmentationMiner, WeakSet};
 use mmanet_metrics::CombinationReport;
 use mmanet_models::checkpoint::{self, LoadMode};
@@ -135,7 +135,11 @@ impl Trainer {
         check_dataset(&train, &set, cfg.model.num_classes())?;
         let teacher_stage = cfg.stage == Stage::Teacher;
         let policy = cfg.data.train_policy(&set, teacher_stage);
-        let train_loader = DataLoader::new(train, policy, cfg.data.train_loader(cfg.seed))?;
+        let loader_cfg = LoaderConfig {
+            pin_memory: device.is_cuda().then_some(device),
+            ..cfg.data.train_loader(cfg.seed)
+        };
+        let train_loader = DataLoader::new(train, policy, loader_cfg)?;
         let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
         let val_task = val.task();
         let val = eval_loader(val, cfg.data.eval_loader(cfg.eval.batch_size))?;

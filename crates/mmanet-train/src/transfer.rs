@@ -1,6 +1,6 @@
 //! Moving a collated batch to the training device.
 //!
-//! On CUDA the host tensors are copied into page-locked (pinned) memory and sent with
+//! On CUDA, tensors the loader collated into page-locked (pinned) memory are sent with
 //! asynchronous copies, so the transfer overlaps the kernels still queued; image inputs can be
 //! given channels-last strides on the device (see [`mmanet_models::layout`]). On CPU the batch
 //! is returned as it is.
@@ -24,12 +24,12 @@ pub fn to_device(batch: Batch, device: Device, options: TransferOptions) -> Batc
     if device == Device::Cpu {
         return batch;
     }
+    // Inputs pinned by the loader (`LoaderConfig::pin_memory`) copy asynchronously; pinning
+    // here would cost a host copy on the training thread, so other tensors (small, or from
+    // loaders without pinning) are copied as they are.
     let send = |t: &Tensor| -> Tensor {
-        if device.is_cuda() {
-            t.pin_memory(device).to_device_(device, t.kind(), true, false)
-        } else {
-            t.to_device(device)
-        }
+        let pinned = device.is_cuda() && t.is_pinned(device);
+        t.to_device_(device, t.kind(), pinned, false)
     };
     let image = |t: &Tensor| -> Tensor {
         let t = send(t);
