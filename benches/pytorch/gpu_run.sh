@@ -27,9 +27,11 @@ WARMUP=${WARMUP:-5}
 THREADS=${THREADS:-12}         # loader threads / DataLoader workers
 THREAD_LIST=${THREAD_LIST:-"1 2 4 8 12"}
 MODAL_VARIANTS=${MODAL_VARIANTS:-"fast fp32"}
+CLS_RUNS=${CLS_RUNS:-"ours_fp32 pytorch_fp32 ours_amp pytorch_amp ours_fast"}
 SAMPLES=${SAMPLES:-4096}       # synthetic training samples
 PYTHON=${PYTHON:-python3}
-OUT=${OUT:-results}
+RESULTS=${RESULTS:-results}   # not $OUT: some runners export OUT for their own use
+OUT=$RESULTS
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 
@@ -87,11 +89,15 @@ if want cls 60; then
   for B in $BATCHES; do
     steps=$STEPS; [ "$B" -ge 256 ] && steps=$((STEPS / 2))
     common=(--data "$DATA" --batch "$B" --steps "$steps" --warmup "$WARMUP" --threads "$THREADS" --device cuda)
-    want cls && run "cls_ours_fp32_b$B" ./bench_step "${common[@]}"
-    want cls && run "cls_pytorch_fp32_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory
-    want cls && run "cls_ours_amp_b$B" ./bench_step "${common[@]}" --amp
-    want cls && run "cls_pytorch_amp_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp
-    want cls && run "cls_ours_fast_b$B" ./bench_step "${common[@]}" --amp --channels-last --cudnn-benchmark
+    for R in $CLS_RUNS; do
+      case $R in
+        ours_fp32) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" ;;
+        ours_amp) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" --amp ;;
+        ours_fast) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" --amp --channels-last --cudnn-benchmark ;;
+        pytorch_fp32) want cls && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory ;;
+        pytorch_amp) want cls && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp ;;
+      esac
+    done
   done
 fi
 
