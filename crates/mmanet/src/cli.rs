@@ -21,13 +21,13 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Train a teacher and an MMANet student on a synthetic CASIA-SURF-like set and print the
-    /// per-combination report (CPU: a few minutes).
+    /// Train a teacher, the modality-dropout baseline and MMANet on UCI Multiple Features (three
+    /// views, fetched on first use) and print the per-combination report (CPU: about a minute).
     Demo {
         /// Where data and runs go.
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
-        /// Also train the modality-dropout baseline ("unified") for comparison.
+        /// With `--quick`: also train the toy modality-dropout baseline (the full demo always does).
         #[arg(long)]
         compare: bool,
         /// `auto`, `cpu` or `cuda:N`.
