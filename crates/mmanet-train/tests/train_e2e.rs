@@ -13,6 +13,15 @@ use mmanet_train::schedule::LrSchedule;
 use mmanet_train::{Distillation, MethodConfig, Silent, Stage, TrainConfig, TrainError, Trainer};
 use tch::Tensor;
 
+/// libtorch's random generator is global to the process and the tests of this file run on
+/// parallel threads: runs compared for exact equality must not interleave their weight
+/// initialisations with another test's draws, so every test here holds this lock.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Tiny CASIA-SURF-shaped problem: 3 modalities of 3x16x16, RGB clean, IR noisy.
 fn config(stage: Stage, epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -75,6 +84,7 @@ fn student_config(teacher: &Path, epochs: usize) -> TrainConfig {
 
 #[test]
 fn teacher_then_mmanet_student() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let teacher = train_teacher(dir.path());
     let run = RunDir::create(dir.path().join("student")).unwrap();
@@ -100,6 +110,7 @@ fn teacher_then_mmanet_student() {
 
 #[test]
 fn interrupted_run_resumes_exactly() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let teacher = train_teacher(dir.path());
     let mut cfg = student_config(&teacher, 4);
@@ -133,6 +144,7 @@ fn interrupted_run_resumes_exactly() {
 
 #[test]
 fn unified_baseline_needs_no_teacher_and_distillation_needs_one() {
+    let _serial = serial();
     let mut cfg = config(Stage::Student, 2);
     cfg.method.distillation = Distillation::None;
     cfg.method.mar = false;
@@ -148,6 +160,7 @@ fn unified_baseline_needs_no_teacher_and_distillation_needs_one() {
 
 #[test]
 fn bad_configs_name_the_field() {
+    let _serial = serial();
     let good = config(Stage::Teacher, 2).to_toml();
     let unknown = good.replacen("seed = 7", "seed = 7\nsede = 3", 1);
     let err = TrainConfig::from_toml_str(&unknown, Path::new("x.toml")).unwrap_err();
@@ -193,6 +206,7 @@ impl mmanet_train::Observer for StopAfter {
 
 #[test]
 fn stop_mid_epoch_then_resume_is_exact() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let teacher = train_teacher(dir.path());
     let cfg = student_config(&teacher, 4);
@@ -227,6 +241,7 @@ fn stop_mid_epoch_then_resume_is_exact() {
 
 #[test]
 fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
     let mut cfg = config(Stage::Teacher, 4);
     // Epochs 0 and 1 train normally; from epoch 2 the rate is multiplied by 1e12.
     cfg.schedule =
@@ -250,6 +265,7 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn missing_teacher_checkpoint_and_corrupt_config_are_clear_errors() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-teacher.safetensors");
     let cfg = student_config(&missing, 2).check().unwrap();
@@ -267,6 +283,7 @@ fn missing_teacher_checkpoint_and_corrupt_config_are_clear_errors() {
 
 #[test]
 fn run_folder_holds_log_weak_set_and_kept_checkpoints() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let teacher = train_teacher(dir.path());
     let mut cfg = student_config(&teacher, 4);
@@ -291,6 +308,7 @@ fn run_folder_holds_log_weak_set_and_kept_checkpoints() {
 
 #[test]
 fn teacher_trained_on_modality_subsets_masks_and_loads_as_a_teacher() {
+    let _serial = serial();
     // The CeFA reference trains its teacher on R, D, I and R+D+I (1/4 each).
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(Stage::Teacher, 1);
