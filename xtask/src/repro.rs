@@ -646,6 +646,7 @@ fn to_markdown(exp: &Experiment, r: &Value, opts: &Options) -> String {
 /// An SVG: the mean metric per combination with ± std bars, one series per student model.
 fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
     use plotters::prelude::*;
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
     let order: Vec<String> = r["combination_order"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
@@ -695,18 +696,21 @@ fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
         .y_label_area_size(55)
         .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)?;
     let names = order.clone();
+    // Many combinations: vertical labels that start at the axis and run downwards.
     let label_style = if many {
-        ("sans-serif", 11).into_font().transform(FontTransform::Rotate90)
+        TextStyle::from(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
+            .pos(Pos::new(HPos::Left, VPos::Center))
     } else {
-        ("sans-serif", 13).into_font()
+        TextStyle::from(("sans-serif", 13).into_font())
     };
     chart
         .configure_mesh()
         .x_labels(n)
-        .x_label_style(label_style)
+        .x_label_style(label_style.clone())
         .x_label_formatter(&move |x| {
             let i = x.round() as i64;
-            if (x - i as f64).abs() < 1e-6 && i >= 0 && (i as usize) < names.len() {
+            // Many combinations: drawn below, vertically, starting at the axis.
+            if !many && (x - i as f64).abs() < 1e-6 && i >= 0 && (i as usize) < names.len() {
                 names[i as usize].clone()
             } else {
                 String::new()
@@ -714,6 +718,12 @@ fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
         })
         .y_desc(format!("{} (%)", exp.metric))
         .draw()?;
+    if many {
+        for (i, name) in order.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(i as f64, lo));
+            root.draw(&Text::new(name.clone(), (x, y + 6), label_style.clone()))?;
+        }
+    }
     for (k, (name, values)) in series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
         // Series side by side within a combination, so error bars do not overlap.
