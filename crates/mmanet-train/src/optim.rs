@@ -270,7 +270,12 @@ impl Optimizer {
 
     /// Applies one update with `grads` (as `torch.optim`: L2 weight decay added to the gradient,
     /// dampening 0; parameters without a gradient keep their values).
+    ///
+    /// # Panics
+    /// If a parameter no longer views the flat buffer (its storage was replaced after
+    /// [`Optimizer::new`], e.g. by a later layout conversion): its updates would be lost.
     pub fn apply(&mut self, grads: &Gradients) {
+        self.assert_views();
         self.step += 1;
         let _guard = tch::no_grad_guard();
         let p = &mut self.flat;
@@ -309,6 +314,19 @@ impl Optimizer {
                 }
                 let _ = p.g_sub_(&update);
             }
+        }
+    }
+
+    /// Checks that every parameter still lives in the flat buffer (pointer comparisons only).
+    fn assert_views(&self) {
+        let base = self.flat.data_ptr() as usize;
+        let elt = self.flat.kind().elt_size_in_bytes();
+        for ((name, p), seg) in self.params.iter().zip(&self.layout) {
+            assert!(
+                p.data_ptr() as usize == base + seg.offset as usize * elt,
+                "parameter `{name}` no longer views the optimizer's buffer (its storage was \
+                 replaced after Optimizer::new; convert layouts before building the optimizer)"
+            );
         }
     }
 
@@ -540,5 +558,18 @@ mod tests {
             b.step();
         }
         assert!(wa.equal(&wb));
+    }
+
+    #[test]
+    fn replacing_a_variable_storage_after_construction_is_caught() {
+        let vs = VarStore::new(Device::Cpu);
+        let mut w = vs.root().randn("w", &[2, 3], 0.0, 1.0);
+        let mut opt = Optimizer::new(&vs, OptimizerConfig::reference_sgd());
+        let grads = opt.backward(&w.square().sum(Kind::Float));
+        opt.apply(&grads); // still a view: fine
+        tch::no_grad(|| w.set_data(&w.copy()));
+        let grads = opt.backward(&w.square().sum(Kind::Float));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| opt.apply(&grads)));
+        assert!(caught.is_err(), "a detached parameter must not be silently skipped");
     }
 }

@@ -158,11 +158,20 @@ impl Trainer {
             (Stage::Student, false) => Role::Deployment,
         };
         let net = cfg.model.build(&vs.root(), role)?;
-        let opt = Optimizer::new(&vs, cfg.optimizer.clone());
         let teacher = match (&cfg.teacher, cfg.stage, cfg.method.needs_teacher()) {
             (Some(t), Stage::Student, true) => Some(load_teacher(&cfg, &t.checkpoint, device)?),
             _ => None,
         };
+        let amp = cfg.compute.amp && device.is_cuda();
+        let channels_last = cfg.compute.channels_last && device.is_cuda();
+        if channels_last {
+            // Before the optimizer: it makes the variables views of its flat buffer.
+            mmanet_models::layout::to_channels_last(&vs);
+            if let Some(t) = &teacher {
+                mmanet_models::layout::to_channels_last(&t._vs);
+            }
+        }
+        let opt = Optimizer::new(&vs, cfg.optimizer.clone());
         let weak = match &state.weak_set {
             Some(w) => Some(WeakSet::new(set.clone(), w.clone())?),
             None if !cfg.method.weak_set.is_empty() && !teacher_stage => {
@@ -170,14 +179,6 @@ impl Trainer {
             }
             None => None,
         };
-        let amp = cfg.compute.amp && device.is_cuda();
-        let channels_last = cfg.compute.channels_last && device.is_cuda();
-        if channels_last {
-            mmanet_models::layout::to_channels_last(&vs);
-            if let Some(t) = &teacher {
-                mmanet_models::layout::to_channels_last(&t._vs);
-            }
-        }
         let scaler = GradScaler::new(amp, device);
         let class_weights = match val_task {
             mmanet_data::Task::Segmentation { num_classes } => {
