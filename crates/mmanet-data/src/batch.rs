@@ -45,16 +45,7 @@ impl Batch {
         set: &ModalitySet,
     ) -> Result<Batch> {
         let b = samples.len();
-        if b == 0 {
-            return Err(DataError::Config("cannot collate an empty batch".into()));
-        }
-        if combos.len() != b || indices.len() != b {
-            return Err(DataError::shape(
-                "batch combos/indices",
-                b,
-                combos.len().min(indices.len()),
-            ));
-        }
+        check_batch_len(b, combos, indices)?;
         let m = set.len();
         let mut inputs = Vec::with_capacity(m);
         let mut lengths = Vec::with_capacity(m);
@@ -113,16 +104,7 @@ impl Batch {
         set: &ModalitySet,
     ) -> Result<Batch> {
         let b = targets.len();
-        if b == 0 {
-            return Err(DataError::Config("cannot collate an empty batch".into()));
-        }
-        if combos.len() != b || indices.len() != b {
-            return Err(DataError::shape(
-                "batch combos/indices",
-                b,
-                combos.len().min(indices.len()),
-            ));
-        }
+        check_batch_len(b, combos, indices)?;
         if inputs.len() != set.len() {
             return Err(DataError::shape("batch inputs", set.len(), inputs.len()));
         }
@@ -184,6 +166,17 @@ impl Batch {
             indices: self.indices.clone(),
         }
     }
+}
+
+/// A batch of `b > 0` samples with one combination and one index each.
+fn check_batch_len(b: usize, combos: &[ModalityMask], indices: &[usize]) -> Result<()> {
+    if b == 0 {
+        return Err(DataError::Config("cannot collate an empty batch".into()));
+    }
+    if combos.len() != b || indices.len() != b {
+        return Err(DataError::shape("batch combos/indices", b, combos.len().min(indices.len())));
+    }
+    Ok(())
 }
 
 fn collate_targets(targets: &[&Target], indices: &[usize]) -> Result<Tensor> {

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use mmanet_core::ModalitySet;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::index_error;
+use crate::dataset::{get_via_into, index_error};
 use crate::surf::SurfAugment;
 use crate::surf::read_augment_into;
-use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
+use crate::{DataError, Dataset, Result, Sample, Target, Task};
 
 /// A split of protocol `race_prot_rdi_4@5`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,16 +186,7 @@ impl Dataset for CefaDataset {
     }
 
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let side = self.augment.crop;
-        let mut data = vec![vec![0f32; 3 * side * side]; 3];
-        let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
-        let target = self.get_into(index, rng, &mut outs)?;
-        let side = side as i64;
-        let inputs = data
-            .into_iter()
-            .map(|d| ModalityData::new(d, vec![3, side, side]))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Sample { inputs, target })
+        get_via_into(self, index, rng)
     }
 
     fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {

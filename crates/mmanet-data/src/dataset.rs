@@ -80,6 +80,28 @@ pub(crate) fn copy_into(sample: &Sample, index: usize, outs: &mut [&mut [f32]]) 
 }
 
 /// The error for an index past the end.
+/// [`Dataset::get`] for data sets with [`Dataset::fixed_shapes`] whose real work is in
+/// [`Dataset::get_into`]: allocates one buffer per modality and fills it.
+pub(crate) fn get_via_into<D: Dataset + ?Sized>(
+    ds: &D,
+    index: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Sample> {
+    let shapes = ds.fixed_shapes().ok_or_else(|| {
+        crate::DataError::Config("get_via_into needs a data set with fixed shapes".into())
+    })?;
+    let mut data: Vec<Vec<f32>> =
+        shapes.iter().map(|s| vec![0f32; s.iter().product::<i64>() as usize]).collect();
+    let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
+    let target = ds.get_into(index, rng, &mut outs)?;
+    let inputs = data
+        .into_iter()
+        .zip(shapes)
+        .map(|(d, shape)| crate::ModalityData::new(d, shape))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Sample { inputs, target })
+}
+
 pub(crate) fn index_error(index: usize, len: usize) -> crate::DataError {
     crate::DataError::Config(format!("sample index {index} out of range for a set of {len}"))
 }

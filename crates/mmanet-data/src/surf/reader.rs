@@ -7,9 +7,9 @@ use mmanet_core::ModalitySet;
 use rand_chacha::ChaCha8Rng;
 
 use super::SurfAugment;
-use crate::dataset::index_error;
+use crate::dataset::{get_via_into, index_error};
 use crate::transform::{Image8, read_bgr_into};
-use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
+use crate::{DataError, Dataset, Result, Sample, Target, Task};
 
 /// One line of a list file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,16 +131,7 @@ impl Dataset for SurfDataset {
     }
 
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let side = self.augment.crop;
-        let mut data = vec![vec![0f32; 3 * side * side]; 3];
-        let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
-        let target = self.get_into(index, rng, &mut outs)?;
-        let side = side as i64;
-        let inputs = data
-            .into_iter()
-            .map(|d| ModalityData::new(d, vec![3, side, side]))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Sample { inputs, target })
+        get_via_into(self, index, rng)
     }
 
     fn fixed_shapes(&self) -> Option<Vec<Vec<i64>>> {
