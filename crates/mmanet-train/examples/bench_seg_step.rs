@@ -36,6 +36,9 @@
 //! allocator's peak reservation plus the CUDA context; tch exposes no allocator statistics).
 #![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
 
+mod common;
+
+use common::{BoxResult, median, status_kib, sync};
 use std::time::Instant;
 
 use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
@@ -48,8 +51,6 @@ use mmanet_train::optim::Optimizer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor, nn::VarStore};
-
-type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// The preset whose model, λ and optimiser the step uses.
 const PRESET: &str = "nyuv2-mmanet";
@@ -136,28 +137,6 @@ fn parse_args() -> BoxResult<Args> {
         return Err(format!("--encoder {}: expected r50 or r34", a.encoder).into());
     }
     Ok(a)
-}
-
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-    }
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 /// GPU memory of this process per nvidia-smi (MiB) and where the number comes from: the

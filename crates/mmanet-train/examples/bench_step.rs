@@ -26,6 +26,9 @@
 //! end), `load_samples_per_s` (the loader alone, before training), `peak_rss_mib` (VmHWM).
 #![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
 
+mod common;
+
+use common::{BoxResult, median, status_kib, sync};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,8 +43,6 @@ use mmanet_train::amp::GradScaler;
 use mmanet_train::optim::{Optimizer, OptimizerConfig};
 use mmanet_train::transfer::{self, TransferOptions};
 use tch::{Device, Kind, Tensor, nn::VarStore};
-
-type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// λ_MAD and λ_MAR of the reference scripts (mmanet_spec.md §5.1).
 const LAMBDA_MAD: f64 = 30.0;
@@ -143,28 +144,6 @@ fn parse_args() -> BoxResult<Args> {
         return Err("--modalities must be 1 to 8".into());
     }
     Ok(a)
-}
-
-fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-    }
-}
-
-fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
 }
 
 /// Endless batches: epoch after epoch of the loader.
