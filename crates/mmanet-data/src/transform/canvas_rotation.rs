@@ -251,17 +251,7 @@ fn lerp2([q00, q01, q10, q11]: [f32; 4], a: f32, b: f32) -> f32 {
 mod tests {
     use super::*;
     use crate::transform::Image;
-
-    fn noise(h: usize, w: usize, c: usize) -> Image8 {
-        let mut s = 7u32;
-        let data = (0..h * w * c)
-            .map(|_| {
-                s = s.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                (s >> 16) as u8
-            })
-            .collect();
-        Image8::new(h, w, c, data).unwrap()
-    }
+    use crate::transform::image8::tests::noise;
 
     #[test]
     fn canvas_sizes_follow_the_reference() {
@@ -279,7 +269,7 @@ mod tests {
     fn u8_warp_is_within_one_level_of_the_f32_rotation() {
         // The f32 path (`Image::rotate_canvas`, an independent per-pixel implementation in f64
         // coordinates) rounded to u8: the two differ only by float rounding.
-        let img = noise(144, 144, 3);
+        let img = noise(144, 144, 3, 7);
         let f = img.to_f32();
         for angle in [-30, -11, 0, 1, 17, 30] {
             let r = CanvasRotation::new(144, 144, angle, 0.8);
@@ -302,7 +292,7 @@ mod tests {
     fn window_equals_warp_then_crop_flip_and_normalise() {
         let norm = Normalise::SURF;
         for (c, angle, flip) in [(3, 13, false), (3, -29, true), (1, 0, true), (1, 22, false)] {
-            let img = noise(40, 40, c);
+            let img = noise(40, 40, c, 7);
             let r = CanvasRotation::new(40, 40, angle, 0.8);
             let full = r.warp(&img);
             let (size, top, left) = (28, 2, 3);

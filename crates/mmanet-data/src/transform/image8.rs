@@ -262,7 +262,7 @@ fn decode_jpeg_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<bool>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The f32 bilinear resize rounded to u8: the arithmetic without OpenCV's fixed point.
@@ -271,7 +271,8 @@ mod tests {
         r.data.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect()
     }
 
-    fn noise(h: usize, w: usize, c: usize, seed: u32) -> Image8 {
+    /// Deterministic noise images for the transform tests (also used by `canvas_rotation`).
+    pub(crate) fn noise(h: usize, w: usize, c: usize, seed: u32) -> Image8 {
         // A fixed LCG: deterministic noise without a generator dependency.
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
         let data = (0..h * w * c)
