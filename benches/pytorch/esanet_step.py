@@ -417,6 +417,7 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--amp", action="store_true", help="torch.autocast fp16 on CUDA (no GradScaler)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--idle-mark-ms", type=int, default=0, help="GPU idle before/after the timed steps (benches/gpu_busy)")
     ap.add_argument("--encoder", choices=["r50", "r34"], default="r50")
     ap.add_argument("--amp-losses", action="store_true", help="losses under autocast too (fp16 Gram products), as the released code")
     ap.add_argument("--grad-scaler", action="store_true", help="torch.amp.GradScaler under --amp (bench_seg_step always scales)")
@@ -482,7 +483,15 @@ def main():
         return loss, ce, mad, mar
 
     times, total, last = [], 0.0, None
+    def idle_mark():
+        if a.idle_mark_ms > 0:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            time.sleep(a.idle_mark_ms / 1e3)
+
     for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            idle_mark()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -495,6 +504,7 @@ def main():
             times.append(dt * 1e3)
             total += dt
         print(f"step {i}: {dt * 1e3:.1f} ms, loss {last[0]:.4f}", file=sys.stderr)
+    idle_mark()
 
     record = {
         "impl": "pytorch",

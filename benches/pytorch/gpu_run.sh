@@ -6,21 +6,23 @@
 # libtorch from the Python torch.
 #
 #   ./run.sh                          # every section, within BUDGET seconds
-#   SECTIONS="cls seg" ./run.sh       # some sections
+#   SECTIONS="seg cls" ./run.sh       # some sections, in this order
 #
-# Sections, in order (each skipped once BUDGET seconds have passed since the start):
+# Sections (run in the order SECTIONS names them; each skipped once BUDGET seconds have passed):
 #   cls      CASIA-SURF student step (loader included) at B = 64 128 256:
 #            ours fp32 / AMP / AMP + channels-last + cudnn benchmark; PyTorch fp32 / AMP
 #   seg      ESANet student step, 480x640, B = 8 (random device tensors): ours and PyTorch,
-#            fp32 and AMP (+ channels-last for ours)
+#            fp32 and AMP; ours also AMP + channels-last + cudnn benchmark
 #   modal    ours, the step alone on random device tensors for M = 2..6 modalities
 #   threads  the loader alone at THREAD_LIST threads / DataLoader workers, ours and PyTorch
+#   busy     the GPU busy fraction of the timed steps, exactly (CUPTI records, libgpu_busy.so
+#            preloaded; benches/gpu_busy): BUSY_RUNS at B = 64 and the ESANet step
 #   train    ours, a short real training run (mmanet train, synthetic SURF, AMP + channels-last)
 set -uo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
 BUDGET=${BUDGET:-480}
-SECTIONS=${SECTIONS:-"cls seg modal threads train"}
+SECTIONS=${SECTIONS:-"cls seg modal threads busy train"}
 BATCHES=${BATCHES:-"64 128 256"}
 STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-5}
@@ -28,6 +30,8 @@ THREADS=${THREADS:-12}         # loader threads / DataLoader workers
 THREAD_LIST=${THREAD_LIST:-"1 2 4 8 12"}
 MODAL_VARIANTS=${MODAL_VARIANTS:-"fast fp32"}
 CLS_RUNS=${CLS_RUNS:-"ours_fp32 pytorch_fp32 ours_amp pytorch_amp ours_fast"}
+BUSY_RUNS=${BUSY_RUNS:-"cls_ours_fast cls_ours_fp32 cls_pytorch_fp32 step_ours_fast seg_ours_fast seg_pytorch_fp32"}
+IDLE_MARK_MS=${IDLE_MARK_MS:-400}  # GPU idle before/after the timed steps (busy section)
 SAMPLES=${SAMPLES:-4096}       # synthetic training samples
 PYTHON=${PYTHON:-python3}
 RESULTS=${RESULTS:-results}   # not $OUT: some runners export OUT for their own use
@@ -58,10 +62,18 @@ run() {
   local line
   line=$(grep '^{' "$OUT/$tag.out" | tail -n 1)
   if [ $rc -eq 0 ] && [ -n "$line" ]; then
-    "$PYTHON" - "$tag" "$OUT/smi_$tag.csv" "$line" >> "$OUT/runs.jsonl" <<'EOF'
-import csv, json, sys
-tag, smi, line = sys.argv[1], sys.argv[2], sys.argv[3]
+    "$PYTHON" - "$tag" "$OUT/smi_$tag.csv" "$line" "$OUT/$tag.busy.json" >> "$OUT/runs.jsonl" <<'EOF'
+import csv, json, os, sys
+tag, smi, line, busy_file = sys.argv[1:5]
 rec = json.loads(line)
+if os.path.exists(busy_file):
+    # The timed steps are the segment with the most records (warm-up and set-up hold fewer).
+    busy = json.load(open(busy_file))
+    seg = max(busy["segments"], key=lambda s: s["records"], default=None)
+    rec.update(busy_segments=len(busy["segments"]), busy_records_dropped=busy["dropped"])
+    if seg:
+        rec.update(busy_fraction=seg["busy_fraction"], busy_span_ms=seg["span_ms"],
+                   busy_ms=seg["busy_ms"], busy_records=seg["records"])
 mem, util = [], []
 for row in csv.reader(open(smi)):
     try:
@@ -79,57 +91,106 @@ EOF
   fi
 }
 
+# busy TAG CMD...: run() with libgpu_busy.so preloaded into CMD (not into timeout or nvidia-smi).
+CUPTI_DIR=$("$PYTHON" - <<'EOF'
+import glob, os, torch
+site = os.path.dirname(os.path.dirname(torch.__file__))
+hits = sorted(glob.glob(os.path.join(site, "nvidia", "**", "libcupti.so*"), recursive=True))
+print(os.path.dirname(hits[0]) if hits else "")
+EOF
+)
+busy() {
+  local tag=$1; shift
+  run "$tag" env LD_PRELOAD="$PWD/libgpu_busy.so" GPU_BUSY_OUT="$OUT/$tag.busy.json" \
+    LD_LIBRARY_PATH="$CUPTI_DIR:$LD_LIBRARY_PATH" "$@" --idle-mark-ms "$IDLE_MARK_MS"
+}
+
 DATA=${DATA:-data/surf-synthetic}
 if [ ! -f "$DATA/train_list.txt" ]; then
   ./bench_step --data "$DATA" --generate "$SAMPLES" --size 180 2>&1 | tail -n 1
 fi
 echo "[$((SECONDS - START))s] data ready"
 
-if want cls 60; then
+cls_args() {  # cls_args B: the classification flags at batch B
+  local steps=$STEPS; [ "$1" -ge 256 ] && steps=$((STEPS / 2))
+  echo --data "$DATA" --batch "$1" --steps "$steps" --warmup "$WARMUP" --threads "$THREADS" --device cuda
+}
+SEG_ARGS=(--batch 8 --height 480 --width 640 --steps 10 --warmup 3 --device cuda)
+FAST=(--amp --channels-last --cudnn-benchmark)
+
+section_cls() {
   for B in $BATCHES; do
-    steps=$STEPS; [ "$B" -ge 256 ] && steps=$((STEPS / 2))
-    common=(--data "$DATA" --batch "$B" --steps "$steps" --warmup "$WARMUP" --threads "$THREADS" --device cuda)
+    read -r -a common <<< "$(cls_args "$B")"
     for R in $CLS_RUNS; do
       case $R in
         ours_fp32) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" ;;
         ours_amp) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" --amp ;;
-        ours_fast) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" --amp --channels-last --cudnn-benchmark ;;
+        ours_fast) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" "${FAST[@]}" ;;
         pytorch_fp32) want cls && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory ;;
         pytorch_amp) want cls && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp ;;
       esac
     done
   done
-fi
+}
 
-if want seg 60 && [ -x ./bench_seg_step ]; then
-  seg=(--batch 8 --height 480 --width 640 --steps 10 --warmup 3 --device cuda)
-  want seg && run seg_ours_fp32 ./bench_seg_step "${seg[@]}"
-  want seg && run seg_pytorch_fp32 "$PYTHON" esanet_step.py "${seg[@]}"
-  want seg && run seg_ours_amp ./bench_seg_step "${seg[@]}" --amp
-  want seg && run seg_pytorch_amp "$PYTHON" esanet_step.py "${seg[@]}" --amp --grad-scaler
-fi
+section_seg() {
+  [ -x ./bench_seg_step ] || return
+  want seg && run seg_ours_fp32 ./bench_seg_step "${SEG_ARGS[@]}"
+  want seg && run seg_pytorch_fp32 "$PYTHON" esanet_step.py "${SEG_ARGS[@]}"
+  want seg && run seg_ours_amp ./bench_seg_step "${SEG_ARGS[@]}" --amp
+  want seg && run seg_pytorch_amp "$PYTHON" esanet_step.py "${SEG_ARGS[@]}" --amp --grad-scaler
+  want seg && run seg_ours_fast ./bench_seg_step "${SEG_ARGS[@]}" "${FAST[@]}"
+}
 
-if want modal 30; then
+section_modal() {
   for M in 2 3 4 5 6; do
     for V in $MODAL_VARIANTS; do
-      flags=(); [ "$V" = fast ] && flags=(--amp --channels-last --cudnn-benchmark)
+      flags=(); [ "$V" = fast ] && flags=("${FAST[@]}")
       want modal && run "modal_ours_${V}_m$M" ./bench_step --synthetic-inputs --modalities "$M" --size 112 \
         --batch 64 --steps 15 --warmup 3 --device cuda "${flags[@]}"
     done
   done
-fi
+}
 
-if want threads 40; then
+section_threads() {
   for T in $THREAD_LIST; do
     lo=(--data "$DATA" --batch 64 --load-only --load-batches 12 --warmup 2 --threads "$T")
     want threads && run "load_ours_t$T" ./bench_step "${lo[@]}"
     want threads && run "load_pytorch_t$T" "$PYTHON" surf_step.py "${lo[@]}"
   done
-fi
+}
 
-if want train 60 && [ -x ./mmanet ] && [ -f train.sh ]; then
+section_busy() {
+  [ -f ./libgpu_busy.so ] && [ -n "$CUPTI_DIR" ] || { echo "busy: no libgpu_busy.so or CUPTI"; return; }
+  read -r -a common <<< "$(cls_args 64)"
+  for R in $BUSY_RUNS; do
+    case $R in
+      cls_ours_fast) want busy && busy busy_cls_ours_fast_b64 ./bench_step "${common[@]}" "${FAST[@]}" ;;
+      cls_ours_fp32) want busy && busy busy_cls_ours_fp32_b64 ./bench_step "${common[@]}" ;;
+      cls_pytorch_fp32) want busy && busy busy_cls_pytorch_fp32_b64 "$PYTHON" surf_step.py "${common[@]}" --pin-memory ;;
+      cls_pytorch_amp) want busy && busy busy_cls_pytorch_amp_b64 "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp ;;
+      step_ours_fast) want busy && busy busy_step_ours_fast_b64 ./bench_step --synthetic-inputs --size 112 \
+        --batch 64 --steps "$STEPS" --warmup "$WARMUP" --device cuda "${FAST[@]}" ;;
+      step_ours_fp32) want busy && busy busy_step_ours_fp32_b64 ./bench_step --synthetic-inputs --size 112 \
+        --batch 64 --steps "$STEPS" --warmup "$WARMUP" --device cuda ;;
+      seg_ours_fast) want busy && busy busy_seg_ours_fast ./bench_seg_step "${SEG_ARGS[@]}" "${FAST[@]}" ;;
+      seg_ours_fp32) want busy && busy busy_seg_ours_fp32 ./bench_seg_step "${SEG_ARGS[@]}" ;;
+      seg_pytorch_fp32) want busy && busy busy_seg_pytorch_fp32 "$PYTHON" esanet_step.py "${SEG_ARGS[@]}" ;;
+    esac
+  done
+}
+
+section_train() {
+  [ -x ./mmanet ] && [ -f train.sh ] || return
   timeout "$(left)" bash train.sh "$DATA" "$OUT" 2>&1 | tail -n 40
-fi
+}
+
+# Minimum seconds left for a section to start.
+declare -A NEED=([cls]=60 [seg]=60 [modal]=30 [threads]=40 [busy]=40 [train]=60)
+for S in $SECTIONS; do
+  [ -n "${NEED[$S]:-}" ] || { echo "unknown section $S"; continue; }
+  want "$S" "${NEED[$S]}" && "section_$S"
+done
 
 "$PYTHON" table.py "$OUT" | tee "$OUT/table.md"
 echo "[$((SECONDS - START))s] done"

@@ -87,6 +87,26 @@ def thread_table(runs):
     print()
 
 
+def busy_table(runs):
+    rows = [(t, r) for t, r in sorted(runs.items()) if t.startswith("busy_")]
+    if not rows:
+        return
+    print("### GPU busy fraction of the timed steps (CUPTI kernel + memcpy + memset records)\n")
+    print("Busy = union of the device's activity intervals / span of the timed steps' segment "
+          "(first start to last end; the steps are fenced by idle marks). Step times here run "
+          "under CUPTI tracing; the untraced ones are in the tables above.\n")
+    print("| run | busy % | span ms | busy ms | records | segments | step ms (median, traced) "
+          "| nvidia-smi util % |")
+    print("|" + "---|" * 8)
+    for t, r in rows:
+        frac = r.get("busy_fraction")
+        print(f"| {t[5:]} | {fmt(None if frac is None else 100 * frac)} "
+              f"| {fmt(r.get('busy_span_ms'))} | {fmt(r.get('busy_ms'))} "
+              f"| {r.get('busy_records', '–')} | {r.get('busy_segments', '–')} "
+              f"| {fmt(r.get('step_ms_median'))} | {fmt(r.get('smi_util_mean'), 0)} |")
+    print()
+
+
 def modal_table(runs):
     ms = sorted({r["modalities"] for t, r in runs.items() if t.startswith("modal_")})
     if not ms:
@@ -144,7 +164,7 @@ def plot(runs, out):
 
 def main(out):
     runs = load(out)
-    for f in (cls_table, seg_table, thread_table, modal_table):
+    for f in (cls_table, seg_table, busy_table, thread_table, modal_table):
         f(runs)
     plot(runs, out)
 

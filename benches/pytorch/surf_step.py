@@ -333,6 +333,13 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def idle_mark(ms, device):
+    """--idle-mark-ms: device idle for `ms` around the timed steps (benches/gpu_busy segments)."""
+    if ms > 0:
+        sync(device)
+        time.sleep(ms / 1e3)
+
+
 def load_breakdown(a):
     """Single-process cost per sample of decoding (3 files) and of the train transform (one
     torch thread, as in a DataLoader worker)."""
@@ -371,6 +378,7 @@ def main():
     ap.add_argument("--auxi-calls", type=int, choices=[1, 3], default=1)
     ap.add_argument("--pin-memory", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--idle-mark-ms", type=int, default=0, help="GPU idle before/after the timed steps (benches/gpu_busy)")
     ap.add_argument("--load-breakdown", type=int, default=0, help="one process: decode vs augment, ms/sample")
     a = ap.parse_args()
     if a.load_breakdown:
@@ -435,6 +443,8 @@ def main():
         e2e, compute, total = [], [], 0.0
         loss_v = float("nan")
         for step in range(a.warmup + a.steps):
+            if step == a.warmup:
+                idle_mark(a.idle_mark_ms, device)
             t0 = time.perf_counter()
             it, (rgb, depth, ir, target) = next(batches)
             t1 = time.perf_counter()
@@ -459,6 +469,7 @@ def main():
                 e2e.append((t2 - t0) * 1e3)
                 compute.append((t2 - t1) * 1e3)
                 total += t2 - t0
+        idle_mark(a.idle_mark_ms, device)
         w2 = workers_hwm_mib(it)
         workers_hwm = max(v for v in (workers_hwm, w2, 0.0) if v is not None)
         del batches, it

@@ -10,7 +10,8 @@
 //! 5. `target/bench/summary.json` and `target/bench/summary.md`.
 //!
 //! `gpu-bench` builds `bench_step`, `bench_seg_step` and `mmanet` with `--features cuda` and
-//! writes `target/gpu-bench/` (binaries, PyTorch twins, `run.sh`, `train.sh`, `table.py`) for a
+//! writes `target/gpu-bench/` (binaries, PyTorch twins, `run.sh`, `train.sh`, `table.py`, and
+//! `libgpu_busy.so`, the CUPTI busy-fraction probe compiled with the system C compiler) for a
 //! GPU machine with torch 2.11.0 and no cargo. xtask never links tch.
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ const GPU_RUN_SH: &str = "benches/pytorch/gpu_run.sh";
 const GPU_TABLE_PY: &str = "benches/pytorch/gpu_table.py";
 const SEG_STEP_SCRIPT: &str = "benches/pytorch/esanet_step.py";
 const GPU_TRAIN_SH: &str = "benches/pytorch/gpu_train.sh";
+/// The CUPTI busy-fraction probe (a C file preloaded into the benchmarked programs).
+const GPU_BUSY_DIR: &str = "benches/gpu_busy";
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug)]
@@ -536,12 +539,36 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
         std::fs::copy(root.join(src), out.join(name)).with_context(|| format!("copying {src}"))?;
     }
     set_executable(&out.join("run.sh"))?;
+    if let Err(e) = build_gpu_busy(&root, &out) {
+        eprintln!("warning: libgpu_busy.so not built ({e:#}); run.sh will skip its `busy` section");
+    }
     eprintln!(
         "gpu-bench: wrote {}\n  copy it to a GPU machine with python3 + torch {TORCH_VERSION} (CUDA) and run \
          `./run.sh` there; results land in results/ (runs.jsonl, table.md, gpu_scaling.svg)",
         out.display()
     );
     Ok(())
+}
+
+/// Compiles `benches/gpu_busy/gpu_busy.c` into `out/libgpu_busy.so` against the CUPTI headers
+/// and library that the libtorch install carries (`.libtorch/nvidia/cu13`).
+fn build_gpu_busy(root: &Path, out: &Path) -> Result<()> {
+    let cuda = root.join(".libtorch").join("nvidia").join("cu13");
+    if !cuda.join("include").join("cupti.h").is_file() {
+        bail!("no CUPTI headers under {}", cuda.display());
+    }
+    let src = root.join(GPU_BUSY_DIR);
+    sh(Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-O2", "-Wall", "-shared", "-fPIC", "-I"])
+        .arg(src.join("include"))
+        .arg("-I")
+        .arg(cuda.join("include"))
+        .arg(src.join("gpu_busy.c"))
+        .arg("-o")
+        .arg(out.join("libgpu_busy.so"))
+        .arg("-L")
+        .arg(cuda.join("lib"))
+        .arg("-l:libcupti.so.13"))
 }
 
 fn set_executable(path: &Path) -> Result<()> {

@@ -23,7 +23,8 @@
 //! ```text
 //! bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] [--warmup 3]
 //!                [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] [--encoder r50|r34]
-//!                [--reference-code] [--amp-losses]
+//!                [--reference-code] [--amp-losses] [--channels-last] [--cudnn-benchmark]
+//!                [--idle-mark-ms MS]
 //! ```
 //!
 //! `BENCH_SEG_DEBUG=1` prints, per tapped scale and step, the largest magnitudes and that
@@ -38,13 +39,14 @@
 
 mod common;
 
-use common::{BoxResult, median, status_kib, sync};
+use common::{BoxResult, idle_mark, median, status_kib, sync};
 use std::time::Instant;
 
 use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
 use mmanet_losses::{
     SegMadConfig, WeakSet, f_mad_segmentation, f_mar_segmentation, f_multiscale_weighted_ce_2d,
 };
+use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetOutput, NetRole, build_net};
 use mmanet_train::amp::GradScaler;
 use mmanet_train::optim::Optimizer;
@@ -71,6 +73,9 @@ struct Args {
     encoder: String,
     reference_code: bool,
     amp_losses: bool,
+    channels_last: bool,
+    cudnn_benchmark: bool,
+    idle_mark_ms: u64,
 }
 
 fn parse_args() -> BoxResult<Args> {
@@ -87,6 +92,9 @@ fn parse_args() -> BoxResult<Args> {
         encoder: "r50".into(),
         reference_code: false,
         amp_losses: false,
+        channels_last: false,
+        cudnn_benchmark: false,
+        idle_mark_ms: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -115,11 +123,15 @@ fn parse_args() -> BoxResult<Args> {
             "--amp" => a.amp = true,
             "--reference-code" => a.reference_code = true,
             "--amp-losses" => a.amp_losses = true,
+            "--channels-last" => a.channels_last = true,
+            "--cudnn-benchmark" => a.cudnn_benchmark = true,
+            "--idle-mark-ms" => a.idle_mark_ms = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
                     "bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] \
                      [--warmup 3] [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] \
-                     [--encoder r50|r34] [--reference-code] [--amp-losses]"
+                     [--encoder r50|r34] [--reference-code] [--amp-losses] \
+                     [--channels-last] [--cudnn-benchmark] [--idle-mark-ms MS]"
                 );
                 std::process::exit(0);
             }
@@ -192,8 +204,9 @@ fn labels_at(labels: &Tensor, factor: i64) -> Tensor {
 
 fn make_inputs(args: &Args, n_classes: i64) -> Inputs {
     let (b, h, w, dev) = (args.batch, args.height, args.width, args.device);
-    let rgb = Tensor::randn([b, 3, h, w], (Kind::Float, dev));
-    let depth = Tensor::randn([b, 1, h, w], (Kind::Float, dev));
+    let layout = |x: Tensor| if args.channels_last { channels_last(&x) } else { x };
+    let rgb = layout(Tensor::randn([b, 3, h, w], (Kind::Float, dev)));
+    let depth = layout(Tensor::randn([b, 1, h, w], (Kind::Float, dev)));
     let full = Tensor::randint_low(0, n_classes + 1, [b, h, w], (Kind::Int64, dev));
     let labels =
         vec![full.shallow_clone(), labels_at(&full, 8), labels_at(&full, 16), labels_at(&full, 32)];
@@ -322,6 +335,9 @@ fn main() -> BoxResult<()> {
     let args = parse_args()?;
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(args.seed as i64);
+    if args.cudnn_benchmark {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
 
     let cfg = mmanet_train::presets::preset(PRESET).ok_or("preset nyuv2-mmanet is missing")?;
     let NetConfig::Esanet(mut esa) = cfg.model.clone() else {
@@ -340,6 +356,11 @@ fn main() -> BoxResult<()> {
     let s_vs = VarStore::new(args.device);
     let student = build_net(&s_vs.root(), &net_cfg, NetRole::Student)?;
     let n_params_student = n_params(&s_vs);
+    if args.channels_last {
+        // Before the optimizer: it views the parameters' storage as they are now.
+        to_channels_last(&t_vs);
+        to_channels_last(&s_vs);
+    }
     let opt = Optimizer::new(&s_vs, cfg.optimizer.clone());
     let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse::<ModalityMask>()?])?;
     let scaler = GradScaler::new(args.amp, args.device);
@@ -361,6 +382,9 @@ fn main() -> BoxResult<()> {
     let mut last = (f64::NAN, Parts { ce: f64::NAN, mad: f64::NAN, mar: f64::NAN });
     let mut timed_total = 0.0;
     for step in 0..args.warmup + args.steps {
+        if step == args.warmup {
+            idle_mark(args.idle_mark_ms, args.device);
+        }
         sync(args.device);
         let t0 = Instant::now();
         let mask = random_mask(&mut rng, args.batch, args.device);
@@ -373,6 +397,7 @@ fn main() -> BoxResult<()> {
         }
         eprintln!("step {step}: {:.1} ms, loss {:.4}", dt * 1e3, last.0);
     }
+    idle_mark(args.idle_mark_ms, args.device);
 
     let mut record = serde_json::json!({
         "impl": "mmanet-rs",
@@ -384,6 +409,8 @@ fn main() -> BoxResult<()> {
         "height": args.height,
         "width": args.width,
         "amp": args.amp,
+        "channels_last": args.channels_last,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "grad_scaler": setup.scaler.is_enabled(),
         "amp_losses": args.amp && args.amp_losses,
         "fidelity": format!("{fidelity:?}"),

@@ -28,7 +28,7 @@
 
 mod common;
 
-use common::{BoxResult, median, status_kib, sync};
+use common::{BoxResult, idle_mark, median, status_kib, sync};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -68,6 +68,7 @@ struct Args {
     breakdown: usize,
     width: i64,
     seed: u64,
+    idle_mark_ms: u64,
 }
 
 fn parse_args() -> BoxResult<Args> {
@@ -90,6 +91,7 @@ fn parse_args() -> BoxResult<Args> {
         breakdown: 0,
         width: 64,
         seed: 0,
+        idle_mark_ms: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -111,6 +113,7 @@ fn parse_args() -> BoxResult<Args> {
             "--load-batches" => a.load_batches = value()?.parse()?,
             "--load-breakdown" => a.breakdown = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
+            "--idle-mark-ms" => a.idle_mark_ms = value()?.parse()?,
             "--device" => {
                 a.device = match value()?.as_str() {
                     "cpu" => Device::Cpu,
@@ -129,7 +132,8 @@ fn parse_args() -> BoxResult<Args> {
                     "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
                      [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--channels-last] \
                      [--cudnn-benchmark] [--load-only] [--load-batches B] [--load-breakdown N] \
-                     [--width 64] [--seed 0] [--synthetic-inputs --modalities M --size 112]"
+                     [--width 64] [--seed 0] [--synthetic-inputs --modalities M --size 112] \
+                     [--idle-mark-ms MS]"
                 );
                 std::process::exit(0);
             }
@@ -359,6 +363,9 @@ fn main() -> BoxResult<()> {
         let mut times = Vec::new();
         let mut last_loss = f64::NAN;
         for step in 0..args.warmup + args.steps {
+            if step == args.warmup {
+                idle_mark(args.idle_mark_ms, args.device);
+            }
             let t0 = Instant::now();
             last_loss = train_step(&mut nets, &batches[step % batches.len()])?;
             sync(args.device);
@@ -366,6 +373,7 @@ fn main() -> BoxResult<()> {
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
         }
+        idle_mark(args.idle_mark_ms, args.device);
         record["step_ms_median"] = median(&times).into();
         record["samples_per_s"] = (args.batch as f64 * 1e3 / median(&times)).into();
         record["step_ms_all"] = times.into();
@@ -431,6 +439,9 @@ fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()>
     let mut last_loss = f64::NAN;
     let mut timed_total = 0.0;
     for step in 0..args.warmup + args.steps {
+        if step == args.warmup {
+            idle_mark(args.idle_mark_ms, args.device);
+        }
         let t0 = Instant::now();
         let batch = batches.next_batch()?;
         let t1 = Instant::now();
@@ -444,6 +455,7 @@ fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()>
             timed_total += (t2 - t0).as_secs_f64();
         }
     }
+    idle_mark(args.idle_mark_ms, args.device);
     record["step_ms_median"] = median(&e2e).into();
     record["compute_ms_median"] = median(&compute).into();
     record["samples_per_s"] = ((args.steps * args.batch) as f64 / timed_total).into();

@@ -29,3 +29,13 @@ pub(crate) fn sync(device: Device) {
         tch::Cuda::synchronize(i as i64);
     }
 }
+
+/// `--idle-mark-ms N` (N > 0): waits for the device, then leaves it idle for N ms, so that the
+/// timed steps between two marks form one segment in a GPU timeline (`benches/gpu_busy`
+/// measures the busy fraction of that segment). Not counted in any timing.
+pub(crate) fn idle_mark(ms: u64, device: Device) {
+    if ms > 0 {
+        sync(device);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
