@@ -14,8 +14,12 @@
  * span (first start to last end), the union of busy intervals inside it, their ratio (the busy
  * fraction) and the number of records. One JSON object is written to GPU_BUSY_OUT (or stderr).
  *
- * Records are delivered by CUPTI every GPU_BUSY_FLUSH_MS (default 50 ms); the trailing idle mark
- * lets the last ones arrive before exit, so no CUDA call is made from the exit handler.
+ * A thread of the probe forces CUPTI to hand over its buffers every GPU_BUSY_FLUSH_MS (default
+ * 50 ms), partly filled ones included: the trailing idle mark lets the last records arrive
+ * before exit, and the exit handler tries one more forced flush. (The first version relied on
+ * CUPTI's periodic flush alone, which returned only part of the last buffer in one run: a
+ * timed segment shorter than its steps' wall time shows such a loss.) `last_end_ms` in the
+ * output is the end of the last record received, on the same clock as the segments' starts.
  *
  * Build (done by `cargo xtask gpu-bench`):
  *   cc -O2 -shared -fPIC -I<cupti include> gpu_busy.c -o libgpu_busy.so -L<cupti lib> -l:libcupti.so.13
@@ -52,6 +56,15 @@ static void push(uint64_t start, uint64_t end) {
     intervals[n_intervals].start = start;
     intervals[n_intervals].end = end;
     n_intervals++;
+}
+
+static void *flusher(void *arg) {
+    useconds_t period_us = (useconds_t)(uintptr_t)arg;
+    for (;;) {
+        usleep(period_us);
+        cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+    }
+    return NULL;
 }
 
 static void CUPTIAPI buffer_requested(uint8_t **buffer, size_t *size, size_t *max_records) {
@@ -113,13 +126,20 @@ __attribute__((constructor)) static void gpu_busy_start(void) {
         fprintf(stderr, "gpu_busy: cuptiActivityEnable failed\n");
         return;
     }
-    cuptiActivityFlushPeriod((uint32_t)env_u64("GPU_BUSY_FLUSH_MS", 50));
+    uint64_t period_ms = env_u64("GPU_BUSY_FLUSH_MS", 50);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, flusher, (void *)(uintptr_t)(period_ms * 1000)) == 0) {
+        pthread_detach(thread);
+    } else {
+        cuptiActivityFlushPeriod((uint32_t)period_ms);
+    }
     owner = getpid();
     enabled = 1;
 }
 
 __attribute__((destructor)) static void gpu_busy_report(void) {
     if (!enabled || getpid() != owner) return;
+    cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     pthread_mutex_lock(&lock);
     if (n_intervals == 0) { /* no device work: a wrapper process, leave the file alone */
         pthread_mutex_unlock(&lock);
@@ -130,11 +150,15 @@ __attribute__((destructor)) static void gpu_busy_report(void) {
     if (!out) out = stderr;
     uint64_t gap = env_u64("GPU_BUSY_GAP_MS", 200) * 1000000ull;
     qsort(intervals, n_intervals, sizeof *intervals, by_start);
-    fprintf(out, "{\"records\": %zu, \"dropped\": %zu, \"gap_ms\": %llu, \"segments\": [",
-            n_intervals, n_dropped, (unsigned long long)(gap / 1000000ull));
+    uint64_t t0 = intervals[0].start, last_end = 0;
+    for (size_t k = 0; k < n_intervals; k++)
+        if (intervals[k].end > last_end) last_end = intervals[k].end;
+    fprintf(out,
+            "{\"records\": %zu, \"dropped\": %zu, \"gap_ms\": %llu, \"last_end_ms\": %.3f, "
+            "\"segments\": [",
+            n_intervals, n_dropped, (unsigned long long)(gap / 1000000ull), (last_end - t0) / 1e6);
     size_t i = 0;
     int first = 1;
-    uint64_t t0 = n_intervals ? intervals[0].start : 0;
     while (i < n_intervals) {
         uint64_t seg_start = intervals[i].start, cover_end = intervals[i].end, busy = 0;
         uint64_t run_start = seg_start;

@@ -95,15 +95,20 @@ def busy_table(runs):
     print("Busy = union of the device's activity intervals / span of the timed steps' segment "
           "(first start to last end; the steps are fenced by idle marks). Step times here run "
           "under CUPTI tracing; the untraced ones are in the tables above.\n")
+    print("A coverage well below 1 means records were lost (the segment is shorter than the "
+          "timed steps' wall time): the fraction then holds for the steps covered only.\n")
     print("| run | busy % | span ms | busy ms | records | segments | step ms (median, traced) "
-          "| nvidia-smi util % |")
-    print("|" + "---|" * 8)
+          "| coverage (span / steps x median) | nvidia-smi util % |")
+    print("|" + "---|" * 9)
     for t, r in rows:
         frac = r.get("busy_fraction")
+        wall = (r.get("steps") or 0) * (r.get("step_ms_median") or 0)
+        cover = r.get("busy_span_ms") / wall if wall and r.get("busy_span_ms") else None
         print(f"| {t[5:]} | {fmt(None if frac is None else 100 * frac)} "
               f"| {fmt(r.get('busy_span_ms'))} | {fmt(r.get('busy_ms'))} "
               f"| {r.get('busy_records', '–')} | {r.get('busy_segments', '–')} "
-              f"| {fmt(r.get('step_ms_median'))} | {fmt(r.get('smi_util_mean'), 0)} |")
+              f"| {fmt(r.get('step_ms_median'))} | {fmt(cover, 2)} "
+              f"| {fmt(r.get('smi_util_mean'), 0)} |")
     print()
 
 

@@ -10,7 +10,8 @@
 //! 5. `target/bench/summary.json` and `target/bench/summary.md`.
 //!
 //! `gpu-bench` builds `bench_step`, `bench_seg_step` and `mmanet` with `--features cuda` and
-//! writes `target/gpu-bench/` (binaries, PyTorch twins, `run.sh`, `train.sh`, `table.py`, and
+//! writes `target/gpu-bench/` (binaries, PyTorch twins, `run.sh`, `train.sh`, `table.py`,
+//! `repro.py`, and
 //! `libgpu_busy.so`, the CUPTI busy-fraction probe compiled with the system C compiler) for a
 //! GPU machine with torch 2.11.0 and no cargo. xtask never links tch.
 
@@ -29,6 +30,7 @@ const GPU_RUN_SH: &str = "benches/pytorch/gpu_run.sh";
 const GPU_TABLE_PY: &str = "benches/pytorch/gpu_table.py";
 const SEG_STEP_SCRIPT: &str = "benches/pytorch/esanet_step.py";
 const GPU_TRAIN_SH: &str = "benches/pytorch/gpu_train.sh";
+const GPU_REPRO_PY: &str = "benches/pytorch/gpu_repro.py";
 /// The CUPTI busy-fraction probe (a C file preloaded into the benchmarked programs).
 const GPU_BUSY_DIR: &str = "benches/gpu_busy";
 
@@ -535,6 +537,7 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
         (GPU_RUN_SH, "run.sh"),
         (GPU_TRAIN_SH, "train.sh"),
         (GPU_TABLE_PY, "table.py"),
+        (GPU_REPRO_PY, "repro.py"),
     ] {
         std::fs::copy(root.join(src), out.join(name)).with_context(|| format!("copying {src}"))?;
     }
@@ -568,7 +571,8 @@ fn build_gpu_busy(root: &Path, out: &Path) -> Result<()> {
         .arg(out.join("libgpu_busy.so"))
         .arg("-L")
         .arg(cuda.join("lib"))
-        .arg("-l:libcupti.so.13"))
+        .arg("-l:libcupti.so.13")
+        .arg("-lpthread"))
 }
 
 fn set_executable(path: &Path) -> Result<()> {
