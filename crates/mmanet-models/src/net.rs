@@ -20,6 +20,20 @@ pub struct NetOutput {
     pub side_logits: Vec<Tensor>,
 }
 
+impl NetOutput {
+    /// Every tensor converted to `kind` (e.g. f32 losses on the outputs of an fp16 autocast
+    /// forward; a no-op view where a tensor already has that kind). Shapes are unchanged.
+    pub fn to_kind(&self, kind: tch::Kind) -> NetOutput {
+        let cast = |t: &Tensor| t.to_kind(kind);
+        NetOutput {
+            logits: cast(&self.logits),
+            features: self.features.iter().map(cast).collect(),
+            aux_logits: self.aux_logits.as_ref().map(cast),
+            side_logits: self.side_logits.iter().map(cast).collect(),
+        }
+    }
+}
+
 /// A network over the modalities of a [`ModalitySet`], robust to missing modalities.
 pub trait MultiModalNet: Send {
     /// Runs the network.

@@ -1,7 +1,8 @@
 //! One MMANet student training step on NYUv2-sized ESANet, timed (issue 8, segmentation).
 //!
-//! The step is the trainer's segmentation objective after `begin_epoch` (mmanet-train
-//! `trainer.rs::objective_segmentation`, reproduced here because it is private): the student
+//! The step is the trainer's segmentation objective after `begin_epoch`, computed by the same
+//! functions (`mmanet_train::segmentation::{multiscale_ce, segmentation_mad,
+//! segmentation_mar}`): the student
 //! (ESANet with `auxi_decoder`, train mode) with one random combination per sample (RGB, depth,
 //! RGB-D, 1/3 each); the frozen teacher (ESANet, no grad, all-ones mask; eval mode under the
 //! preset's `Fidelity::Paper`, train mode under `--reference-code`); the loss
@@ -16,8 +17,8 @@
 //! channels) and the affected scale's NaN is replaced by 0.
 //!
 //! Inputs are random tensors created once on the device (no loading): RGB `[B, 3, H, W]`, depth
-//! `[B, 1, H, W]` (standard normal), labels `[B, H, W]` uniform in `0..=40` (0 = void) and their
-//! nearest-downsampled copies at /8, /16, /32. `benches/pytorch/esanet_step.py` is the PyTorch
+//! `[B, 1, H, W]` (standard normal), labels `[B, H, W]` uniform in `0..=40` (0 = void), resized
+//! per output scale inside the objective as in the trainer. `benches/pytorch/esanet_step.py` is the PyTorch
 //! twin; both print the same JSON keys.
 //!
 //! ```text
@@ -43,13 +44,14 @@ use common::{BoxResult, idle_mark, median, status_kib, sync};
 use std::time::Instant;
 
 use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
-use mmanet_losses::{
-    SegMadConfig, WeakSet, f_mad_segmentation, f_mar_segmentation, f_multiscale_weighted_ce_2d,
-};
+use mmanet_losses::{SegMadConfig, WeakSet, f_mad_segmentation};
 use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetOutput, NetRole, build_net};
 use mmanet_train::amp::GradScaler;
 use mmanet_train::optim::Optimizer;
+use mmanet_train::segmentation::{
+    multiscale_ce, segmentation_mad, segmentation_mar, teacher_prediction,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -185,21 +187,10 @@ fn n_params(vs: &VarStore) -> i64 {
 struct Inputs {
     /// `[rgb [B, 3, H, W], depth [B, 1, H, W]]`.
     images: Vec<Tensor>,
-    /// Labels at full resolution, /8, /16, /32 (`[B, h, w]` i64, 0 = void).
-    labels: Vec<Tensor>,
+    /// Labels at full resolution (`[B, H, W]` i64, 0 = void).
+    labels: Tensor,
     /// `[40]` f32 ones.
     class_weights: Tensor,
-}
-
-/// Nearest-neighbour labels at `1/factor` of the size, as the trainer's `labels_like`.
-fn labels_at(labels: &Tensor, factor: i64) -> Tensor {
-    let (h, w) = (labels.size()[1] / factor, labels.size()[2] / factor);
-    labels
-        .unsqueeze(1)
-        .to_kind(Kind::Float)
-        .upsample_nearest2d([h, w], None, None)
-        .squeeze_dim(1)
-        .to_kind(Kind::Int64)
 }
 
 fn make_inputs(args: &Args, n_classes: i64) -> Inputs {
@@ -207,9 +198,7 @@ fn make_inputs(args: &Args, n_classes: i64) -> Inputs {
     let layout = |x: Tensor| if args.channels_last { channels_last(&x) } else { x };
     let rgb = layout(Tensor::randn([b, 3, h, w], (Kind::Float, dev)));
     let depth = layout(Tensor::randn([b, 1, h, w], (Kind::Float, dev)));
-    let full = Tensor::randint_low(0, n_classes + 1, [b, h, w], (Kind::Int64, dev));
-    let labels =
-        vec![full.shallow_clone(), labels_at(&full, 8), labels_at(&full, 16), labels_at(&full, 32)];
+    let labels = Tensor::randint_low(0, n_classes + 1, [b, h, w], (Kind::Int64, dev));
     Inputs {
         images: vec![rgb, depth],
         labels,
@@ -251,11 +240,6 @@ fn forward(s: &Setup, x: &Inputs, mask: &Tensor) -> (NetOutput, NetOutput) {
     (out, t)
 }
 
-/// Outputs in f32 (the forward may have run under fp16 autocast) unless `keep` is set.
-fn float(t: &Tensor, keep: bool) -> Tensor {
-    if keep { t.shallow_clone() } else { t.to_kind(Kind::Float) }
-}
-
 /// The student objective (trainer.rs `objective_segmentation` past `begin_epoch`), as
 /// `(CE, λ_MAD · MAD, λ_MAR · MAR)`. `keep_kind`: use the outputs' kind as they are (fp16 under
 /// `--amp-losses`), else f32.
@@ -267,28 +251,23 @@ fn objective(
     t: &NetOutput,
     keep_kind: bool,
 ) -> BoxResult<(Tensor, Tensor, Tensor)> {
-    let f = |t: &Tensor| float(t, keep_kind);
-    let logits: Vec<Tensor> = std::iter::once(&out.logits).chain(&out.side_logits).map(f).collect();
-    if logits.len() != 4 {
-        return Err(format!("expected 4 output scales, got {}", logits.len()).into());
-    }
-    let scales: Vec<(&Tensor, &Tensor)> = logits.iter().zip(&x.labels).collect();
-    let ce = f_multiscale_weighted_ce_2d(&scales, &x.class_weights)?;
-    let (fs, ft): (Vec<Tensor>, Vec<Tensor>) =
-        out.features.iter().zip(&t.features).take(3).map(|(a, b)| (f(a), f(b))).unzip();
-    let pairs: Vec<(&Tensor, &Tensor)> = fs.iter().zip(&ft).collect();
-    let pred = match s.fidelity {
-        Fidelity::Paper => f(&t.logits),
-        Fidelity::ReferenceCode => f(&t.features[4]),
+    let (out, t) = if keep_kind {
+        (out.to_kind(out.logits.kind()), t.to_kind(t.logits.kind()))
+    } else {
+        (out.to_kind(Kind::Float), t.to_kind(Kind::Float))
     };
-    let mad = f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())? * s.lambda_mad;
-    if std::env::var_os("BENCH_SEG_DEBUG").is_some() {
-        debug_mad(&pairs, &pred)?;
+    if out.side_logits.len() != 3 {
+        return Err(format!("expected 3 side outputs, got {}", out.side_logits.len()).into());
     }
-    let aux = f(out.aux_logits.as_ref().ok_or("the student has no auxi_decoder")?);
-    let mar =
-        f_mar_segmentation(&[(&aux, &x.labels[0])], mask, &s.weak, &x.class_weights, s.fidelity)?
-            * s.lambda_mar;
+    let (ce, labels) = multiscale_ce(&out, &x.labels, &x.class_weights)?;
+    let mad = segmentation_mad(&out, &t, s.fidelity)? * s.lambda_mad;
+    if std::env::var_os("BENCH_SEG_DEBUG").is_some() {
+        let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
+        debug_mad(&pairs, &teacher_prediction(&t, s.fidelity)?)?;
+    }
+    let aux = out.aux_logits.as_ref().ok_or("the student has no auxi_decoder")?;
+    let mar = segmentation_mar(aux, &labels[0], mask, &s.weak, &x.class_weights, s.fidelity)?
+        * s.lambda_mar;
     Ok((ce, mad, mar))
 }
 

@@ -1,9 +1,11 @@
 //! Segmentation helpers of the trainer: class weights, label pyramids, the teacher's
-//! prediction map for MAD's entropy weights.
+//! prediction map for MAD's entropy weights, and the three terms of the student objective
+//! (multi-scale CE, MAD over the tapped fused maps, MAR of the regularization decoder), public
+//! so that benchmarks and other drivers compute exactly the trainer's loss.
 
 use mmanet_core::Fidelity;
 use mmanet_data::Target;
-use mmanet_losses::ClassPixelCounts;
+use mmanet_losses::{ClassPixelCounts, SegMadConfig, WeakSet};
 use mmanet_models::NetOutput;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -54,7 +56,7 @@ pub(crate) fn class_weights(
 ///
 /// # Shapes
 /// - `labels`: `[B, H, W]` i64; `logits`: `[B, K, h, w]` -> `[B, h, w]` i64.
-pub(crate) fn labels_like(labels: &Tensor, logits: &Tensor) -> Tensor {
+pub fn labels_like(labels: &Tensor, logits: &Tensor) -> Tensor {
     let (h, w) = (logits.size()[2], logits.size()[3]);
     if labels.size()[1..] == [h, w] {
         return labels.shallow_clone();
@@ -73,11 +75,72 @@ pub(crate) fn labels_like(labels: &Tensor, logits: &Tensor) -> Tensor {
 ///
 /// # Shapes
 /// - output: `[B, K, h, w]` (pooled to each tapped map inside the loss).
-pub(crate) fn teacher_prediction(t: &NetOutput, fidelity: Fidelity) -> Result<Tensor, TrainError> {
+pub fn teacher_prediction(t: &NetOutput, fidelity: Fidelity) -> Result<Tensor, TrainError> {
     match fidelity {
         Fidelity::Paper => Ok(t.logits.shallow_clone()),
         Fidelity::ReferenceCode => t.features.get(4).map(Tensor::shallow_clone).ok_or_else(|| {
             TrainError::config("method.fidelity", "the teacher exposes no decoder feature 4")
         }),
     }
+}
+
+/// The weighted cross-entropy summed over the output scales (main logits, then the side
+/// outputs), with `labels` resized (nearest) to each scale; also returns those labels, main
+/// scale first.
+///
+/// # Shapes
+/// - `out.logits`: `[B, K, H, W]`; `out.side_logits[s]`: `[B, K, h_s, w_s]`.
+/// - `labels`: `[B, H0, W0]` i64, 0 = void; `class_weights`: `[C]`.
+/// - output: scalar, and one `[B, h, w]` label map per scale.
+pub fn multiscale_ce(
+    out: &NetOutput,
+    labels: &Tensor,
+    class_weights: &Tensor,
+) -> Result<(Tensor, Vec<Tensor>), TrainError> {
+    let logits: Vec<&Tensor> = std::iter::once(&out.logits).chain(&out.side_logits).collect();
+    let per_scale: Vec<Tensor> = logits.iter().map(|l| labels_like(labels, l)).collect();
+    let scales: Vec<(&Tensor, &Tensor)> = logits.into_iter().zip(per_scale.iter()).collect();
+    let ce = mmanet_losses::f_multiscale_weighted_ce_2d(&scales, class_weights)?;
+    Ok((ce, per_scale))
+}
+
+/// Segmentation MAD between the first three tapped fused maps of student and teacher, weighted
+/// by the entropy of [`teacher_prediction`] (unscaled: multiply by λ_MAD).
+///
+/// # Shapes
+/// - `student.features[j]`, `teacher.features[j]`: `[B, C_j, h_j, w_j]` for j < 3.
+/// - output: scalar.
+pub fn segmentation_mad(
+    student: &NetOutput,
+    teacher: &NetOutput,
+    fidelity: Fidelity,
+) -> Result<Tensor, TrainError> {
+    let pairs: Vec<(&Tensor, &Tensor)> =
+        student.features.iter().zip(&teacher.features).take(3).collect();
+    let pred = teacher_prediction(teacher, fidelity)?;
+    Ok(mmanet_losses::f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())?)
+}
+
+/// Segmentation MAR: the regularization decoder's weighted CE on the samples whose combination
+/// is in the weak set (unscaled: multiply by λ_MAR).
+///
+/// # Shapes
+/// - `aux_logits`: `[B, K, H, W]`; `labels`: `[B, H, W]` i64 at the same size (the first
+///   label map of [`multiscale_ce`]); `mask`: `[B, M]`; `class_weights`: `[C]`.
+/// - output: scalar.
+pub fn segmentation_mar(
+    aux_logits: &Tensor,
+    labels: &Tensor,
+    mask: &Tensor,
+    weak: &WeakSet,
+    class_weights: &Tensor,
+    fidelity: Fidelity,
+) -> Result<Tensor, TrainError> {
+    Ok(mmanet_losses::f_mar_segmentation(
+        &[(aux_logits, labels)],
+        mask,
+        weak,
+        class_weights,
+        fidelity,
+    )?)
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig};
-use mmanet_losses::{ClassificationMiner, SegMadConfig, SegmentationMiner, WeakSet};
+use mmanet_losses::{ClassificationMiner, SegmentationMiner, WeakSet};
 use mmanet_metrics::CombinationReport;
 use mmanet_models::checkpoint::{self, LoadMode};
 use mmanet_models::{MultiModalNet, NetOutput};
@@ -366,14 +366,7 @@ impl Trainer {
         if !self.amp {
             return f();
         }
-        let out = tch::autocast(true, f);
-        let float = |t: &Tensor| t.to_kind(Kind::Float);
-        NetOutput {
-            logits: float(&out.logits),
-            features: out.features.iter().map(float).collect(),
-            aux_logits: out.aux_logits.as_ref().map(float),
-            side_logits: out.side_logits.iter().map(float).collect(),
-        }
+        tch::autocast(true, f).to_kind(Kind::Float)
     }
 
     /// The loss of one batch and its parts.
@@ -431,16 +424,10 @@ impl Trainer {
         epoch: usize,
         class_weights: &Tensor,
     ) -> Result<(Tensor, LossBreakdown), TrainError> {
-        use crate::segmentation::{labels_like, teacher_prediction};
+        use crate::segmentation::{multiscale_ce, segmentation_mad, segmentation_mar};
         let inputs = net_inputs(batch);
         let out = self.forward(|| self.net.forward_t(&inputs, &batch.mask, true));
-        let labels: Vec<Tensor> = std::iter::once(&out.logits)
-            .chain(&out.side_logits)
-            .map(|l| labels_like(&batch.targets, l))
-            .collect();
-        let scales: Vec<(&Tensor, &Tensor)> =
-            std::iter::once(&out.logits).chain(&out.side_logits).zip(labels.iter()).collect();
-        let ce = mmanet_losses::f_multiscale_weighted_ce_2d(&scales, class_weights)?;
+        let (ce, labels) = multiscale_ce(&out, &batch.targets, class_weights)?;
         let mut total = ce.shallow_clone();
         let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
         let m = &self.cfg.method;
@@ -453,21 +440,17 @@ impl Trainer {
                         teacher.net.forward_t(&inputs, &batch.mask.ones_like(), teacher_train)
                     })
                 });
-                let pairs: Vec<(&Tensor, &Tensor)> =
-                    out.features.iter().zip(&t.features).take(3).collect();
-                let pred = teacher_prediction(&t, m.fidelity)?;
                 let d = match m.distillation {
                     Distillation::None => out.logits.zeros_like().sum(Kind::Float),
-                    _ => {
-                        mmanet_losses::f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())?
-                    }
+                    _ => segmentation_mad(&out, &t, m.fidelity)?,
                 } * m.lambda_mad;
                 parts.distill = scalar(&d);
                 total += d;
             }
             if let (true, Some(weak), Some(aux)) = (m.mar, &self.weak, &out.aux_logits) {
-                let r = mmanet_losses::f_mar_segmentation(
-                    &[(aux, &labels[0])],
+                let r = segmentation_mar(
+                    aux,
+                    &labels[0],
                     &batch.mask,
                     weak,
                     class_weights,
