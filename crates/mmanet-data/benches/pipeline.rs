@@ -14,7 +14,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use mmanet_core::ModalitySet;
 use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
 use mmanet_data::transform::{
-    CanvasRotation, Image8, Normalise, ResizeScratch, decode_bgr_into, read_bgr,
+    CanvasRotation, Image8, Normalise, Planar8, ResizeScratch, decode_bgr_into, read_bgr,
 };
 use mmanet_data::{DataLoader, Dataset, LoaderConfig, MaskPolicy};
 
@@ -77,6 +77,7 @@ fn stages(c: &mut Criterion) {
         })
     });
     let mut resized: Vec<Image8> = images.iter().map(|i| i.resize_bilinear(144, 144)).collect();
+    let mut planar: Vec<Planar8> = resized.iter().map(Planar8::from_interleaved).collect();
     group.bench_function("resize_3_to_144", |b| {
         let mut scratch = ResizeScratch::default();
         b.iter(|| {
@@ -86,7 +87,28 @@ fn stages(c: &mut Criterion) {
             black_box(&resized);
         })
     });
+    group.bench_function("resize_3_to_144_planar", |b| {
+        let mut scratch = ResizeScratch::default();
+        b.iter(|| {
+            for (img, out) in images.iter().zip(planar.iter_mut()) {
+                img.resize_bilinear_planar_into(144, 144, out, &mut scratch);
+            }
+            black_box(&planar);
+        })
+    });
     for angle in [0, 17, 30] {
+        let rot = CanvasRotation::new(144, 144, angle, 0.8);
+        let mut out = vec![0f32; 3 * 112 * 112];
+        group.bench_with_input(BenchmarkId::new("rotate_3_planar_112", angle), &angle, |b, _| {
+            b.iter(|| {
+                for img in &planar {
+                    rot.warp_window_planar(img, 1, 2, 112, true, Normalise::SURF, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+    }
+    for angle in [0, 30] {
         let rot = CanvasRotation::new(144, 144, angle, 0.8);
         let mut out = vec![0f32; 3 * 112 * 112];
         group.bench_with_input(BenchmarkId::new("rotate_3_window_112", angle), &angle, |b, _| {

@@ -14,9 +14,11 @@ use crate::{DataError, Result};
 
 mod canvas_rotation;
 mod image8;
+mod planar8;
 
 pub use canvas_rotation::{CanvasRotation, Normalise};
 pub use image8::{Image8, ResizeScratch, decode_bgr_into, read_bgr, read_bgr_into};
+pub use planar8::Planar8;
 
 /// An interleaved (HWC) f32 image.
 #[derive(Clone, Debug, PartialEq)]

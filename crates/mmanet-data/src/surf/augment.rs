@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::transform::{CanvasRotation, Image8, Normalise, ResizeScratch};
+use crate::transform::{CanvasRotation, Image8, Normalise, Planar8, ResizeScratch};
 use crate::{DataError, Result};
 
 /// The CASIA-SURF transform (mmanet_spec.md section 5.1), the same geometry for all
@@ -106,7 +106,7 @@ impl SurfAugment {
         SCRATCH.with_borrow_mut(|(resized, scratch)| {
             if !self.train {
                 for (img, out) in images.iter().zip(outs.iter_mut()) {
-                    img.resize_bilinear_into(side, side, resized, scratch);
+                    img.resize_bilinear_planar_into(side, side, resized, scratch);
                     write_chw(resized, norm, out);
                 }
                 return Ok(());
@@ -129,8 +129,8 @@ impl SurfAugment {
             let top = if h > side { rng.random_range(0..h - side) } else { 0 };
             let left = if w > side { rng.random_range(0..w - side) } else { 0 };
             for (img, out) in images.iter().zip(outs.iter_mut()) {
-                img.resize_bilinear_into(self.resize, self.resize, resized, scratch);
-                rot.warp_window_chw(resized, top, left, side, flip, norm, out);
+                img.resize_bilinear_planar_into(self.resize, self.resize, resized, scratch);
+                rot.warp_window_planar(resized, top, left, side, flip, norm, out);
             }
             Ok(())
         })
@@ -138,24 +138,16 @@ impl SurfAugment {
 }
 
 thread_local! {
-    /// The resized image and the resize buffers of this worker thread.
-    static SCRATCH: RefCell<(Image8, ResizeScratch)> = RefCell::default();
+    /// The resized image (planes) and the resize buffers of this worker thread.
+    static SCRATCH: RefCell<(Planar8, ResizeScratch)> = RefCell::default();
 }
 
-/// HWC (1 or 3 channels) -> `[3, H, W]` normalised; grey fills all three planes.
-fn write_chw(img: &Image8, norm: Normalise, out: &mut [f32]) {
-    let f = |v: u8| (f32::from(v) - norm.mean) * norm.scale;
+/// Planes (1 or 3) -> `[3, H, W]` normalised; a grey plane fills all three.
+fn write_chw(img: &Planar8, norm: Normalise, out: &mut [f32]) {
     let hw = img.height * img.width;
-    let (p0, rest) = out.split_at_mut(hw);
-    let (p1, p2) = rest.split_at_mut(hw);
-    if img.channels == 1 {
-        for (((&v, a), b), c) in img.data.iter().zip(p0).zip(p1).zip(p2) {
-            let v = f(v);
-            (*a, *b, *c) = (v, v, v);
-        }
-    } else {
-        for (((px, a), b), c) in img.data.chunks_exact(3).zip(p0).zip(p1).zip(p2) {
-            (*a, *b, *c) = (f(px[0]), f(px[1]), f(px[2]));
+    for (k, dst) in out.chunks_exact_mut(hw).enumerate() {
+        for (d, &v) in dst.iter_mut().zip(img.plane(k.min(img.planes - 1))) {
+            *d = (f32::from(v) - norm.mean) * norm.scale;
         }
     }
 }

@@ -9,7 +9,7 @@
 //! 144x144 images at 36 angle/image pairs: 42 of 735 726 pixels differ, each by 1 (ties at
 //! `.5` decided by the last bit of float rounding).
 
-use super::Image8;
+use super::{Image8, Planar8};
 
 /// The rotation of a `src_height x src_width` image by an integer angle onto the reduced
 /// canvas: `M = getRotationMatrix2D((w/2, h/2), -angle, 1)`, canvas
@@ -64,6 +64,8 @@ impl CanvasRotation {
     /// When `src` has 2 or more than 3 channels.
     pub fn warp(&self, src: &Image8) -> Image8 {
         let c = src.channels;
+        assert!(c == 1 || c == 3, "1 or 3 channels, not {c}");
+        let planar = Planar8::from_interleaved(src);
         let n = self.width;
         let mut data = vec![0u8; self.height * n * c];
         let mut rows = RowScratch::default();
@@ -71,9 +73,10 @@ impl CanvasRotation {
         // Normalising by (v - 0) * 1 leaves the rounded values (exact integers in f32).
         let identity = Normalise { mean: 0.0, scale: 1.0 };
         for (y, row) in data.chunks_exact_mut(n * c).enumerate() {
-            self.sample_row(src, y, 0, false, n, &mut rows);
+            let span = self.row_coordinates(&planar, y, 0, false, n, &mut rows);
             for k in 0..c {
-                rows.blend_into(k, identity, &mut vals);
+                rows.gather(&planar, k, span);
+                rows.blend_into(identity, &mut vals);
                 for (px, v) in row.chunks_exact_mut(c).zip(&vals) {
                     px[k] = *v as u8;
                 }
@@ -85,6 +88,9 @@ impl CanvasRotation {
     /// Writes the `size x size` window at `(top, left)` of the rotated canvas, mirrored
     /// left-right when `flip`, normalised by `norm`, channel-first into `out`. A one-channel
     /// `src` fills all three planes (as `cv2.imread` would have replicated it).
+    ///
+    /// Converts `src` to planes first; [`CanvasRotation::warp_window_planar`] reads planes
+    /// directly.
     ///
     /// # Shapes
     /// `out` holds `3 * size * size` values (`[3, size, size]`); `src` has 1 or 3 channels.
@@ -103,114 +109,163 @@ impl CanvasRotation {
         norm: Normalise,
         out: &mut [f32],
     ) {
+        let planar = Planar8::from_interleaved(src);
+        self.warp_window_planar(&planar, top, left, size, flip, norm, out);
+    }
+
+    /// [`CanvasRotation::warp_window_chw`] for a planar source (1 or 3 planes).
+    ///
+    /// Per canvas row: the source coordinates of the window's pixels once, then per plane a
+    /// gather of the four taps and one vectorisable blend-and-normalise pass.
+    ///
+    /// # Shapes
+    /// `out` holds `3 * size * size` values (`[3, size, size]`); `src` is
+    /// `[planes, height, width]` with 1 or 3 planes.
+    ///
+    /// # Panics
+    /// As [`CanvasRotation::warp_window_chw`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn warp_window_planar(
+        &self,
+        src: &Planar8,
+        top: usize,
+        left: usize,
+        size: usize,
+        flip: bool,
+        norm: Normalise,
+        out: &mut [f32],
+    ) {
+        let c = src.planes;
+        assert!(c == 1 || c == 3, "1 or 3 channels, not {c}");
         assert!(top + size <= self.height && left + size <= self.width, "window off the canvas");
         let plane = size * size;
         assert_eq!(out.len(), 3 * plane, "output length");
         let (p0, rest) = out.split_at_mut(plane);
         let (p1, p2) = rest.split_at_mut(plane);
         let rows = p0.chunks_exact_mut(size).zip(p1.chunks_exact_mut(size));
-        let mut scratch = RowScratch::default();
-        for (i, ((r0, r1), r2)) in rows.zip(p2.chunks_exact_mut(size)).enumerate() {
-            self.sample_row(src, top + i, left, flip, size, &mut scratch);
-            scratch.blend_into(0, norm, r0);
-            if src.channels == 1 {
-                r1.copy_from_slice(r0);
-                r2.copy_from_slice(r0);
-            } else {
-                scratch.blend_into(1, norm, r1);
-                scratch.blend_into(2, norm, r2);
+        ROWS.with_borrow_mut(|scratch| {
+            for (i, ((r0, r1), r2)) in rows.zip(p2.chunks_exact_mut(size)).enumerate() {
+                let span = self.row_coordinates(src, top + i, left, flip, size, scratch);
+                scratch.gather(src, 0, span);
+                scratch.blend_into(norm, r0);
+                if c == 1 {
+                    r1.copy_from_slice(r0);
+                    r2.copy_from_slice(r0);
+                } else {
+                    scratch.gather(src, 1, span);
+                    scratch.blend_into(norm, r1);
+                    scratch.gather(src, 2, span);
+                    scratch.blend_into(norm, r2);
+                }
             }
-        }
+        });
     }
 
-    /// The four taps (as f32, channel-major) and the weights of canvas row `y` at columns
-    /// `x0 + j` (or `x0 + n - 1 - j` when `flip`), `j < n`, into `rows`; taps outside the
-    /// source read 0.
+    /// Source coordinates and weights of canvas row `y` at columns `x0 + j` (or
+    /// `x0 + n - 1 - j` when `flip`), `j < n`, into `rows`, in one vectorisable pass; returns
+    /// the span `lo..hi` of pixels whose four taps all lie inside `src`.
     ///
-    /// Coordinates and weights are one vectorisable pass. Source coordinates are monotone
-    /// along a canvas row, so the pixels whose four taps all lie inside the source form one
-    /// span `lo..hi`: those are gathered without any test, the few border pixels either side
-    /// with the zero-padding rule.
-    fn sample_row(
+    /// Source coordinates are monotone along a canvas row (each is a rounded linear function
+    /// of the column), so those pixels are contiguous.
+    fn row_coordinates(
         &self,
-        src: &Image8,
+        src: &Planar8,
         y: usize,
         x0: usize,
         flip: bool,
         n: usize,
         rows: &mut RowScratch,
-    ) {
-        let c = src.channels;
-        assert!(c == 1 || c == 3, "1 or 3 channels, not {c}");
+    ) -> (usize, usize) {
+        // The floor below is exact for |coordinate| < 2^22.
+        assert!(src.width < 1 << 20 && src.height < 1 << 20, "source too large");
         let [m0, m1, m2, m3, m4, m5] = self.inverse;
         let yf = y as f32;
         let (row_x, row_y) = (m1 * yf + m2, m4 * yf + m5);
-        rows.resize(n, c);
+        rows.resize(n);
         let (start, step) = if flip { ((x0 + n - 1) as f32, -1.0) } else { (x0 as f32, 1.0) };
-        for (j, (((ix, iy), a), b)) in
-            rows.ix.iter_mut().zip(&mut rows.iy).zip(&mut rows.a).zip(&mut rows.b).enumerate()
-        {
+        let coords = rows.ix.iter_mut().zip(&mut rows.iy).zip(&mut rows.a).zip(&mut rows.b);
+        for (j, (((ix, iy), a), b)) in coords.enumerate() {
             let xf = start + step * j as f32;
             let (sx, sy) = (m0 * xf + row_x, m3 * xf + row_y);
-            (*ix, *iy) = (floor_i32(sx), floor_i32(sy));
-            (*a, *b) = (sx - *ix as f32, sy - *iy as f32);
+            let ((fx, x), (fy, yy)) = (floor_parts(sx), floor_parts(sy));
+            (*ix, *iy, *a, *b) = (x, yy, sx - fx, sy - fy);
         }
         let (w, h) = (src.width as i32, src.height as i32);
-        let inside = |ix: i32, iy: i32| ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h;
-        let (ixs, iys) = (&rows.ix[..n], &rows.iy[..n]);
-        let lo = (0..n).find(|&j| inside(ixs[j], iys[j])).unwrap_or(n);
-        let hi = (lo..n).rfind(|&j| inside(ixs[j], iys[j])).map_or(lo, |j| j + 1);
-        debug_assert!((lo..hi).all(|j| inside(ixs[j], iys[j])), "interior span");
-        let stride = src.width * c;
-        let data = &src.data[..src.height * stride];
-        let RowScratch { ix, iy, q, .. } = rows;
-        match c {
-            1 => gather_interior::<1>(data, stride, &ix[lo..hi], &iy[lo..hi], q, n, lo),
-            _ => gather_interior::<3>(data, stride, &ix[lo..hi], &iy[lo..hi], q, n, lo),
-        }
-        let tap = |ty: i32, tx: i32, k: usize| -> f32 {
-            if ty < 0 || tx < 0 || ty >= h || tx >= w {
-                0.0
-            } else {
-                f32::from(data[ty as usize * stride + tx as usize * c + k])
-            }
+        let inside = |j: usize| {
+            let (ix, iy) = (rows.ix[j], rows.iy[j]);
+            ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h
         };
-        for j in (0..lo).chain(hi..n) {
-            let (ix, iy) = (ix[j], iy[j]);
-            for k in 0..c {
-                let at = k * n + j;
-                q[0][at] = tap(iy, ix, k);
-                q[1][at] = tap(iy, ix + 1, k);
-                q[2][at] = tap(iy + 1, ix, k);
-                q[3][at] = tap(iy + 1, ix + 1, k);
-            }
-        }
+        let lo = (0..n).find(|&j| inside(j)).unwrap_or(n);
+        let hi = (lo..n).rfind(|&j| inside(j)).map_or(lo, |j| j + 1);
+        debug_assert!((lo..hi).all(inside), "interior span");
+        (lo, hi)
     }
 }
 
-/// The taps of pixels `lo + j` whose four taps are all inside the source (row stride
-/// `stride`, `C` interleaved channels): `q[t][k * n + lo + j]` for tap `t` and channel `k`.
-fn gather_interior<const C: usize>(
-    data: &[u8],
-    stride: usize,
-    ix: &[i32],
-    iy: &[i32],
-    q: &mut [Vec<f32>; 4],
-    n: usize,
-    lo: usize,
-) {
-    let [q00, q01, q10, q11] = q;
-    for k in 0..C {
-        let span = k * n + lo..k * n + lo + ix.len();
-        let (q00, q01) = (&mut q00[span.clone()], &mut q01[span.clone()]);
-        let (q10, q11) = (&mut q10[span.clone()], &mut q11[span]);
-        for (j, (&x, &y)) in ix.iter().zip(iy).enumerate() {
-            let base = y as usize * stride + x as usize * C + k;
-            let (r0, r1) = (&data[base..base + C + 1], &data[base + stride..base + stride + C + 1]);
-            q00[j] = f32::from(r0[0]);
-            q01[j] = f32::from(r0[C]);
-            q10[j] = f32::from(r1[0]);
-            q11[j] = f32::from(r1[C]);
+/// Per-row buffers of the rotation (one set per thread).
+#[derive(Debug, Default)]
+struct RowScratch {
+    ix: Vec<i32>,
+    iy: Vec<i32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    /// The taps `q00, q01, q10, q11` of one plane.
+    q: [Vec<u8>; 4],
+}
+
+thread_local! {
+    /// This thread's rotation row buffers.
+    static ROWS: std::cell::RefCell<RowScratch> = std::cell::RefCell::default();
+}
+
+impl RowScratch {
+    fn resize(&mut self, n: usize) {
+        self.ix.resize(n, 0);
+        self.iy.resize(n, 0);
+        self.a.resize(n, 0.0);
+        self.b.resize(n, 0.0);
+        for q in &mut self.q {
+            q.resize(n, 0);
+        }
+    }
+
+    /// The four taps of plane `k` of `src` for the row whose coordinates are in `self`:
+    /// pixels in the interior span `lo..hi` without any test, the others reading 0 outside.
+    fn gather(&mut self, src: &Planar8, k: usize, (lo, hi): (usize, usize)) {
+        let data = src.plane(k);
+        let (w, h) = (src.width, src.height);
+        let [q00, q01, q10, q11] = &mut self.q;
+        let taps = q00[lo..hi].iter_mut().zip(&mut q01[lo..hi]).zip(&mut q10[lo..hi]);
+        let coords = self.ix[lo..hi].iter().zip(&self.iy[lo..hi]);
+        for ((((t00, t01), t10), t11), (&x, &y)) in taps.zip(&mut q11[lo..hi]).zip(coords) {
+            let base = y as usize * w + x as usize;
+            let r = &data[base..base + w + 2];
+            (*t00, *t01, *t10, *t11) = (r[0], r[1], r[w], r[w + 1]);
+        }
+        let (wi, hi_) = (w as i32, h as i32);
+        let tap = |ty: i32, tx: i32| -> u8 {
+            if ty < 0 || tx < 0 || ty >= hi_ || tx >= wi {
+                0
+            } else {
+                data[ty as usize * w + tx as usize]
+            }
+        };
+        for j in (0..lo).chain(hi..self.ix.len()) {
+            let (x, y) = (self.ix[j], self.iy[j]);
+            (q00[j], q01[j], q10[j], q11[j]) =
+                (tap(y, x), tap(y, x + 1), tap(y + 1, x), tap(y + 1, x + 1));
+        }
+    }
+
+    /// `out[j] = (lerp2(taps of pixel j) - mean) * scale` for the `n = out.len()` pixels of
+    /// the last gathered plane (one vectorisable pass).
+    fn blend_into(&self, norm: Normalise, out: &mut [f32]) {
+        let n = out.len();
+        let (a, b) = (&self.a[..n], &self.b[..n]);
+        let [q00, q01, q10, q11] = self.q.each_ref().map(|q| &q[..n]);
+        for j in 0..n {
+            let taps = [q00[j], q01[j], q10[j], q11[j]].map(f32::from);
+            out[j] = (lerp2(taps, a[j], b[j]) - norm.mean) * norm.scale;
         }
     }
 }
@@ -230,46 +285,17 @@ impl Normalise {
     pub const SURF: Normalise = Normalise { mean: 127.5, scale: 1.0 / 128.0 };
 }
 
-/// Per-row buffers of [`CanvasRotation::sample_row`].
-#[derive(Debug, Default)]
-struct RowScratch {
-    ix: Vec<i32>,
-    iy: Vec<i32>,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    /// The taps `q00, q01, q10, q11`, each channel-major (`k * n + j`).
-    q: [Vec<f32>; 4],
-}
-
-impl RowScratch {
-    fn resize(&mut self, n: usize, c: usize) {
-        self.ix.resize(n, 0);
-        self.iy.resize(n, 0);
-        self.a.resize(n, 0.0);
-        self.b.resize(n, 0.0);
-        for q in &mut self.q {
-            q.resize(n * c, 0.0);
-        }
-    }
-
-    /// `out[j] = (lerp2(taps of channel k, pixel j) - mean) * scale` for the `n = out.len()`
-    /// pixels of the last sampled row (one vectorisable pass).
-    fn blend_into(&self, k: usize, norm: Normalise, out: &mut [f32]) {
-        let n = out.len();
-        let (a, b) = (&self.a[..n], &self.b[..n]);
-        let [q00, q01, q10, q11] = self.q.each_ref().map(|q| &q[k * n..(k + 1) * n]);
-        for j in 0..n {
-            let v = lerp2([q00[j], q01[j], q10[j], q11[j]], a[j], b[j]);
-            out[j] = (v - norm.mean) * norm.scale;
-        }
-    }
-}
-
-/// `floor(v)` for |v| < 2^31 without a libm call (baseline x86-64 has no `roundss`).
+/// `(floor(v), floor(v) as i32)` for |v| < 2^22 in vectorisable arithmetic (baseline
+/// x86-64 has no `roundps`, and `as i32` saturates): adding `1.5 * 2^23` rounds `v` to the
+/// nearest integer, whose value then sits in the low mantissa bits; one step down when it
+/// rounded up.
 #[inline(always)]
-fn floor_i32(v: f32) -> i32 {
-    let t = v as i32; // towards zero (saturating)
-    t - i32::from((t as f32) > v)
+fn floor_parts(v: f32) -> (f32, i32) {
+    const MAGIC: f32 = 12_582_912.0;
+    let t = v + MAGIC;
+    let (r, i) = (t - MAGIC, t.to_bits() as i32 - 0x4B40_0000);
+    let up = r > v;
+    (r - f32::from(u8::from(up)), i - i32::from(up))
 }
 
 /// OpenCV's f32 bilinear blend of `[q00, q01, q10, q11]`, rounded half to even and
@@ -291,6 +317,20 @@ mod tests {
     use super::*;
     use crate::transform::Image;
     use crate::transform::image8::tests::noise;
+
+    #[test]
+    fn floor_parts_is_floor() {
+        // Integers, halves (ties), values just either side of integers, negatives, and the
+        // coordinate range of a rotation of a 2^20 image.
+        let eps = [0.0, 0.5, 1e-6, -1e-6, 0.999_99, 0.25];
+        for base in [-1_048_576.0f32, -200.0, -1.0, 0.0, 1.0, 2.0, 143.0, 1_048_575.0] {
+            for e in eps {
+                let v = base + e;
+                let (f, i) = floor_parts(v);
+                assert_eq!((f, i), (v.floor(), v.floor() as i32), "v = {v}");
+            }
+        }
+    }
 
     #[test]
     fn canvas_sizes_follow_the_reference() {

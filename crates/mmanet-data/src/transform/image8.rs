@@ -11,7 +11,7 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-use super::Image;
+use super::{Image, Planar8};
 use crate::{DataError, Result};
 
 /// An interleaved (HWC) 8-bit image with 1 (grey) or 3 (BGR) channels.
@@ -91,13 +91,7 @@ impl Image8 {
             return;
         }
         let row_out = width * c;
-        // Per output pixel: the first source element and the two weights.
-        scratch.xofs.clear();
-        scratch.xw.clear();
-        for (x0, x1, f) in fixed_taps(self.width, width) {
-            scratch.xofs.push(((x0 * c) as u32, ((x1 - x0) * c) as u32));
-            scratch.xw.push(weights_2048(f));
-        }
+        scratch.set_x_taps(self.width, width, c);
         scratch.rows[0].resize(row_out, 0);
         scratch.rows[1].resize(row_out, 0);
         let mut cached = [usize::MAX; 2];
@@ -125,14 +119,143 @@ impl Image8 {
             vresize_row(&scratch.rows[0], s1, b0, b1, orow);
         }
     }
+
+    /// [`Image8::resize_bilinear_into`] writing the planes of the result (CHW) into `out`:
+    /// the same values bit for bit, in the layout [`super::CanvasRotation`] reads.
+    ///
+    /// The horizontal pass keeps `S >> 4` as i16 (`S <= 255 * 2049`, so `S >> 4 <= 32655`):
+    /// the vertical pass is then `((s * b) >> 16)` on 16 bits, OpenCV's own SIMD form, which
+    /// vectorises (`pmulhw`).
+    ///
+    /// # Shapes
+    /// `out` becomes `[channels, height, width]`.
+    pub fn resize_bilinear_planar_into(
+        &self,
+        height: usize,
+        width: usize,
+        out: &mut Planar8,
+        scratch: &mut ResizeScratch,
+    ) {
+        let c = self.channels;
+        out.reshape(height, width, c);
+        if height == 0 || width == 0 || self.height == 0 || self.width == 0 || c == 0 {
+            out.data.fill(0);
+            return;
+        }
+        scratch.set_x_taps(self.width, width, c);
+        let ResizeScratch { xofs, xw, rows16, .. } = scratch;
+        rows16[0].resize(c * width, 0);
+        rows16[1].resize(c * width, 0);
+        let mut cached = [usize::MAX; 2];
+        let src_row = self.width * c;
+        let plane = height * width;
+        for (y, (y0, y1, f)) in fixed_taps(self.height, height).enumerate() {
+            // Slot 0 holds the horizontal pass of row y0, slot 1 that of y1 (unless equal).
+            if cached[0] != y0 {
+                if cached[1] == y0 {
+                    rows16.swap(0, 1);
+                    cached.swap(0, 1);
+                } else {
+                    let src = &self.data[y0 * src_row..(y0 + 1) * src_row];
+                    hresize_row_planar(src, c, xofs, xw, &mut rows16[0]);
+                    cached[0] = y0;
+                }
+            }
+            if y1 != y0 && cached[1] != y1 {
+                let src = &self.data[y1 * src_row..(y1 + 1) * src_row];
+                hresize_row_planar(src, c, xofs, xw, &mut rows16[1]);
+                cached[1] = y1;
+            }
+            let (b0, b1) = weights_2048(f);
+            let s1 = if y1 == y0 { &rows16[0] } else { &rows16[1] };
+            let planes = rows16[0].chunks_exact(width).zip(s1.chunks_exact(width));
+            for (k, (p, q)) in planes.enumerate() {
+                let dst = &mut out.data[k * plane + y * width..][..width];
+                vresize_row_i16(p, q, b0 as i16, b1 as i16, dst);
+            }
+        }
+    }
 }
 
-/// Reusable buffers of [`Image8::resize_bilinear_into`].
+/// Reusable buffers of [`Image8::resize_bilinear_into`] and
+/// [`Image8::resize_bilinear_planar_into`].
 #[derive(Clone, Debug, Default)]
 pub struct ResizeScratch {
     xofs: Vec<(u32, u32)>,
     xw: Vec<(i32, i32)>,
     rows: [Vec<i32>; 2],
+    /// `S >> 4` of two source rows, plane after plane.
+    rows16: [Vec<i16>; 2],
+}
+
+impl ResizeScratch {
+    /// Per output column: the first source element, the step to the second, the weights.
+    fn set_x_taps(&mut self, src_width: usize, width: usize, c: usize) {
+        self.xofs.clear();
+        self.xw.clear();
+        for (x0, x1, f) in fixed_taps(src_width, width) {
+            self.xofs.push(((x0 * c) as u32, ((x1 - x0) * c) as u32));
+            self.xw.push(weights_2048(f));
+        }
+    }
+}
+
+/// The horizontal pass into planes: `dst[k * width + x] = (a0 * p0 + a1 * p1) >> 4`.
+fn hresize_row_planar(
+    src: &[u8],
+    c: usize,
+    xofs: &[(u32, u32)],
+    xw: &[(i32, i32)],
+    dst: &mut [i16],
+) {
+    match c {
+        1 => hresize_row_planar_c::<1>(src, xofs, xw, dst),
+        3 => hresize_row_planar_c::<3>(src, xofs, xw, dst),
+        _ => {
+            let width = xofs.len();
+            for (k, plane) in dst.chunks_exact_mut(width).enumerate().take(c) {
+                for ((d, &(o, step)), &(a0, a1)) in plane.iter_mut().zip(xofs).zip(xw) {
+                    let o = o as usize + k;
+                    let s = i32::from(src[o]) * a0 + i32::from(src[o + step as usize]) * a1;
+                    *d = (s >> 4) as i16;
+                }
+            }
+        }
+    }
+}
+
+/// [`hresize_row_planar`] for `C` channels: one pass over the columns, `C` planes written.
+fn hresize_row_planar_c<const C: usize>(
+    src: &[u8],
+    xofs: &[(u32, u32)],
+    xw: &[(i32, i32)],
+    dst: &mut [i16],
+) {
+    let width = xofs.len();
+    let mut chunks = dst.chunks_exact_mut(width);
+    let planes: [&mut [i16]; C] = std::array::from_fn(|_| chunks.next().expect("C planes"));
+    for (x, (&(o, step), &(a0, a1))) in xofs.iter().zip(xw).enumerate() {
+        let (o, step) = (o as usize, step as usize);
+        let p = &src[o..o + step + C];
+        let (p0, p1) = (&p[..C], &p[p.len() - C..]);
+        for k in 0..C {
+            let s = i32::from(p0[k]) * a0 + i32::from(p1[k]) * a1;
+            planes[k][x] = (s >> 4) as i16;
+        }
+    }
+}
+
+/// The vertical pass on 16 bits: `((s0 * b0 >> 16) + (s1 * b1 >> 16) + 2) >> 2`, saturated.
+/// Every operand is non-negative (`s <= 32655`, `b <= 2049`), so the unsigned high-half
+/// multiply (`pmulhuw`) gives OpenCV's signed one, and the sum (at most 2042) stays below 256
+/// after the shift only when the input does (saturating anyway, as OpenCV).
+fn vresize_row_i16(s0: &[i16], s1: &[i16], b0: i16, b1: i16, dst: &mut [u8]) {
+    let (b0, b1) = (b0 as u16, b1 as u16);
+    for ((d, &p), &q) in dst.iter_mut().zip(s0).zip(s1) {
+        let m0 = ((u32::from(p as u16) * u32::from(b0)) >> 16) as u16;
+        let m1 = ((u32::from(q as u16) * u32::from(b1)) >> 16) as u16;
+        *d = ((m0 + m1 + 2) >> 2).min(255) as u8;
+    }
 }
 
 fn hresize_row(src: &[u8], c: usize, xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
@@ -297,6 +420,27 @@ pub(crate) mod tests {
         // Identity size is the identity.
         let img = noise(9, 9, 3, 1);
         assert_eq!(img.resize_bilinear(9, 9), img);
+    }
+
+    #[test]
+    fn planar_resize_equals_the_interleaved_resize_bit_for_bit() {
+        // Down, up, identity and odd sizes; one scratch reused across all of them.
+        let (mut out, mut scratch) = (Planar8::default(), ResizeScratch::default());
+        let cases = [(180, 180, 3, 144, 144), (180, 176, 1, 144, 144), (37, 23, 3, 16, 29)];
+        for (h, w, c, oh, ow) in cases.into_iter().chain([(9, 9, 1, 9, 9), (1, 4, 3, 3, 2)]) {
+            let img = noise(h, w, c, (h * w + c) as u32);
+            img.resize_bilinear_planar_into(oh, ow, &mut out, &mut scratch);
+            assert_eq!((out.height, out.width, out.planes), (oh, ow, c));
+            assert_eq!(
+                out.to_interleaved(),
+                img.resize_bilinear(oh, ow),
+                "{h}x{w}x{c} -> {oh}x{ow}"
+            );
+        }
+        // Saturated input: the largest horizontal sums still fit the 16-bit pass.
+        let white = Image8::new(7, 5, 3, vec![255; 105]).unwrap();
+        white.resize_bilinear_planar_into(4, 3, &mut out, &mut scratch);
+        assert!(out.data.iter().all(|&v| v == 255));
     }
 
     #[test]
