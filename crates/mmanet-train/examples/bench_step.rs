@@ -11,9 +11,15 @@
 //! bench_step --data DIR --load-breakdown N            one thread: decode vs augment, ms/sample
 //! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
 //!            [--device cpu|cuda] [--amp] [--channels-last] [--cudnn-benchmark]
-//!            [--load-only] [--load-batches B] [--width 64]
+//!            [--load-only] [--load-batches B] [--width 64] [--idle-mark-ms MS]
+//!            [--malloc-default]
 //! bench_step --synthetic-inputs --modalities M [--size 112] ...   random inputs, no loader
 //! ```
+//!
+//! Like `mmanet`, the program keeps freed tensor memory in the process
+//! ([`mmanet_train::cpu_memory`]); `--malloc-default` leaves glibc's allocator as it is, which is
+//! what the PyTorch twin runs with. `--idle-mark-ms` leaves the GPU idle around the timed steps
+//! for the busy-fraction probe (`benches/gpu_busy`).
 //!
 //! `--amp`: fp16 autocast for the network forwards, losses in f32, dynamic loss scaling
 //! ([`mmanet_train::amp::GradScaler`]). `--channels-last`: NHWC weights and inputs. On CUDA
@@ -69,6 +75,7 @@ struct Args {
     width: i64,
     seed: u64,
     idle_mark_ms: u64,
+    malloc_default: bool,
 }
 
 fn parse_args() -> BoxResult<Args> {
@@ -92,6 +99,7 @@ fn parse_args() -> BoxResult<Args> {
         width: 64,
         seed: 0,
         idle_mark_ms: 0,
+        malloc_default: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -114,6 +122,7 @@ fn parse_args() -> BoxResult<Args> {
             "--load-breakdown" => a.breakdown = value()?.parse()?,
             "--seed" => a.seed = value()?.parse()?,
             "--idle-mark-ms" => a.idle_mark_ms = value()?.parse()?,
+            "--malloc-default" => a.malloc_default = true,
             "--device" => {
                 a.device = match value()?.as_str() {
                     "cpu" => Device::Cpu,
@@ -133,7 +142,7 @@ fn parse_args() -> BoxResult<Args> {
                      [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--channels-last] \
                      [--cudnn-benchmark] [--load-only] [--load-batches B] [--load-breakdown N] \
                      [--width 64] [--seed 0] [--synthetic-inputs --modalities M --size 112] \
-                     [--idle-mark-ms MS]"
+                     [--idle-mark-ms MS] [--malloc-default]"
                 );
                 std::process::exit(0);
             }
@@ -334,6 +343,8 @@ fn main() -> BoxResult<()> {
     if args.breakdown > 0 {
         return load_breakdown(&args);
     }
+    // As `mmanet` does: freed tensor memory stays in the process (unless --malloc-default).
+    let keep_freed_memory = !args.malloc_default && mmanet_train::cpu_memory::keep_freed_memory();
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(args.seed as i64);
     if args.cudnn_benchmark {
@@ -349,6 +360,7 @@ fn main() -> BoxResult<()> {
         "amp": args.amp,
         "channels_last": args.channels_last,
         "cudnn_benchmark": args.cudnn_benchmark,
+        "keep_freed_memory": keep_freed_memory,
         "width": args.width,
         "modalities": if args.synthetic { args.modalities } else { 3 },
     });

@@ -23,6 +23,11 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    // CPU training reuses freed tensor memory instead of page-faulting it in again every step
+    // (mmanet_train::cpu_memory); MMANET_KEEP_FREED_MEMORY=0 keeps glibc's defaults.
+    if std::env::var("MMANET_KEEP_FREED_MEMORY").map_or(true, |v| v != "0") {
+        mmanet_train::cpu_memory::keep_freed_memory();
+    }
     match commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
