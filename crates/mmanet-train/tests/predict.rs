@@ -1,6 +1,8 @@
 //! `predict` from any subset of modality files: a tiny synthetic CASIA-SURF run (images), a
 //! tiny mfeat run (standardised text features) and a tiny synthetic NYUv2 run (label PNG).
 
+mod common;
+
 use std::path::Path;
 
 use mmanet_core::{Modality, ModalitySet};
@@ -198,57 +200,11 @@ fn text_features_are_standardised_as_in_training() {
     assert!(err.to_string().contains(&name) && err.to_string().contains("10 values"), "{err}");
 }
 
-fn tiny_segmentation(root: std::path::PathBuf) -> TrainConfig {
-    use mmanet_models::EsaNetConfig;
-    use mmanet_models::resnet::{BlockKind, ResNetConfig};
-    TrainConfig {
-        name: "tiny-seg".into(),
-        seed: 3,
-        device: "cpu".into(),
-        stage: Stage::Teacher,
-        epochs: 1,
-        skip_zero_lr_epochs: false,
-        checkpoint_keep: 0,
-        data: DataConfig {
-            dataset: DatasetSpec::SyntheticNyuv2 { root, n: 8, size: [64, 64], crop: [64, 64] },
-            batch_size: 4,
-            threads: 1,
-            prefetch: 2,
-            train_combos: vec![],
-            skip_bad_samples: false,
-            class_weighting: mmanet_train::segmentation::ClassWeighting::None,
-        },
-        model: NetConfig::Esanet(EsaNetConfig {
-            encoder: ResNetConfig {
-                block: BlockKind::Basic,
-                layers: [1, 1, 1, 1],
-                in_channels: 3,
-                width: 8,
-            },
-            n_classes: 5,
-            decoder_channels: [32, 16, 8],
-            decoder_blocks: 1,
-            ..EsaNetConfig::nyuv2()
-        }),
-        method: MethodConfig::mmanet_classification(),
-        optimizer: OptimizerConfig::Sgd {
-            lr: 0.01,
-            momentum: 0.9,
-            nesterov: true,
-            weight_decay: 1e-4,
-        },
-        schedule: LrSchedule::Constant,
-        eval: EvalConfig { combos: vec![], batch_size: 4, every: 1, bona_fide_label: None },
-        teacher: None,
-        compute: Default::default(),
-    }
-}
-
 #[test]
 fn segmentation_writes_a_label_png_matching_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let valid = tiny_segmentation(data.clone()).check().unwrap();
+    let valid = common::tiny_segmentation(Stage::Teacher, data.clone(), 1).check().unwrap();
     let run = RunDir::create(dir.path().join("run")).unwrap();
     Trainer::new(valid.clone(), run.clone()).unwrap().run(&mut Silent).unwrap();
     let weights = run.last_weights();
