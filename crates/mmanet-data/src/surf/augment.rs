@@ -104,10 +104,14 @@ impl SurfAugment {
         }
         let norm = Normalise::SURF;
         SCRATCH.with_borrow_mut(|(resized, scratch)| {
+            if resized.len() < images.len() {
+                resized.resize_with(images.len(), Planar8::default);
+            }
+            let resized = &mut resized[..images.len()];
             if !self.train {
-                for (img, out) in images.iter().zip(outs.iter_mut()) {
-                    img.resize_bilinear_planar_into(side, side, resized, scratch);
-                    write_chw(resized, norm, out);
+                for ((img, planes), out) in images.iter().zip(resized).zip(outs.iter_mut()) {
+                    img.resize_bilinear_planar_into(side, side, planes, scratch);
+                    write_chw(planes, norm, out);
                 }
                 return Ok(());
             }
@@ -128,18 +132,19 @@ impl SurfAugment {
             // np.random.randint(0, h - size): exclusive upper bound; 0 when equal.
             let top = if h > side { rng.random_range(0..h - side) } else { 0 };
             let left = if w > side { rng.random_range(0..w - side) } else { 0 };
-            for (img, out) in images.iter().zip(outs.iter_mut()) {
-                img.resize_bilinear_planar_into(self.resize, self.resize, resized, scratch);
-                rot.warp_window_planar(resized, top, left, side, flip, norm, out);
+            for (img, planes) in images.iter().zip(resized.iter_mut()) {
+                img.resize_bilinear_planar_into(self.resize, self.resize, planes, scratch);
             }
+            // One set of row coordinates for all modalities (same size, same rotation).
+            rot.warp_windows_planar(resized, top, left, side, flip, norm, outs);
             Ok(())
         })
     }
 }
 
 thread_local! {
-    /// The resized image (planes) and the resize buffers of this worker thread.
-    static SCRATCH: RefCell<(Planar8, ResizeScratch)> = RefCell::default();
+    /// The resized images (planes) and the resize buffers of this worker thread.
+    static SCRATCH: RefCell<(Vec<Planar8>, ResizeScratch)> = RefCell::default();
 }
 
 /// Planes (1 or 3) -> `[3, H, W]` normalised; a grey plane fills all three.

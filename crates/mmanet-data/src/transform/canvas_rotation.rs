@@ -115,9 +115,6 @@ impl CanvasRotation {
 
     /// [`CanvasRotation::warp_window_chw`] for a planar source (1 or 3 planes).
     ///
-    /// Per canvas row: the source coordinates of the window's pixels once, then per plane a
-    /// gather of the four taps and one vectorisable blend-and-normalise pass.
-    ///
     /// # Shapes
     /// `out` holds `3 * size * size` values (`[3, size, size]`); `src` is
     /// `[planes, height, width]` with 1 or 3 planes.
@@ -135,27 +132,66 @@ impl CanvasRotation {
         norm: Normalise,
         out: &mut [f32],
     ) {
-        let c = src.planes;
-        assert!(c == 1 || c == 3, "1 or 3 channels, not {c}");
+        self.warp_windows_planar(
+            std::slice::from_ref(src),
+            top,
+            left,
+            size,
+            flip,
+            norm,
+            &mut [out],
+        );
+    }
+
+    /// [`CanvasRotation::warp_window_planar`] for several sources of one size (the
+    /// modalities of a sample), `srcs[m]` into `outs[m]`.
+    ///
+    /// Per canvas row: the source coordinates and offsets of the window's pixels once for all
+    /// sources, then per plane a gather of the four taps and one vectorisable
+    /// blend-and-normalise pass.
+    ///
+    /// # Shapes
+    /// `outs[m]` holds `3 * size * size` values (`[3, size, size]`); every `srcs[m]` is
+    /// `[planes, height, width]` with 1 or 3 planes and the same height and width.
+    ///
+    /// # Panics
+    /// As [`CanvasRotation::warp_window_chw`]; also when the sources differ in size or
+    /// `outs` and `srcs` differ in length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn warp_windows_planar(
+        &self,
+        srcs: &[Planar8],
+        top: usize,
+        left: usize,
+        size: usize,
+        flip: bool,
+        norm: Normalise,
+        outs: &mut [&mut [f32]],
+    ) {
+        assert_eq!(srcs.len(), outs.len(), "one output per source");
+        let Some(first) = srcs.first() else { return };
         assert!(top + size <= self.height && left + size <= self.width, "window off the canvas");
         let plane = size * size;
-        assert_eq!(out.len(), 3 * plane, "output length");
-        let (p0, rest) = out.split_at_mut(plane);
-        let (p1, p2) = rest.split_at_mut(plane);
-        let rows = p0.chunks_exact_mut(size).zip(p1.chunks_exact_mut(size));
+        for (src, out) in srcs.iter().zip(outs.iter()) {
+            assert!(src.planes == 1 || src.planes == 3, "1 or 3 channels, not {}", src.planes);
+            assert_eq!((src.height, src.width), (first.height, first.width), "source sizes");
+            assert_eq!(out.len(), 3 * plane, "output length");
+        }
         ROWS.with_borrow_mut(|scratch| {
-            for (i, ((r0, r1), r2)) in rows.zip(p2.chunks_exact_mut(size)).enumerate() {
-                let span = self.row_coordinates(src, top + i, left, flip, size, scratch);
-                scratch.gather(src, 0, span);
-                scratch.blend_into(norm, r0);
-                if c == 1 {
-                    r1.copy_from_slice(r0);
-                    r2.copy_from_slice(r0);
-                } else {
-                    scratch.gather(src, 1, span);
-                    scratch.blend_into(norm, r1);
-                    scratch.gather(src, 2, span);
-                    scratch.blend_into(norm, r2);
+            for i in 0..size {
+                let span = self.row_coordinates(first, top + i, left, flip, size, scratch);
+                let row = i * size;
+                for (src, out) in srcs.iter().zip(outs.iter_mut()) {
+                    for k in 0..src.planes {
+                        scratch.gather(src, k, span);
+                        scratch.blend_into(norm, &mut out[k * plane + row..][..size]);
+                    }
+                    if src.planes == 1 {
+                        let (p0, rest) = out.split_at_mut(plane);
+                        let r0 = &p0[row..row + size];
+                        rest[row..row + size].copy_from_slice(r0);
+                        rest[plane + row..plane + row + size].copy_from_slice(r0);
+                    }
                 }
             }
         });
@@ -198,6 +234,11 @@ impl CanvasRotation {
         let lo = (0..n).find(|&j| inside(j)).unwrap_or(n);
         let hi = (lo..n).rfind(|&j| inside(j)).map_or(lo, |j| j + 1);
         debug_assert!((lo..hi).all(inside), "interior span");
+        let w = src.width as u32;
+        let offsets = rows.off[lo..hi].iter_mut().zip(&rows.ix[lo..hi]).zip(&rows.iy[lo..hi]);
+        for ((o, &x), &y) in offsets {
+            *o = y as u32 * w + x as u32;
+        }
         (lo, hi)
     }
 }
@@ -207,10 +248,12 @@ impl CanvasRotation {
 struct RowScratch {
     ix: Vec<i32>,
     iy: Vec<i32>,
+    /// `iy * width + ix` (the first tap's offset in a plane) inside the interior span.
+    off: Vec<u32>,
     a: Vec<f32>,
     b: Vec<f32>,
-    /// The taps `q00, q01, q10, q11` of one plane.
-    q: [Vec<u8>; 4],
+    /// The taps of one plane: `[q00, q01]` (upper row) and `[q10, q11]` (lower row).
+    q: [Vec<[u8; 2]>; 2],
 }
 
 thread_local! {
@@ -222,10 +265,11 @@ impl RowScratch {
     fn resize(&mut self, n: usize) {
         self.ix.resize(n, 0);
         self.iy.resize(n, 0);
+        self.off.resize(n, 0);
         self.a.resize(n, 0.0);
         self.b.resize(n, 0.0);
         for q in &mut self.q {
-            q.resize(n, 0);
+            q.resize(n, [0; 2]);
         }
     }
 
@@ -234,13 +278,12 @@ impl RowScratch {
     fn gather(&mut self, src: &Planar8, k: usize, (lo, hi): (usize, usize)) {
         let data = src.plane(k);
         let (w, h) = (src.width, src.height);
-        let [q00, q01, q10, q11] = &mut self.q;
-        let taps = q00[lo..hi].iter_mut().zip(&mut q01[lo..hi]).zip(&mut q10[lo..hi]);
-        let coords = self.ix[lo..hi].iter().zip(&self.iy[lo..hi]);
-        for ((((t00, t01), t10), t11), (&x, &y)) in taps.zip(&mut q11[lo..hi]).zip(coords) {
-            let base = y as usize * w + x as usize;
-            let r = &data[base..base + w + 2];
-            (*t00, *t01, *t10, *t11) = (r[0], r[1], r[w], r[w + 1]);
+        let [upper, lower] = &mut self.q;
+        let taps = upper[lo..hi].iter_mut().zip(&mut lower[lo..hi]);
+        // Two 16-bit loads and stores per pixel (adjacent bytes).
+        for ((up, low), &o) in taps.zip(&self.off[lo..hi]) {
+            let r = &data[o as usize..o as usize + w + 2];
+            (*up, *low) = ([r[0], r[1]], [r[w], r[w + 1]]);
         }
         let (wi, hi_) = (w as i32, h as i32);
         let tap = |ty: i32, tx: i32| -> u8 {
@@ -252,8 +295,8 @@ impl RowScratch {
         };
         for j in (0..lo).chain(hi..self.ix.len()) {
             let (x, y) = (self.ix[j], self.iy[j]);
-            (q00[j], q01[j], q10[j], q11[j]) =
-                (tap(y, x), tap(y, x + 1), tap(y + 1, x), tap(y + 1, x + 1));
+            upper[j] = [tap(y, x), tap(y, x + 1)];
+            lower[j] = [tap(y + 1, x), tap(y + 1, x + 1)];
         }
     }
 
@@ -262,9 +305,9 @@ impl RowScratch {
     fn blend_into(&self, norm: Normalise, out: &mut [f32]) {
         let n = out.len();
         let (a, b) = (&self.a[..n], &self.b[..n]);
-        let [q00, q01, q10, q11] = self.q.each_ref().map(|q| &q[..n]);
+        let [upper, lower] = self.q.each_ref().map(|q| &q[..n]);
         for j in 0..n {
-            let taps = [q00[j], q01[j], q10[j], q11[j]].map(f32::from);
+            let taps = [upper[j][0], upper[j][1], lower[j][0], lower[j][1]].map(f32::from);
             out[j] = (lerp2(taps, a[j], b[j]) - norm.mean) * norm.scale;
         }
     }
@@ -317,6 +360,27 @@ mod tests {
     use super::*;
     use crate::transform::Image;
     use crate::transform::image8::tests::noise;
+
+    #[test]
+    fn several_sources_at_once_equal_one_at_a_time() {
+        // A sample's modalities (colour, grey, grey) share the row coordinates; each output
+        // must be what the source alone gives (grey replicated to three planes).
+        let images = [noise(30, 30, 3, 11), noise(30, 30, 1, 12), noise(30, 30, 1, 13)];
+        let planar: Vec<Planar8> = images.iter().map(Planar8::from_interleaved).collect();
+        let (norm, size) = (Normalise::SURF, 20);
+        for (angle, flip) in [(-27, true), (0, false), (14, true)] {
+            let r = CanvasRotation::new(30, 30, angle, 0.8);
+            let (top, left) = (r.height - size, 1);
+            let mut outs = vec![vec![f32::NAN; 3 * size * size]; 3];
+            let mut slots: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+            r.warp_windows_planar(&planar, top, left, size, flip, norm, &mut slots);
+            for (img, out) in images.iter().zip(&outs) {
+                let mut alone = vec![0f32; 3 * size * size];
+                r.warp_window_chw(img, top, left, size, flip, norm, &mut alone);
+                assert_eq!(out, &alone, "angle {angle}, {} channels", img.channels);
+            }
+        }
+    }
 
     #[test]
     fn floor_parts_is_floor() {
