@@ -645,120 +645,45 @@ fn to_markdown(exp: &Experiment, r: &Value, opts: &Options) -> String {
 
 /// An SVG: the mean metric per combination with ± std bars, one series per student model.
 fn write_svg(exp: &Experiment, r: &Value, path: &Path) -> Result<()> {
-    use plotters::prelude::*;
-    use plotters::style::text_anchor::{HPos, Pos, VPos};
-    let order: Vec<String> = r["combination_order"]
+    use mmanet_plot::{CombinationChart, LegendCorner, Point, Series, combination_chart};
+    let combinations: Vec<String> = r["combination_order"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
         .unwrap_or_default();
-    // (label, per-combination (mean, std) in %)
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut series = Vec::new();
     for m in r["models"].as_array().into_iter().flatten() {
         if m["teacher"] == json!(true) {
             continue;
         }
-        let values = order
+        let points = combinations
             .iter()
             .map(|c| {
                 m["combinations"]
                     .as_array()
                     .and_then(|a| a.iter().find(|x| x["present"] == json!(c)))
-                    .map_or((f64::NAN, 0.0), |x| {
+                    .map_or(Point::new(f64::NAN), |x| {
                         let mean = x["mean"].as_f64().unwrap_or(f64::NAN);
-                        (100.0 * mean, 100.0 * x["std"].as_f64().unwrap_or(0.0))
+                        Point::with_std(100.0 * mean, 100.0 * x["std"].as_f64().unwrap_or(0.0))
                     })
             })
             .collect();
-        series.push((m["label"].as_str().unwrap_or("").to_string(), values));
+        series.push(Series { name: m["label"].as_str().unwrap_or("").to_string(), points });
     }
-    let finite = series
-        .iter()
-        .flat_map(|s| s.1.iter().flat_map(|(m, d)| [m - d, m + d]))
-        .filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-    let (lo, hi) =
-        if lo <= hi { ((lo - 2.0).max(0.0), (hi + 2.0).min(100.0)) } else { (0.0, 100.0) };
-    let n = order.len().max(1);
-    let many = n > 12;
-    let width = if many { (200 + 22 * n) as u32 } else { (160 + 80 * n).max(640) as u32 };
-    let root = SVGBackend::new(path, (width, if many { 560 } else { 440 })).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{}: {} (%) per modality combination, mean ± std over {} seed(s)",
-                exp.name, exp.metric, r["seeds"]
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(14)
-        .x_label_area_size(if many { 150 } else { 60 })
-        .y_label_area_size(55)
-        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)?;
-    let names = order.clone();
-    // Many combinations: vertical labels that start at the axis and run downwards.
-    let label_style = if many {
-        TextStyle::from(("sans-serif", 11).into_font().transform(FontTransform::Rotate90))
-            .pos(Pos::new(HPos::Left, VPos::Center))
-    } else {
-        TextStyle::from(("sans-serif", 13).into_font())
-    };
-    chart
-        .configure_mesh()
-        .x_labels(n)
-        .x_label_style(label_style.clone())
-        .x_label_formatter(&move |x| {
-            let i = x.round() as i64;
-            // Many combinations: drawn below, vertically, starting at the axis.
-            if !many && (x - i as f64).abs() < 1e-6 && i >= 0 && (i as usize) < names.len() {
-                names[i as usize].clone()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc(format!("{} (%)", exp.metric))
-        .draw()?;
-    if many {
-        for (i, name) in order.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(i as f64, lo));
-            root.draw(&Text::new(name.clone(), (x, y + 6), label_style.clone()))?;
-        }
-    }
-    for (k, (name, values)) in series.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        // Series side by side within a combination, so error bars do not overlap.
-        let shift = (k as f64 - (series.len() as f64 - 1.0) / 2.0) * 0.06;
-        let points: Vec<(f64, f64)> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.0.is_finite())
-            .map(|(i, v)| (i as f64 + shift, v.0))
-            .collect();
-        chart.draw_series(values.iter().enumerate().filter(|(_, v)| v.0.is_finite()).map(
-            |(i, (m, d))| {
-                let x = i as f64 + shift;
-                PathElement::new(vec![(x, m - d), (x, m + d)], color.stroke_width(1))
-            },
-        ))?;
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(if exp.higher_is_better {
-            SeriesLabelPosition::LowerRight
+    let chart = CombinationChart {
+        title: format!(
+            "{}: {} (%) per modality combination, mean ± std over {} seed(s)",
+            exp.name, exp.metric, r["seeds"]
+        ),
+        y_label: format!("{} (%)", exp.metric),
+        combinations,
+        series,
+        legend: if exp.higher_is_better {
+            LegendCorner::LowerRight
         } else {
-            SeriesLabelPosition::UpperRight
-        })
-        .draw()?;
-    root.present().with_context(|| format!("writing {}", path.display()))?;
+            LegendCorner::UpperRight
+        },
+    };
+    combination_chart(path, &chart)?;
     Ok(())
 }
 
