@@ -17,6 +17,7 @@ mod image8;
 mod planar8;
 
 pub use canvas_rotation::{CanvasRotation, Normalise};
+pub(crate) use image8::{ChannelOrder, read_any_order_into};
 pub use image8::{Image8, ResizeScratch, decode_bgr_into, read_bgr, read_bgr_into};
 pub use planar8::Planar8;
 

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::transform::{CanvasRotation, Image8, Normalise, Planar8, ResizeScratch};
+use crate::transform::{CanvasRotation, ChannelOrder, Image8, Normalise, Planar8, ResizeScratch};
 use crate::{DataError, Result};
 
 /// The CASIA-SURF transform (mmanet_spec.md section 5.1), the same geometry for all
@@ -87,6 +87,18 @@ impl SurfAugment {
         rng: &mut ChaCha8Rng,
         outs: &mut [&mut [f32]],
     ) -> Result<()> {
+        self.apply_into_ordered(images, |_| ChannelOrder::Bgr, rng, outs)
+    }
+
+    /// [`SurfAugment::apply_into`] for images whose colour channels are in `order(m)` (BGR or
+    /// RGB): the outputs are BGR either way.
+    pub(crate) fn apply_into_ordered(
+        &self,
+        images: &[Image8],
+        order: impl Fn(usize) -> ChannelOrder,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
         let side = self.crop;
         let plane = 3 * side * side;
         if outs.len() != images.len() {
@@ -109,8 +121,9 @@ impl SurfAugment {
             }
             let resized = &mut resized[..images.len()];
             if !self.train {
-                for ((img, planes), out) in images.iter().zip(resized).zip(outs.iter_mut()) {
-                    img.resize_bilinear_planar_into(side, side, planes, scratch);
+                let pairs = images.iter().zip(resized).zip(outs.iter_mut()).enumerate();
+                for (m, ((img, planes), out)) in pairs {
+                    img.resize_planar_ordered(side, side, planes, scratch, order(m));
                     write_chw(planes, norm, out);
                 }
                 return Ok(());
@@ -132,8 +145,8 @@ impl SurfAugment {
             // np.random.randint(0, h - size): exclusive upper bound; 0 when equal.
             let top = if h > side { rng.random_range(0..h - side) } else { 0 };
             let left = if w > side { rng.random_range(0..w - side) } else { 0 };
-            for (img, planes) in images.iter().zip(resized.iter_mut()) {
-                img.resize_bilinear_planar_into(self.resize, self.resize, planes, scratch);
+            for (m, (img, planes)) in images.iter().zip(resized.iter_mut()).enumerate() {
+                img.resize_planar_ordered(self.resize, self.resize, planes, scratch, order(m));
             }
             // One set of row coordinates for all modalities (same size, same rotation).
             rot.warp_windows_planar(resized, top, left, side, flip, norm, outs);

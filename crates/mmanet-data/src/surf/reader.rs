@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SurfAugment;
 use crate::dataset::{get_via_into, index_error};
-use crate::transform::{Image8, read_bgr_into};
+use crate::transform::{ChannelOrder, Image8, read_any_order_into};
 use crate::{DataError, Dataset, Result, Sample, Target, Task};
 
 /// One line of a list file.
@@ -154,11 +154,12 @@ impl Dataset for SurfDataset {
 }
 
 thread_local! {
-    /// This worker thread's file bytes and decoded images.
-    static FILES: RefCell<(Vec<u8>, Vec<Image8>)> = RefCell::default();
+    /// This worker thread's file bytes, decoded images and their channel orders.
+    static FILES: RefCell<(Vec<u8>, Vec<Image8>, Vec<ChannelOrder>)> = RefCell::default();
 }
 
-/// Reads `paths` (one image per modality, [`read_bgr_into`]) and transforms them with
+/// Reads `paths` (one image per modality, as [`crate::transform::read_bgr_into`] reads them,
+/// colour JPEGs left in RGB order for the planar resize to reorder) and transforms them with
 /// `augment` into `outs`, reusing this thread's buffers; `name` wraps read errors (e.g. with
 /// the list line).
 ///
@@ -171,13 +172,44 @@ pub(crate) fn read_augment_into(
     outs: &mut [&mut [f32]],
     name: impl Fn(DataError) -> DataError,
 ) -> Result<()> {
-    FILES.with_borrow_mut(|(file, images)| {
+    FILES.with_borrow_mut(|(file, images, orders)| {
         if images.len() < paths.len() {
             images.resize_with(paths.len(), Image8::default);
         }
+        orders.clear();
         for (p, img) in paths.iter().zip(images.iter_mut()) {
-            read_bgr_into(p, img, file).map_err(&name)?;
+            orders.push(read_any_order_into(p, img, file).map_err(&name)?);
         }
-        augment.apply_into(&images[..paths.len()], rng, outs)
+        augment.apply_into_ordered(&images[..paths.len()], |m| orders[m], rng, outs)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seeding::{Stream, derive_rng};
+    use crate::surf::write_synthetic_surf;
+    use crate::transform::read_bgr;
+
+    #[test]
+    fn rgb_jpegs_reordered_by_the_resize_equal_the_bgr_path() {
+        // Colour JPEGs stay RGB here and the resize reorders their planes; the result must be
+        // the transform of `read_bgr`'s BGR images, bit for bit, in train and test modes.
+        let dir = tempfile::tempdir().unwrap();
+        let info = write_synthetic_surf(dir.path(), 3, 5, 40).unwrap();
+        let ds = SurfDataset::open(dir.path(), &info.lists[0]).unwrap();
+        for (train, seed) in [(true, 1), (true, 2), (false, 3)] {
+            let aug = SurfAugment::sized(train, 32, 24);
+            for e in ds.entries() {
+                let images: Vec<Image8> = e.paths.iter().map(|p| read_bgr(p).unwrap()).collect();
+                assert_eq!(images[0].channels, 3, "the colour modality is colour");
+                let mut r1 = derive_rng(seed, 0, e.line as u64, Stream::Augment);
+                let expected = aug.apply(&images, &mut r1.clone()).unwrap();
+                let mut outs = vec![vec![f32::NAN; 3 * 24 * 24]; 3];
+                let mut slots: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+                read_augment_into(&e.paths, &aug, &mut r1, &mut slots, |e| e).unwrap();
+                assert_eq!(outs, expected, "train {train}, line {}", e.line);
+            }
+        }
+    }
 }

@@ -136,7 +136,21 @@ impl Image8 {
         out: &mut Planar8,
         scratch: &mut ResizeScratch,
     ) {
+        self.resize_planar_ordered(height, width, out, scratch, ChannelOrder::Bgr);
+    }
+
+    /// [`Image8::resize_bilinear_planar_into`] for an image whose channels are in `order`:
+    /// the planes come out in BGR order either way (RGB channels are written in reverse).
+    pub(crate) fn resize_planar_ordered(
+        &self,
+        height: usize,
+        width: usize,
+        out: &mut Planar8,
+        scratch: &mut ResizeScratch,
+        order: ChannelOrder,
+    ) {
         let c = self.channels;
+        let reverse = order == ChannelOrder::Rgb && c > 1;
         out.reshape(height, width, c);
         if height == 0 || width == 0 || self.height == 0 || self.width == 0 || c == 0 {
             out.data.fill(0);
@@ -170,6 +184,7 @@ impl Image8 {
             let s1 = if y1 == y0 { &rows16[0] } else { &rows16[1] };
             let planes = rows16[0].chunks_exact(width).zip(s1.chunks_exact(width));
             for (k, (p, q)) in planes.enumerate() {
+                let k = if reverse { c - 1 - k } else { k };
                 let dst = &mut out.data[k * plane + y * width..][..width];
                 vresize_row_i16(p, q, b0 as i16, b1 as i16, dst);
             }
@@ -329,18 +344,54 @@ pub fn read_bgr(path: &Path) -> Result<Image8> {
 
 /// [`read_bgr`] into `out`, reusing its buffer and `file` (the file's bytes).
 pub fn read_bgr_into(path: &Path, out: &mut Image8, file: &mut Vec<u8>) -> Result<()> {
+    read_file(path, file)?;
+    decode_bgr_into(file, path, out)
+}
+
+/// The channel order of a decoded colour image (grey images are either).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChannelOrder {
+    /// Blue, green, red: what [`read_bgr`] gives.
+    Bgr,
+    /// Red, green, blue: colour JPEGs as the decoder writes them.
+    Rgb,
+}
+
+/// [`read_bgr_into`] without the final swap of colour JPEGs, which then stay RGB (the planar
+/// resize puts their planes in BGR order): the same values, one pass fewer.
+pub(crate) fn read_any_order_into(
+    path: &Path,
+    out: &mut Image8,
+    file: &mut Vec<u8>,
+) -> Result<ChannelOrder> {
+    read_file(path, file)?;
+    decode_into(file, path, out, ChannelOrder::Rgb)
+}
+
+fn read_file(path: &Path, file: &mut Vec<u8>) -> Result<()> {
     use std::io::Read;
     file.clear();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(file))
         .map_err(|e| DataError::io(path, e))?;
-    decode_bgr_into(file, path, out)
+    Ok(())
 }
 
 /// Decodes encoded image bytes as [`read_bgr`] does; `path` only names the file in errors.
 pub fn decode_bgr_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<()> {
-    if bytes.starts_with(&[0xFF, 0xD8]) && decode_jpeg_into(bytes, path, out)? {
-        return Ok(());
+    decode_into(bytes, path, out, ChannelOrder::Bgr).map(|_| ())
+}
+
+/// Decodes to grey or colour; colour JPEGs come out in `jpeg_order`, other colour images in
+/// BGR. Returns the order of `out`.
+fn decode_into(
+    bytes: &[u8],
+    path: &Path,
+    out: &mut Image8,
+    jpeg_order: ChannelOrder,
+) -> Result<ChannelOrder> {
+    if bytes.starts_with(&[0xFF, 0xD8]) && decode_jpeg_into(bytes, path, out, jpeg_order)? {
+        return Ok(if out.channels == 3 { jpeg_order } else { ChannelOrder::Bgr });
     }
     let img = image::load_from_memory(bytes).map_err(|e| DataError::decode(path, e.to_string()))?;
     let (w, h) = (img.width() as usize, img.height() as usize);
@@ -355,12 +406,17 @@ pub fn decode_bgr_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<()
         out.reshape(h, w, 1);
         out.data.copy_from_slice(grey.as_raw());
     }
-    Ok(())
+    Ok(ChannelOrder::Bgr)
 }
 
-/// Decodes a JPEG with zune-jpeg; `Ok(false)` for colour spaces it cannot give as BGR or grey
-/// (CMYK, YCCK, ...), which the caller hands to the `image` crate.
-fn decode_jpeg_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<bool> {
+/// Decodes a JPEG with zune-jpeg, colour in `order`; `Ok(false)` for colour spaces it cannot
+/// give as RGB/BGR or grey (CMYK, YCCK, ...), which the caller hands to the `image` crate.
+fn decode_jpeg_into(
+    bytes: &[u8],
+    path: &Path,
+    out: &mut Image8,
+    order: ChannelOrder,
+) -> Result<bool> {
     let err = |e: zune_jpeg::errors::DecodeErrors| DataError::decode(path, e.to_string());
     // Colour is decoded to RGB (zune-jpeg's AVX2 colour conversion; its BGR output is
     // scalar) and swapped to BGR here.
@@ -376,7 +432,7 @@ fn decode_jpeg_into(bytes: &[u8], path: &Path, out: &mut Image8) -> Result<bool>
     let (w, h) = dec.dimensions().ok_or_else(|| DataError::decode(path, "no JPEG dimensions"))?;
     out.reshape(h, w, channels);
     dec.decode_into(&mut out.data).map_err(err)?;
-    if channels == 3 {
+    if channels == 3 && order == ChannelOrder::Bgr {
         for px in out.data.chunks_exact_mut(3) {
             px.swap(0, 2);
         }
