@@ -123,9 +123,10 @@ impl Image8 {
     /// [`Image8::resize_bilinear_into`] writing the planes of the result (CHW) into `out`:
     /// the same values bit for bit, in the layout [`super::CanvasRotation`] reads.
     ///
-    /// The horizontal pass keeps `S >> 4` as i16 (`S <= 255 * 2049`, so `S >> 4 <= 32655`):
-    /// the vertical pass is then `((s * b) >> 16)` on 16 bits, OpenCV's own SIMD form, which
-    /// vectorises (`pmulhw`).
+    /// The horizontal pass keeps `S >> 4` as i16 (`S <= 255 * 2049`, so `S >> 4 <= 32655`)
+    /// for every source row, two rows per sweep over the column taps; the vertical pass is
+    /// then `((s * b) >> 16)` on 16 bits, OpenCV's own SIMD form, which vectorises
+    /// (`pmulhuw`).
     ///
     /// # Shapes
     /// `out` becomes `[channels, height, width]`.
@@ -157,32 +158,30 @@ impl Image8 {
             return;
         }
         scratch.set_x_taps(self.width, width, c);
-        let ResizeScratch { xofs, xw, rows16, .. } = scratch;
-        rows16[0].resize(c * width, 0);
-        rows16[1].resize(c * width, 0);
-        let mut cached = [usize::MAX; 2];
+        let ResizeScratch { xofs, xw, rows16: all, .. } = scratch;
+        // The horizontal pass of every source row first (two rows per sweep over the column
+        // taps, sharing their loads), then the vertical pass reading two per output row.
         let src_row = self.width * c;
+        let row16 = c * width;
+        all.resize(self.height * row16, 0);
+        let mut src_pairs = self.data.chunks_exact(2 * src_row);
+        let mut dst_pairs = all.chunks_exact_mut(2 * row16);
+        for (s, d) in (&mut src_pairs).zip(&mut dst_pairs) {
+            let (s0, s1) = s.split_at(src_row);
+            let (d0, d1) = d.split_at_mut(row16);
+            hresize_two_rows_planar(s0, s1, c, xofs, xw, d0, d1);
+        }
+        if let (Some(s), Some(d)) =
+            (src_pairs.remainder().get(..src_row), dst_pairs.into_remainder().get_mut(..row16))
+        {
+            hresize_row_planar(s, c, xofs, xw, d);
+        }
         let plane = height * width;
         for (y, (y0, y1, f)) in fixed_taps(self.height, height).enumerate() {
-            // Slot 0 holds the horizontal pass of row y0, slot 1 that of y1 (unless equal).
-            if cached[0] != y0 {
-                if cached[1] == y0 {
-                    rows16.swap(0, 1);
-                    cached.swap(0, 1);
-                } else {
-                    let src = &self.data[y0 * src_row..(y0 + 1) * src_row];
-                    hresize_row_planar(src, c, xofs, xw, &mut rows16[0]);
-                    cached[0] = y0;
-                }
-            }
-            if y1 != y0 && cached[1] != y1 {
-                let src = &self.data[y1 * src_row..(y1 + 1) * src_row];
-                hresize_row_planar(src, c, xofs, xw, &mut rows16[1]);
-                cached[1] = y1;
-            }
             let (b0, b1) = weights_2048(f);
-            let s1 = if y1 == y0 { &rows16[0] } else { &rows16[1] };
-            let planes = rows16[0].chunks_exact(width).zip(s1.chunks_exact(width));
+            let s0 = &all[y0 * row16..(y0 + 1) * row16];
+            let s1 = &all[y1 * row16..(y1 + 1) * row16];
+            let planes = s0.chunks_exact(width).zip(s1.chunks_exact(width));
             for (k, (p, q)) in planes.enumerate() {
                 let k = if reverse { c - 1 - k } else { k };
                 let dst = &mut out.data[k * plane + y * width..][..width];
@@ -199,8 +198,8 @@ pub struct ResizeScratch {
     xofs: Vec<(u32, u32)>,
     xw: Vec<(i32, i32)>,
     rows: [Vec<i32>; 2],
-    /// `S >> 4` of two source rows, plane after plane.
-    rows16: [Vec<i16>; 2],
+    /// `S >> 4` of every source row, each row plane after plane.
+    rows16: Vec<i16>,
 }
 
 impl ResizeScratch {
@@ -235,6 +234,51 @@ fn hresize_row_planar(
                     *d = (s >> 4) as i16;
                 }
             }
+        }
+    }
+}
+
+/// [`hresize_row_planar`] of two source rows in one sweep over the column taps.
+fn hresize_two_rows_planar(
+    s0: &[u8],
+    s1: &[u8],
+    c: usize,
+    xofs: &[(u32, u32)],
+    xw: &[(i32, i32)],
+    d0: &mut [i16],
+    d1: &mut [i16],
+) {
+    match c {
+        1 => hresize_two_rows_planar_c::<1>(s0, s1, xofs, xw, d0, d1),
+        3 => hresize_two_rows_planar_c::<3>(s0, s1, xofs, xw, d0, d1),
+        _ => {
+            hresize_row_planar(s0, c, xofs, xw, d0);
+            hresize_row_planar(s1, c, xofs, xw, d1);
+        }
+    }
+}
+
+fn hresize_two_rows_planar_c<const C: usize>(
+    s0: &[u8],
+    s1: &[u8],
+    xofs: &[(u32, u32)],
+    xw: &[(i32, i32)],
+    d0: &mut [i16],
+    d1: &mut [i16],
+) {
+    let width = xofs.len();
+    let mut c0 = d0.chunks_exact_mut(width);
+    let mut c1 = d1.chunks_exact_mut(width);
+    let p0s: [&mut [i16]; C] = std::array::from_fn(|_| c0.next().expect("C planes"));
+    let p1s: [&mut [i16]; C] = std::array::from_fn(|_| c1.next().expect("C planes"));
+    for (x, (&(o, step), &(a0, a1))) in xofs.iter().zip(xw).enumerate() {
+        let (o, step) = (o as usize, step as usize);
+        let (r0, r1) = (&s0[o..o + step + C], &s1[o..o + step + C]);
+        for k in 0..C {
+            let v0 = i32::from(r0[k]) * a0 + i32::from(r0[step + k]) * a1;
+            let v1 = i32::from(r1[k]) * a0 + i32::from(r1[step + k]) * a1;
+            p0s[k][x] = (v0 >> 4) as i16;
+            p1s[k][x] = (v1 >> 4) as i16;
         }
     }
 }
