@@ -3,14 +3,14 @@
 //! libtorch allocates every CPU tensor with `posix_memalign`. glibc serves large blocks (above
 //! its mmap threshold: 128 KiB, adaptive up to 32 MiB) with fresh `mmap`s and unmaps them when
 //! they are freed, so each training step faults in and zero-fills its activations again. For the
-//! CASIA-SURF student at B = 16 on one thread that is ~220k page faults per step and a fifth of
-//! the process's time in the kernel. [`keep_freed_memory`] turns glibc's mmap path off (glibc
-//! still falls back to it for a request its heap cannot grow to) and stops it trimming the heap,
-//! so freed blocks are reused by the next step: about 60 % fewer page faults and 10 % shorter
-//! steps there (docs/performance.md, "CPU allocator"). It helps the thread that allocates the
-//! tensors (the training thread, which allocates from glibc's main heap); other threads' heaps
-//! hold at most 64 MiB, so their larger blocks are still mmapped. The cost: the process keeps
-//! its peak heap until it exits, and fragmentation can raise the peak resident memory a little.
+//! CASIA-SURF student at B = 64 on 2 threads that is ~2.1 million page faults and ~7.8 s of
+//! kernel time per 4-step run. [`keep_freed_memory`] turns glibc's mmap path off (glibc still
+//! falls back to it for a request its heap cannot grow to) and stops it trimming the heap, so
+//! freed blocks are reused by the next step: 0.57 million faults, ~2.1 s of kernel time, median
+//! step 8455 -> 7193 ms (docs/performance.md, CPU "Run 5"). It helps the thread that allocates
+//! the tensors (the training thread, which allocates from glibc's main heap); other threads'
+//! heaps hold at most 64 MiB, so their larger blocks are still mmapped. The cost: the process
+//! keeps its peak heap until it exits (peak resident memory +6 % there).
 //!
 //! It changes the C allocator of the whole process, so only a program's `main` should call it,
 //! once, early; `mmanet` (the app) does unless `MMANET_KEEP_FREED_MEMORY=0`.
