@@ -16,13 +16,15 @@
  *
  * A thread of the probe forces CUPTI to hand over its buffers every GPU_BUSY_FLUSH_MS (default
  * 50 ms), partly filled ones included: the trailing idle mark lets the last records arrive
- * before exit, and the exit handler tries one more forced flush. (The first version relied on
- * CUPTI's periodic flush alone, which returned only part of the last buffer in one run: a
- * timed segment shorter than its steps' wall time shows such a loss.) `last_end_ms` in the
- * output is the end of the last record received, on the same clock as the segments' starts.
+ * before exit, and the exit handler makes no CUPTI or CUDA call (the driver may be gone by
+ * then). The first version relied on CUPTI's periodic flush alone, which returned only part of
+ * the last buffer in one run: a timed segment shorter than its steps' wall time shows such a
+ * loss. `last_end_ms` in the output is the end of the last record received, on the same clock
+ * as the segments' starts.
  *
  * Build (done by `cargo xtask gpu-bench`):
- *   cc -O2 -shared -fPIC -I<cupti include> gpu_busy.c -o libgpu_busy.so -L<cupti lib> -l:libcupti.so.13
+ *   cc -O2 -shared -fPIC -Iinclude -I<cupti include> gpu_busy.c -o libgpu_busy.so \
+ *      -L<cupti lib> -l:libcupti.so.13 -lpthread
  */
 #include <cupti.h>
 #include <pthread.h>
@@ -139,7 +141,6 @@ __attribute__((constructor)) static void gpu_busy_start(void) {
 
 __attribute__((destructor)) static void gpu_busy_report(void) {
     if (!enabled || getpid() != owner) return;
-    cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
     pthread_mutex_lock(&lock);
     if (n_intervals == 0) { /* no device work: a wrapper process, leave the file alone */
         pthread_mutex_unlock(&lock);
