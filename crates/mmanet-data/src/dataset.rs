@@ -79,7 +79,6 @@ pub(crate) fn copy_into(sample: &Sample, index: usize, outs: &mut [&mut [f32]]) 
     Ok(())
 }
 
-/// The error for an index past the end.
 /// [`Dataset::get`] for data sets with [`Dataset::fixed_shapes`] whose real work is in
 /// [`Dataset::get_into`]: allocates one buffer per modality and fills it.
 pub(crate) fn get_via_into<D: Dataset + ?Sized>(
@@ -102,6 +101,7 @@ pub(crate) fn get_via_into<D: Dataset + ?Sized>(
     Ok(Sample { inputs, target })
 }
 
+/// The error for an index past the end.
 pub(crate) fn index_error(index: usize, len: usize) -> crate::DataError {
     crate::DataError::Config(format!("sample index {index} out of range for a set of {len}"))
 }

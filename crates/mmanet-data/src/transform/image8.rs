@@ -317,32 +317,9 @@ fn vresize_row_i16(s0: &[i16], s1: &[i16], b0: i16, b1: i16, dst: &mut [u8]) {
     }
 }
 
+/// The interleaved horizontal pass: `dst[x * c + k] = a0 * p0 + a1 * p1` (the planar pass,
+/// [`hresize_row_planar`], is the one the loader runs).
 fn hresize_row(src: &[u8], c: usize, xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
-    match c {
-        1 => hresize_row_c::<1>(src, xofs, xw, dst),
-        3 => hresize_row_c::<3>(src, xofs, xw, dst),
-        _ => hresize_row_dyn(src, c, xofs, xw, dst),
-    }
-}
-
-/// The horizontal pass for `C` channels: `dst[x * C + k] = a0 * p0 + a1 * p1`.
-fn hresize_row_c<const C: usize>(
-    src: &[u8],
-    xofs: &[(u32, u32)],
-    xw: &[(i32, i32)],
-    dst: &mut [i32],
-) {
-    for ((d, &(o, step)), &(a0, a1)) in dst.chunks_exact_mut(C).zip(xofs).zip(xw) {
-        let (o, step) = (o as usize, step as usize);
-        let p0: &[u8; C] = src[o..o + C].try_into().expect("C values");
-        let p1: &[u8; C] = src[o + step..o + step + C].try_into().expect("C values");
-        for k in 0..C {
-            d[k] = i32::from(p0[k]) * a0 + i32::from(p1[k]) * a1;
-        }
-    }
-}
-
-fn hresize_row_dyn(src: &[u8], c: usize, xofs: &[(u32, u32)], xw: &[(i32, i32)], dst: &mut [i32]) {
     for ((d, &(o, step)), &(a0, a1)) in dst.chunks_exact_mut(c).zip(xofs).zip(xw) {
         let (o, step) = (o as usize, step as usize);
         for (k, dk) in d.iter_mut().enumerate() {
