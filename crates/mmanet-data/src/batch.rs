@@ -1,7 +1,6 @@
 //! [`Batch`]: samples collated into tensors on the consumer thread.
 
 use mmanet_core::{ModalityMask, ModalitySet};
-use tch::kind::Element;
 use tch::{Device, Tensor};
 
 use crate::{DataError, Result, Sample, Target};
@@ -219,47 +218,5 @@ fn collate_targets(targets: &[&Target], indices: &[usize]) -> Result<Tensor> {
             }
             Ok(Tensor::f_from_slice(&v)?.f_reshape([targets.len() as i64, h as i64, w as i64])?)
         }
-    }
-}
-
-/// A CPU tensor of shape `size` holding `data`, filled without an OpenMP parallel region.
-///
-/// `Tensor::from_slice` zero-fills its new tensor before copying into it, and libtorch runs a
-/// fill of more than `GRAIN_SIZE` (32768) elements on an OpenMP team, whose idle threads then
-/// spin for milliseconds: on the loader's prefetch thread that took a core from the decoding
-/// threads. Here the tensor is allocated uninitialised (`empty`) and filled by serial copies
-/// of chunks below that size (the chunk's staging tensor stays in cache).
-///
-/// # Shapes
-/// `size` multiplies to `data.len()`; the result has shape `size`.
-pub(crate) fn serial_tensor<T: Element>(data: &[T], size: &[i64]) -> Result<Tensor> {
-    const CHUNK: usize = 16 * 1024;
-    let t = Tensor::f_empty([data.len() as i64], (T::KIND, Device::Cpu))?;
-    for (i, part) in data.chunks(CHUNK).enumerate() {
-        let src = Tensor::f_from_slice(part)?;
-        t.f_narrow(0, (i * CHUNK) as i64, part.len() as i64)?.f_copy_(&src)?;
-    }
-    Ok(t.f_reshape(size)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serial_tensor_equals_from_slice() {
-        // Lengths around the 16384-element chunk, empty included; f32 and i64.
-        for n in [0usize, 1, 16_383, 16_384, 2 * 16_384 + 5] {
-            let v: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
-            let t = serial_tensor(&v, &[n as i64]).unwrap();
-            assert!(t.equal(&Tensor::from_slice(&v)), "f32, {n} values");
-            let w: Vec<i64> = (0..n as i64).map(|i| i * 7 - 11).collect();
-            assert!(serial_tensor(&w, &[n as i64]).unwrap().equal(&Tensor::from_slice(&w)));
-        }
-        let v: Vec<f32> = (0..2 * 3 * 4 * 5).map(|i| i as f32).collect();
-        let t = serial_tensor(&v, &[2, 3, 4, 5]).unwrap();
-        assert_eq!(t.size(), [2, 3, 4, 5]);
-        assert!(t.equal(&Tensor::from_slice(&v).reshape([2, 3, 4, 5])));
-        assert!(serial_tensor(&v, &[7, 7]).is_err(), "size must match the data");
     }
 }

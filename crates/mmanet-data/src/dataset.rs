@@ -41,7 +41,9 @@ pub trait Dataset: Send + Sync {
 
     /// [`Dataset::get`] writing modality `m` into `outs[m]` (as many values as
     /// `fixed_shapes()[m]` holds), returning the target; must give the same values and draw
-    /// the same random numbers as `get`. The default calls `get` and copies.
+    /// the same random numbers as `get`, and must write every value of `outs` on success:
+    /// the loader hands it the uninitialised memory of its batch tensors. The default calls
+    /// `get` and copies.
     ///
     /// # Shapes
     /// `outs[m]` holds the product of modality `m`'s shape values.

@@ -31,6 +31,7 @@
 pub mod avmnist;
 pub mod basicmotions;
 mod batch;
+mod batch_memory;
 pub mod cefa;
 pub mod cityscapes;
 mod dataset;

@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use tch::Tensor;
 
-use crate::batch::serial_tensor;
+use crate::batch_memory::BatchMemory;
 use crate::seeding::{Stream, derive_rng};
 use crate::{Batch, DataError, Dataset, MaskPolicy, Result, Sample, Target};
 
@@ -266,50 +266,47 @@ impl Producer {
         }
     }
 
-    /// Fixed-shape data sets: the workers decode straight into two alternating sets of batch
-    /// buffers (no per-sample vectors); while they fill batch `k`, this thread turns batch
-    /// `k - 1` into tensors (the one copy) and sends it.
+    /// Fixed-shape data sets: the workers decode straight into the memory of the batch
+    /// tensors (no per-sample vectors, no copy); while they fill batch `k`, this thread
+    /// allocates (and pins) the tensors of batch `k + 1`.
     fn run_direct(
         &self,
         chunks: &[Vec<usize>],
         shapes: &[Vec<i64>],
         tx: &SyncSender<Result<Decoded>>,
     ) {
-        let per: Vec<usize> = shapes.iter().map(|s| s.iter().product::<i64>() as usize).collect();
-        let mut bufs: [Vec<Vec<f32>>; 2] =
-            [vec![Vec::new(); per.len()], vec![Vec::new(); per.len()]];
-        let mut prev: Option<Filled> = None;
+        // Only this thread creates tensors: libtorch may start an OpenMP thread team in any
+        // thread that runs a tensor operation, and the decoding threads should not own one.
+        let alloc = |chunk: &Vec<usize>| BatchMemory::new(chunk.len(), shapes, self.pin);
+        let mut next = chunks.first().map(alloc);
         for (k, chunk) in chunks.iter().enumerate() {
-            let [b0, b1] = &mut bufs;
-            let (cur, last) = if k % 2 == 0 { (b0, b1) } else { (b1, b0) };
-            let pending = prev.take();
-            let (mut filled, mut sent) = (None, true);
-            // The pool fills batch k while this thread makes the tensors of batch k - 1. Only
-            // this thread creates tensors: libtorch zero-fills a new tensor with OpenMP, which
-            // would start a thread team in every decoding thread that did so.
-            self.pool.in_place_scope(|s| {
-                s.spawn(|_| filled = Some(self.fill(chunk, cur, &per)));
-                if let Some(p) = pending {
-                    sent = self.emit(p, last, shapes, &per, tx);
+            let mut memory = match next.take() {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                    return;
                 }
+                None => return,
+            };
+            let mut filled = Vec::new();
+            let per = memory.per_sample().to_vec();
+            self.pool.in_place_scope(|s| {
+                let slices = memory.slices_mut();
+                s.spawn(|_| filled = self.fill(chunk, slices, &per));
+                next = chunks.get(k + 1).map(alloc);
             });
-            if !sent {
+            if !self.emit(filled, memory, tx) {
                 return;
             }
-            prev = filled;
-        }
-        if let Some(p) = prev {
-            let last = &mut bufs[(chunks.len() + 1) % 2];
-            self.emit(p, last, shapes, &per, tx);
         }
     }
 
-    /// Decodes `chunk` in parallel, sample `j`'s modality `m` into `bufs[m][j * per[m]..]`.
-    fn fill(&self, chunk: &[usize], bufs: &mut [Vec<f32>], per: &[usize]) -> Filled {
+    /// Decodes `chunk` in parallel, sample `j`'s modality `m` into
+    /// `bufs[m][j * per[m]..(j + 1) * per[m]]` (every `per[m] > 0`).
+    fn fill(&self, chunk: &[usize], bufs: Vec<&mut [f32]>, per: &[usize]) -> Filled {
         let mut slots: Vec<Vec<&mut [f32]>> =
-            (0..chunk.len()).map(|_| Vec::with_capacity(per.len())).collect();
-        for (buf, &p) in bufs.iter_mut().zip(per) {
-            buf.resize(chunk.len() * p, 0.0);
+            (0..chunk.len()).map(|_| Vec::with_capacity(bufs.len())).collect();
+        for (buf, &p) in bufs.into_iter().zip(per) {
             for (slot, part) in slots.iter_mut().zip(buf.chunks_exact_mut(p)) {
                 slot.push(part);
             }
@@ -324,19 +321,19 @@ impl Producer {
             .collect()
     }
 
-    /// Turns a filled batch into tensors (dropping skipped samples) and sends it; false when
+    /// Hands a filled batch out as tensors (skipped samples dropped) and sends it; false when
     /// the iteration must stop (an error was sent, or the receiver is gone).
     fn emit(
         &self,
         filled: Filled,
-        bufs: &mut [Vec<f32>],
-        shapes: &[Vec<i64>],
-        per: &[usize],
+        mut memory: BatchMemory,
         tx: &SyncSender<Result<Decoded>>,
     ) -> bool {
         let mut targets = Vec::with_capacity(filled.len());
         let mut indices = Vec::with_capacity(filled.len());
         let mut combos = Vec::with_capacity(filled.len());
+        let per = memory.per_sample().to_vec();
+        let mut bufs = memory.slices_mut();
         for (slot, (i, r)) in filled.into_iter().enumerate() {
             match r {
                 Ok(t) => {
@@ -344,7 +341,7 @@ impl Producer {
                     // earlier sample was skipped.
                     let to = targets.len();
                     if to != slot {
-                        for (buf, &p) in bufs.iter_mut().zip(per) {
+                        for (buf, &p) in bufs.iter_mut().zip(&per) {
                             buf.copy_within(slot * p..(slot + 1) * p, to * p);
                         }
                     }
@@ -360,27 +357,11 @@ impl Producer {
                 }
             }
         }
+        drop(bufs);
         if targets.is_empty() {
             return true;
         }
-        let n = targets.len();
-        let inputs = bufs
-            .iter()
-            .zip(shapes)
-            .zip(per)
-            .map(|((buf, shape), &p)| {
-                let mut size = vec![n as i64];
-                size.extend_from_slice(shape);
-                // Not `Tensor::from_slice`: its parallel zero-fill left an OpenMP team spinning
-                // on this thread's behalf (~12 % of the CPU at 2 decoding threads).
-                let t = serial_tensor(&buf[..n * p], &size)?;
-                Ok(match self.pin {
-                    Some(device) => t.f_pin_memory(device)?,
-                    None => t,
-                })
-            })
-            .collect::<Result<Vec<_>>>();
-        let out = inputs.map(|inputs| Decoded {
+        let out = memory.into_tensors(targets.len()).map(|inputs| Decoded {
             payload: Payload::Collated { inputs, targets },
             combos,
             indices,
