@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::{DataError, Result};
 
 mod canvas_rotation;
+mod hresize_x86;
 mod image8;
 mod planar8;
 

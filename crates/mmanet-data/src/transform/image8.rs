@@ -11,6 +11,7 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
+use super::hresize_x86::{self, PlaneTaps};
 use super::{Image, Planar8};
 use crate::{DataError, Result};
 
@@ -150,6 +151,21 @@ impl Image8 {
         scratch: &mut ResizeScratch,
         order: ChannelOrder,
     ) {
+        self.resize_planar_with(height, width, out, scratch, order, hresize_x86::available());
+    }
+
+    /// [`Image8::resize_planar_ordered`], its horizontal pass on SIMD plane rows
+    /// ([`Image8::hresize_planes`]) when `simd` and there are 1 or 3 channels, else scalar
+    /// ([`hresize_two_rows_planar`]): the same values either way.
+    fn resize_planar_with(
+        &self,
+        height: usize,
+        width: usize,
+        out: &mut Planar8,
+        scratch: &mut ResizeScratch,
+        order: ChannelOrder,
+        simd: bool,
+    ) {
         let c = self.channels;
         let reverse = order == ChannelOrder::Rgb && c > 1;
         out.reshape(height, width, c);
@@ -157,25 +173,31 @@ impl Image8 {
             out.data.fill(0);
             return;
         }
-        scratch.set_x_taps(self.width, width, c);
-        let ResizeScratch { xofs, xw, rows16: all, .. } = scratch;
-        // The horizontal pass of every source row first (two rows per sweep over the column
-        // taps, sharing their loads), then the vertical pass reading two per output row.
         let src_row = self.width * c;
         let row16 = c * width;
-        all.resize(self.height * row16, 0);
-        let mut src_pairs = self.data.chunks_exact(2 * src_row);
-        let mut dst_pairs = all.chunks_exact_mut(2 * row16);
-        for (s, d) in (&mut src_pairs).zip(&mut dst_pairs) {
-            let (s0, s1) = s.split_at(src_row);
-            let (d0, d1) = d.split_at_mut(row16);
-            hresize_two_rows_planar(s0, s1, c, xofs, xw, d0, d1);
+        scratch.rows16.resize(self.height * row16, 0);
+        if simd && (c == 1 || c == 3) {
+            self.hresize_planes(width, scratch);
+        } else {
+            scratch.set_x_taps(self.width, width, c);
+            let ResizeScratch { xofs, xw, rows16: all, .. } = scratch;
+            // The horizontal pass of every source row first (two rows per sweep over the
+            // column taps, sharing their loads), then the vertical pass reading two per
+            // output row.
+            let mut src_pairs = self.data.chunks_exact(2 * src_row);
+            let mut dst_pairs = all.chunks_exact_mut(2 * row16);
+            for (s, d) in (&mut src_pairs).zip(&mut dst_pairs) {
+                let (s0, s1) = s.split_at(src_row);
+                let (d0, d1) = d.split_at_mut(row16);
+                hresize_two_rows_planar(s0, s1, c, xofs, xw, d0, d1);
+            }
+            if let (Some(s), Some(d)) =
+                (src_pairs.remainder().get(..src_row), dst_pairs.into_remainder().get_mut(..row16))
+            {
+                hresize_row_planar(s, c, xofs, xw, d);
+            }
         }
-        if let (Some(s), Some(d)) =
-            (src_pairs.remainder().get(..src_row), dst_pairs.into_remainder().get_mut(..row16))
-        {
-            hresize_row_planar(s, c, xofs, xw, d);
-        }
+        let all = &scratch.rows16;
         let plane = height * width;
         for (y, (y0, y1, f)) in fixed_taps(self.height, height).enumerate() {
             let (b0, b1) = weights_2048(f);
@@ -191,6 +213,36 @@ impl Image8 {
     }
 }
 
+impl Image8 {
+    /// The horizontal pass of every row into `scratch.rows16` plane row by plane row
+    /// ([`hresize_x86::hresize_plane_row`]); colour rows are split into planes first.
+    fn hresize_planes(&self, width: usize, scratch: &mut ResizeScratch) {
+        let (c, n) = (self.channels, self.width);
+        let ResizeScratch { plane_taps, colour_row, rows16, .. } = scratch;
+        plane_taps.set(n, width, || {
+            // Weights are at most 2048: i16 holds them.
+            let tap = |(x0, x1, f)| {
+                let (a0, a1) = weights_2048(f);
+                (x0 as u32, x1 as u32, a0 as i16, a1 as i16)
+            };
+            fixed_taps(n, width).map(tap).collect()
+        });
+        colour_row.resize(3 * n, 0);
+        let (p0, rest) = colour_row.split_at_mut(n);
+        let (p1, p2) = rest.split_at_mut(n);
+        for (src, dst) in self.data.chunks_exact(c * n).zip(rows16.chunks_exact_mut(c * width)) {
+            if c == 1 {
+                hresize_x86::hresize_plane_row(src, plane_taps, dst);
+                continue;
+            }
+            hresize_x86::deinterleave3(src, p0, p1, p2);
+            for (p, d) in [&*p0, &*p1, &*p2].into_iter().zip(dst.chunks_exact_mut(width)) {
+                hresize_x86::hresize_plane_row(p, plane_taps, d);
+            }
+        }
+    }
+}
+
 /// Reusable buffers of [`Image8::resize_bilinear_into`] and
 /// [`Image8::resize_bilinear_planar_into`].
 #[derive(Clone, Debug, Default)]
@@ -200,6 +252,10 @@ pub struct ResizeScratch {
     rows: [Vec<i32>; 2],
     /// `S >> 4` of every source row, each row plane after plane.
     rows16: Vec<i16>,
+    /// The column taps of the SIMD plane pass.
+    plane_taps: PlaneTaps,
+    /// One colour row split into its three planes.
+    colour_row: Vec<u8>,
 }
 
 impl ResizeScratch {
@@ -518,6 +574,46 @@ pub(crate) mod tests {
         let white = Image8::new(7, 5, 3, vec![255; 105]).unwrap();
         white.resize_bilinear_planar_into(4, 3, &mut out, &mut scratch);
         assert!(out.data.iter().all(|&v| v == 255));
+    }
+
+    #[test]
+    fn simd_horizontal_pass_equals_the_scalar_pass_bit_for_bit() {
+        // Random sizes (a fixed LCG): widths 1..=220 (below 16, not multiples of 8),
+        // downscales to 1/5 and upscales to 2x, both channel orders; one scratch reused for
+        // every SIMD call (its taps are cached per width pair) and one for the scalar calls.
+        let (mut simd, mut scalar) = (Planar8::default(), Planar8::default());
+        let (mut s_simd, mut s_scalar) = (ResizeScratch::default(), ResizeScratch::default());
+        let mut state = 99u32;
+        let mut next = |n: usize| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (state >> 8) as usize % n
+        };
+        let mut cases = vec![(180, 180, 3, 144, 144), (180, 180, 1, 144, 144), (16, 64, 1, 16, 16)];
+        cases.extend([(5, 180, 3, 5, 45), (3, 17, 3, 2, 15), (2, 15, 1, 2, 31), (4, 16, 3, 4, 8)]);
+        for _ in 0..400 {
+            let (h, w, c) = (1 + next(24), 1 + next(220), [1, 3][next(2)]);
+            let ow = (w / 5).max(1) + next(2 * w + 4 - (w / 5).max(1));
+            cases.push((h, w, c, 1 + next(30), ow));
+        }
+        for (i, &(h, w, c, oh, ow)) in cases.iter().enumerate() {
+            let img = noise(h, w, c, i as u32);
+            for order in [ChannelOrder::Bgr, ChannelOrder::Rgb] {
+                img.resize_planar_with(oh, ow, &mut simd, &mut s_simd, order, true);
+                img.resize_planar_with(oh, ow, &mut scalar, &mut s_scalar, order, false);
+                let shape = |p: &Planar8| (p.height, p.width, p.planes, p.data.len());
+                let first_diff = simd.data.iter().zip(&scalar.data).position(|(a, b)| a != b);
+                let case = format!("{h}x{w}x{c} -> {oh}x{ow}, {order:?}");
+                assert_eq!((shape(&simd), first_diff), (shape(&scalar), None), "{case}");
+            }
+        }
+        // The loader's sizes do run on SIMD: all 18 octets of 180 -> 144 fit their windows.
+        let img = noise(180, 180, 3, 5);
+        img.resize_planar_with(144, 144, &mut simd, &mut s_simd, ChannelOrder::Rgb, true);
+        assert_eq!(s_simd.plane_taps.simd_octets(), 144 / 8);
+        // Saturated input: the largest sums pack to i16 without saturating.
+        let white = Image8::new(3, 40, 3, vec![255; 360]).unwrap();
+        white.resize_planar_with(2, 37, &mut simd, &mut s_simd, ChannelOrder::Bgr, true);
+        assert!(simd.data.iter().all(|&v| v == 255));
     }
 
     #[test]
