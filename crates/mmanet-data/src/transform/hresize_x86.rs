@@ -1,5 +1,6 @@
-//! The horizontal pass of the planar 8-bit bilinear resize on x86_64 SIMD (SSSE3, detected at
-//! run time), bit-exact with the scalar pass of [`super::image8`].
+//! The horizontal pass of the planar 8-bit bilinear resize on x86_64 SIMD (AVX2, else SSSE3,
+//! detected at run time; std caches the detection), bit-exact with the scalar pass of
+//! [`super::image8`].
 //!
 //! One plane row (contiguous `u8`) at a time, outputs in octets: each half of an octet (four
 //! outputs) loads 16 source bytes at a precomputed base, `pshufb` gathers the four
@@ -7,7 +8,8 @@
 //! exact i32 sums `a0 * p0 + a1 * p1`, shifted right by 4 and packed to i16 (the sums are at
 //! most `255 * 2049 >> 4 = 32655`, so the pack never saturates). Octets whose taps do not fit
 //! 16 bytes (downscales beyond about 4x), rows narrower than 16 and the last `width % 8`
-//! outputs take the scalar formula. Colour rows are first split into three planes.
+//! outputs take the scalar formula. AVX2 does two octets per step (each octet's two windows
+//! in the two 128-bit lanes). Colour rows are first split into three planes.
 
 // The workspace denies `unsafe_code`; this module is the one exception: SIMD intrinsics are
 // unsafe functions (`#[target_feature]`, unaligned loads through raw pointers). Every unsafe
@@ -88,7 +90,7 @@ impl PlaneTaps {
     }
 }
 
-/// Whether the SIMD pass runs on this CPU (std caches the detection).
+/// Whether the SIMD pass runs on this CPU (SSSE3 at least; std caches the detection).
 pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -114,16 +116,19 @@ pub(super) fn hresize_plane_row(src: &[u8], taps: &PlaneTaps, dst: &mut [i16]) {
     }
 }
 
-/// The SIMD octets of [`hresize_plane_row`] where SSSE3 is present; returns how many leading
+/// The SIMD octets of [`hresize_plane_row`] where AVX2 or SSSE3 is present; returns how many leading
 /// outputs are done (`8 * octets`, or 0).
 #[cfg(target_arch = "x86_64")]
 fn simd_octets(src: &[u8], taps: &PlaneTaps, dst: &mut [i16]) -> usize {
-    if !available() {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above).
+        unsafe { hresize_octets_avx2(src, &taps.octets, &taps.taps, dst) };
+    } else if available() {
+        // SAFETY: SSSE3 is present (checked just above).
+        unsafe { hresize_octets(src, &taps.octets, &taps.taps, dst) };
+    } else {
         return 0;
     }
-    // SAFETY: SSSE3 is present (checked just above); `src` and `dst` have the lengths the
-    // octets were built for (asserted by the caller), which is all `hresize_octets` relies on.
-    unsafe { hresize_octets(src, &taps.octets, &taps.taps, dst) };
     8 * taps.octets.len()
 }
 
@@ -139,12 +144,11 @@ fn tap(src: &[u8], x0: u32, x1: u32, a0: i16, a1: i16) -> i16 {
     (s >> 4) as i16
 }
 
-/// The octets of [`hresize_plane_row`]: `dst[..8 * octets.len()]`.
+/// The octets of [`hresize_plane_row`] on SSSE3: `dst[..8 * octets.len()]`.
 ///
 /// # Safety
-/// SSSE3 must be available; `octets` must come from [`PlaneTaps::set`] for a source width of
-/// `src.len()` (so every SIMD half has `base + 16 <= src.len()`; checked again here) and `dst`
-/// must hold at least `8 * octets.len()` values (checked).
+/// SSSE3 must be available. (Every access is bounds-checked: octets built for another source
+/// width panic rather than read outside `src`.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 unsafe fn hresize_octets(
@@ -153,19 +157,92 @@ unsafe fn hresize_octets(
     taps: &[(u32, u32, i16, i16)],
     dst: &mut [i16],
 ) {
-    use std::arch::x86_64::{__m128i, _mm_packs_epi32, _mm_storeu_si128};
     let out = &mut dst[..8 * octets.len()];
     for ((o, d), t) in octets.iter().zip(out.chunks_exact_mut(8)).zip(taps.chunks_exact(8)) {
-        if !o.simd {
-            for (di, &(x0, x1, a0, a1)) in d.iter_mut().zip(t) {
-                *di = tap(src, x0, x1, a0, a1);
-            }
-            continue;
-        }
-        let packed = _mm_packs_epi32(half(src, o, 0), half(src, o, 1));
-        // SAFETY: `d` is a chunk of exactly 8 i16 = 16 bytes; unaligned store.
-        unsafe { _mm_storeu_si128(d.as_mut_ptr().cast::<__m128i>(), packed) };
+        octet_ssse3(src, o, t, d);
     }
+}
+
+/// The octets of [`hresize_plane_row`] on AVX2, two at a time (one 256-bit `pshufb`,
+/// `pmaddwd` and shift per octet, the two packed and reordered into 16 outputs).
+///
+/// # Safety
+/// AVX2 must be available (bounds are checked as in [`hresize_octets`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn hresize_octets_avx2(
+    src: &[u8],
+    octets: &[Octet],
+    taps: &[(u32, u32, i16, i16)],
+    dst: &mut [i16],
+) {
+    use std::arch::x86_64::{
+        __m256i, _mm256_packs_epi32, _mm256_permute4x64_epi64, _mm256_storeu_si256,
+    };
+    let out = &mut dst[..8 * octets.len()];
+    let mut pairs = octets.chunks_exact(2);
+    let mut outs = out.chunks_exact_mut(16);
+    let mut tap_pairs = taps.chunks_exact(16);
+    for ((p, d), t) in (&mut pairs).zip(&mut outs).zip(&mut tap_pairs) {
+        if p[0].simd && p[1].simd {
+            // 64-bit quarters after the pack: [o0 0..4, o1 0..4, o0 4..8, o1 4..8].
+            let packed = _mm256_packs_epi32(octet_avx2(src, &p[0]), octet_avx2(src, &p[1]));
+            let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+            // SAFETY: `d` is a chunk of exactly 16 i16 = 32 bytes; unaligned store.
+            unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast::<__m256i>(), ordered) };
+        } else {
+            let (d0, d1) = d.split_at_mut(8);
+            octet_ssse3(src, &p[0], &t[..8], d0);
+            octet_ssse3(src, &p[1], &t[8..], d1);
+        }
+    }
+    if let ([o], d, t) = (pairs.remainder(), outs.into_remainder(), tap_pairs.remainder()) {
+        octet_ssse3(src, o, t, d);
+    }
+}
+
+/// One octet on SSSE3 (or the scalar formula where it does not fit its windows).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+#[inline]
+fn octet_ssse3(src: &[u8], o: &Octet, t: &[(u32, u32, i16, i16)], d: &mut [i16]) {
+    use std::arch::x86_64::{__m128i, _mm_packs_epi32, _mm_storeu_si128};
+    let d: &mut [i16; 8] = d.try_into().expect("8 outputs per octet");
+    if !o.simd {
+        for (di, &(x0, x1, a0, a1)) in d.iter_mut().zip(t) {
+            *di = tap(src, x0, x1, a0, a1);
+        }
+        return;
+    }
+    let packed = _mm_packs_epi32(half(src, o, 0), half(src, o, 1));
+    // SAFETY: `d` is exactly 8 i16 = 16 bytes; unaligned store.
+    unsafe { _mm_storeu_si128(d.as_mut_ptr().cast::<__m128i>(), packed) };
+}
+
+/// The eight outputs of an octet, `(a0 * p0 + a1 * p1) >> 4` as i32: outputs 0..4 in the low
+/// 128-bit lane, 4..8 in the high one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn octet_avx2(src: &[u8], o: &Octet) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_castsi128_si256, _mm256_inserti128_si256,
+        _mm256_loadu_si256, _mm256_madd_epi16, _mm256_shuffle_epi8, _mm256_srai_epi32,
+    };
+    let w0 = &src[o.base[0] as usize..][..16];
+    let w1 = &src[o.base[1] as usize..][..16];
+    // SAFETY: `w0` and `w1` are bounds-checked 16-byte slices; `o.mask` and `o.weights` are
+    // 32 bytes each (two 16-byte arrays, contiguous); the unaligned loads read exactly those.
+    let (v0, v1, m, w) = unsafe {
+        (
+            _mm_loadu_si128(w0.as_ptr().cast::<__m128i>()),
+            _mm_loadu_si128(w1.as_ptr().cast::<__m128i>()),
+            _mm256_loadu_si256(o.mask.as_ptr().cast::<__m256i>()),
+            _mm256_loadu_si256(o.weights.as_ptr().cast::<__m256i>()),
+        )
+    };
+    let v = _mm256_inserti128_si256::<1>(_mm256_castsi128_si256(v0), v1);
+    _mm256_srai_epi32::<4>(_mm256_madd_epi16(_mm256_shuffle_epi8(v, m), w))
 }
 
 /// Four outputs of an octet: `(a0 * p0 + a1 * p1) >> 4` as i32.
@@ -268,4 +345,74 @@ unsafe fn deinterleave3_ssse3(src: &[u8], p0: &mut [u8], p1: &mut [u8], p2: &mut
         done += 16;
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::image8::column_taps;
+    use super::*;
+
+    #[test]
+    fn every_simd_level_equals_the_scalar_formula() {
+        // Down to 1/5 (octets that do not fit their windows), up to 2.4x, widths below 16 and
+        // not multiples of 8; a source row of noise with 0 and 255 at both ends.
+        let sizes = [(180, 144), (16, 16), (17, 8), (15, 40), (64, 16), (200, 40), (180, 45)];
+        let sizes = sizes.into_iter().chain([(37, 90), (100, 23), (90, 17), (33, 32), (40, 9)]);
+        let mut taps = PlaneTaps::default();
+        for (n, w) in sizes {
+            taps.set(n, w, || column_taps(n, w));
+            let mut src: Vec<u8> = (0..n as u32).map(|i| (i * 97 + n as u32) as u8).collect();
+            src[0] = 255;
+            src[n - 1] = 255;
+            src[n / 2] = 0;
+            let expected: Vec<i16> =
+                taps.taps.iter().map(|&(x0, x1, a0, a1)| tap(&src, x0, x1, a0, a1)).collect();
+            let mut dst = vec![-1; w];
+            hresize_plane_row(&src, &taps, &mut dst);
+            assert_eq!(dst, expected, "dispatched, {n} -> {w}");
+            #[cfg(target_arch = "x86_64")]
+            {
+                let done = 8 * taps.octets.len();
+                if std::arch::is_x86_feature_detected!("ssse3") {
+                    dst.fill(-1);
+                    // SAFETY: SSSE3 is present (checked just above).
+                    unsafe { hresize_octets(&src, &taps.octets, &taps.taps, &mut dst) };
+                    assert_eq!(dst[..done], expected[..done], "SSSE3, {n} -> {w}");
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    dst.fill(-1);
+                    // SAFETY: AVX2 is present (checked just above).
+                    unsafe { hresize_octets_avx2(&src, &taps.octets, &taps.taps, &mut dst) };
+                    assert_eq!(dst[..done], expected[..done], "AVX2, {n} -> {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn octets_fit_their_windows_up_to_4x_down() {
+        // Four outputs at scale s span at most 3s + 2 source pixels: 14 <= 16 at 4x.
+        let mut taps = PlaneTaps::default();
+        for (n, w) in [(180, 144), (180, 45), (400, 100), (31, 16)] {
+            taps.set(n, w, || column_taps(n, w));
+            assert_eq!(taps.simd_octets(), w / 8, "{n} -> {w}");
+        }
+        // Beyond (5x) some do not, and rows narrower than 16 never do.
+        taps.set(200, 40, || column_taps(200, 40));
+        assert!(taps.simd_octets() < 5);
+        taps.set(15, 40, || column_taps(15, 40));
+        assert_eq!(taps.simd_octets(), 0);
+    }
+
+    #[test]
+    fn deinterleave3_splits_every_length() {
+        for n in [0, 1, 15, 16, 17, 47, 48, 180] {
+            let src: Vec<u8> = (0..3 * n).map(|i| (i * 7 % 256) as u8).collect();
+            let (mut a, mut b, mut c) = (vec![0; n], vec![0; n], vec![0; n]);
+            deinterleave3(&src, &mut a, &mut b, &mut c);
+            for (i, px) in src.chunks_exact(3).enumerate() {
+                assert_eq!([a[i], b[i], c[i]], [px[0], px[1], px[2]], "pixel {i} of {n}");
+            }
+        }
+    }
 }

@@ -219,14 +219,7 @@ impl Image8 {
     fn hresize_planes(&self, width: usize, scratch: &mut ResizeScratch) {
         let (c, n) = (self.channels, self.width);
         let ResizeScratch { plane_taps, colour_row, rows16, .. } = scratch;
-        plane_taps.set(n, width, || {
-            // Weights are at most 2048: i16 holds them.
-            let tap = |(x0, x1, f)| {
-                let (a0, a1) = weights_2048(f);
-                (x0 as u32, x1 as u32, a0 as i16, a1 as i16)
-            };
-            fixed_taps(n, width).map(tap).collect()
-        });
+        plane_taps.set(n, width, || column_taps(n, width));
         colour_row.resize(3 * n, 0);
         let (p0, rest) = colour_row.split_at_mut(n);
         let (p1, p2) = rest.split_at_mut(n);
@@ -389,6 +382,16 @@ fn vresize_row(s0: &[i32], s1: &[i32], b0: i32, b1: i32, dst: &mut [u8]) {
         let v = ((((p >> 4) * b0) >> 16) + (((q >> 4) * b1) >> 16) + 2) >> 2;
         *d = v.clamp(0, 255) as u8;
     }
+}
+
+/// Per output column of a plane row `src -> dst` wide: `(x0, x1, a0, a1)` (the weights, at
+/// most 2048, fit i16).
+pub(super) fn column_taps(src: usize, dst: usize) -> Vec<(u32, u32, i16, i16)> {
+    let tap = |(x0, x1, f)| {
+        let (a0, a1) = weights_2048(f);
+        (x0 as u32, x1 as u32, a0 as i16, a1 as i16)
+    };
+    fixed_taps(src, dst).map(tap).collect()
 }
 
 /// `(round((1 - f) * 2048), round(f * 2048))` as OpenCV computes them (f32, ties to even).
