@@ -16,13 +16,17 @@
 // block states why it is sound, the public functions are safe and check all bounds.
 #![allow(unsafe_code)]
 
+/// One output's taps in plane units: `(x0, x1, a0, a1)`, the output being
+/// `(a0 * src[x0] + a1 * src[x1]) >> 4` (rows: the same for the vertical pass).
+pub(super) type Tap = (u32, u32, i16, i16);
+
 /// The precomputed column taps of one resize width pair, in plane units.
 #[derive(Clone, Debug, Default)]
 pub(super) struct PlaneTaps {
     /// `(source width, output width)` these taps were computed for.
     key: Option<(usize, usize)>,
     /// Per output column: `(x0, x1, a0, a1)`, the scalar form.
-    taps: Vec<(u32, u32, i16, i16)>,
+    taps: Vec<Tap>,
     /// Per octet of outputs (`width / 8` of them).
     octets: Vec<Octet>,
 }
@@ -47,12 +51,7 @@ const ZERO: u8 = 0x80;
 impl PlaneTaps {
     /// Recomputes the taps for `src_width -> width` unless they are already those, from the
     /// per-column `(x0, x1, a0, a1)` that `taps` yields (called only when the key changes).
-    pub(super) fn set(
-        &mut self,
-        src_width: usize,
-        width: usize,
-        taps: impl FnOnce() -> Vec<(u32, u32, i16, i16)>,
-    ) {
+    pub(super) fn set(&mut self, src_width: usize, width: usize, taps: impl FnOnce() -> Vec<Tap>) {
         if self.key == Some((src_width, width)) {
             return;
         }
@@ -102,6 +101,18 @@ pub(super) fn available() -> bool {
     }
 }
 
+/// Whether the AVX2 forms run on this CPU (std caches the detection).
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `dst[x] = (a0 * src[x0] + a1 * src[x1]) >> 4` for every output column of `taps`: SIMD
 /// octets where [`available`] and the octet fits, the scalar formula elsewhere.
 ///
@@ -120,7 +131,7 @@ pub(super) fn hresize_plane_row(src: &[u8], taps: &PlaneTaps, dst: &mut [i16]) {
 /// outputs are done (`8 * octets`, or 0).
 #[cfg(target_arch = "x86_64")]
 fn simd_octets(src: &[u8], taps: &PlaneTaps, dst: &mut [i16]) -> usize {
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if has_avx2() {
         // SAFETY: AVX2 is present (checked just above).
         unsafe { hresize_octets_avx2(src, &taps.octets, &taps.taps, dst) };
     } else if available() {
@@ -151,12 +162,7 @@ fn tap(src: &[u8], x0: u32, x1: u32, a0: i16, a1: i16) -> i16 {
 /// width panic rather than read outside `src`.)
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
-unsafe fn hresize_octets(
-    src: &[u8],
-    octets: &[Octet],
-    taps: &[(u32, u32, i16, i16)],
-    dst: &mut [i16],
-) {
+unsafe fn hresize_octets(src: &[u8], octets: &[Octet], taps: &[Tap], dst: &mut [i16]) {
     let out = &mut dst[..8 * octets.len()];
     for ((o, d), t) in octets.iter().zip(out.chunks_exact_mut(8)).zip(taps.chunks_exact(8)) {
         octet_ssse3(src, o, t, d);
@@ -170,12 +176,7 @@ unsafe fn hresize_octets(
 /// AVX2 must be available (bounds are checked as in [`hresize_octets`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn hresize_octets_avx2(
-    src: &[u8],
-    octets: &[Octet],
-    taps: &[(u32, u32, i16, i16)],
-    dst: &mut [i16],
-) {
+unsafe fn hresize_octets_avx2(src: &[u8], octets: &[Octet], taps: &[Tap], dst: &mut [i16]) {
     use std::arch::x86_64::{
         __m256i, _mm256_packs_epi32, _mm256_permute4x64_epi64, _mm256_storeu_si256,
     };
@@ -205,7 +206,7 @@ unsafe fn hresize_octets_avx2(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 #[inline]
-fn octet_ssse3(src: &[u8], o: &Octet, t: &[(u32, u32, i16, i16)], d: &mut [i16]) {
+fn octet_ssse3(src: &[u8], o: &Octet, t: &[Tap], d: &mut [i16]) {
     use std::arch::x86_64::{__m128i, _mm_packs_epi32, _mm_storeu_si128};
     let d: &mut [i16; 8] = d.try_into().expect("8 outputs per octet");
     if !o.simd {
@@ -264,6 +265,64 @@ fn half(src: &[u8], o: &Octet, h: usize) -> std::arch::x86_64::__m128i {
         )
     };
     _mm_srai_epi32::<4>(_mm_madd_epi16(_mm_shuffle_epi8(v, m), w))
+}
+
+/// The vertical pass of [`super::image8`] on AVX2, 32 outputs per step:
+/// `dst[i] = min(255, ((s0[i] * b0 >> 16) + (s1[i] * b1 >> 16) + 2) >> 2)` on unsigned 16 bits
+/// (`pmulhuw`; the pack to u8 saturates). Returns how many leading outputs it wrote (a
+/// multiple of 32, 0 without AVX2); the caller does the rest.
+///
+/// # Panics
+/// When the three slices differ in length.
+pub(super) fn vresize_row_simd(s0: &[i16], s1: &[i16], b0: u16, b1: u16, dst: &mut [u8]) -> usize {
+    assert!(s0.len() == dst.len() && s1.len() == dst.len(), "row lengths");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 is present (checked just above).
+        return unsafe { vresize_row_avx2(s0, s1, b0, b1, dst) };
+    }
+    let _ = (s0, s1, b0, b1, dst);
+    0
+}
+
+/// [`vresize_row_simd`] itself.
+///
+/// # Safety
+/// AVX2 must be available (every load and store is of a bounds-checked 32-byte chunk).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn vresize_row_avx2(s0: &[i16], s1: &[i16], b0: u16, b1: u16, dst: &mut [u8]) -> usize {
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi16, _mm256_loadu_si256, _mm256_mulhi_epu16, _mm256_packus_epi16,
+        _mm256_permute4x64_epi64, _mm256_set1_epi16, _mm256_srli_epi16, _mm256_storeu_si256,
+    };
+    let (w0, w1) = (_mm256_set1_epi16(b0 as i16), _mm256_set1_epi16(b1 as i16));
+    let two = _mm256_set1_epi16(2);
+    let mut done = 0;
+    let rows = s0.chunks_exact(32).zip(s1.chunks_exact(32));
+    for ((p, q), d) in rows.zip(dst.chunks_exact_mut(32)) {
+        // SAFETY: `p` and `q` are 32 i16 (two 32-byte loads each), `d` 32 bytes; unaligned.
+        let (p0, p1, q0, q1) = unsafe {
+            let (p, q) = (p.as_ptr().cast::<__m256i>(), q.as_ptr().cast::<__m256i>());
+            (
+                _mm256_loadu_si256(p),
+                _mm256_loadu_si256(p.add(1)),
+                _mm256_loadu_si256(q),
+                _mm256_loadu_si256(q.add(1)),
+            )
+        };
+        let sum = |p, q| {
+            let m = _mm256_add_epi16(_mm256_mulhi_epu16(p, w0), _mm256_mulhi_epu16(q, w1));
+            _mm256_srli_epi16::<2>(_mm256_add_epi16(m, two))
+        };
+        // The in-lane pack interleaves 64-bit quarters: [lo 0..8, hi 0..8, lo 8..16, hi 8..16].
+        let packed = _mm256_packus_epi16(sum(p0, q0), sum(p1, q1));
+        let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+        // SAFETY: `d` is exactly 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(d.as_mut_ptr().cast::<__m256i>(), ordered) };
+        done += 32;
+    }
+    done
 }
 
 /// Splits interleaved 3-channel pixels into three planes: `planes[k][i] = src[3 * i + k]`.
@@ -402,6 +461,26 @@ mod tests {
         assert!(taps.simd_octets() < 5);
         taps.set(15, 40, || column_taps(15, 40));
         assert_eq!(taps.simd_octets(), 0);
+    }
+
+    #[test]
+    fn vertical_simd_equals_the_scalar_formula_and_saturates() {
+        // Any sums up to 32655 and weights up to 2049, including pairs past 255 (saturated).
+        let n = 100;
+        let s0: Vec<i16> = (0..n).map(|i| (i * 7919 % 32656) as i16).collect();
+        let mut s1: Vec<i16> = (0..n).map(|i| (i * 104_729 % 32656) as i16).collect();
+        s1[3] = 32655;
+        for (b0, b1) in [(2048u16, 0u16), (1024, 1024), (683, 1365), (2049, 2049), (0, 0)] {
+            let mut dst = vec![7u8; n];
+            let done = vresize_row_simd(&s0, &s1, b0, b1, &mut dst);
+            assert_eq!(done, if has_avx2() { 96 } else { 0 });
+            for i in 0..done {
+                let m0 = (u32::from(s0[i] as u16) * u32::from(b0)) >> 16;
+                let m1 = (u32::from(s1[i] as u16) * u32::from(b1)) >> 16;
+                assert_eq!(u32::from(dst[i]), ((m0 + m1 + 2) >> 2).min(255), "{i}, {b0}/{b1}");
+            }
+            assert!(dst[done..].iter().all(|&v| v == 7), "only the first {done} written");
+        }
     }
 
     #[test]

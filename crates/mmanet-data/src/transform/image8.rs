@@ -11,7 +11,7 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-use super::hresize_x86::{self, PlaneTaps};
+use super::hresize_x86::{self, PlaneTaps, Tap};
 use super::{Image, Planar8};
 use crate::{DataError, Result};
 
@@ -199,15 +199,21 @@ impl Image8 {
         }
         let all = &scratch.rows16;
         let plane = height * width;
-        for (y, (y0, y1, f)) in fixed_taps(self.height, height).enumerate() {
-            let (b0, b1) = weights_2048(f);
+        // The row taps (cached per height pair, as the column taps).
+        let (key, row_taps) = &mut scratch.row_taps;
+        if *key != Some((self.height, height)) {
+            *row_taps = column_taps(self.height, height);
+            *key = Some((self.height, height));
+        }
+        for (y, &(y0, y1, b0, b1)) in row_taps.iter().enumerate() {
+            let (y0, y1) = (y0 as usize, y1 as usize);
             let s0 = &all[y0 * row16..(y0 + 1) * row16];
             let s1 = &all[y1 * row16..(y1 + 1) * row16];
             let planes = s0.chunks_exact(width).zip(s1.chunks_exact(width));
             for (k, (p, q)) in planes.enumerate() {
                 let k = if reverse { c - 1 - k } else { k };
                 let dst = &mut out.data[k * plane + y * width..][..width];
-                vresize_row_i16(p, q, b0 as i16, b1 as i16, dst);
+                vresize_row_i16(p, q, b0, b1, dst, simd);
             }
         }
     }
@@ -249,6 +255,8 @@ pub struct ResizeScratch {
     plane_taps: PlaneTaps,
     /// One colour row split into its three planes.
     colour_row: Vec<u8>,
+    /// `(source height, height)` and the row taps `(y0, y1, b0, b1)` for it.
+    row_taps: (Option<(usize, usize)>, Vec<Tap>),
 }
 
 impl ResizeScratch {
@@ -356,10 +364,13 @@ fn hresize_row_planar_c<const C: usize>(
 /// The vertical pass on 16 bits: `((s0 * b0 >> 16) + (s1 * b1 >> 16) + 2) >> 2`, saturated.
 /// Every operand is non-negative (`s <= 32655`, `b <= 2049`), so the unsigned high-half
 /// multiply (`pmulhuw`) gives OpenCV's signed one, and the sum (at most 2042) stays below 256
-/// after the shift only when the input does (saturating anyway, as OpenCV).
-fn vresize_row_i16(s0: &[i16], s1: &[i16], b0: i16, b1: i16, dst: &mut [u8]) {
+/// after the shift only when the input does (saturating anyway, as OpenCV). With `simd`, the
+/// AVX2 form ([`hresize_x86::vresize_row_simd`]) does the leading multiples of 32 outputs.
+fn vresize_row_i16(s0: &[i16], s1: &[i16], b0: i16, b1: i16, dst: &mut [u8], simd: bool) {
     let (b0, b1) = (b0 as u16, b1 as u16);
-    for ((d, &p), &q) in dst.iter_mut().zip(s0).zip(s1) {
+    let done = if simd { hresize_x86::vresize_row_simd(s0, s1, b0, b1, dst) } else { 0 };
+    let rows = s0[done..].iter().zip(&s1[done..]);
+    for (d, (&p, &q)) in dst[done..].iter_mut().zip(rows) {
         let m0 = ((u32::from(p as u16) * u32::from(b0)) >> 16) as u16;
         let m1 = ((u32::from(q as u16) * u32::from(b1)) >> 16) as u16;
         *d = ((m0 + m1 + 2) >> 2).min(255) as u8;
@@ -386,7 +397,7 @@ fn vresize_row(s0: &[i32], s1: &[i32], b0: i32, b1: i32, dst: &mut [u8]) {
 
 /// Per output column of a plane row `src -> dst` wide: `(x0, x1, a0, a1)` (the weights, at
 /// most 2048, fit i16).
-pub(super) fn column_taps(src: usize, dst: usize) -> Vec<(u32, u32, i16, i16)> {
+pub(super) fn column_taps(src: usize, dst: usize) -> Vec<Tap> {
     let tap = |(x0, x1, f)| {
         let (a0, a1) = weights_2048(f);
         (x0 as u32, x1 as u32, a0 as i16, a1 as i16)
@@ -580,7 +591,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn simd_horizontal_pass_equals_the_scalar_pass_bit_for_bit() {
+    fn simd_passes_equal_the_scalar_passes_bit_for_bit() {
         // Random sizes (a fixed LCG): widths 1..=220 (below 16, not multiples of 8),
         // downscales to 1/5 and upscales to 2x, both channel orders; one scratch reused for
         // every SIMD call (its taps are cached per width pair) and one for the scalar calls.
