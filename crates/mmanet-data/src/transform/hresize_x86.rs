@@ -33,6 +33,7 @@ pub(super) struct PlaneTaps {
 
 /// Eight outputs: two halves of four, each a 16-byte window of the source row.
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // Only the x86 SIMD reads them.
 struct Octet {
     /// Whether both halves fit their window (else the scalar formula is used).
     simd: bool,
