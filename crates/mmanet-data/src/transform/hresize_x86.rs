@@ -9,7 +9,8 @@
 //! most `255 * 2049 >> 4 = 32655`, so the pack never saturates). Octets whose taps do not fit
 //! 16 bytes (downscales beyond about 4x), rows narrower than 16 and the last `width % 8`
 //! outputs take the scalar formula. AVX2 does two octets per step (each octet's two windows
-//! in the two 128-bit lanes). Colour rows are first split into three planes.
+//! in the two 128-bit lanes). Colour rows are first split into three planes. The vertical
+//! pass has its AVX2 form here too ([`vresize_row_simd`], `pmulhuw` on 32 outputs per step).
 
 // The workspace denies `unsafe_code`; this module is the one exception: SIMD intrinsics are
 // unsafe functions (`#[target_feature]`, unaligned loads through raw pointers). Every unsafe
