@@ -16,6 +16,7 @@ mod canvas_rotation;
 mod hresize_x86;
 mod image8;
 mod planar8;
+mod warp_x86;
 
 pub use canvas_rotation::{CanvasRotation, Normalise};
 pub(crate) use image8::{ChannelOrder, read_any_order_into};

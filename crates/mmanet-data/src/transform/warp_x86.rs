@@ -1,0 +1,149 @@
+//! The interior of a rotated row (pixels whose four bilinear taps all lie inside the source)
+//! on x86_64 AVX2, detected at run time (std caches the detection), bit-exact with the scalar
+//! gather and blend of [`super::canvas_rotation`].
+//!
+//! Eight pixels per step, straight from the plane into the output: one `vpgatherdd` reads the
+//! upper taps `q00, q01` as bytes 0 and 1 of the dword at `off[j]`, another the lower taps
+//! `q10, q11` as bytes 2 and 3 of the dword at `off[j] + w - 2` (so that every 4-byte read
+//! stays inside the plane); the bytes become f32 (exact) and are blended with separate
+//! multiplies and adds in the scalar `lerp2`'s order (no FMA, which would round differently),
+//! rounded half to even by the 2^23 magic add, clamped to 0..=255 and normalised.
+
+// The workspace denies `unsafe_code`; this module is an exception: SIMD intrinsics are unsafe
+// functions (`#[target_feature]`, gathers and unaligned loads/stores through raw pointers).
+// Every unsafe block states why it is sound; the one entry point is safe and checks the
+// bounds every gather relies on before it reads anything.
+#![allow(unsafe_code)]
+
+/// `out[j] = (lerp2(taps of off[j]) - mean) * scale` for the leading multiple of 8 of the
+/// interior pixels given by `off` (`iy * w + ix`, all four taps inside the `plane` of row
+/// width `w`), `a` and `b` (the fractional parts); returns how many leading pixels it wrote
+/// (a multiple of 8; 0 without AVX2, for `w < 2`, or where an offset's taps would leave the
+/// plane). The caller does the rest with the scalar code.
+///
+/// # Panics
+/// When `off`, `a`, `b` and `out` differ in length.
+pub(super) fn blend_interior(
+    plane: &[u8],
+    w: usize,
+    off: &[u32],
+    (a, b): (&[f32], &[f32]),
+    (mean, scale): (f32, f32),
+    out: &mut [f32],
+) -> usize {
+    let n = out.len();
+    assert!(off.len() == n && a.len() == n && b.len() == n, "row lengths");
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        let done = n - n % 8;
+        if !gathers_inside(plane.len(), w, &off[..done]) {
+            return 0;
+        }
+        // SAFETY: AVX2 is present (checked just above), and `gathers_inside` has checked that
+        // both gathers of every offset in `off[..done]` read inside `plane`.
+        unsafe { blend_interior_avx2(plane, w, &off[..done], (a, b), (mean, scale), out) };
+        return done;
+    }
+    let _ = (plane, w, off, a, b, mean, scale);
+    0
+}
+
+/// Whether [`blend_interior`] runs on this CPU (AVX2; std caches the detection).
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether, for every `o` in `off`, the 4-byte reads at `o` and at `o + w - 2` lie inside a
+/// plane of `len` bytes, with all those byte offsets representable as the gathers' i32
+/// indices: `w >= 2` (so `o + w - 2 >= o >= 0` and `o + 3 <= o + w + 1`) and
+/// `max(off) + w + 1 < len <= i32::MAX`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn gathers_inside(len: usize, w: usize, off: &[u32]) -> bool {
+    let max = off.iter().copied().max().map_or(0, |m| m as usize);
+    w >= 2 && len <= i32::MAX as usize && max + w + 1 < len
+}
+
+/// [`blend_interior`] on AVX2 for `off.len()` (a multiple of 8) pixels.
+///
+/// # Safety
+/// AVX2 must be available, and [`gathers_inside`]`(plane.len(), w, off)` must hold (the
+/// gathers are the only unchecked reads; `a`, `b` and `out` are bounds-checked slices).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn blend_interior_avx2(
+    plane: &[u8],
+    w: usize,
+    off: &[u32],
+    (a, b): (&[f32], &[f32]),
+    (mean, scale): (f32, f32),
+    out: &mut [f32],
+) {
+    use std::arch::x86_64::{
+        __m256i, _mm256_add_epi32, _mm256_add_ps, _mm256_and_si256, _mm256_cvtepi32_ps,
+        _mm256_i32gather_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_ps, _mm256_min_ps,
+        _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_srli_epi32,
+        _mm256_storeu_ps, _mm256_sub_ps,
+    };
+    let base = plane.as_ptr().cast::<i32>();
+    let down = _mm256_set1_epi32(w as i32 - 2);
+    let byte = _mm256_set1_epi32(0xff);
+    let (zero, magic, top_value) =
+        (_mm256_setzero_ps(), _mm256_set1_ps(8_388_608.0), _mm256_set1_ps(255.0));
+    let (mean, scale) = (_mm256_set1_ps(mean), _mm256_set1_ps(scale));
+    let steps = off.chunks_exact(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8));
+    for (((o, a), b), d) in steps.zip(out.chunks_exact_mut(8)) {
+        // SAFETY: `o`, `a`, `b` and `d` are bounds-checked 8-element chunks (32 bytes each),
+        // read and written unaligned. The gathers read 4 bytes at `plane + o[i]` and at
+        // `plane + o[i] + w - 2`, inside `plane` by the caller's `gathers_inside` (the
+        // indices are below `plane.len() <= i32::MAX`, so the i32 arithmetic is exact).
+        let (upper, lower, a, b) = unsafe {
+            let o = _mm256_loadu_si256(o.as_ptr().cast::<__m256i>());
+            (
+                _mm256_i32gather_epi32::<1>(base, o),
+                _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(o, down)),
+                _mm256_loadu_ps(a.as_ptr()),
+                _mm256_loadu_ps(b.as_ptr()),
+            )
+        };
+        let q00 = _mm256_cvtepi32_ps(_mm256_and_si256(upper, byte));
+        let q01 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<8>(upper), byte));
+        let q10 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<16>(lower), byte));
+        let q11 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<24>(lower));
+        // lerp2, operation by operation.
+        let top = _mm256_add_ps(q00, _mm256_mul_ps(a, _mm256_sub_ps(q01, q00)));
+        let bot = _mm256_add_ps(q10, _mm256_mul_ps(a, _mm256_sub_ps(q11, q10)));
+        let v = _mm256_add_ps(top, _mm256_mul_ps(b, _mm256_sub_ps(bot, top)));
+        let v = _mm256_sub_ps(_mm256_add_ps(_mm256_max_ps(v, zero), magic), magic);
+        let v = _mm256_min_ps(v, top_value);
+        let v = _mm256_mul_ps(_mm256_sub_ps(v, mean), scale);
+        // SAFETY: `d` is exactly 8 f32 = 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_bounds_are_checked() {
+        // A 3x3 plane: the last interior pixel (1, 1) has offset 4, its lower-right tap at
+        // 4 + 3 + 1 = 8 = len - 1; offset 5 (ix = 2) would read byte 9.
+        assert!(gathers_inside(9, 3, &[0, 1, 3, 4]));
+        assert!(!gathers_inside(9, 3, &[0, 5]));
+        // Rows of width 1 cannot hold a tap pair; an empty row reads nothing but passes.
+        assert!(!gathers_inside(9, 1, &[0]));
+        assert!(gathers_inside(9, 3, &[]));
+        let mut out = [7.0f32; 8];
+        let rows = (&[0f32; 8][..], &[0f32; 8][..]);
+        assert_eq!(blend_interior(&[0; 9], 3, &[5; 8], rows, (0.0, 1.0), &mut out), 0);
+        assert_eq!(out, [7.0; 8], "nothing written when the bounds fail");
+    }
+}
