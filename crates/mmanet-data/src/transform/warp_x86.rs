@@ -15,11 +15,12 @@
 // bounds every gather relies on before it reads anything.
 #![allow(unsafe_code)]
 
-/// `out[j] = (lerp2(taps of off[j]) - mean) * scale` for the leading multiple of 8 of the
-/// interior pixels given by `off` (`iy * w + ix`, all four taps inside the `plane` of row
-/// width `w`), `a` and `b` (the fractional parts); returns how many leading pixels it wrote
-/// (a multiple of 8; 0 without AVX2, for `w < 2`, or where an offset's taps would leave the
-/// plane). The caller does the rest with the scalar code.
+/// `out[j] = (lerp2(taps of off[j]) - mean) * scale` for the interior pixels given by `off`
+/// (`iy * w + ix`, all four taps inside the `plane` of row width `w`), `a` and `b` (the
+/// fractional parts); returns how many pixels it wrote: all of them, or 0 without AVX2, for
+/// fewer than 8 pixels, `w < 2`, or where an offset's taps would leave the plane (the caller
+/// then does them with the scalar code). A length that is not a multiple of 8 ends with a step
+/// overlapping the one before (writing the same values again).
 ///
 /// # Panics
 /// When `off`, `a`, `b` and `out` differ in length.
@@ -34,15 +35,16 @@ pub(super) fn blend_interior(
     let n = out.len();
     assert!(off.len() == n && a.len() == n && b.len() == n, "row lengths");
     #[cfg(target_arch = "x86_64")]
-    if available() {
-        let done = n - n % 8;
-        if !gathers_inside(plane.len(), w, &off[..done]) {
+    if n >= 8 && available() {
+        // SAFETY: AVX2 is present (checked just above).
+        let max = unsafe { max_avx2(off) };
+        if !gathers_inside(plane.len(), w, max) {
             return 0;
         }
-        // SAFETY: AVX2 is present (checked just above), and `gathers_inside` has checked that
-        // both gathers of every offset in `off[..done]` read inside `plane`.
-        unsafe { blend_interior_avx2(plane, w, &off[..done], (a, b), (mean, scale), out) };
-        return done;
+        // SAFETY: AVX2 is present, and `gathers_inside` has checked for the largest offset in
+        // `off` that both gathers of every offset read inside `plane`.
+        unsafe { blend_interior_avx2(plane, w, off, (a, b), (mean, scale), out) };
+        return n;
     }
     let _ = (plane, w, off, a, b, mean, scale);
     0
@@ -60,20 +62,64 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// Whether, for every `o` in `off`, the 4-byte reads at `o` and at `o + w - 2` lie inside a
-/// plane of `len` bytes, with all those byte offsets representable as the gathers' i32
-/// indices: `w >= 2` (so `o + w - 2 >= o >= 0` and `o + 3 <= o + w + 1`) and
-/// `max(off) + w + 1 < len <= i32::MAX`.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn gathers_inside(len: usize, w: usize, off: &[u32]) -> bool {
-    let max = off.iter().copied().max().map_or(0, |m| m as usize);
-    w >= 2 && len <= i32::MAX as usize && max + w + 1 < len
+/// `f()`, compiled (once more) for AVX2 and run so where the CPU has it: for code that
+/// auto-vectorises. No FMA: the results are those of the baseline build, bit for bit.
+pub(super) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX2 is present (checked just above).
+        return unsafe { call_avx2(f) };
+    }
+    f()
 }
 
-/// [`blend_interior`] on AVX2 for `off.len()` (a multiple of 8) pixels.
+/// `f()` inside an AVX2 function (where `f` is inlined, compiled for AVX2).
 ///
 /// # Safety
-/// AVX2 must be available, and [`gathers_inside`]`(plane.len(), w, off)` must hold (the
+/// AVX2 must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn call_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// Whether, for every offset `o <= max_off`, the 4-byte reads at `o` and at `o + w - 2` lie
+/// inside a plane of `len` bytes, with all those byte offsets representable as the gathers'
+/// i32 indices: `w >= 2` (so `o + w - 2 >= o >= 0` and `o + 3 <= o + w + 1`) and
+/// `max_off + w + 1 < len <= i32::MAX`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn gathers_inside(len: usize, w: usize, max_off: u32) -> bool {
+    w >= 2 && len <= i32::MAX as usize && max_off as usize + w + 1 < len
+}
+
+/// The largest value of `off` (0 when empty), eight lanes at a time.
+///
+/// # Safety
+/// AVX2 must be available (the loads are of bounds-checked 8-element chunks).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_avx2(off: &[u32]) -> u32 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_loadu_si256, _mm256_max_epu32, _mm256_setzero_si256, _mm256_storeu_si256,
+    };
+    let mut max = _mm256_setzero_si256();
+    let chunks = off.chunks_exact(8);
+    let rest = chunks.remainder().iter().copied().max().unwrap_or(0);
+    for o in chunks {
+        // SAFETY: `o` is exactly 8 u32 = 32 bytes; unaligned load.
+        max = _mm256_max_epu32(max, unsafe { _mm256_loadu_si256(o.as_ptr().cast::<__m256i>()) });
+    }
+    let mut lanes = [0u32; 8];
+    // SAFETY: `lanes` is 8 u32 = 32 bytes; unaligned store.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), max) };
+    lanes.into_iter().fold(rest, u32::max)
+}
+
+/// [`blend_interior`] on AVX2 for `off.len() >= 8` pixels: steps of 8 from the start, the
+/// last at `off.len() - 8`.
+///
+/// # Safety
+/// AVX2 must be available, and [`gathers_inside`]`(plane.len(), w, max(off))` must hold (the
 /// gathers are the only unchecked reads; `a`, `b` and `out` are bounds-checked slices).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
@@ -91,15 +137,18 @@ unsafe fn blend_interior_avx2(
         _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_srli_epi32,
         _mm256_storeu_ps, _mm256_sub_ps,
     };
+    let n = off.len();
     let base = plane.as_ptr().cast::<i32>();
     let down = _mm256_set1_epi32(w as i32 - 2);
     let byte = _mm256_set1_epi32(0xff);
     let (zero, magic, top_value) =
         (_mm256_setzero_ps(), _mm256_set1_ps(8_388_608.0), _mm256_set1_ps(255.0));
     let (mean, scale) = (_mm256_set1_ps(mean), _mm256_set1_ps(scale));
-    let steps = off.chunks_exact(8).zip(a.chunks_exact(8)).zip(b.chunks_exact(8));
-    for (((o, a), b), d) in steps.zip(out.chunks_exact_mut(8)) {
-        // SAFETY: `o`, `a`, `b` and `d` are bounds-checked 8-element chunks (32 bytes each),
+    let starts = (0..n / 8).map(|s| 8 * s).chain((n % 8 != 0).then(|| n - 8));
+    for s in starts {
+        let (o, a, b) = (&off[s..s + 8], &a[s..s + 8], &b[s..s + 8]);
+        let d = &mut out[s..s + 8];
+        // SAFETY: `o`, `a`, `b` and `d` are bounds-checked 8-element slices (32 bytes each),
         // read and written unaligned. The gathers read 4 bytes at `plane + o[i]` and at
         // `plane + o[i] + w - 2`, inside `plane` by the caller's `gathers_inside` (the
         // indices are below `plane.len() <= i32::MAX`, so the i32 arithmetic is exact).
@@ -136,14 +185,36 @@ mod tests {
     fn gather_bounds_are_checked() {
         // A 3x3 plane: the last interior pixel (1, 1) has offset 4, its lower-right tap at
         // 4 + 3 + 1 = 8 = len - 1; offset 5 (ix = 2) would read byte 9.
-        assert!(gathers_inside(9, 3, &[0, 1, 3, 4]));
-        assert!(!gathers_inside(9, 3, &[0, 5]));
-        // Rows of width 1 cannot hold a tap pair; an empty row reads nothing but passes.
-        assert!(!gathers_inside(9, 1, &[0]));
-        assert!(gathers_inside(9, 3, &[]));
-        let mut out = [7.0f32; 8];
-        let rows = (&[0f32; 8][..], &[0f32; 8][..]);
-        assert_eq!(blend_interior(&[0; 9], 3, &[5; 8], rows, (0.0, 1.0), &mut out), 0);
-        assert_eq!(out, [7.0; 8], "nothing written when the bounds fail");
+        assert!(gathers_inside(9, 3, 4));
+        assert!(!gathers_inside(9, 3, 5));
+        // Rows of width 1 cannot hold a tap pair.
+        assert!(!gathers_inside(9, 1, 0));
+        let mut out = [7.0f32; 9];
+        let rows = (&[0f32; 9][..], &[0f32; 9][..]);
+        let mut off = [4u32; 9];
+        // One offset out of bounds, in the overlapping last step: nothing is written.
+        off[8] = 5;
+        assert_eq!(blend_interior(&[0; 9], 3, &off, rows, (0.0, 1.0), &mut out), 0);
+        assert_eq!(out, [7.0; 9], "nothing written when the bounds fail");
+        // In bounds: every pixel written (the pixel's four taps, all 200, blend to 200).
+        off[8] = 4;
+        let done = blend_interior(&[200; 9], 3, &off, rows, (0.0, 1.0), &mut out);
+        let expected = if available() { [200.0; 9] } else { [7.0; 9] };
+        assert_eq!((done, out), (if available() { 9 } else { 0 }, expected));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn largest_offset_of_every_length() {
+        if !available() {
+            return;
+        }
+        for n in 0..40u32 {
+            // Values across the whole u32 range (an unsigned maximum, not a signed one).
+            let off: Vec<u32> = (0..n).map(|i| (i + 1).wrapping_mul(2_654_435_761)).collect();
+            // SAFETY: AVX2 is present (checked above).
+            let max = unsafe { max_avx2(&off) };
+            assert_eq!(max, off.iter().copied().max().unwrap_or(0), "{n} offsets");
+        }
     }
 }
