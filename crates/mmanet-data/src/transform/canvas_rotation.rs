@@ -233,34 +233,27 @@ impl CanvasRotation {
         let (row_x, row_y) = (m1 * yf + m2, m4 * yf + m5);
         rows.resize(n);
         let (start, step) = if flip { ((x0 + n - 1) as f32, -1.0) } else { (x0 as f32, 1.0) };
-        // Compiled for AVX2 too (8 lanes instead of SSE2's 4, `pmulld`), used where present.
-        warp_x86::with_avx2(
-            #[inline(always)]
-            || {
-                let coords = rows.ix.iter_mut().zip(&mut rows.iy).zip(&mut rows.a).zip(&mut rows.b);
-                for (j, (((ix, iy), a), b)) in coords.enumerate() {
-                    let xf = start + step * j as f32;
-                    let (sx, sy) = (m0 * xf + row_x, m3 * xf + row_y);
-                    let ((fx, x), (fy, yy)) = (floor_parts(sx), floor_parts(sy));
-                    (*ix, *iy, *a, *b) = (x, yy, sx - fx, sy - fy);
-                }
-                let (w, h) = (src.width as i32, src.height as i32);
-                let inside = |j: usize| {
-                    let (ix, iy) = (rows.ix[j], rows.iy[j]);
-                    ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h
-                };
-                let lo = (0..n).find(|&j| inside(j)).unwrap_or(n);
-                let hi = (lo..n).rfind(|&j| inside(j)).map_or(lo, |j| j + 1);
-                debug_assert!((lo..hi).all(inside), "interior span");
-                let w = src.width as u32;
-                let offsets =
-                    rows.off[lo..hi].iter_mut().zip(&rows.ix[lo..hi]).zip(&rows.iy[lo..hi]);
-                for ((o, &x), &y) in offsets {
-                    *o = y as u32 * w + x as u32;
-                }
-                (lo, hi)
-            },
-        )
+        let coords = rows.ix.iter_mut().zip(&mut rows.iy).zip(&mut rows.a).zip(&mut rows.b);
+        for (j, (((ix, iy), a), b)) in coords.enumerate() {
+            let xf = start + step * j as f32;
+            let (sx, sy) = (m0 * xf + row_x, m3 * xf + row_y);
+            let ((fx, x), (fy, yy)) = (floor_parts(sx), floor_parts(sy));
+            (*ix, *iy, *a, *b) = (x, yy, sx - fx, sy - fy);
+        }
+        let (w, h) = (src.width as i32, src.height as i32);
+        let inside = |j: usize| {
+            let (ix, iy) = (rows.ix[j], rows.iy[j]);
+            ix >= 0 && iy >= 0 && ix + 1 < w && iy + 1 < h
+        };
+        let lo = (0..n).find(|&j| inside(j)).unwrap_or(n);
+        let hi = (lo..n).rfind(|&j| inside(j)).map_or(lo, |j| j + 1);
+        debug_assert!((lo..hi).all(inside), "interior span");
+        let w = src.width as u32;
+        let offsets = rows.off[lo..hi].iter_mut().zip(&rows.ix[lo..hi]).zip(&rows.iy[lo..hi]);
+        for ((o, &x), &y) in offsets {
+            *o = y as u32 * w + x as u32;
+        }
+        (lo, hi)
     }
 }
 

@@ -62,27 +62,6 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// `f()`, compiled (once more) for AVX2 and run so where the CPU has it: for code that
-/// auto-vectorises. No FMA: the results are those of the baseline build, bit for bit.
-pub(super) fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: AVX2 is present (checked just above).
-        return unsafe { call_avx2(f) };
-    }
-    f()
-}
-
-/// `f()` inside an AVX2 function (where `f` is inlined, compiled for AVX2).
-///
-/// # Safety
-/// AVX2 must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn call_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
-}
-
 /// Whether, for every offset `o <= max_off`, the 4-byte reads at `o` and at `o + w - 2` lie
 /// inside a plane of `len` bytes, with all those byte offsets representable as the gathers'
 /// i32 indices: `w >= 2` (so `o + w - 2 >= o >= 0` and `o + 3 <= o + w + 1`) and
