@@ -18,8 +18,8 @@
 /// `out[j] = (lerp2(taps of off[j]) - mean) * scale` for the interior pixels given by `off`
 /// (`iy * w + ix`, all four taps inside the `plane` of row width `w`), `a` and `b` (the
 /// fractional parts); returns how many pixels it wrote: all of them, or 0 without AVX2, for
-/// fewer than 8 pixels, `w < 2`, or where an offset's taps would leave the plane (the caller
-/// then does them with the scalar code). A length that is not a multiple of 8 ends with a step
+/// fewer than 8 pixels, or where an offset's taps would leave the plane (the caller then does
+/// them with the scalar code). A length that is not a multiple of 8 ends with a step
 /// overlapping the one before (writing the same values again).
 ///
 /// # Panics
