@@ -295,7 +295,7 @@ impl Producer {
                 s.spawn(|_| filled = self.fill(chunk, slices, &per));
                 next = chunks.get(k + 1).map(alloc);
             });
-            if !self.emit(filled, memory, tx) {
+            if !self.emit(filled, memory, &per, tx) {
                 return;
             }
         }
@@ -321,18 +321,19 @@ impl Producer {
             .collect()
     }
 
-    /// Hands a filled batch out as tensors (skipped samples dropped) and sends it; false when
-    /// the iteration must stop (an error was sent, or the receiver is gone).
+    /// Hands a filled batch out as tensors (skipped samples dropped; `per[m]` values per sample
+    /// of modality `m`, as in `fill`) and sends it; false when the iteration must stop (an
+    /// error was sent, or the receiver is gone).
     fn emit(
         &self,
         filled: Filled,
         mut memory: BatchMemory,
+        per: &[usize],
         tx: &SyncSender<Result<Decoded>>,
     ) -> bool {
         let mut targets = Vec::with_capacity(filled.len());
         let mut indices = Vec::with_capacity(filled.len());
         let mut combos = Vec::with_capacity(filled.len());
-        let per = memory.per_sample().to_vec();
         let mut bufs = memory.slices_mut();
         for (slot, (i, r)) in filled.into_iter().enumerate() {
             match r {
@@ -341,7 +342,7 @@ impl Producer {
                     // earlier sample was skipped.
                     let to = targets.len();
                     if to != slot {
-                        for (buf, &p) in bufs.iter_mut().zip(&per) {
+                        for (buf, &p) in bufs.iter_mut().zip(per) {
                             buf.copy_within(slot * p..(slot + 1) * p, to * p);
                         }
                     }
