@@ -6,21 +6,43 @@ pub enum CoreError {
     /// A mask must contain at least one modality.
     #[error("a modality mask must contain at least one modality")]
     EmptyMask,
-    /// A modality symbol or name that is not known.
-    #[error(
-        "unknown modality `{0}` (expected e.g. R, D, I, Img, A, Acc, Gyr, Pix, X3, or a full name such as rgb)"
-    )]
-    UnknownModality(String),
+    /// A token that names no modality of the task.
+    #[error("unknown modality `{token}` (the task has {set})")]
+    UnknownModality {
+        /// The token as written.
+        token: String,
+        /// The task's modalities, `rgb (R), depth (D)`.
+        set: String,
+    },
     /// The same modality was named twice.
     #[error("modality `{0}` appears twice")]
     DuplicateModality(String),
-    /// A mask uses a modality that the task does not have.
-    #[error("mask `{mask}` uses modality `{modality}`, which is not in the task's set `{set}`")]
+    /// Two modalities whose symbols (or a symbol and a name) are equal ignoring case.
+    #[error(
+        "modalities {first} and {second} would share a mask symbol; give one an explicit `symbol`"
+    )]
+    SymbolCollision {
+        /// The first modality, `name (symbol)`.
+        first: String,
+        /// The second modality.
+        second: String,
+    },
+    /// An invalid modality name.
+    #[error("invalid modality name `{name}`: {why}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Which rule it breaks.
+        why: String,
+    },
+    /// An invalid mask symbol.
+    #[error("invalid modality symbol `{0}`: a symbol matches [A-Za-z][A-Za-z0-9_]*")]
+    InvalidSymbol(String),
+    /// A mask uses a position that the task does not have.
+    #[error("mask bits {bits:#b} use a position outside the task's set `{set}`")]
     NotInSet {
-        /// The mask, displayed.
-        mask: String,
-        /// The offending modality.
-        modality: String,
+        /// The mask's bits.
+        bits: u32,
         /// The task's modality set, displayed.
         set: String,
     },

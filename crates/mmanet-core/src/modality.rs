@@ -1,181 +1,138 @@
-//! [`Modality`]: one input sensor or view.
+//! [`Modality`]: one input sensor or view of a task, named by the task's config.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
-/// One input modality. The declaration order is the canonical order in which masks are
-/// written (`R+D+I`, never `I+R`).
-///
-/// Besides the paper's modalities (RGB, depth, infrared), the variants cover the
-/// registry-packaged real data sets (MNIST image + spoken-digit audio, accelerometer +
-/// gyroscope, the six UCI Multiple Features views) and sixteen numbered [`Modality::Custom`]
-/// slots for users' own data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Modality {
-    /// Colour camera (`R`).
-    Rgb,
-    /// Depth camera (`D`).
-    Depth,
-    /// Near-infrared camera (`I`).
-    Ir,
-    /// A generic image (`Img`), e.g. MNIST in AV-MNIST.
-    Image,
-    /// Audio features (`A`), e.g. MFCC sequences.
-    Audio,
-    /// Accelerometer (`Acc`).
-    Accelerometer,
-    /// Gyroscope (`Gyr`).
-    Gyroscope,
-    /// UCI mfeat pixel averages (`Pix`).
-    Pixel,
-    /// UCI mfeat Fourier coefficients (`Fou`).
-    Fourier,
-    /// UCI mfeat profile correlations (`Fac`).
-    Profile,
-    /// UCI mfeat Karhunen-Loeve coefficients (`Kar`).
-    KarhunenLoeve,
-    /// UCI mfeat Zernike moments (`Zer`).
-    Zernike,
-    /// UCI mfeat morphological features (`Mor`).
-    Morphological,
-    /// A user-defined modality slot `X0` .. `X15`.
-    Custom(u8),
-}
+/// Column names a manifest reserves; no modality may take them.
+pub const RESERVED_NAMES: [&str; 4] = ["id", "label", "split", "group"];
 
-const NAMED: [Modality; 13] = [
-    Modality::Rgb,
-    Modality::Depth,
-    Modality::Ir,
-    Modality::Image,
-    Modality::Audio,
-    Modality::Accelerometer,
-    Modality::Gyroscope,
-    Modality::Pixel,
-    Modality::Fourier,
-    Modality::Profile,
-    Modality::KarhunenLoeve,
-    Modality::Zernike,
-    Modality::Morphological,
-];
+/// One modality of a task: its `name` (as configs and manifests write it, e.g. `rgb`, `lidar`)
+/// and its short `symbol` (as mask strings write it, e.g. `R` in `R+D+I`).
+///
+/// The core crate knows no data set: every modality is whatever its task declares. Names match
+/// `[a-z][a-z0-9_]*` and are not one of [`RESERVED_NAMES`]; symbols match
+/// `[A-Za-z][A-Za-z0-9_]*`, so neither can hold the `+ , = .` that separate masks, lists,
+/// assignments and config keys.
+///
+/// ```
+/// use mmanet_core::Modality;
+///
+/// let lidar = Modality::new("lidar", "L")?;
+/// assert_eq!((lidar.name(), lidar.symbol()), ("lidar", "L"));
+/// assert!(Modality::new("label", "L").is_err()); // reserved
+/// assert!(Modality::new("Rgb", "R").is_err()); // names are lower case
+/// # Ok::<(), mmanet_core::CoreError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Modality {
+    name: String,
+    symbol: String,
+}
 
 impl Modality {
-    /// Number of [`Modality::Custom`] slots.
-    pub const CUSTOM_SLOTS: u8 = 16;
-
-    /// Every modality, in canonical order.
-    pub fn all() -> impl Iterator<Item = Modality> {
-        NAMED.into_iter().chain((0..Self::CUSTOM_SLOTS).map(Modality::Custom))
+    /// A modality with an explicit symbol; fails on an invalid name or symbol.
+    pub fn new(name: &str, symbol: &str) -> Result<Self, CoreError> {
+        check_name(name)?;
+        check_symbol(symbol)?;
+        Ok(Modality { name: name.to_string(), symbol: symbol.to_string() })
     }
 
-    /// Position in the canonical order; also the bit used by [`crate::ModalityMask`].
-    pub fn index(self) -> u32 {
-        match self {
-            Modality::Custom(k) => NAMED.len() as u32 + u32::from(k.min(Self::CUSTOM_SLOTS - 1)),
-            named => NAMED.iter().position(|m| *m == named).expect("named modality") as u32,
-        }
+    /// The config name (`rgb`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// The modality at a canonical position, if any.
-    pub fn from_index(index: u32) -> Option<Modality> {
-        let i = index as usize;
-        if i < NAMED.len() {
-            Some(NAMED[i])
-        } else if i < NAMED.len() + usize::from(Self::CUSTOM_SLOTS) {
-            Some(Modality::Custom((i - NAMED.len()) as u8))
-        } else {
-            None
-        }
+    /// The mask symbol (`R`).
+    pub fn symbol(&self) -> &str {
+        &self.symbol
     }
 
-    /// Short symbol used in mask strings (`R`, `D`, `I`, `Img`, ...).
-    pub fn symbol(self) -> String {
-        match self {
-            Modality::Rgb => "R".into(),
-            Modality::Depth => "D".into(),
-            Modality::Ir => "I".into(),
-            Modality::Image => "Img".into(),
-            Modality::Audio => "A".into(),
-            Modality::Accelerometer => "Acc".into(),
-            Modality::Gyroscope => "Gyr".into(),
-            Modality::Pixel => "Pix".into(),
-            Modality::Fourier => "Fou".into(),
-            Modality::Profile => "Fac".into(),
-            Modality::KarhunenLoeve => "Kar".into(),
-            Modality::Zernike => "Zer".into(),
-            Modality::Morphological => "Mor".into(),
-            Modality::Custom(k) => format!("X{k}"),
-        }
-    }
-
-    /// Lower-case long name (`rgb`, `depth`, `ir`, ...), as used in configs.
-    pub fn name(self) -> String {
-        match self {
-            Modality::Custom(k) => format!("custom{k}"),
-            other => long_name(other).to_string(),
-        }
-    }
-}
-
-/// The serde name of a named modality.
-fn long_name(m: Modality) -> &'static str {
-    match m {
-        Modality::Rgb => "rgb",
-        Modality::Depth => "depth",
-        Modality::Ir => "ir",
-        Modality::Image => "image",
-        Modality::Audio => "audio",
-        Modality::Accelerometer => "accelerometer",
-        Modality::Gyroscope => "gyroscope",
-        Modality::Pixel => "pixel",
-        Modality::Fourier => "fourier",
-        Modality::Profile => "profile",
-        Modality::KarhunenLoeve => "karhunen_loeve",
-        Modality::Zernike => "zernike",
-        Modality::Morphological => "morphological",
-        Modality::Custom(_) => "custom",
+    /// Whether `token` names this modality: its name or its symbol, ignoring ASCII case.
+    pub fn is_named(&self, token: &str) -> bool {
+        self.name.eq_ignore_ascii_case(token) || self.symbol.eq_ignore_ascii_case(token)
     }
 }
 
 impl fmt::Display for Modality {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.symbol())
+        f.write_str(&self.symbol)
     }
 }
 
-impl FromStr for Modality {
-    type Err = CoreError;
-
-    /// Accepts the symbol (`R`, case-sensitive for one-letter symbols is not required: `r` works)
-    /// or the long name (`rgb`, `infrared`, `custom3`, `X3`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        let lower = t.to_ascii_lowercase();
-        let aliases: &[(&str, Modality)] = &[
-            ("color", Modality::Rgb),
-            ("colour", Modality::Rgb),
-            ("profile_rgb", Modality::Rgb),
-            ("infrared", Modality::Ir),
-            ("nir", Modality::Ir),
-            ("img", Modality::Image),
-            ("acc", Modality::Accelerometer),
-            ("gyr", Modality::Gyroscope),
-            ("gyro", Modality::Gyroscope),
-        ];
-        if let Some((_, m)) = aliases.iter().find(|(a, _)| *a == lower) {
-            return Ok(*m);
-        }
-        for m in Modality::all() {
-            if m.symbol().eq_ignore_ascii_case(t) || m.name() == lower {
-                return Ok(m);
-            }
-        }
-        Err(CoreError::UnknownModality(t.to_string()))
+/// Checks a modality name: `[a-z][a-z0-9_]*`, not reserved.
+pub fn check_name(name: &str) -> Result<(), CoreError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        return Err(CoreError::InvalidName {
+            name: name.to_string(),
+            why: "a modality name matches [a-z][a-z0-9_]*".into(),
+        });
     }
+    if RESERVED_NAMES.contains(&name) {
+        return Err(CoreError::InvalidName {
+            name: name.to_string(),
+            why: format!("`{name}` is a reserved manifest column ({})", RESERVED_NAMES.join(", ")),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a mask symbol: `[A-Za-z][A-Za-z0-9_]*`.
+pub fn check_symbol(symbol: &str) -> Result<(), CoreError> {
+    let mut chars = symbol.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok { Ok(()) } else { Err(CoreError::InvalidSymbol(symbol.to_string())) }
+}
+
+/// Conventional symbols of common modality names: the ones mmanet's fixed modality list gave
+/// them before modalities became names, so configs, mask strings and run files written then
+/// read back unchanged (`pixel` is still `Pix` in `Pix+Fou`).
+pub const CONVENTIONAL_SYMBOLS: [(&str, &str); 13] = [
+    ("rgb", "R"),
+    ("depth", "D"),
+    ("ir", "I"),
+    ("image", "Img"),
+    ("audio", "A"),
+    ("accelerometer", "Acc"),
+    ("gyroscope", "Gyr"),
+    ("pixel", "Pix"),
+    ("fourier", "Fou"),
+    ("profile", "Fac"),
+    ("karhunen_loeve", "Kar"),
+    ("zernike", "Zer"),
+    ("morphological", "Mor"),
+];
+
+/// The symbols derived from `names`: a name of [`CONVENTIONAL_SYMBOLS`] gets its conventional
+/// symbol; any other name the shortest prefix that is a prefix of no other name (the whole name
+/// when there is none), with its first letter in upper case. `["rgb", "depth", "ir"]` gives
+/// `R, D, I`; `["lidar", "radar", "range"]` gives `L, Rad, Ran`. Clashes left (a derived symbol
+/// equal to another's) are reported by [`crate::ModalitySet::new`].
+pub fn derive_symbols(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            if let Some((_, sym)) = CONVENTIONAL_SYMBOLS.iter().find(|(n, _)| n == name) {
+                return (*sym).to_string();
+            }
+            let others: Vec<&str> =
+                names.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| *n).collect();
+            let len = (1..=name.len())
+                .find(|&k| others.iter().all(|o| !o.starts_with(&name[..k])))
+                .unwrap_or(name.len());
+            let prefix = &name[..len];
+            let mut s = prefix[..1].to_ascii_uppercase();
+            s.push_str(&prefix[1..]);
+            s
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -183,28 +140,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn index_round_trips_for_every_modality() {
-        for (i, m) in Modality::all().enumerate() {
-            assert_eq!(m.index() as usize, i);
-            assert_eq!(Modality::from_index(i as u32), Some(m));
+    fn names_and_symbols_are_checked() {
+        for ok in ["rgb", "depth_2", "x"] {
+            check_name(ok).unwrap();
         }
-        assert_eq!(Modality::from_index(29), None);
+        for bad in ["", "Rgb", "2d", "a+b", "a.b", "a,b", "a=b", "id", "label", "split", "group"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for ok in ["R", "Pix", "x2_"] {
+            check_symbol(ok).unwrap();
+        }
+        for bad in ["", "2", "R+D", "R.D", "R,D", "R=D"] {
+            assert!(check_symbol(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn symbols_and_names_parse_back() {
-        for m in Modality::all() {
-            assert_eq!(m.symbol().parse::<Modality>().unwrap(), m);
-            assert_eq!(m.name().parse::<Modality>().unwrap(), m, "{}", m.name());
-        }
-        assert_eq!("infrared".parse::<Modality>().unwrap(), Modality::Ir);
-        assert!("sonar".parse::<Modality>().is_err());
+    fn symbols_derive_from_the_shortest_unique_prefix() {
+        assert_eq!(derive_symbols(&["rgb", "depth", "ir"]), ["R", "D", "I"]);
+        assert_eq!(derive_symbols(&["lidar", "radar", "range"]), ["L", "Rad", "Ran"]);
+        assert_eq!(derive_symbols(&["acc", "acc2"]), ["Acc", "Acc2"]);
+        assert_eq!(derive_symbols(&["sonar"]), ["S"]);
+        assert_eq!(derive_symbols(&["pixel", "fourier", "karhunen_loeve"]), ["Pix", "Fou", "Kar"]);
+        assert_eq!(derive_symbols(&["rgb", "radar"]), ["R", "Ra"]);
     }
 
     #[test]
-    fn serde_uses_snake_case_names() {
-        assert_eq!(serde_json::to_string(&Modality::KarhunenLoeve).unwrap(), "\"karhunen_loeve\"");
-        let m: Modality = serde_json::from_str("\"ir\"").unwrap();
-        assert_eq!(m, Modality::Ir);
+    fn is_named_ignores_case() {
+        let m = Modality::new("ir", "I").unwrap();
+        assert!(m.is_named("IR") && m.is_named("i") && !m.is_named("r"));
     }
 }

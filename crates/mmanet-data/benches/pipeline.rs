@@ -30,7 +30,7 @@ fn pipeline(c: &mut Criterion) {
             .with_augment(SurfAugment::train())
             .expect("augment"),
     );
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let mut group = c.benchmark_group("surf_train_pipeline");
     group
         .sample_size(10)

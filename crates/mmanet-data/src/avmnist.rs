@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use mmanet_core::{Modality, ModalitySet};
+use mmanet_core::ModalitySet;
 use rand::seq::SliceRandom;
 
 use crate::npy::{read_npy_f32, read_npy_i64};
@@ -136,7 +136,7 @@ pub fn load_avmnist(
             MFCC_DIM,
         )
     });
-    let set = ModalitySet::new([Modality::Image, Modality::Audio])?;
+    let set = ModalitySet::from_pairs(&[("image", "Img"), ("audio", "A")])?;
     let t = opts.max_frames;
     let build = |img_idx: &[usize], aud_idx: &[usize], split: u64| -> Result<InMemoryDataset> {
         let mut samples = Vec::new();

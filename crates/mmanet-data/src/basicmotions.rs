@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use mmanet_core::{Modality, ModalitySet};
+use mmanet_core::ModalitySet;
 
 use crate::{DataError, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
 
@@ -119,7 +119,7 @@ pub fn load_basicmotions(dir: &Path) -> Result<(InMemoryDataset, InMemoryDataset
                 .push(Sample { inputs: vec![part(0..3)?, part(3..6)?], target: Target::Class(*y) });
         }
         InMemoryDataset::new(
-            ModalitySet::new([Modality::Accelerometer, Modality::Gyroscope])?,
+            ModalitySet::from_pairs(&[("accelerometer", "Acc"), ("gyroscope", "Gyr")])?,
             Task::Classification { num_classes: f.classes.len() },
             samples,
         )

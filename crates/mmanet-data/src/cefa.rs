@@ -136,7 +136,11 @@ impl CefaDataset {
                 root.join(race).display()
             )));
         }
-        Ok(CefaDataset { frames, modalities: ModalitySet::surf(), augment: SurfAugment::test() })
+        Ok(CefaDataset {
+            frames,
+            modalities: crate::surf::surf_modalities(),
+            augment: SurfAugment::test(),
+        })
     }
 
     /// Sets the transform.

@@ -184,7 +184,7 @@ impl CityscapesDataset {
             entries,
             num_classes,
             depth,
-            modalities: ModalitySet::rgbd(),
+            modalities: crate::nyuv2::rgbd_modalities(),
             augment: Nyuv2Augment::test(),
             eval_size: None,
         })

@@ -16,7 +16,7 @@
 //! use mmanet_core::ModalitySet;
 //! use mmanet_data::{DataLoader, InMemoryDataset, LoaderConfig, MaskPolicy};
 //!
-//! let set = ModalitySet::surf();
+//! let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
 //! let data = InMemoryDataset::synthetic_classification(
 //!     set.clone(), &[vec![4], vec![4], vec![4]], &[0.1, 0.5, 1.0], 2, 10, 0)?;
 //! let loader = DataLoader::new(Arc::new(data), MaskPolicy::uniform_all(&set),

@@ -19,9 +19,11 @@ pub enum MaskPolicy {
 }
 
 impl MaskPolicy {
-    /// Uniform over all non-empty combinations of `set` (the reference's training policy).
+    /// Uniform over the default training combinations of `set`: all non-empty ones (the
+    /// reference's training policy) up to 8 modalities
+    /// ([`ModalitySet::default_training_combinations`]).
     pub fn uniform_all(set: &ModalitySet) -> Self {
-        MaskPolicy::Uniform(set.combinations())
+        MaskPolicy::Uniform(set.default_training_combinations())
     }
 
     /// Always the full set (teacher training, or complete-modality evaluation).

@@ -11,21 +11,42 @@ use mmanet_core::{Modality, ModalitySet};
 use crate::split::{Standardizer, stratified_split};
 use crate::{DataError, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
 
-/// The six views: modality, file name, number of features.
-pub const MFEAT_VIEWS: [(Modality, &str, usize); 6] = [
-    (Modality::Pixel, "mfeat-pix.csv", 240),
-    (Modality::Fourier, "mfeat-fou.csv", 76),
-    (Modality::Profile, "mfeat-fac.csv", 216),
-    (Modality::KarhunenLoeve, "mfeat-kar.csv", 64),
-    (Modality::Zernike, "mfeat-zer.csv", 47),
-    (Modality::Morphological, "mfeat-mor.csv", 6),
+/// The six views, in the reader's order: modality name, mask symbol, file name, number of
+/// features.
+pub const MFEAT_VIEWS: [(&str, &str, &str, usize); 6] = [
+    ("pixel", "Pix", "mfeat-pix.csv", 240),
+    ("fourier", "Fou", "mfeat-fou.csv", 76),
+    ("profile", "Fac", "mfeat-fac.csv", 216),
+    ("karhunen_loeve", "Kar", "mfeat-kar.csv", 64),
+    ("zernike", "Zer", "mfeat-zer.csv", 47),
+    ("morphological", "Mor", "mfeat-mor.csv", 6),
 ];
+
+/// The modality set of the chosen views (names or symbols, any order; empty = all six), in the
+/// reader's order (Pix, Fou, Fac, Kar, Zer, Mor).
+pub fn mfeat_modalities(views: &[String]) -> Result<ModalitySet> {
+    for v in views {
+        if !MFEAT_VIEWS.iter().any(|(n, s, ..)| v == n || v.eq_ignore_ascii_case(s)) {
+            return Err(DataError::Config(format!(
+                "`{v}` is not an mfeat view (pixel, fourier, profile, karhunen_loeve, zernike, morphological)"
+            )));
+        }
+    }
+    let picked = MFEAT_VIEWS
+        .iter()
+        .filter(|(n, s, ..)| {
+            views.is_empty() || views.iter().any(|v| v == n || v.eq_ignore_ascii_case(s))
+        })
+        .map(|(n, s, ..)| Modality::new(n, s))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(ModalitySet::new(picked)?)
+}
 
 /// How to split and scale mfeat.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MfeatOptions {
-    /// The views to load (any non-empty subset of the six; empty = all six).
-    pub views: Vec<Modality>,
+    /// The views to load by name (any non-empty subset of the six; empty = all six).
+    pub views: Vec<String>,
     /// Fraction of each class held out for test (0.2).
     pub test_fraction: f64,
     /// Split seed.
@@ -79,18 +100,12 @@ pub fn read_mfeat_csv(path: &Path, dim: usize) -> Result<(Vec<Vec<f32>>, Vec<i64
 /// Loads the chosen views from `dir` and returns `(train, test)` sets, split per class with
 /// `opts.seed`. Sample modality `m` is a `[D_m]` vector.
 pub fn load_mfeat(dir: &Path, opts: &MfeatOptions) -> Result<(InMemoryDataset, InMemoryDataset)> {
-    let wanted: Vec<Modality> = if opts.views.is_empty() {
-        MFEAT_VIEWS.iter().map(|v| v.0).collect()
-    } else {
-        opts.views.clone()
-    };
-    let set = ModalitySet::new(wanted.iter().copied())?;
+    let set = mfeat_modalities(&opts.views)?;
     let mut views = Vec::new();
     let mut labels: Option<(Vec<i64>, &str)> = None;
     for m in set.modalities() {
-        let (_, file, dim) = MFEAT_VIEWS.iter().find(|v| v.0 == *m).ok_or_else(|| {
-            DataError::Config(format!("{m} is not an mfeat view (Pix, Fou, Fac, Kar, Zer, Mor)"))
-        })?;
+        let (.., file, dim) =
+            MFEAT_VIEWS.iter().find(|v| v.0 == m.name()).expect("mfeat_modalities checked");
         let path = dir.join(file);
         let (rows, y) = read_mfeat_csv(&path, *dim)?;
         match &labels {

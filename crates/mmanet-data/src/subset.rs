@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn split_partitions_and_views_forward() {
-        let set = ModalitySet::surf();
+        let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
         let ds: Arc<dyn Dataset> = Arc::new(
             InMemoryDataset::synthetic_classification(
                 set,

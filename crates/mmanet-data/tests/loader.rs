@@ -16,7 +16,7 @@ use tch::Kind;
 fn surf_set(n: usize) -> Arc<dyn Dataset> {
     Arc::new(
         InMemoryDataset::synthetic_classification(
-            ModalitySet::surf(),
+            ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
             &[vec![2, 3], vec![4], vec![1, 2, 2]],
             &[0.1, 0.5, 1.0],
             3,
@@ -57,7 +57,11 @@ impl Dataset for NoisySet {
 }
 
 fn noisy(n: usize, bad: Vec<usize>) -> Arc<dyn Dataset> {
-    Arc::new(NoisySet { set: ModalitySet::surf(), n, bad })
+    Arc::new(NoisySet {
+        set: ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
+        n,
+        bad,
+    })
 }
 
 fn flat(b: &Batch) -> (Vec<Vec<f32>>, Vec<f32>, Vec<i64>, Vec<usize>) {
@@ -70,7 +74,7 @@ fn flat(b: &Batch) -> (Vec<Vec<f32>>, Vec<f32>, Vec<i64>, Vec<usize>) {
 #[test]
 fn one_and_two_threads_give_identical_epochs() {
     let ds = noisy(37, vec![]);
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let run = |threads: usize, epoch: u64| {
         let cfg = LoaderConfig { threads, prefetch: 3, ..LoaderConfig::train(8, 42) };
         let loader = DataLoader::new(ds.clone(), MaskPolicy::uniform_all(&set), cfg).unwrap();
@@ -87,7 +91,7 @@ fn one_and_two_threads_give_identical_epochs() {
 #[test]
 fn shuffle_and_drop_last_cover_the_set_once() {
     let ds = surf_set(10);
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let cfg = LoaderConfig { shuffle: true, drop_last: false, ..LoaderConfig::eval(4) };
     let loader = DataLoader::new(ds.clone(), MaskPolicy::full(&set), cfg).unwrap();
     let sizes: Vec<usize> = loader.iter(0).map(|b| b.unwrap().len()).collect();
@@ -110,7 +114,7 @@ fn shuffle_and_drop_last_cover_the_set_once() {
 
 #[test]
 fn uniform_mask_is_roughly_uniform_over_the_list() {
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let ds = noisy(2100, vec![]);
     let loader =
         DataLoader::new(ds, MaskPolicy::uniform_all(&set), LoaderConfig::train(100, 5)).unwrap();
@@ -130,15 +134,16 @@ fn uniform_mask_is_roughly_uniform_over_the_list() {
     assert_eq!(counts.len(), 7);
     // 2100 draws, 7 cells: expected 300 each, binomial sd ~ 16; allow ~5 sd.
     for (c, n) in &counts {
-        assert!((220..=380).contains(n), "{c}: {n}");
+        assert!((220..=380).contains(n), "{c:?}: {n}");
     }
 }
 
 #[test]
 fn restricted_uniform_and_fixed_masks() {
     let ds = surf_set(20);
-    let ri: ModalityMask = "R+I".parse().unwrap();
-    let d: ModalityMask = "D".parse().unwrap();
+    let surf = mmanet_data::surf::surf_modalities();
+    let ri: ModalityMask = surf.parse_mask("R+I").unwrap();
+    let d: ModalityMask = surf.parse_mask("D").unwrap();
     let loader =
         DataLoader::new(ds.clone(), MaskPolicy::Uniform(vec![ri, d]), LoaderConfig::train(5, 1))
             .unwrap();
@@ -154,7 +159,7 @@ fn restricted_uniform_and_fixed_masks() {
         assert_eq!(Vec::<f32>::try_from(b.mask.flatten(0, -1)).unwrap(), expected);
     }
     // A mask outside the task's modalities is refused.
-    let img: ModalityMask = "Img".parse().unwrap();
+    let img = ModalityMask::single(3);
     assert!(DataLoader::new(ds, MaskPolicy::Fixed(img), LoaderConfig::eval(6)).is_err());
 }
 
@@ -167,7 +172,7 @@ impl Tensor3 {
 
 #[test]
 fn batch_shapes_and_kinds() {
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let loader =
         DataLoader::new(surf_set(9), MaskPolicy::full(&set), LoaderConfig::eval(4)).unwrap();
     let b = loader.iter(0).next().unwrap().unwrap();
@@ -186,7 +191,7 @@ fn batch_shapes_and_kinds() {
 
 #[test]
 fn errors_stop_the_epoch_or_are_skipped_and_counted() {
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let ds = noisy(12, vec![5, 9]);
     let loader =
         DataLoader::new(ds.clone(), MaskPolicy::full(&set), LoaderConfig::eval(4)).unwrap();
@@ -206,7 +211,7 @@ fn errors_stop_the_epoch_or_are_skipped_and_counted() {
 
 #[test]
 fn dropping_an_iterator_early_does_not_hang() {
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let cfg = LoaderConfig { prefetch: 1, ..LoaderConfig::eval(2) };
     let loader = DataLoader::new(noisy(100, vec![]), MaskPolicy::full(&set), cfg).unwrap();
     let mut it = loader.iter(0);
@@ -217,7 +222,7 @@ fn dropping_an_iterator_early_does_not_hang() {
 
 #[test]
 fn segmentation_targets_collate_to_maps() {
-    let set = ModalitySet::rgbd();
+    let set = ModalitySet::from_names(["rgb", "depth"]).expect("valid set");
     let mk = |v: i64| Sample {
         inputs: vec![
             ModalityData::new(vec![0.0; 12], vec![3, 2, 2]).unwrap(),
@@ -245,7 +250,7 @@ fn segmentation_targets_collate_to_maps() {
 
 #[test]
 fn sequence_lengths_are_batched_and_policies_can_be_swapped() {
-    let set: ModalitySet = "Img+A".parse().unwrap();
+    let set = ModalitySet::from_names(["image", "audio"]).unwrap();
     let samples = (0..4)
         .map(|i| Sample {
             inputs: vec![

@@ -94,7 +94,7 @@ fn loader_batches_label_maps_and_errors_name_files() {
     let dir = tempfile::tempdir().unwrap();
     write_synthetic_nyuv2(dir.path(), 5, 2, 16, 16).unwrap();
     let ds = Nyuv2Dataset::open(dir.path(), "train", 5).unwrap();
-    let set = ModalitySet::rgbd();
+    let set = ModalitySet::from_names(["rgb", "depth"]).expect("valid set");
     let loader =
         DataLoader::new(Arc::new(ds), MaskPolicy::uniform_all(&set), LoaderConfig::train(2, 0))
             .unwrap();

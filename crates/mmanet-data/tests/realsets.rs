@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use mmanet_core::Modality;
 use mmanet_data::avmnist::{AvMnistOptions, load_avmnist};
 use mmanet_data::basicmotions::{load_basicmotions, read_ts};
 use mmanet_data::mfeat::{MFEAT_VIEWS, MfeatOptions, load_mfeat};
@@ -13,7 +12,7 @@ use mmanet_data::{Dataset, Target, Task};
 /// Writes the six mfeat CSVs for `per_class` samples of each of 10 classes; feature `k` of
 /// sample `i` is `i * 1000 + k` so rows can be traced.
 fn write_mfeat(dir: &Path, per_class: usize) {
-    for (_, file, dim) in MFEAT_VIEWS {
+    for (.., file, dim) in MFEAT_VIEWS {
         let mut text: String = (0..dim).map(|k| format!("{k},")).collect::<String>() + "0\n";
         for i in 0..10 * per_class {
             let row: Vec<String> = (0..dim).map(|k| format!("{}", i * 1000 + k)).collect();
@@ -35,7 +34,7 @@ fn mfeat_views_subset_split_and_standardise() {
     let dir = tempfile::tempdir().unwrap();
     write_mfeat(dir.path(), 10);
     let opts = MfeatOptions {
-        views: vec![Modality::Morphological, Modality::Pixel],
+        views: vec!["morphological".into(), "Pix".into()],
         standardize: false,
         ..Default::default()
     };
@@ -80,13 +79,13 @@ fn mfeat_errors_name_file_and_line() {
     let mut text = std::fs::read_to_string(&p).unwrap();
     text = text.replacen("3000,", "x,", 1);
     std::fs::write(&p, &text).unwrap();
-    let opts = MfeatOptions { views: vec![Modality::Zernike], ..Default::default() };
+    let opts = MfeatOptions { views: vec!["zernike".into()], ..Default::default() };
     let err = load_mfeat(dir.path(), &opts).unwrap_err().to_string();
     assert!(err.contains("mfeat-zer.csv:5") && err.contains("`x`"), "{err}");
     std::fs::write(&p, "h\n1,2,3\n").unwrap();
     let err = load_mfeat(dir.path(), &opts).unwrap_err().to_string();
     assert!(err.contains("mfeat-zer.csv:2") && err.contains("47 features"), "{err}");
-    let opts = MfeatOptions { views: vec![Modality::Rgb], ..Default::default() };
+    let opts = MfeatOptions { views: vec!["rgb".into()], ..Default::default() };
     assert!(load_mfeat(dir.path(), &opts).is_err());
 }
 

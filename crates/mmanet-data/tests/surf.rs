@@ -73,7 +73,7 @@ fn reads_bgr_replicates_grey_and_reports_bad_files() {
 
     // The loader can skip and count them.
     let cfg = LoaderConfig { skip_bad_samples: true, ..LoaderConfig::eval(8) };
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let loader = DataLoader::new(Arc::new(ds), MaskPolicy::full(&set), cfg).unwrap();
     let mut it = loader.iter(0);
     let b = it.next().unwrap().unwrap();
@@ -188,7 +188,7 @@ fn training_pipeline_is_thread_count_independent() {
             .with_augment(SurfAugment::sized(true, 40, 28))
             .unwrap(),
     );
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let run = |threads| {
         let cfg = LoaderConfig { threads, ..LoaderConfig::train(6, 1) };
         let loader = DataLoader::new(ds.clone(), MaskPolicy::uniform_all(&set), cfg).unwrap();
@@ -249,7 +249,7 @@ fn direct_batch_decoding_equals_per_sample_collation() {
     assert!(ds.fixed_shapes().is_some());
     let slow: Arc<dyn Dataset> = Arc::new(PerSample(ds.clone()));
     assert!(slow.fixed_shapes().is_none());
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let run = |data: &Arc<dyn Dataset>, threads: usize| {
         let cfg = LoaderConfig {
             threads,

@@ -67,7 +67,7 @@ fn first_argmax(scores: &[f64]) -> Option<usize> {
 /// use mmanet_core::ModalitySet;
 /// use mmanet_losses::ClassificationMiner;
 ///
-/// let mut miner = ClassificationMiner::new(ModalitySet::surf(), 2).unwrap();
+/// let mut miner = ClassificationMiner::new(ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"), 2).unwrap();
 /// // candidates R+D, R+I, D+I; R+I predicts only class 0, unlike the full combination
 /// let full = [0, 1, 0, 1];
 /// miner.add_epoch(&full, &[&[0, 1, 0, 1], &[0, 0, 0, 0], &[0, 1, 1, 1]]).unwrap();
@@ -109,6 +109,11 @@ impl ClassificationMiner {
         // Validates membership, emptiness and duplicates.
         WeakSet::new(set.clone(), candidates.clone())?;
         Ok(ClassificationMiner { set, num_classes, tally: Tally::new(candidates) })
+    }
+
+    /// The task's modalities.
+    pub fn set(&self) -> &ModalitySet {
+        &self.set
     }
 
     /// The candidate combinations, in the order [`Self::add_epoch`] expects their predictions.
@@ -162,7 +167,7 @@ impl ClassificationMiner {
         let c = self.weakest().ok_or_else(|| LossError::Invalid("no mining epoch yet".into()))?;
         let mut combos = vec![c];
         if c.count() > 1 {
-            combos.extend(c.modalities().map(ModalityMask::single));
+            combos.extend(c.positions().map(ModalityMask::single));
         }
         WeakSet::new(self.set.clone(), combos)
     }
@@ -175,7 +180,7 @@ impl ClassificationMiner {
 /// use mmanet_core::ModalitySet;
 /// use mmanet_losses::SegmentationMiner;
 ///
-/// let mut miner = SegmentationMiner::new(ModalitySet::rgbd()).unwrap();
+/// let mut miner = SegmentationMiner::new(ModalitySet::from_names(["rgb", "depth"]).expect("valid set")).unwrap();
 /// miner.add_epoch(0.45, &[0.40, 0.30]).unwrap(); // candidates R, D
 /// assert_eq!(miner.weak_set().unwrap().to_string(), "[D]");
 /// ```
@@ -263,8 +268,12 @@ mod tests {
 
     #[test]
     fn two_modalities_give_single_candidates_and_a_one_entry_weak_set() {
-        let mut m = ClassificationMiner::new(ModalitySet::rgbd(), 3).unwrap();
-        let names: Vec<String> = m.candidates().iter().map(ToString::to_string).collect();
+        let mut m = ClassificationMiner::new(
+            ModalitySet::from_names(["rgb", "depth"]).expect("valid set"),
+            3,
+        )
+        .unwrap();
+        let names = m.set().format_all(m.candidates());
         assert_eq!(names, ["R", "D"]);
         m.add_epoch(&[0, 1, 2], &[&[0, 1, 2], &[2, 2, 2]]).unwrap();
         assert_eq!(m.weak_set().unwrap().to_string(), "[D]");
@@ -272,7 +281,11 @@ mod tests {
 
     #[test]
     fn weak_set_needs_an_epoch_and_failed_epochs_change_nothing() {
-        let mut m = ClassificationMiner::new(ModalitySet::surf(), 2).unwrap();
+        let mut m = ClassificationMiner::new(
+            ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
+            2,
+        )
+        .unwrap();
         assert!(m.weak_set().is_err());
         assert!(m.add_epoch(&[0, 1], &[&[0, 1], &[0, 1]]).is_err());
         assert!(m.add_epoch(&[0, 1], &[&[0, 1], &[0, 1], &[0, 5]]).is_err());
@@ -282,7 +295,9 @@ mod tests {
 
     #[test]
     fn segmentation_miner_accumulates_squared_gaps() {
-        let mut m = SegmentationMiner::new(ModalitySet::rgbd()).unwrap();
+        let mut m =
+            SegmentationMiner::new(ModalitySet::from_names(["rgb", "depth"]).expect("valid set"))
+                .unwrap();
         m.add_epoch(0.5, &[0.25, 0.5]).unwrap();
         m.add_epoch(0.5, &[0.5, 0.0]).unwrap();
         assert_eq!(m.scores(), &[0.0625, 0.25]);

@@ -18,7 +18,7 @@ use crate::{LossError, Result};
 /// use mmanet_losses::WeakSet;
 ///
 /// let w = WeakSet::from_presence_rows(
-///     ModalitySet::surf(),
+///     ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
 ///     &[vec![true, false, true], vec![true, false, false], vec![false, false, true]],
 /// )
 /// .unwrap();
@@ -31,22 +31,24 @@ pub struct WeakSet {
     combos: Vec<ModalityMask>,
 }
 
+/// `{"modalities": [...], "weak": ["R+I", "R", "I"]}`: the masks as strings of the set.
 #[derive(Serialize, Deserialize)]
 struct WeakSetRepr {
     modalities: ModalitySet,
-    weak: Vec<ModalityMask>,
+    weak: Vec<String>,
 }
 
 impl TryFrom<WeakSetRepr> for WeakSet {
     type Error = LossError;
     fn try_from(r: WeakSetRepr) -> Result<Self> {
-        WeakSet::new(r.modalities, r.weak)
+        let combos = r.modalities.parse_masks(&r.weak)?;
+        WeakSet::new(r.modalities, combos)
     }
 }
 
 impl From<WeakSet> for WeakSetRepr {
     fn from(w: WeakSet) -> Self {
-        WeakSetRepr { modalities: w.set, weak: w.combos }
+        WeakSetRepr { weak: w.names(), modalities: w.set }
     }
 }
 
@@ -60,7 +62,8 @@ impl WeakSet {
         for (i, c) in combos.iter().enumerate() {
             set.check(*c)?;
             if combos[..i].contains(c) {
-                return Err(LossError::Invalid(format!("combination {c} appears twice")));
+                let name = set.format(*c);
+                return Err(LossError::Invalid(format!("combination {name} appears twice")));
             }
         }
         Ok(WeakSet { set, combos })
@@ -82,6 +85,11 @@ impl WeakSet {
     /// The weak combinations, weakest first.
     pub fn combos(&self) -> &[ModalityMask] {
         &self.combos
+    }
+
+    /// The weak combinations as mask strings (`R+I`), weakest first.
+    pub fn names(&self) -> Vec<String> {
+        self.set.format_all(&self.combos)
     }
 
     /// Number of weak combinations `W`.
@@ -115,8 +123,7 @@ impl WeakSet {
 
 impl std::fmt::Display for WeakSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<String> = self.combos.iter().map(ToString::to_string).collect();
-        write!(f, "[{}]", names.join(", "))
+        write!(f, "[{}]", self.names().join(", "))
     }
 }
 

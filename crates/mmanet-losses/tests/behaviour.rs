@@ -87,10 +87,9 @@ fn halves_split_at_floor_of_half_for_odd_n() {
 
 #[test]
 fn mar_without_weak_samples_is_an_attached_zero() {
-    let surf = ModalitySet::surf();
-    let weak = WeakSet::new(surf.clone(), vec!["R+I".parse().unwrap()]).unwrap();
-    let combos: Vec<ModalityMask> =
-        ["R+D+I", "D", "R+D"].iter().map(|c| c.parse().unwrap()).collect();
+    let surf = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
+    let weak = WeakSet::new(surf.clone(), vec![surf.parse_mask("R+I").unwrap()]).unwrap();
+    let combos: Vec<ModalityMask> = surf.parse_masks(&["R+D+I", "D", "R+D"]).unwrap();
     tch::manual_seed(23);
     let logits = Tensor::randn([3, 2], OPTS).set_requires_grad(true);
     let targets = Tensor::from_slice(&[0i64, 1, 1]);
@@ -185,7 +184,7 @@ fn shape_errors_are_reported() {
     )
     .unwrap_err();
     assert!(matches!(err, LossError::Shape { .. }), "{err}");
-    let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse().unwrap()]).unwrap();
+    let weak = rgbd_weak_d();
     let masks3 = Tensor::zeros([4, 3], OPTS);
     let targets = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
     let err = f_mar_classification(
@@ -212,13 +211,15 @@ fn shape_errors_are_reported() {
 
 #[test]
 fn weak_set_validates_and_round_trips_through_json() {
-    let surf = ModalitySet::surf();
-    let ri: ModalityMask = "R+I".parse().unwrap();
+    let surf = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
+    let ri: ModalityMask = surf.parse_mask("R+I").unwrap();
     assert!(WeakSet::new(surf.clone(), vec![]).is_err());
     assert!(WeakSet::new(surf.clone(), vec![ri, ri]).is_err());
-    assert!(WeakSet::new(ModalitySet::rgbd(), vec![ri]).is_err());
-    let w = WeakSet::new(surf, vec![ri, "R".parse().unwrap(), "I".parse().unwrap()]).unwrap();
+    let rgbd = ModalitySet::from_names(["rgb", "depth"]).unwrap();
+    assert!(WeakSet::new(rgbd, vec![ri]).is_err());
+    let w = WeakSet::new(surf.clone(), surf.parse_masks(&["R+I", "R", "I"]).unwrap()).unwrap();
     let json = serde_json::to_string(&w).unwrap();
+    assert_eq!(json, r#"{"modalities":["rgb","depth","ir"],"weak":["R+I","R","I"]}"#);
     let back: WeakSet = serde_json::from_str(&json).unwrap();
     assert_eq!(back, w);
     let t = w.presence_tensor(Kind::Float, Device::Cpu);
@@ -232,7 +233,7 @@ fn weak_set_validates_and_round_trips_through_json() {
 #[test]
 fn mar_segmentation_uses_only_weak_samples() {
     tch::manual_seed(25);
-    let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse().unwrap()]).unwrap();
+    let weak = rgbd_weak_d();
     // Samples: R+D, D, R, D -> weak samples 1 and 3.
     let masks = Tensor::from_slice2(&[[1.0f32, 1.], [0., 1.], [1., 0.], [0., 1.]]);
     let full = Tensor::randn([4, 3, 4, 4], OPTS).set_requires_grad(true);
@@ -282,4 +283,10 @@ fn segmentation_config_serialises_with_reference_defaults() {
         serde_json::from_str(&serde_json::to_string(&SegMadConfig::default()).unwrap()).unwrap();
     assert_eq!(back, SegMadConfig::default());
     assert_eq!(serde_json::to_string(&GramBlocks::Halves).unwrap(), r#""halves""#);
+}
+
+/// The RGB-D weak set `[D]`.
+fn rgbd_weak_d() -> WeakSet {
+    let rgbd = ModalitySet::from_names(["rgb", "depth"]).unwrap();
+    WeakSet::new(rgbd.clone(), vec![rgbd.parse_mask("D").unwrap()]).unwrap()
 }

@@ -65,7 +65,7 @@ fn mar_classification_aux_gradient_matches_finite_differences() {
         [1., 0., 0.],
     ]);
     let weak = WeakSet::from_presence_rows(
-        ModalitySet::surf(),
+        ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
         &[vec![true, false, true], vec![true, false, false], vec![false, false, true]],
     )
     .unwrap();

@@ -1,6 +1,5 @@
 //! [`AggregateReport`]: mean ± sample standard deviation of [`CombinationReport`]s over runs.
 
-use mmanet_core::ModalityMask;
 use serde::{Deserialize, Serialize};
 
 use crate::report::{
@@ -13,7 +12,7 @@ use crate::{CombinationReport, MetricsError, Result};
 #[derive(Clone, Debug, PartialEq)]
 pub struct AggregateRow {
     /// The combination.
-    pub combination: ModalityMask,
+    pub combination: String,
     /// Per metric, the mean over runs.
     pub mean: Vec<f64>,
     /// Per metric, the sample standard deviation over runs.
@@ -62,8 +61,8 @@ fn column_stats(runs: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
 impl AggregateReport {
     pub(crate) fn from_runs(reports: &[CombinationReport]) -> Result<Self> {
         let first = reports.first().ok_or(MetricsError::NoRuns)?;
-        let combos = |r: &CombinationReport| -> Vec<ModalityMask> {
-            r.rows().iter().map(|row| row.combination).collect()
+        let combos = |r: &CombinationReport| -> Vec<String> {
+            r.rows().iter().map(|row| row.combination.clone()).collect()
         };
         for (run, r) in reports.iter().enumerate().skip(1) {
             if r.metrics() != first.metrics() {
@@ -73,7 +72,7 @@ impl AggregateReport {
                 });
             }
             if combos(r) != combos(first) {
-                let show = |v: Vec<ModalityMask>| {
+                let show = |v: Vec<String>| {
                     v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 };
                 return Err(MetricsError::RunMismatch {
@@ -94,7 +93,7 @@ impl AggregateReport {
                 let per_run: Vec<Vec<f64>> =
                     reports.iter().map(|r| r.rows()[i].values.clone()).collect();
                 let (mean, std) = column_stats(&per_run);
-                AggregateRow { combination: row.combination, mean, std }
+                AggregateRow { combination: row.combination.clone(), mean, std }
             })
             .collect();
         let averages: Option<Vec<Vec<f64>>> =
@@ -187,7 +186,7 @@ struct StatsJson {
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AggRowJson {
-    combination: ModalityMask,
+    combination: String,
     mean: NamedValues,
     std: NamedValues,
 }
@@ -211,7 +210,7 @@ impl From<AggregateReport> for AggregateJson {
             .rows
             .iter()
             .map(|row| AggRowJson {
-                combination: row.combination,
+                combination: row.combination.clone(),
                 mean: named(&row.mean),
                 std: named(&row.std),
             })
@@ -254,9 +253,8 @@ impl TryFrom<AggregateJson> for AggregateReport {
             }
             let mean = columns(row.mean, &label, "mean")?;
             let std = columns(row.std, &label, "std")?;
-            rows.push(AggregateRow { combination: row.combination, mean, std });
+            rows.push(AggregateRow { combination: row.combination.clone(), mean, std });
         }
-        rows.sort_by_key(|a| a.combination);
         let average = match (j.average, rows.is_empty()) {
             (Some(s), false) => {
                 Some((columns(s.mean, "average", "mean")?, columns(s.std, "average", "std")?))
@@ -280,8 +278,8 @@ mod tests {
     use super::*;
     use crate::report::close;
 
-    fn mask(s: &str) -> ModalityMask {
-        s.parse().unwrap()
+    fn mask(s: &str) -> &str {
+        s
     }
 
     /// Three hand-made runs over R and R+D with metrics (acer, accuracy).
@@ -297,8 +295,8 @@ mod tests {
         data.iter()
             .map(|(r, rd)| {
                 let mut rep = CombinationReport::new(["acer", "accuracy"]).unwrap();
-                rep.insert(mask("RD"), rd).unwrap();
                 rep.insert(mask("R"), r).unwrap();
+                rep.insert(mask("R+D"), rd).unwrap();
                 rep
             })
             .collect()

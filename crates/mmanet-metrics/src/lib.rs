@@ -7,7 +7,7 @@
 //! - [`AccuracyCounter`]: multi-class top-1 accuracy from predicted labels.
 //! - [`ConfusionMatrix`]: per-class IoU, mIoU (absent classes count as 0) and pixel accuracy,
 //!   with void label 0 ignored.
-//! - [`CombinationReport`]: one row per [`mmanet_core::ModalityMask`] plus the average row, as
+//! - [`CombinationReport`]: one row per modality combination (its mask string) plus the average row, as
 //!   Markdown, CSV or JSON; [`AggregateReport`]: mean ± sample std over several runs.
 //!
 //! Every metric is a **fraction** in `[0, 1]`; only the Markdown renderings show percent.
@@ -15,18 +15,17 @@
 //! `docs/report_schema.md`.
 //!
 //! ```
-//! use mmanet_core::ModalitySet;
 //! use mmanet_metrics::{BinaryCounts, CombinationReport, LabelConvention};
 //!
 //! let mut report = CombinationReport::classification();
-//! for (k, combination) in ModalitySet::surf().combinations().into_iter().enumerate() {
+//! for (k, combination) in ["R", "D", "I", "R+D", "R+I", "D+I", "R+D+I"].into_iter().enumerate() {
 //!     let mut counts = BinaryCounts::new(LabelConvention::CASIA_SURF);
 //!     // labels: 1 = real; predictions are the argmax of the two logits.
 //!     let preds = if k == 0 { [1, 1, 0, 0, 1] } else { [1, 1, 0, 0, 0] };
 //!     counts.update(&[1, 1, 0, 0, 0], &preds)?;
 //!     report.insert(combination, &counts.metric_values())?;
 //! }
-//! let r = report.value("R".parse().unwrap(), "apcer").unwrap();
+//! let r = report.value("R", "apcer").unwrap();
 //! assert!((r - 1.0 / 3.0).abs() < 1e-12); // one of three attacks accepted as real
 //! assert!(report.to_markdown().contains("| R | 16.67 | 33.33 | 0.00 | 80.00 |"));
 //!

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use mmanet_core::ModalityMask;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -14,15 +13,16 @@ use crate::{AggregateReport, BinaryCounts, ConfusionMatrix, MetricsError, Result
 /// [`CombinationReport::metrics`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CombinationRow {
-    /// The combination of modalities present at evaluation.
-    pub combination: ModalityMask,
+    /// The combination of modalities present at evaluation, as its mask string (`R+D`).
+    pub combination: String,
     /// One value per metric, in the report's metric order.
     pub values: Vec<f64>,
 }
 
 /// Per-combination results of one trained model, as in the paper's tables: one row per
-/// modality combination, kept in the paper's order (`R, D, I, R+D, R+I, D+I, R+D+I`, the
-/// [`Ord`] of [`ModalityMask`]), plus the average row over all combinations.
+/// modality combination (its mask string, `R+D`), in the order they were inserted (callers
+/// insert in the paper's order, `R, D, I, R+D, R+I, D+I, R+D+I`), plus the average row over
+/// all combinations.
 ///
 /// Values are **fractions** (0.1753 for an ACER of 17.53 %). CSV and JSON keep the fractions at
 /// full precision; [`CombinationReport::to_markdown`] shows percent with two decimals, as the
@@ -62,18 +62,19 @@ impl CombinationReport {
         Self::new(ConfusionMatrix::METRIC_NAMES).expect("valid built-in names")
     }
 
-    /// Adds the row of `combination`, one value per metric in order, at its place in the
-    /// paper's order. Fails on a wrong number of values, a non-finite value or a combination
+    /// Appends the row of `combination`, one value per metric in order. Fails on a wrong number of values, a non-finite value or a combination
     /// already present; the report is then unchanged.
-    pub fn insert(&mut self, combination: ModalityMask, values: &[f64]) -> Result<()> {
-        check_values(&self.metrics, combination, values)?;
-        match self.rows.binary_search_by(|r| r.combination.cmp(&combination)) {
-            Ok(_) => Err(MetricsError::DuplicateCombination(combination.to_string())),
-            Err(at) => {
-                self.rows.insert(at, CombinationRow { combination, values: values.to_vec() });
-                Ok(())
-            }
+    pub fn insert(&mut self, combination: impl Into<String>, values: &[f64]) -> Result<()> {
+        let combination = combination.into();
+        check_values(&self.metrics, &combination, values)?;
+        if combination.trim().is_empty() {
+            return Err(MetricsError::InvalidReport("empty combination label".into()));
         }
+        if self.rows.iter().any(|r| r.combination == combination) {
+            return Err(MetricsError::DuplicateCombination(combination));
+        }
+        self.rows.push(CombinationRow { combination, values: values.to_vec() });
+        Ok(())
     }
 
     /// The metric names (columns), in order.
@@ -87,7 +88,7 @@ impl CombinationReport {
     }
 
     /// The value of `metric` for `combination`, if both are in the report.
-    pub fn value(&self, combination: ModalityMask, metric: &str) -> Option<f64> {
+    pub fn value(&self, combination: &str, metric: &str) -> Option<f64> {
         let col = self.metrics.iter().position(|m| m == metric)?;
         self.rows.iter().find(|r| r.combination == combination).map(|r| r.values[col])
     }
@@ -290,7 +291,7 @@ pub(crate) const REPORT_VERSION: u32 = 1;
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RowJson {
-    combination: ModalityMask,
+    combination: String,
     values: NamedValues,
 }
 
@@ -312,7 +313,7 @@ impl From<CombinationReport> for ReportJson {
             .rows
             .iter()
             .map(|row| RowJson {
-                combination: row.combination,
+                combination: row.combination.clone(),
                 values: NamedValues::from_columns(&r.metrics, &row.values),
             })
             .collect();
@@ -375,21 +376,21 @@ pub(crate) fn check_kind_version(kind: &str, version: u32, expected: &str) -> Re
 mod tests {
     use super::*;
 
-    fn mask(s: &str) -> ModalityMask {
-        s.parse().unwrap()
+    fn mask(s: &str) -> &str {
+        s
     }
 
-    /// Rows inserted out of order; values are hand-picked fractions.
+    /// Rows in the paper's order; values are hand-picked fractions.
     fn sample() -> CombinationReport {
         let mut r = CombinationReport::new(["acer", "accuracy"]).unwrap();
-        r.insert(mask("RDI"), &[0.02, 0.98]).unwrap();
         r.insert(mask("R"), &[0.1001, 0.9]).unwrap();
         r.insert(mask("D"), &[0.0445, 0.95]).unwrap();
+        r.insert(mask("R+D+I"), &[0.02, 0.98]).unwrap();
         r
     }
 
     #[test]
-    fn rows_follow_paper_order_and_average_is_the_mean() {
+    fn rows_keep_insertion_order_and_average_is_the_mean() {
         let r = sample();
         let names: Vec<String> = r.rows().iter().map(|row| row.combination.to_string()).collect();
         assert_eq!(names, ["R", "D", "R+D+I"]);

@@ -1,7 +1,6 @@
 //! Writes reports to files in a temporary directory and reads them back, as the app's
 //! `eval` and `report` verbs do.
 
-use mmanet_core::ModalitySet;
 use mmanet_metrics::{AggregateReport, CombinationReport, ConfusionMatrix};
 
 /// A segmentation report over R, D, R+D built from tiny hand-made 2-class confusion matrices:
@@ -9,7 +8,7 @@ use mmanet_metrics::{AggregateReport, CombinationReport, ConfusionMatrix};
 fn run_report(k: usize) -> CombinationReport {
     let labels = [1, 1, 1, 1, 2, 2, 2, 2, 0, 0];
     let mut report = CombinationReport::segmentation();
-    for (c, combination) in ModalitySet::rgbd().combinations().into_iter().enumerate() {
+    for (c, combination) in ["R", "D", "R+D"].into_iter().enumerate() {
         let mut preds: Vec<i64> = labels.iter().map(|l| (l - 1).max(0)).collect();
         for p in preds.iter_mut().take(k + c) {
             *p = 1 - *p;

@@ -52,7 +52,7 @@ impl ClsNetConfig {
     /// The CASIA-SURF networks: R, D, I; 3-channel inputs; 2 classes; width 64; SE 16; concat.
     pub fn surf() -> Self {
         ClsNetConfig {
-            modalities: ModalitySet::surf(),
+            modalities: ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
             in_channels: 3,
             n_classes: 2,
             base_width: 64,

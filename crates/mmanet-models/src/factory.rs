@@ -29,7 +29,7 @@ impl NetConfig {
         match self {
             NetConfig::Cls(c) => c.modalities.clone(),
             NetConfig::Generic(c) => c.modalities.clone(),
-            NetConfig::Esanet(_) => ModalitySet::rgbd(),
+            NetConfig::Esanet(_) => ModalitySet::from_names(["rgb", "depth"]).expect("valid set"),
         }
     }
 

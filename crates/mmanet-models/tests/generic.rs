@@ -1,6 +1,6 @@
 //! Generic nets: shapes for every branch kind, exact masking, sequence lengths, backward.
 
-use mmanet_core::{Fidelity, Modality, ModalitySet};
+use mmanet_core::{Fidelity, ModalitySet};
 use mmanet_models::{
     BranchConfig, GenericFusion, GenericNet, GenericNetConfig, ModelError, MultiModalNet, NetRole,
 };
@@ -8,9 +8,8 @@ use tch::{Device, Kind, Tensor, nn};
 
 fn cfg(fusion: GenericFusion) -> GenericNetConfig {
     GenericNetConfig {
-        // Canonical order: Image, Audio, Accelerometer.
-        modalities: ModalitySet::new([Modality::Image, Modality::Audio, Modality::Accelerometer])
-            .unwrap(),
+        // The task's order: image, audio, accelerometer.
+        modalities: ModalitySet::from_names(["image", "audio", "accelerometer"]).unwrap(),
         branches: vec![
             BranchConfig::SmallCnn { in_channels: 1, channels: vec![4, 8], out_dim: 6 },
             BranchConfig::Conv1d { in_features: 5, channels: vec![8], kernel: 3, out_dim: 6 },

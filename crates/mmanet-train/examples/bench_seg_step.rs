@@ -43,7 +43,7 @@ mod common;
 use common::{BoxResult, idle_mark, median, status_kib, sync};
 use std::time::Instant;
 
-use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
+use mmanet_core::Fidelity;
 use mmanet_losses::{SegMadConfig, WeakSet, f_mad_segmentation};
 use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetOutput, NetRole, build_net};
@@ -341,7 +341,8 @@ fn main() -> BoxResult<()> {
         to_channels_last(&s_vs);
     }
     let opt = Optimizer::new(&s_vs, cfg.optimizer.clone());
-    let weak = WeakSet::new(ModalitySet::rgbd(), vec!["D".parse::<ModalityMask>()?])?;
+    let rgbd = mmanet_data::nyuv2::rgbd_modalities();
+    let weak = WeakSet::new(rgbd.clone(), vec![rgbd.parse_mask("D")?])?;
     let scaler = GradScaler::new(args.amp, args.device);
     let mut setup = Setup {
         teacher,

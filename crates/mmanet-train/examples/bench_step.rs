@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mmanet_core::{Fidelity, Modality, ModalityMask, ModalitySet};
+use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
 use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
 use mmanet_data::{Batch, BatchIter, DataLoader, LoaderConfig, MaskPolicy};
 use mmanet_losses::{WeakSet, f_mad_classification, f_mar_classification};
@@ -198,9 +198,9 @@ struct Nets {
 /// The modality set of the run: CASIA-SURF's R, D, I, or `M` numbered modalities.
 fn modality_set(args: &Args) -> BoxResult<ModalitySet> {
     if args.synthetic {
-        Ok(ModalitySet::new((0..args.modalities as u8).map(Modality::Custom))?)
+        Ok(ModalitySet::from_names((0..args.modalities).map(|k| format!("x{k}")))?)
     } else {
-        Ok(ModalitySet::surf())
+        Ok(ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"))
     }
 }
 
@@ -221,7 +221,7 @@ fn build_nets(args: &Args) -> BoxResult<Nets> {
     let weak_combos: Vec<ModalityMask> = if args.synthetic {
         set.combinations().into_iter().filter(|c| c.count() == 1).collect()
     } else {
-        ["R+I", "R", "I"].iter().map(|s| s.parse()).collect::<Result<_, _>>()?
+        set.parse_masks(&["R+I", "R", "I"])?
     };
     let weak = WeakSet::new(set, weak_combos)?;
     let scaler = GradScaler::new(args.amp, args.device);
@@ -280,7 +280,7 @@ fn synthetic_batch(args: &Args, set: &ModalitySet) -> Batch {
     };
     let mask: Vec<f32> = combos
         .iter()
-        .flat_map(|c| set.modalities().iter().map(move |&md| f32::from(u8::from(c.contains(md)))))
+        .flat_map(|c| (0..set.len()).map(move |md| f32::from(u8::from(c.contains(md)))))
         .collect();
     Batch {
         inputs,
@@ -410,7 +410,7 @@ fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()>
     let dataset =
         SurfDataset::open(&args.data, "train_list.txt")?.with_augment(SurfAugment::train())?;
     let n_samples = mmanet_data::Dataset::len(&dataset);
-    let set = ModalitySet::surf();
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let loader_cfg = LoaderConfig {
         threads: args.threads,
         pin_memory: args.device.is_cuda().then_some(args.device),

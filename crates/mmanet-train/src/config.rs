@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mmanet_core::{Fidelity, ModalityMask};
+use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
 use mmanet_metrics::LabelConvention;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +59,7 @@ pub struct MethodConfig {
     pub fidelity: Fidelity,
     /// A fixed weak set (e.g. `["R+I", "R", "I"]`) instead of mining one.
     #[serde(default)]
-    pub weak_set: Vec<ModalityMask>,
+    pub weak_set: Vec<String>,
 }
 
 impl MethodConfig {
@@ -87,9 +87,11 @@ impl MethodConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalConfig {
-    /// Combinations of the final per-combination report (empty: all `2^M - 1`).
+    /// Combinations of the final per-combination report, as mask strings (`["R", "D+I"]`;
+    /// `["all"]`: all `2^M - 1`; empty: [`ModalitySet::default_combinations`], which is all of
+    /// them up to 4 modalities, above that the singles, the leave-one-outs and the full set).
     #[serde(default)]
-    pub combos: Vec<ModalityMask>,
+    pub combos: Vec<String>,
     /// Batch size of evaluation passes.
     pub batch_size: usize,
     /// Evaluate on the validation split every this many epochs (0: never; the last epoch is
@@ -243,6 +245,12 @@ impl TrainConfig {
         parse_device(&self.device)?;
         self.data.check()?;
         self.model.validate()?;
+        let set = self.model.set();
+        let masks = CheckedMasks {
+            train: parse_combos(&set, &self.data.train_combos, "data.train_combos")?,
+            eval: parse_combos(&set, &self.eval.combos, "eval.combos")?,
+            weak: parse_combos(&set, &self.method.weak_set, "method.weak_set")?,
+        };
         let lr = self.optimizer.base_lr();
         if !(lr.is_finite() && lr > 0.0) {
             return Err(TrainError::config("optimizer.lr", format!("must be > 0, got {lr}")));
@@ -275,23 +283,82 @@ impl TrainConfig {
                 ));
             }
         }
-        Ok(ValidConfig(self))
+        Ok(ValidConfig { cfg: self, set, masks })
     }
 }
 
 /// A [`TrainConfig`] whose values passed [`TrainConfig::check`].
 #[derive(Clone, Debug, PartialEq)]
-pub struct ValidConfig(TrainConfig);
+pub struct ValidConfig {
+    cfg: TrainConfig,
+    set: ModalitySet,
+    masks: CheckedMasks,
+}
+
+/// The mask strings of a config, parsed against the task's modality set.
+#[derive(Clone, Debug, PartialEq)]
+struct CheckedMasks {
+    train: Vec<ModalityMask>,
+    eval: Vec<ModalityMask>,
+    weak: Vec<ModalityMask>,
+}
+
+/// Parses a list of mask strings; `["all"]` is every combination.
+fn parse_combos(
+    set: &ModalitySet,
+    texts: &[String],
+    field: &str,
+) -> Result<Vec<ModalityMask>, TrainError> {
+    if let [only] = texts {
+        if only.trim().eq_ignore_ascii_case("all") && set.position("all").is_none() {
+            return Ok(set.combinations());
+        }
+    }
+    let mut out = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        let m = set
+            .parse_mask(t)
+            .map_err(|e| TrainError::config(format!("{field}[{i}]"), e.to_string()))?;
+        if out.contains(&m) {
+            return Err(TrainError::config(
+                format!("{field}[{i}]"),
+                format!("`{t}` is listed twice"),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
 
 impl ValidConfig {
     /// The checked config.
     pub fn get(&self) -> &TrainConfig {
-        &self.0
+        &self.cfg
     }
 
     /// The device to run on.
     pub fn device(&self) -> tch::Device {
-        parse_device(&self.0.device).expect("checked")
+        parse_device(&self.cfg.device).expect("checked")
+    }
+
+    /// The task's modalities (the model's).
+    pub fn set(&self) -> &ModalitySet {
+        &self.set
+    }
+
+    /// `data.train_combos`, parsed (empty: the default policy).
+    pub fn train_combos(&self) -> &[ModalityMask] {
+        &self.masks.train
+    }
+
+    /// `eval.combos`, parsed (empty: [`ModalitySet::default_combinations`]).
+    pub fn eval_combos(&self) -> &[ModalityMask] {
+        &self.masks.eval
+    }
+
+    /// `method.weak_set`, parsed (empty: mined).
+    pub fn fixed_weak_set(&self) -> &[ModalityMask] {
+        &self.masks.weak
     }
 }
 
@@ -299,7 +366,7 @@ impl std::ops::Deref for ValidConfig {
     type Target = TrainConfig;
 
     fn deref(&self) -> &TrainConfig {
-        &self.0
+        &self.cfg
     }
 }
 

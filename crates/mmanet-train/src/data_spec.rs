@@ -138,7 +138,7 @@ pub enum DatasetSpec {
         root: PathBuf,
         /// Views, e.g. `["pixel", "fourier", "karhunen_loeve"]` (empty: all six).
         #[serde(default)]
-        views: Vec<mmanet_core::Modality>,
+        views: Vec<String>,
         /// Give the Pix view as a `[1, 16, 15]` image (for a small CNN branch).
         #[serde(default)]
         pixel_image: bool,
@@ -401,7 +401,7 @@ pub struct DataConfig {
     /// Combinations drawn per training sample of the student (empty: all `2^M - 1`). The
     /// teacher stage always trains on the complete combination unless this is set.
     #[serde(default)]
-    pub train_combos: Vec<ModalityMask>,
+    pub train_combos: Vec<String>,
     /// Skip (and count) unreadable samples instead of failing.
     #[serde(default)]
     pub skip_bad_samples: bool,
@@ -445,10 +445,16 @@ impl DataConfig {
         }
     }
 
-    /// The training mask policy for `set`: the configured combinations, or all of them.
-    pub fn train_policy(&self, set: &ModalitySet, teacher: bool) -> MaskPolicy {
-        if !self.train_combos.is_empty() {
-            MaskPolicy::Uniform(self.train_combos.clone())
+    /// The training mask policy for `set`: the configured combinations (`combos`, parsed
+    /// from `train_combos`), or the default ones.
+    pub fn train_policy(
+        &self,
+        set: &ModalitySet,
+        combos: &[ModalityMask],
+        teacher: bool,
+    ) -> MaskPolicy {
+        if !combos.is_empty() {
+            MaskPolicy::Uniform(combos.to_vec())
         } else if teacher {
             MaskPolicy::full(set)
         } else {

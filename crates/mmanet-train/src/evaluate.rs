@@ -171,12 +171,14 @@ pub fn evaluate(
     device: Device,
 ) -> Result<CombinationReport, TrainError> {
     let mut report = scoring.empty_report();
+    let set = loader.dataset().modalities().clone();
     for &combo in combos {
         let (labels, preds) = predict_combo(net, loader, combo, device)?;
         let mut tally = Tally::new(scoring)?;
         tally.update(&labels, &preds)?;
-        report.insert(combo, &tally.values())?;
-        tracing::info!(combo = %combo, values = ?tally.values(), "evaluated");
+        let name = set.format(combo);
+        tracing::info!(combo = %name, values = ?tally.values(), "evaluated");
+        report.insert(name, &tally.values())?;
     }
     Ok(report)
 }
@@ -224,7 +226,7 @@ pub(crate) fn load_net(
 }
 
 /// Scores `weights` on one split of `cfg`'s data set, once per combination in `combos`
-/// (all combinations when empty).
+/// (the set's default combinations when empty).
 pub fn evaluate_checkpoint(
     cfg: &crate::ValidConfig,
     weights: &std::path::Path,
@@ -234,7 +236,7 @@ pub fn evaluate_checkpoint(
     let (_vs, net) = load_for_eval(cfg, weights)?;
     let set = cfg.model.set();
     let data = cfg.data.dataset.open(split, cfg.seed)?;
-    let combos = if combos.is_empty() { set.combinations() } else { combos.to_vec() };
+    let combos = if combos.is_empty() { set.default_combinations() } else { combos.to_vec() };
     for c in &combos {
         set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
     }

@@ -14,7 +14,6 @@
 
 use std::path::{Path, PathBuf};
 
-use mmanet_core::Modality;
 use mmanet_data::Dataset;
 use mmanet_data::cityscapes::{CityscapesDepth, read_cityscapes_depth};
 use mmanet_data::mfeat::{MfeatOptions, load_mfeat};
@@ -39,8 +38,8 @@ pub const INPUT_SCALING_FILE: &str = "input_scaling.json";
 /// Class probabilities of one sample and the modalities that were present.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
-    /// The present modalities.
-    pub present: Vec<Modality>,
+    /// The present modalities' names, in the task's order.
+    pub present: Vec<String>,
     /// Softmax over the classes.
     pub probabilities: Vec<f64>,
 }
@@ -48,8 +47,8 @@ pub struct Prediction {
 /// Per-feature standardisation of one vector modality: `(x - mean) / std`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeatureScaling {
-    /// The modality.
-    pub modality: Modality,
+    /// The modality's name.
+    pub modality: String,
     /// Feature means (of the training split).
     pub mean: Vec<f32>,
     /// Feature standard deviations (population; 1 for constant features).
@@ -83,26 +82,26 @@ impl InputScaling {
             .modalities()
             .iter()
             .enumerate()
-            .map(|(m, &modality)| {
+            .map(|(m, modality)| {
                 let dim = train.samples().first().map_or(0, |s| s.inputs[m].data.len());
                 let s = Standardizer::fit(
                     train.samples().iter().map(|s| s.inputs[m].data.as_slice()),
                     dim,
                 );
-                FeatureScaling { modality, mean: s.mean, std: s.std }
+                FeatureScaling { modality: modality.name().to_string(), mean: s.mean, std: s.std }
             })
             .collect();
         Ok(InputScaling { features })
     }
 
     /// The scaling of `m`, if it is standardised.
-    pub fn of(&self, m: Modality) -> Option<&FeatureScaling> {
+    pub fn of(&self, m: &str) -> Option<&FeatureScaling> {
         self.features.iter().find(|f| f.modality == m)
     }
 
     /// Standardises `values` of modality `m` in place (no-op when `m` is not standardised);
     /// a length that differs from the training features is an error.
-    pub fn apply(&self, m: Modality, values: &mut [f32]) -> Result<(), TrainError> {
+    pub fn apply(&self, m: &str, values: &mut [f32]) -> Result<(), TrainError> {
         let Some(f) = self.of(m) else { return Ok(()) };
         if values.len() != f.mean.len() {
             return Err(TrainError::config(
@@ -160,7 +159,7 @@ impl InputScaling {
 /// standardised with `scaling`.
 fn read_input(
     cfg: &ValidConfig,
-    m: Modality,
+    m: &str,
     path: &Path,
     scaling: &InputScaling,
 ) -> Result<(Vec<f32>, Vec<i64>), TrainError> {
@@ -217,21 +216,20 @@ fn sample_shapes(cfg: &ValidConfig) -> Result<Vec<Vec<i64>>, TrainError> {
 /// Maps each given modality to its input position; errors on unknown or repeated ones.
 fn positions(
     cfg: &ValidConfig,
-    inputs: &[(Modality, PathBuf)],
-) -> Result<Vec<(usize, Modality, PathBuf)>, TrainError> {
-    let set = cfg.model.set();
+    inputs: &[(String, PathBuf)],
+) -> Result<Vec<(usize, String, PathBuf)>, TrainError> {
+    let set = cfg.set();
     if inputs.is_empty() {
         return Err(TrainError::config("input", "give at least one modality file"));
     }
-    let mut out: Vec<(usize, Modality, PathBuf)> = Vec::new();
-    for (m, path) in inputs {
-        let pos = set.position(*m).ok_or_else(|| {
-            TrainError::config("input", format!("the model has no modality `{m}` (it has {set})"))
-        })?;
+    let mut out: Vec<(usize, String, PathBuf)> = Vec::new();
+    for (token, path) in inputs {
+        let pos = set.require(token).map_err(|e| TrainError::config("input", e.to_string()))?;
+        let name = set.modalities()[pos].name().to_string();
         if out.iter().any(|(p, ..)| *p == pos) {
-            return Err(TrainError::config("input", format!("modality `{m}` given twice")));
+            return Err(TrainError::config("input", format!("modality `{name}` given twice")));
         }
-        out.push((pos, *m, path.clone()));
+        out.push((pos, name, path.clone()));
     }
     Ok(out)
 }
@@ -243,7 +241,7 @@ fn positions(
 pub fn predict(
     cfg: &ValidConfig,
     weights: &Path,
-    inputs: &[(Modality, PathBuf)],
+    inputs: &[(String, PathBuf)],
     scaling: &InputScaling,
 ) -> Result<Prediction, TrainError> {
     if cfg.model.is_segmentation() {
@@ -256,7 +254,7 @@ pub fn predict(
     let given = positions(cfg, inputs)?;
     let mut data: Vec<Option<(Vec<f32>, Vec<i64>)>> = vec![None; set.len()];
     for (pos, m, path) in &given {
-        data[*pos] = Some(read_input(cfg, *m, path, scaling)?);
+        data[*pos] = Some(read_input(cfg, m, path, scaling)?);
     }
     let (_vs, net) = load_for_eval(cfg, weights)?;
     let device = cfg.device();
@@ -298,7 +296,7 @@ pub fn predict(
     let mask_t = Tensor::from_slice(&mask).view([1, set.len() as i64]).to_device(device);
     let out = tch::no_grad(|| net.forward_t(&tensors, &mask_t, false));
     let probs = out.logits.softmax(1, Kind::Double).view([-1]).to_device(tch::Device::Cpu);
-    let mut present: Vec<(usize, Modality)> = given.iter().map(|(p, m, _)| (*p, *m)).collect();
+    let mut present: Vec<(usize, String)> = given.iter().map(|(p, m, _)| (*p, m.clone())).collect();
     present.sort_unstable();
     Ok(Prediction {
         present: present.into_iter().map(|(_, m)| m).collect(),
@@ -309,8 +307,8 @@ pub fn predict(
 /// A predicted label map.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SegmentationPrediction {
-    /// The present modalities.
-    pub present: Vec<Modality>,
+    /// The present modalities' names, in the task's order.
+    pub present: Vec<String>,
     /// Rows (the input's).
     pub height: usize,
     /// Columns (the input's).
@@ -384,7 +382,7 @@ fn multiple_of_32(n: usize) -> usize {
 pub fn predict_segmentation(
     cfg: &ValidConfig,
     weights: &Path,
-    inputs: &[(Modality, PathBuf)],
+    inputs: &[(String, PathBuf)],
 ) -> Result<SegmentationPrediction, TrainError> {
     if !cfg.model.is_segmentation() {
         return Err(TrainError::config("input", "not a segmentation model: use predict"));
@@ -397,9 +395,9 @@ pub fn predict_segmentation(
     let given = positions(cfg, inputs)?;
     let mut images: Vec<Option<Image>> = vec![None; cfg.model.set().len()];
     for (pos, m, path) in &given {
-        let img = match m {
-            Modality::Rgb => read_rgb(path)?,
-            Modality::Depth => match kind.depth {
+        let img = match m.as_str() {
+            "rgb" => read_rgb(path)?,
+            "depth" => match kind.depth {
                 DepthKind::Nyuv2 => read_gray_unchanged(path)?,
                 DepthKind::Cityscapes(_) => read_cityscapes_depth(path)?,
             },
@@ -438,13 +436,13 @@ pub fn predict_segmentation(
     let mut tensors = Vec::with_capacity(set.len());
     let mut mask = vec![0f32; set.len()];
     for (m, img) in images.into_iter().enumerate() {
-        let modality = set.modalities()[m];
-        let channels = if modality == Modality::Rgb { 3 } else { 1 };
+        let is_rgb = set.modalities()[m].name() == "rgb";
+        let channels = if is_rgb { 3 } else { 1 };
         let values = match img {
             None => vec![0f32; channels * rh * rw],
             Some(img) => {
                 mask[m] = 1.0;
-                if modality == Modality::Rgb {
+                if is_rgb {
                     let mean: Vec<f32> = IMAGENET_MEAN.iter().map(|v| v * 255.0).collect();
                     let std: Vec<f32> = IMAGENET_STD.iter().map(|v| v * 255.0).collect();
                     let img = if (img.height, img.width) == (rh, rw) {
@@ -482,7 +480,7 @@ pub fn predict_segmentation(
     };
     let pred = (logits.argmax(1, false) + 1).to_kind(Kind::Uint8).to_device(tch::Device::Cpu);
     let labels = Vec::<u8>::try_from(pred.flatten(0, -1)).expect("u8 labels");
-    let mut present: Vec<(usize, Modality)> = given.iter().map(|(p, m, _)| (*p, *m)).collect();
+    let mut present: Vec<(usize, String)> = given.iter().map(|(p, m, _)| (*p, m.clone())).collect();
     present.sort_unstable();
     Ok(SegmentationPrediction {
         present: present.into_iter().map(|(_, m)| m).collect(),

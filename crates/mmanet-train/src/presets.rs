@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use mmanet_core::{Fidelity, Modality, ModalitySet};
+use mmanet_core::{Fidelity, ModalitySet};
 use mmanet_models::generic::{BranchConfig, GenericFusion, GenericNetConfig};
 use mmanet_models::{ClsFusion, ClsNetConfig, EsaNetConfig};
 
@@ -111,7 +111,7 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             if stage == Stage::Teacher {
                 // `unbalance_modality_drop`: each sample R, D, I or all three, 1/4 each.
                 c.data.train_combos =
-                    ["R", "D", "I", "R+D+I"].iter().map(|s| s.parse().expect("mask")).collect();
+                    ["R", "D", "I", "R+D+I"].iter().map(|s| s.to_string()).collect();
             }
             c.teacher = teacher_of("cefa", stage);
             c
@@ -207,15 +207,16 @@ fn mlp(in_dim: i64) -> BranchConfig {
 
 /// UCI mfeat: the demo's three views (Pix as a 16x15 image, Fou, Kar) or all six.
 fn mfeat(stage: Stage, three: bool) -> TrainConfig {
-    use Modality::*;
     let (name, views, branches) = if three {
         let img = BranchConfig::SmallCnn { in_channels: 1, channels: vec![16, 32], out_dim: 64 };
-        ("mfeat3", vec![Pixel, Fourier, KarhunenLoeve], vec![img, mlp(76), mlp(64)])
+        ("mfeat3", vec!["pixel", "fourier", "karhunen_loeve"], vec![img, mlp(76), mlp(64)])
     } else {
-        let views = vec![Pixel, Fourier, Profile, KarhunenLoeve, Zernike, Morphological];
+        let views =
+            vec!["pixel", "fourier", "profile", "karhunen_loeve", "zernike", "morphological"];
         ("mfeat6", views, vec![mlp(240), mlp(76), mlp(216), mlp(64), mlp(47), mlp(6)])
     };
-    let set = ModalitySet::new(views.iter().copied()).expect("mfeat views");
+    let views: Vec<String> = views.into_iter().map(String::from).collect();
+    let set = mmanet_data::mfeat::mfeat_modalities(&views).expect("mfeat views");
     let model = GenericNetConfig {
         modalities: set,
         branches,
@@ -229,13 +230,19 @@ fn mfeat(stage: Stage, three: bool) -> TrainConfig {
         pixel_image: three,
         val_fraction: 0.2,
     };
-    small_classification(name, stage, data, model, 30)
+    let mut c = small_classification(name, stage, data, model, 30);
+    if !three {
+        // Six views: every one of the 63 combinations, not the default singles,
+        // leave-one-outs and full set of tasks with more than four modalities.
+        c.eval.combos = vec!["all".into()];
+    }
+    c
 }
 
 /// AV-MNIST-lite: small CNN on the 28x28 image, 1-D conv on the MFCC sequence.
 fn avmnist(stage: Stage) -> TrainConfig {
     let model = GenericNetConfig {
-        modalities: ModalitySet::new([Modality::Image, Modality::Audio]).expect("set"),
+        modalities: ModalitySet::from_names(["image", "audio"]).expect("set"),
         branches: vec![
             BranchConfig::SmallCnn { in_channels: 1, channels: vec![16, 32], out_dim: 64 },
             BranchConfig::Conv1d {
@@ -262,7 +269,7 @@ fn basicmotions(stage: Stage) -> TrainConfig {
     let conv =
         BranchConfig::Conv1d { in_features: 3, channels: vec![16, 32], kernel: 5, out_dim: 32 };
     let model = GenericNetConfig {
-        modalities: ModalitySet::new([Modality::Accelerometer, Modality::Gyroscope]).expect("set"),
+        modalities: ModalitySet::from_names(["accelerometer", "gyroscope"]).expect("set"),
         branches: vec![conv.clone(), conv],
         trunk_hidden: vec![64],
         n_classes: 4,
@@ -474,7 +481,7 @@ fn toy(stage: Stage) -> TrainConfig {
     .into();
     c.epochs = 4;
     c.data.dataset = DatasetSpec::Toy {
-        modalities: ModalitySet::surf(),
+        modalities: ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
         shapes: vec![vec![3, 16, 16]; 3],
         noise: vec![0.5, 1.0, 3.0],
         num_classes: 2,

@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use mmanet_core::Modality;
 use mmanet_data::avmnist::{AvMnistOptions, load_avmnist};
 use mmanet_data::basicmotions::load_basicmotions;
 use mmanet_data::mfeat::{MfeatOptions, load_mfeat};
@@ -47,7 +46,7 @@ pub(crate) fn three_way(
 
 /// Reshapes the Pix view (240 values) to a `[1, 16, 15]` image so a small CNN can read it.
 fn pixel_view_as_image(data: InMemoryDataset) -> Result<InMemoryDataset, TrainError> {
-    let Some(pos) = data.modalities().position(Modality::Pixel) else {
+    let Some(pos) = data.modalities().position("pixel") else {
         return Ok(data);
     };
     let samples = data
@@ -65,7 +64,7 @@ fn pixel_view_as_image(data: InMemoryDataset) -> Result<InMemoryDataset, TrainEr
 /// UCI mfeat views (`views` empty: all six), split 80/20 then validation from the 80.
 pub(crate) fn open_mfeat(
     root: &Path,
-    views: &[Modality],
+    views: &[String],
     pixel_image: bool,
     val_fraction: f64,
     seed: u64,

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use mmanet_core::ModalityMask;
 use mmanet_metrics::CombinationReport;
 use serde::{Deserialize, Serialize};
 
@@ -64,7 +63,7 @@ impl RunReport {
             .rows()
             .iter()
             .map(|r| CombinationResult {
-                present: r.combination.modalities().map(|m| m.symbol()).collect(),
+                present: r.combination.split('+').map(str::to_string).collect(),
                 metrics: names.iter().cloned().zip(r.values.iter().copied()).collect(),
             })
             .collect();
@@ -80,13 +79,8 @@ impl RunReport {
             r.combinations.first().map(|c| c.metrics.keys().cloned().collect()).unwrap_or_default();
         let mut out = CombinationReport::new(metrics.iter().map(String::as_str))?;
         for c in &r.combinations {
-            let mask: ModalityMask = c
-                .present
-                .join("+")
-                .parse()
-                .map_err(|e| TrainError::config("present", format!("{e}")))?;
             let values: Vec<f64> = metrics.iter().map(|m| c.metrics[m]).collect();
-            out.insert(mask, &values)?;
+            out.insert(c.present.join("+"), &values)?;
         }
         Ok(out)
     }
@@ -143,8 +137,8 @@ mod tests {
     #[test]
     fn json_shape_and_round_trip() {
         let mut rep = CombinationReport::new(["accuracy"]).unwrap();
-        rep.insert("R".parse().unwrap(), &[0.5]).unwrap();
-        rep.insert("R+D".parse().unwrap(), &[0.75]).unwrap();
+        rep.insert("R", &[0.5]).unwrap();
+        rep.insert("R+D", &[0.75]).unwrap();
         let mut r = RunReport::new("toy", "classification", vec!["R".into(), "D".into()]);
         r.push("m", &rep);
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();

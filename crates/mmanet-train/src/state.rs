@@ -1,6 +1,5 @@
 //! [`TrainState`]: everything besides weights and optimizer buffers that a resume needs.
 
-use mmanet_core::ModalityMask;
 use serde::{Deserialize, Serialize};
 
 /// Mean loss terms over the steps of an epoch (or one step's values).
@@ -108,7 +107,7 @@ pub struct TrainState {
     /// The first epoch still to run.
     pub next_epoch: usize,
     /// The mined (or configured) weak set, once selected.
-    pub weak_set: Option<Vec<ModalityMask>>,
+    pub weak_set: Option<Vec<String>>,
     /// Mining inputs so far.
     pub mining: Vec<MiningEpoch>,
     /// Best validation score.

@@ -40,7 +40,7 @@ pub trait Observer {
     /// An epoch (training, mining, validation, checkpoint) finished.
     fn on_epoch_end(&mut self, _record: &EpochRecord) {}
     /// The weak set was selected.
-    fn on_weak_set(&mut self, _weak: &[ModalityMask]) {}
+    fn on_weak_set(&mut self, _weak: &[String]) {}
     /// Polled after every step: `true` stops the run after that step with a checkpoint from
     /// which [`Trainer::resume`] continues exactly (e.g. on Ctrl-C).
     fn should_stop(&self) -> bool {
@@ -61,7 +61,7 @@ pub struct TrainSummary {
     /// Best validation score.
     pub best: Option<Best>,
     /// The weak set MAR used.
-    pub weak_set: Option<Vec<ModalityMask>>,
+    pub weak_set: Option<Vec<String>>,
     /// Per-combination test report of the selected weights.
     pub report: CombinationReport,
 }
@@ -129,12 +129,12 @@ impl Trainer {
 
     fn build(cfg: ValidConfig, run: RunDir, state: TrainState) -> Result<Self, TrainError> {
         let device = cfg.device();
-        let set = cfg.model.set();
+        let set = cfg.set().clone();
         let train = cfg.data.dataset.open(Split::Train, cfg.seed)?;
         let val = cfg.data.dataset.open(Split::Val, cfg.seed)?;
         check_dataset(&train, &set, cfg.model.num_classes())?;
         let teacher_stage = cfg.stage == Stage::Teacher;
-        let policy = cfg.data.train_policy(&set, teacher_stage);
+        let policy = cfg.data.train_policy(&set, cfg.train_combos(), teacher_stage);
         let loader_cfg = LoaderConfig {
             pin_memory: device.is_cuda().then_some(device),
             ..cfg.data.train_loader(cfg.seed)
@@ -149,8 +149,8 @@ impl Trainer {
         // A teacher trained on modality subsets (the CeFA reference's `unbalance_modality_drop`)
         // must apply its masks: train it as a deployment network (same parameter names).
         let masked_teacher = teacher_stage
-            && !cfg.data.train_combos.is_empty()
-            && cfg.data.train_combos.iter().any(|c| *c != set.full());
+            && !cfg.train_combos().is_empty()
+            && cfg.train_combos().iter().any(|c| *c != set.full());
         let role = match (cfg.stage, cfg.method.mar) {
             (Stage::Teacher, _) if masked_teacher => Role::Deployment,
             (Stage::Teacher, _) => Role::Teacher,
@@ -173,9 +173,14 @@ impl Trainer {
         }
         let opt = Optimizer::new(&vs, cfg.optimizer.clone());
         let weak = match &state.weak_set {
-            Some(w) => Some(WeakSet::new(set.clone(), w.clone())?),
-            None if !cfg.method.weak_set.is_empty() && !teacher_stage => {
-                Some(WeakSet::new(set.clone(), cfg.method.weak_set.clone())?)
+            Some(w) => {
+                let combos = set.parse_masks(w).map_err(|e| {
+                    TrainError::config(run.state().display().to_string(), format!("weak_set: {e}"))
+                })?;
+                Some(WeakSet::new(set.clone(), combos)?)
+            }
+            None if !cfg.fixed_weak_set().is_empty() && !teacher_stage => {
+                Some(WeakSet::new(set.clone(), cfg.fixed_weak_set().to_vec())?)
             }
             None => None,
         };
@@ -232,13 +237,13 @@ impl Trainer {
 
     /// Combinations scored on the validation split and in the final report.
     pub fn eval_combos(&self) -> Vec<ModalityMask> {
-        let set = self.cfg.model.set();
+        let set = self.cfg.set();
         if self.cfg.stage == Stage::Teacher {
             vec![set.full()]
-        } else if self.cfg.eval.combos.is_empty() {
-            set.combinations()
+        } else if self.cfg.eval_combos().is_empty() {
+            set.default_combinations()
         } else {
-            self.cfg.eval.combos.clone()
+            self.cfg.eval_combos().to_vec()
         }
     }
 
@@ -491,16 +496,16 @@ impl Trainer {
                 miner.add_epoch(&e.full, &per)?;
             }
             let weak = miner.weak_set()?;
-            tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
+            tracing::info!(scores = ?miner.scores(), weak = %weak, "weak set selected");
             self.record_weak_set(weak, obs)?;
         }
         Ok(())
     }
 
     fn record_weak_set(&mut self, weak: WeakSet, obs: &mut dyn Observer) -> Result<(), TrainError> {
-        let combos = weak.combos().to_vec();
+        let combos = weak.names();
         let json = serde_json::json!({
-            "weak_set": combos.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "weak_set": combos,
             "mining_epochs": self.state.mining.iter().map(|m| m.epoch).collect::<Vec<_>>(),
         });
         write_atomic(
@@ -525,8 +530,9 @@ impl Trainer {
         let mut combos = vec![set.full()];
         combos.extend(miner.candidates().iter().copied());
         let report = evaluate(self.net.as_ref(), &self.val, &combos, self.scoring, self.device)?;
+        // Rows come in the order of `combos`.
         let miou: Vec<f64> =
-            combos.iter().map(|c| report.value(*c, "miou").unwrap_or(0.0)).collect();
+            combos.iter().map(|c| report.value(&set.format(*c), "miou").unwrap_or(0.0)).collect();
         self.state.mining.push(MiningEpoch { epoch, miou, ..Default::default() });
         if epoch + 1 == self.cfg.method.begin_epoch {
             let mut miner = miner;
@@ -534,7 +540,7 @@ impl Trainer {
                 miner.add_epoch(e.miou[0], &e.miou[1..])?;
             }
             let weak = miner.weak_set()?;
-            tracing::info!(scores = ?miner.scores(), weak = ?weak.combos(), "weak set selected");
+            tracing::info!(scores = ?miner.scores(), weak = %weak, "weak set selected");
             self.record_weak_set(weak, obs)?;
         }
         Ok(())
@@ -619,7 +625,7 @@ impl Trainer {
             _ => "classification",
         };
         let set = self.cfg.model.set();
-        let mods = set.modalities().iter().map(|m| m.symbol()).collect();
+        let mods = set.modalities().iter().map(|m| m.symbol().to_string()).collect();
         let mut r = crate::run_report::RunReport::new(self.cfg.data.dataset.name(), task, mods);
         r.push(&self.cfg.name, report);
         r
@@ -674,7 +680,11 @@ fn check_dataset(
     if data.modalities() != set {
         return Err(TrainError::config(
             "model.modalities",
-            format!("the data set has {}, the model expects {set}", data.modalities()),
+            format!(
+                "the data set has {}, the model expects {}",
+                data.modalities().describe(),
+                set.describe()
+            ),
         ));
     }
     if data.task().num_classes() != num_classes {

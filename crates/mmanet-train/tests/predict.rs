@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use mmanet_core::{Modality, ModalitySet};
+use mmanet_core::ModalitySet;
 use mmanet_models::ClsNetConfig;
 use mmanet_models::factory::NetConfig;
 use mmanet_train::config::EvalConfig;
@@ -60,7 +60,10 @@ fn predicts_from_any_subset_of_image_files() {
         teacher: None,
         compute: Default::default(),
     };
-    assert_eq!(cfg.model.modalities(), ModalitySet::surf());
+    assert_eq!(
+        cfg.model.modalities(),
+        ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set")
+    );
     let run = RunDir::create(dir.path().join("run")).unwrap();
     let valid = cfg.check().unwrap();
     Trainer::new(valid.clone(), run.clone()).unwrap().run(&mut Silent).unwrap();
@@ -76,23 +79,30 @@ fn predicts_from_any_subset_of_image_files() {
     let all = predict(
         &valid,
         &run.last_weights(),
-        &[(Modality::Rgb, file(0)), (Modality::Depth, file(1)), (Modality::Ir, file(2))],
+        &[
+            ("rgb".to_string(), file(0)),
+            ("depth".to_string(), file(1)),
+            ("ir".to_string(), file(2)),
+        ],
         &none,
     )
     .unwrap();
-    assert_eq!(all.present, [Modality::Rgb, Modality::Depth, Modality::Ir]);
+    assert_eq!(all.present, ["rgb", "depth", "ir"]);
     assert_eq!(all.probabilities.len(), 2);
     assert!((all.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 
-    let rgb = predict(&valid, &run.last_weights(), &[(Modality::Rgb, file(0))], &none).unwrap();
-    assert_eq!(rgb.present, [Modality::Rgb]);
+    let rgb = predict(&valid, &run.last_weights(), &[("rgb".to_string(), file(0))], &none).unwrap();
+    assert_eq!(rgb.present, ["rgb"]);
     assert!((rgb.probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-9);
 
     let err =
-        predict(&valid, &run.last_weights(), &[(Modality::Audio, file(0))], &none).unwrap_err();
-    assert!(err.to_string().contains("no modality"), "{err}");
+        predict(&valid, &run.last_weights(), &[("audio".to_string(), file(0))], &none).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown modality `audio`") && err.to_string().contains("rgb (R)"),
+        "{err}"
+    );
     let err =
-        predict(&valid, &run.last_weights(), &[(Modality::Rgb, data.join("nope.jpg"))], &none)
+        predict(&valid, &run.last_weights(), &[("rgb".to_string(), data.join("nope.jpg"))], &none)
             .unwrap_err();
     assert!(err.to_string().contains("nope.jpg"), "{err}");
 }
@@ -154,22 +164,22 @@ fn text_features_are_standardised_as_in_training() {
     let test = valid.data.dataset.open(Split::Test, valid.seed).unwrap();
     let sample = test.get(0, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
     let set = valid.model.set();
-    let fou = set.position(Modality::Fourier).unwrap();
+    let fou = set.position("fourier").unwrap();
     let row = (0..raw[1].len())
         .find(|&i| {
             let mut v = raw[1][i].clone();
-            scaling.apply(Modality::Fourier, &mut v).unwrap();
+            scaling.apply("fourier", &mut v).unwrap();
             v == sample.inputs[fou].data
         })
         .expect("the test sample's raw row");
-    let views = [Modality::Pixel, Modality::Fourier, Modality::KarhunenLoeve];
-    let inputs: Vec<(Modality, std::path::PathBuf)> = views
+    let views = ["pixel", "fourier", "karhunen_loeve"];
+    let inputs: Vec<(String, std::path::PathBuf)> = views
         .iter()
         .enumerate()
         .map(|(v, m)| {
             let p = dir.path().join(format!("{m}.txt"));
             write_numbers(&p, &raw[v][row]);
-            (*m, p)
+            (m.to_string(), p)
         })
         .collect();
 
@@ -214,10 +224,10 @@ fn segmentation_writes_a_label_png_matching_evaluation() {
     let p = predict_segmentation(
         &valid,
         &weights,
-        &[(Modality::Depth, depth.clone()), (Modality::Rgb, rgb.clone())],
+        &[("depth".to_string(), depth.clone()), ("rgb".to_string(), rgb.clone())],
     )
     .unwrap();
-    assert_eq!(p.present, [Modality::Rgb, Modality::Depth]);
+    assert_eq!(p.present, ["rgb", "depth"]);
     assert_eq!((p.height, p.width, p.labels.len()), (64, 64, 64 * 64));
 
     // Evaluation's labels: argmax of the network on the reader's tensors, plus 1 (0 = void).
@@ -246,16 +256,19 @@ fn segmentation_writes_a_label_png_matching_evaluation() {
     let crop = image::open(&rgb).unwrap().crop_imm(0, 0, 56, 40);
     let small = dir.path().join("small.png");
     crop.save(&small).unwrap();
-    let r = predict_segmentation(&valid, &weights, &[(Modality::Rgb, small.clone())]).unwrap();
-    assert_eq!((r.present.as_slice(), r.height, r.width), ([Modality::Rgb].as_slice(), 40, 56));
+    let r = predict_segmentation(&valid, &weights, &[("rgb".to_string(), small.clone())]).unwrap();
+    assert_eq!((r.present.as_slice(), r.height, r.width), (["rgb".to_string()].as_slice(), 40, 56));
     assert!(r.labels.iter().all(|l| (1..=5).contains(l)));
 
     // Inputs of different sizes, and the classification entry point, are errors.
-    let err =
-        predict_segmentation(&valid, &weights, &[(Modality::Rgb, small), (Modality::Depth, depth)])
-            .unwrap_err();
+    let err = predict_segmentation(
+        &valid,
+        &weights,
+        &[("rgb".to_string(), small), ("depth".to_string(), depth)],
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("0001.png"), "{err}");
-    let err =
-        predict(&valid, &weights, &[(Modality::Rgb, rgb)], &InputScaling::default()).unwrap_err();
+    let err = predict(&valid, &weights, &[("rgb".to_string(), rgb)], &InputScaling::default())
+        .unwrap_err();
     assert!(err.to_string().contains("label map"), "{err}");
 }

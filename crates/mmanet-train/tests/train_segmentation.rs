@@ -31,7 +31,7 @@ fn esanet_teacher_then_student_with_mad_and_mar() {
         let s = st.run(&mut Silent).unwrap();
         let weak = s.weak_set.expect("weak set mined");
         assert_eq!(weak.len(), 1, "segmentation weak set is one single modality: {weak:?}");
-        assert_eq!(weak[0].count(), 1);
+        assert!(["R", "D"].contains(&weak[0].as_str()), "{weak:?}");
         let h = &st.state().history;
         assert!(h[..2].iter().all(|r| r.loss.distill == 0.0 && r.loss.mar == 0.0));
         assert!(h[2].loss.distill > 0.0, "{fidelity}: {:?}", h[2].loss);

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mmanet_core::ModalityMask;
 use mmanet_metrics::CombinationReport;
 use mmanet_train::data_spec::Split;
 use mmanet_train::model_spec::ModelSpecExt;
@@ -48,7 +47,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             let path = weights_path(&run, &weights);
             let combos = combos
                 .iter()
-                .map(|c| c.parse::<ModalityMask>().with_context(|| format!("combination `{c}`")))
+                .map(|c| cfg.set().parse_mask(c).with_context(|| format!("--combos `{c}`")))
                 .collect::<Result<Vec<_>>>()?;
             let split = match split {
                 SplitArg::Val => Split::Val,
@@ -68,8 +67,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                     let (m, f) = a
                         .split_once('=')
                         .with_context(|| format!("`{a}`: expected MODALITY=FILE"))?;
-                    let m: mmanet_core::Modality = m.parse()?;
-                    Ok((m, PathBuf::from(f)))
+                    Ok((m.to_string(), PathBuf::from(f)))
                 })
                 .collect::<Result<Vec<_>>>()?;
             if cfg.model.is_segmentation() {
@@ -77,8 +75,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                     out.context("a segmentation model writes a label map: give --out FILE.png")?;
                 let p = mmanet_train::predict::predict_segmentation(&cfg, &path, &inputs)?;
                 p.write_png(&out)?;
-                let present: Vec<String> = p.present.iter().map(|m| m.symbol()).collect();
-                println!("present: {}", present.join("+"));
+                println!("present: {}", present_symbols(&cfg, &p.present));
                 println!(
                     "wrote {} ({}x{}, labels 1..={})",
                     out.display(),
@@ -99,8 +96,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             }
             let scaling = mmanet_train::predict::InputScaling::for_run(&cfg, run.root())?;
             let p = mmanet_train::predict::predict(&cfg, &path, &inputs, &scaling)?;
-            let present: Vec<String> = p.present.iter().map(|m| m.symbol()).collect();
-            println!("present: {}", present.join("+"));
+            println!("present: {}", present_symbols(&cfg, &p.present));
             for (k, prob) in p.probabilities.iter().enumerate() {
                 println!("class {k}: {prob:.4}");
             }
@@ -342,4 +338,10 @@ fn data_check(config: &Path) -> Result<()> {
         bail!("{bad} unreadable samples (set data.skip_bad_samples = true to train anyway)");
     }
     Ok(())
+}
+
+/// The mask string (`R+I`) of the present modalities' names.
+fn present_symbols(cfg: &mmanet_train::ValidConfig, names: &[String]) -> String {
+    let set = cfg.set();
+    set.parse_mask(&names.join("+")).map_or_else(|_| names.join("+"), |m| set.format(m))
 }

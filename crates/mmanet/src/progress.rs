@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use mmanet_core::ModalityMask;
 use mmanet_train::Observer;
 use mmanet_train::state::{EpochRecord, LossBreakdown};
 
@@ -132,10 +131,9 @@ impl Observer for Bars {
         self.stop.load(Ordering::SeqCst)
     }
 
-    fn on_weak_set(&mut self, weak: &[ModalityMask]) {
+    fn on_weak_set(&mut self, weak: &[String]) {
         if !self.quiet {
-            let names: Vec<String> = weak.iter().map(ToString::to_string).collect();
-            eprintln!("{}: weak set mined: {}", self.label, names.join(", "));
+            eprintln!("{}: weak set mined: {}", self.label, weak.join(", "));
         }
     }
 }

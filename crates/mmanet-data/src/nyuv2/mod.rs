@@ -19,3 +19,11 @@ pub use augment::{
 pub use reader::Nyuv2Dataset;
 pub(crate) use reader::check_segmentation_files;
 pub use synthetic::{SYNTHETIC_NYUV2_CLASSES, SyntheticNyuv2, write_synthetic_nyuv2};
+
+use mmanet_core::ModalitySet;
+
+/// The modalities of the RGB-D segmentation sets (NYUv2, Cityscapes): `rgb` (`R`), `depth`
+/// (`D`), in ESANet's order.
+pub fn rgbd_modalities() -> ModalitySet {
+    ModalitySet::from_pairs(&[("rgb", "R"), ("depth", "D")]).expect("valid set")
+}

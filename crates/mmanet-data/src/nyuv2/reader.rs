@@ -52,7 +52,7 @@ impl Nyuv2Dataset {
             list,
             ids,
             num_classes,
-            modalities: ModalitySet::rgbd(),
+            modalities: crate::nyuv2::rgbd_modalities(),
             augment: Nyuv2Augment::test(),
         })
     }

@@ -13,3 +13,11 @@ pub use augment::SurfAugment;
 pub(crate) use reader::read_augment_into;
 pub use reader::{SurfDataset, SurfEntry, parse_surf_list};
 pub use synthetic::{SyntheticSurf, write_synthetic_surf};
+
+use mmanet_core::ModalitySet;
+
+/// The modalities of CASIA-SURF and CeFA, in the reference's fusion order: `rgb` (`R`),
+/// `depth` (`D`), `ir` (`I`).
+pub fn surf_modalities() -> ModalitySet {
+    ModalitySet::from_pairs(&[("rgb", "R"), ("depth", "D"), ("ir", "I")]).expect("valid set")
+}

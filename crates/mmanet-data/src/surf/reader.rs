@@ -77,7 +77,7 @@ impl SurfDataset {
         Ok(SurfDataset {
             list,
             entries,
-            modalities: ModalitySet::surf(),
+            modalities: crate::surf::surf_modalities(),
             augment: SurfAugment::test(),
         })
     }

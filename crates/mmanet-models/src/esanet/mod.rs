@@ -156,7 +156,7 @@ impl EsaNet {
         Ok(EsaNet {
             cfg: cfg.clone(),
             role,
-            modalities: ModalitySet::rgbd(),
+            modalities: ModalitySet::from_names(["rgb", "depth"]).expect("valid set"),
             encoder_rgb: ResNetEncoder::new(&(p / "encoder_rgb"), enc),
             encoder_depth: ResNetEncoder::new(&(p / "encoder_depth"), &depth_cfg),
             se_layers,
