@@ -327,7 +327,7 @@ def multiscale_ce(outputs, labels, weights):
 
 
 def mad_segmentation(student_maps, teacher_maps, pred):
-    """Segmentation MAD (mmanet_spec.md 1.2), summed over scales, NaN -> 0."""
+    """Segmentation MAD (docs/method.md §1.2), summed over scales, NaN -> 0."""
     total = 0.0
     for s, t in zip(student_maps, teacher_maps):
         t = t.detach()

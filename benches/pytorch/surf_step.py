@@ -14,7 +14,7 @@ official code (shicaiwei123/MMANet-CVPR2023, `classification/`):
   `SURF_MMANet` adds `auxi_bone` (its own layer3_new, layer4, fc) on the same fused tensor;
   `lib/model_arch.py::modality_drop` draws one of the 7 combinations per sample;
 - loss (`lib/model_develop.py::train_knowledge_distill_patch_feature_auxi_weak`, epoch > 5):
-  CE + 0.5 * MAR + 30 * MAD with the code's reductions (mmanet_spec.md 1.1 and 2.1), weak set
+  CE + 0.5 * MAR + 30 * MAD with the code's reductions (docs/method.md §1.1 and 2.1), weak set
   W = [R+I, R, I]; SGD lr 1e-3, momentum 0.9, Nesterov, weight decay 5e-4.
 
 The official `SURF_MMANet.forward` runs `auxi_bone` three times on the same input; the Rust
@@ -290,7 +290,7 @@ def mad_loss(f_s, f_t, z_t):
 
 
 def mar_loss(aux_outs, target, p, weak):
-    """Each term is n_k * mean_j CE_j (the (B,1,1,B) broadcast, summed, over B; spec 2.1)."""
+    """Each term is n_k * mean_j CE_j (the (B,1,1,B) broadcast, summed, over B; docs/method.md §2.1)."""
     b = target.shape[0]
     loss = 0.0
     for k, aux in enumerate(aux_outs):

@@ -1,4 +1,4 @@
-//! CASIA-SURF CeFA, race protocol `race_prot_rdi_4@5` (mmanet_spec.md section 8.2).
+//! CASIA-SURF CeFA, race protocol `race_prot_rdi_4@5` (docs/method.md §8.2).
 //!
 //! Layout: `<root>/<Race>/<any>/<video>/<modal>/<frames>` with Race in {AF, CA, EA}, video
 //! names `R_ID_Dev_Sess_PAI` (e.g. `1_000_1_1_1`; R 1 = AF, 2 = CA, 3 = EA; PAI 1 = real,

@@ -1,4 +1,4 @@
-//! Cityscapes in the ESANet "cityscapes-with-depth" layout (mmanet_spec.md section 8.4).
+//! Cityscapes in the ESANet "cityscapes-with-depth" layout (docs/method.md §8.4).
 //!
 //! ```text
 //! <root>/<split>_rgb.txt             one `<city>/<file>` entry per line

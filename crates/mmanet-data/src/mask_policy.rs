@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::{DataError, Result};
 
-/// How missing modalities are simulated (mmanet_spec.md section 4).
+/// How missing modalities are simulated (docs/method.md §4).
 ///
 /// Inputs are never zero-filled: the mask travels with the batch and models mask features.
 #[derive(Clone, Debug, PartialEq, Eq)]

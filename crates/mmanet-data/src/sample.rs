@@ -11,7 +11,7 @@ pub enum Task {
         num_classes: usize,
     },
     /// One label per pixel; 0 = void, `1..=num_classes` are the classes (ESANet convention,
-    /// mmanet_spec.md section 6.2).
+    /// docs/method.md §6.2).
     Segmentation {
         /// Number of classes `C`, void excluded.
         num_classes: usize,

@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn rotation_at_zero_gives_the_reference_canvas_and_shift() {
-        // 144 -> int(144 * 0.8) = 115, the size quoted in mmanet_spec.md 5.1.
+        // 144 -> int(144 * 0.8) = 115, the size quoted in docs/method.md §5.1.
         let img = Image::filled(144, 144, 3, 100.0);
         let r = img.rotate_canvas(0, 0.8);
         assert_eq!((r.height, r.width, r.channels), (115, 115, 3));

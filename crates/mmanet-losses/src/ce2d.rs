@@ -1,4 +1,4 @@
-//! Class-weighted 2-D cross-entropy with a void class (spec §6.3; ESANet's
+//! Class-weighted 2-D cross-entropy with a void class (docs/method.md §6.3; ESANet's
 //! `src/utils.py::CrossEntropyLoss2d`) and ESANet's median-frequency class weights.
 //!
 //! Labels use 0 for void and `1..=C` for the classes. Per scale:
@@ -16,7 +16,7 @@ use crate::{LossError, Result, check};
 const OP: &str = "weighted_ce_2d";
 
 /// Class-weighted cross-entropy of one scale, normalised by the weighted count of non-void
-/// pixels (spec §6.3).
+/// pixels (docs/method.md §6.3).
 ///
 /// # Shapes
 /// - `logits`: `[B, C, H, W]`, float.
@@ -58,7 +58,7 @@ pub fn f_weighted_ce_2d(
     Ok(per_pixel.f_sum(None)?.f_div(&divisor)?)
 }
 
-/// Sum of [`weighted_ce_2d`] over scales, each a `(logits, labels)` pair (spec §6.3: full
+/// Sum of [`weighted_ce_2d`] over scales, each a `(logits, labels)` pair (docs/method.md §6.3: full
 /// resolution, /8, /16, /32 for ESANet's decoder).
 ///
 /// # Shapes

@@ -1,4 +1,4 @@
-//! Teacher-entropy weights of MAD (spec §1.1 steps 4–6, §1.2 step 5).
+//! Teacher-entropy weights of MAD (docs/method.md §1.1 steps 4–6, §1.2 step 5).
 //!
 //! `H = −Σ_k q_k log q_k` with `q = softmax(z)`, computed from `ls = log_softmax(z)` as
 //! `H = −Σ_k exp(ls_k) · ls_k`. Where the reference's `q · log q` is finite the two agree; where

@@ -1,4 +1,4 @@
-//! Row-normalised Gram matrices, the relation SP and MAD compare (spec §1.1 steps 1–3).
+//! Row-normalised Gram matrices, the relation SP and MAD compare (docs/method.md §1.1 steps 1–3).
 
 use tch::Tensor;
 

@@ -4,10 +4,10 @@
 //!
 //! Tensors in, tensors out: nothing here sees a network. Where the paper and the released code
 //! disagree (MAD's weighting, MAR's reduction) a [`Fidelity`] selects the behaviour; the default
-//! [`Fidelity::Paper`] is the per-sample semantics of the paper. Spec sections refer to
-//! `docs/mmanet_spec.md`.
+//! [`Fidelity::Paper`] is the per-sample semantics of the paper. Sections (§) refer to
+//! `docs/method.md`.
 //!
-//! | loss | spec | functions |
+//! | loss | docs/method.md | functions |
 //! | --- | --- | --- |
 //! | teacher entropy weights | §1.1 steps 4–6 | [`softmax_entropy`], [`entropy_weights`] |
 //! | MAD / SP, classification | §1.1 | [`mad_classification`], [`sp_loss`], [`relation_error`] |

@@ -1,4 +1,4 @@
-//! MAD and SP for classification (spec §1.1, §11 "MAD classification").
+//! MAD and SP for classification (docs/method.md §1.1, §11 "MAD classification").
 //!
 //! With `F_S`, `F_T` the student's and teacher's features flattened to `[B, D]`:
 //!
@@ -50,7 +50,7 @@ pub fn f_relation_error(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
     Ok(gs.f_sub(&gt)?.f_square()?)
 }
 
-/// Similarity-preserving distillation (SP): `mean_ij E_ij` (spec §1.1 step 7, "plain SP").
+/// Similarity-preserving distillation (SP): `mean_ij E_ij` (docs/method.md §1.1 step 7, "plain SP").
 ///
 /// # Shapes
 /// - `student`, `teacher`: `[B, ...]`, same shape.
@@ -67,7 +67,7 @@ pub fn f_sp_loss(student: &Tensor, teacher: &Tensor) -> Result<Tensor> {
     Ok(f_relation_error(student, teacher)?.f_mean(None)?)
 }
 
-/// Margin-aware distillation for classification (spec §1.1): `Σ_ij E_ij · w_i` (paper) or
+/// Margin-aware distillation for classification (docs/method.md §1.1): `Σ_ij E_ij · w_i` (paper) or
 /// `Σ_ij E_ij · w_j` (reference code), with `w` the normalised entropy of the teacher's softmax.
 ///
 /// Not scaled by λ_MAD. A fully saturated teacher batch (`Σ H = 0`) gives weights 0 and a loss

@@ -1,4 +1,4 @@
-//! MAD for segmentation (spec §1.2): every pixel of a tapped feature map is a sample.
+//! MAD for segmentation (docs/method.md §1.2): every pixel of a tapped feature map is a sample.
 //!
 //! Per scale `j`, with student and teacher maps `[B, C, H, W]` and the teacher "prediction"
 //! map `[B, K, h, w]`:
@@ -15,7 +15,7 @@
 //! 7. `MAD_j = Σ_n w_n e_n`; `L_MAD = Σ_j MAD_j`, replaced by 0 if NaN (as the reference).
 //!
 //! What the prediction map is, is the caller's choice: the released code passes the teacher
-//! decoder's 512-channel feature `pred_scales_t[6]` (a quirk, spec §1.2 step 3); the paper's
+//! decoder's 512-channel feature `pred_scales_t[6]` (a quirk, docs/method.md §1.2 step 3); the paper's
 //! intent is the teacher's class logits.
 //!
 //! **Memory.** The `N × N` relation is never materialised: it is computed in tiles of
@@ -35,7 +35,7 @@ use crate::{LossError, Result, check, f_entropy_weights, f_softmax_entropy};
 const OP: &str = "mad_segmentation";
 
 /// How the columns of the `N × N` pixel relation are split into blocks; each row is normalised
-/// within its block (spec §1.2 step 4). Serialised as `"halves"` or `{"size": n}`.
+/// within its block (docs/method.md §1.2 step 4). Serialised as `"halves"` or `{"size": n}`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GramBlocks {
@@ -94,7 +94,7 @@ fn row_ranges(n: i64, chunk: usize) -> Result<Vec<(i64, i64)>> {
     GramBlocks::Size(chunk).ranges(n).map_err(|_| LossError::Invalid("row_chunk 0".into()))
 }
 
-/// The per-pixel relation error `e_n` of spec §1.2 step 4, for pixel rows already laid out as
+/// The per-pixel relation error `e_n` of docs/method.md §1.2 step 4, for pixel rows already laid out as
 /// `[N, C]`, computed tile by tile (never `N × N` at once). Differentiable in `student` through
 /// ordinary autograd (which keeps every tile for the backward pass: use [`mad_segmentation`]
 /// for bounded memory in training). The teacher is detached.
@@ -228,7 +228,7 @@ fn scale_term(
     Ok(ScaleTerm { rows: xs, value, grad })
 }
 
-/// Margin-aware distillation for segmentation (spec §1.2), summed over the tapped scales
+/// Margin-aware distillation for segmentation (docs/method.md §1.2), summed over the tapped scales
 /// (`(student_map, teacher_map)` pairs, the reference's fuse_cache[0..3]) and set to 0 when the
 /// sum is NaN. Not scaled by kd_scale. The teacher maps and `teacher_pred` get no gradient.
 ///

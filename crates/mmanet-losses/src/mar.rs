@@ -1,4 +1,4 @@
-//! MAR for classification (spec §2.1 "MAR loss", §11 "MAR code-faithful").
+//! MAR for classification (docs/method.md §2.1 "MAR loss", §11 "MAR code-faithful").
 //!
 //! With `ℓ_i = CE(R(x_i), y_i)` the regularization head's per-sample cross-entropy, `p_i` the
 //! presence row of sample `i` and `W` the [`WeakSet`]:
@@ -6,7 +6,7 @@
 //! - [`Fidelity::Paper`]: `L_MAR = (1/B) Σ_i 1[p_i ∈ W] · ℓ_i` (the mean CE over the batch of the
 //!   weak samples only, divided by the whole batch size B);
 //! - [`Fidelity::ReferenceCode`]: `L_MAR = n_weak · mean_i ℓ_i`, `n_weak = Σ_i 1[p_i ∈ W]`: the
-//!   released code's broadcasting turns the per-sample mask into a count (spec §2.1).
+//!   released code's broadcasting turns the per-sample mask into a count (docs/method.md §2.1).
 //!
 //! A batch with no weak sample gives an exact 0 that is still attached to the graph (its
 //! gradient is 0), never NaN. λ_MAR = 0.5 is applied by the caller.
@@ -74,7 +74,7 @@ pub fn f_weak_sample_mask(masks: &Tensor, weak: &WeakSet) -> Result<Tensor> {
         .f_any_dim(1, false)?)
 }
 
-/// Modality-aware regularization for classification (spec §2.1): the regularization head's CE
+/// Modality-aware regularization for classification (docs/method.md §2.1): the regularization head's CE
 /// on the weak samples, `(1/B) Σ_i 1[p_i ∈ W] ℓ_i` (paper) or `n_weak · mean_i ℓ_i` (reference
 /// code). Not scaled by λ_MAR.
 ///

@@ -1,5 +1,5 @@
-//! MAR for segmentation (spec §2.2 "MAR loss"): the regularization decoder's multi-scale
-//! class-weighted cross-entropy ([`crate::multiscale_weighted_ce_2d`], spec §6.3) on the weak
+//! MAR for segmentation (docs/method.md §2.2 "MAR loss"): the regularization decoder's multi-scale
+//! class-weighted cross-entropy ([`crate::multiscale_weighted_ce_2d`], docs/method.md §6.3) on the weak
 //! samples of the batch only, selected by boolean indexing as the released code does.
 //!
 //! `L_MAR = Σ_scales CE2d(R(x)[weak], y[weak])`. With no weak sample in the batch the released
@@ -17,7 +17,7 @@ const OP: &str = "mar_segmentation";
 /// The released code's value for a batch without weak samples.
 pub const MAR_SEGMENTATION_EMPTY: f64 = 1e-16;
 
-/// Modality-aware regularization for segmentation (spec §2.2): [`crate::multiscale_weighted_ce_2d`]
+/// Modality-aware regularization for segmentation (docs/method.md §2.2): [`crate::multiscale_weighted_ce_2d`]
 /// over the samples whose modality combination is in `weak`.
 ///
 /// Selecting the samples reads the weak mask back to the host (boolean indexing).

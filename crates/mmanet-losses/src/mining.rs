@@ -1,4 +1,4 @@
-//! Weak-set mining (spec §2.1 "Mining window" / "Selection", §2.2 "Mining" / "Selection").
+//! Weak-set mining (docs/method.md §2.1 "Mining window" / "Selection", §2.2 "Mining" / "Selection").
 //!
 //! Pure Rust on predictions and scores; no tensors. Each miner is fed once per mining epoch and
 //! accumulates a distance per candidate combination; the weakest candidate is the arg-max
@@ -40,7 +40,7 @@ fn log_softmax(v: &[f64]) -> Vec<f64> {
 /// `KL(softmax(v_c) ‖ softmax(v_full)) = Σ_k softmax(v_c)_k · (log softmax(v_c)_k − log softmax(v_full)_k)`:
 /// what `F.kl_div(log_softmax(v_full), softmax(v_c), reduction='batchmean')` gives on `(1, K)`
 /// inputs. The softmax is applied to vectors that are already probabilities, as the released
-/// code does (spec §2.1 step 3).
+/// code does (docs/method.md §2.1 step 3).
 pub fn softmax_kl(v_c: &[f64], v_full: &[f64]) -> f64 {
     let (lc, lf) = (log_softmax(v_c), log_softmax(v_full));
     lc.iter().zip(&lf).map(|(a, b)| a.exp() * (a - b)).sum()
@@ -56,7 +56,7 @@ fn first_argmax(scores: &[f64]) -> Option<usize> {
     best
 }
 
-/// Classification weak-set miner (spec §2.1): accumulates, over the mining epochs, the
+/// Classification weak-set miner (docs/method.md §2.1): accumulates, over the mining epochs, the
 /// label-distribution distance `D_c += softmax_kl(v_c, v_full)` of each `(M−1)`-modality
 /// candidate `c`, where `v` is the [`label_histogram`] of the predictions on the validation split.
 ///
@@ -173,7 +173,7 @@ impl ClassificationMiner {
     }
 }
 
-/// Segmentation weak-set miner (spec §2.2): accumulates `D_m += (mIoU_full − mIoU_m)²` for each
+/// Segmentation weak-set miner (docs/method.md §2.2): accumulates `D_m += (mIoU_full − mIoU_m)²` for each
 /// single modality `m`; the weak set is `[argmax_m D_m]`.
 ///
 /// ```

@@ -1,4 +1,4 @@
-//! [`WeakSet`]: the modality combinations MAR regularises (spec §2).
+//! [`WeakSet`]: the modality combinations MAR regularises (docs/method.md §2).
 
 use mmanet_core::{ModalityMask, ModalitySet};
 use serde::{Deserialize, Serialize};

@@ -1,9 +1,9 @@
-//! Every case of `shared/fixtures/mmanet_reference.json` that this crate computes, in f64
-//! (relative 1e-9) and f32 (relative 1e-4).
+//! Every case of `fixtures/mmanet_reference.json` (in the repository) that this crate computes,
+//! in f64 (relative 1e-9) and f32 (relative 1e-4).
 //!
-//! Provenance: the fixture's expected values were computed in float64 with PyTorch following
-//! `docs/mmanet_spec.md` (see `shared/fixtures/README.md`). Set `MMANET_REFERENCE` to use another
-//! copy of the file.
+//! Provenance: the fixture's inputs and expected values are written by `fixtures/make_reference.py`
+//! (PyTorch, float64, the formulas of `docs/method.md`); `fixtures/README.md` lists the cases and
+//! the command that regenerates the file. Set `MMANET_REFERENCE` to check another copy of it.
 
 mod common;
 
@@ -22,8 +22,7 @@ use tch::{Kind, Tensor};
 fn fixture_path() -> PathBuf {
     match std::env::var_os("MMANET_REFERENCE") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/mmanet_reference.json"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mmanet_reference.json"),
     }
 }
 

@@ -1,8 +1,9 @@
-//! Checks the metrics against `mmanet_reference.json` (float64 PyTorch values computed from
-//! the formulas in `mmanet_spec.md` §6): every `acer` and `miou` case, relative 1e-9.
+//! Checks the metrics against `fixtures/mmanet_reference.json` (float64 PyTorch values written by
+//! `fixtures/make_reference.py` from the formulas in `docs/method.md` §6): every `acer` and `miou`
+//! case, relative 1e-9.
 //!
-//! The fixture path is `$MMANET_REFERENCE` when set, else `/work/shared/fixtures/` resolved
-//! from this crate's manifest directory.
+//! The fixture path is `$MMANET_REFERENCE` when set, else the repository's
+//! `fixtures/mmanet_reference.json`, resolved from this crate's manifest directory.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,7 @@ use serde_json::Value;
 fn fixture_path() -> PathBuf {
     match std::env::var_os("MMANET_REFERENCE") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/mmanet_reference.json"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/mmanet_reference.json"),
     }
 }
 

@@ -85,7 +85,7 @@ fn nyuv2_resnet50_shapes_and_names() {
         assert!(vars.contains_key(name), "missing {name}");
     }
     assert_eq!(vars["encoder_depth.conv1.weight"].size(), [64, 1, 7, 7]);
-    // PPM: 2048 -> 2 x 1024, concat 4096 -> 512 (spec 3.2).
+    // PPM: 2048 -> 2 x 1024, concat 4096 -> 512 (docs/method.md §3.2).
     assert_eq!(vars["context_module.final_conv.conv.weight"].size(), [512, 4096, 1, 1]);
     assert!(!vars.keys().any(|k| k.starts_with("auxi_decoder.")));
 }

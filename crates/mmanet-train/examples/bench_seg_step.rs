@@ -58,7 +58,7 @@ use tch::{Device, Kind, Tensor, nn::VarStore};
 
 /// The preset whose model, λ and optimiser the step uses.
 const PRESET: &str = "nyuv2-mmanet";
-/// Per-sample training combinations (RGB, depth): RGB, depth, RGB-D (mmanet_spec.md §4).
+/// Per-sample training combinations (RGB, depth): RGB, depth, RGB-D (docs/method.md §4).
 const COMBINATIONS: [[f32; 2]; 3] = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]];
 
 #[derive(Debug)]

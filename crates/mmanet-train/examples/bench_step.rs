@@ -50,7 +50,7 @@ use mmanet_train::optim::{Optimizer, OptimizerConfig};
 use mmanet_train::transfer::{self, TransferOptions};
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
-/// λ_MAD and λ_MAR of the reference scripts (mmanet_spec.md §5.1).
+/// λ_MAD and λ_MAR of the reference scripts (docs/method.md §5.1).
 const LAMBDA_MAD: f64 = 30.0;
 const LAMBDA_MAR: f64 = 0.5;
 

@@ -286,7 +286,7 @@ fn basicmotions(stage: Stage) -> TrainConfig {
     c
 }
 
-/// NYUv2 with the reference's settings (mmanet_spec.md §5.2).
+/// NYUv2 with the reference's settings (docs/method.md §5.2).
 fn nyuv2(stage: Stage) -> TrainConfig {
     let mut c = surf(stage);
     c.name = stage_name("nyuv2", stage);
@@ -312,7 +312,7 @@ fn nyuv2(stage: Stage) -> TrainConfig {
     c
 }
 
-/// Cityscapes with the reference's settings (mmanet_spec.md §3.2, §5.2, §8.4): two ResNet50
+/// Cityscapes with the reference's settings (docs/method.md §3.2, §5.2, §8.4): two ResNet50
 /// encoders, 19 classes, 512 x 1024 crops after a `U[0.5, 2.0]` rescale, raw float16 depth
 /// (`--raw_depth`, `(d - 31.7156) / 38.7028`, invalid 0 kept), Adam (lr 1e-4, wd 1e-4) with
 /// the one-cycle schedule (beta1 cycling 0.85-0.95), batch 8, 300 epochs, no class weighting,
@@ -395,7 +395,7 @@ fn without_teacher(mut c: TrainConfig, name: &str) -> TrainConfig {
     c
 }
 
-/// CASIA-SURF with the reference's settings (mmanet_spec.md §5.1).
+/// CASIA-SURF with the reference's settings (docs/method.md §5.1).
 fn surf(stage: Stage) -> TrainConfig {
     let name = match stage {
         Stage::Teacher => "surf-teacher",

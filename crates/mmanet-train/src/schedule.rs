@@ -9,7 +9,7 @@ pub enum LrSchedule {
     /// The base rate at every epoch.
     Constant,
     /// The classification schedule (`GradualWarmupScheduler(total_epoch=W, multiplier=1)` then
-    /// `MultiStepLR(milestones, gamma)` on `epoch - W`), as the effective table of spec §5.1:
+    /// `MultiStepLR(milestones, gamma)` on `epoch - W`), as the effective table of docs/method.md §5.1:
     /// `lr(e) = base * (e - 1) / W` for `1 <= e <= W` (so epoch 1 runs at 0), then
     /// `base * gamma^k` with `k = #{m in milestones : e - W - 1 >= m}`. Epoch 0 gives 0.
     WarmupMultiStep {
@@ -114,7 +114,7 @@ mod tests {
 
     #[test]
     fn classification_reference_matches_the_spec_table() {
-        // Spec §5.1: e1 = 0; e2 0.2; e3 0.4; e4 0.6; e5 0.8; e6-e21 1; e22-e38 0.1;
+        // docs/method.md §5.1: e1 = 0; e2 0.2; e3 0.4; e4 0.6; e5 0.8; e6-e21 1; e22-e38 0.1;
         // e39-e55 0.01; e56-e99 0.001 (times base 1e-3).
         let s = LrSchedule::reference_classification();
         let lr = |e| s.lr(1.0, e, 100);

@@ -1,6 +1,6 @@
 //! [`Trainer`]: the training loop of the teacher and of the MMANet student.
 //!
-//! Student phases (mmanet_spec.md §2): CE only up to `begin_epoch`; after the training pass of
+//! Student phases (docs/method.md §2): CE only up to `begin_epoch`; after the training pass of
 //! epochs `mining_start..begin_epoch` the student is scored on the validation split with each
 //! candidate combination and the weak set is selected after the last of them; from
 //! `epoch > begin_epoch` the loss is CE + λ_MAD·MAD + λ_MAR·MAR with the frozen teacher (eval

@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::transform::Image;
 use crate::{DataError, Result};
 
-/// NYUv2 refined-depth mean in mm (ESANet, mmanet_spec.md section 5.2).
+/// NYUv2 refined-depth mean in mm (ESANet, docs/method.md §5.2).
 pub const DEPTH_MEAN: f32 = 2841.9494;
 /// NYUv2 refined-depth standard deviation in mm.
 pub const DEPTH_STD: f32 = 1417.2594;

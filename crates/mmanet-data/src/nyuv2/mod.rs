@@ -1,4 +1,4 @@
-//! NYUv2 in the ESANet layout (mmanet_spec.md section 8.3), its augmentation and a synthetic
+//! NYUv2 in the ESANet layout (docs/method.md §8.3), its augmentation and a synthetic
 //! RGB-D segmentation set in the same layout.
 //!
 //! ```text

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::transform::{CanvasRotation, ChannelOrder, Image8, Normalise, Planar8, ResizeScratch};
 use crate::{DataError, Result};
 
-/// The CASIA-SURF transform (mmanet_spec.md section 5.1), the same geometry for all
+/// The CASIA-SURF transform (docs/method.md §5.1), the same geometry for all
 /// modalities of a sample.
 ///
 /// - train: resize `resize x resize` (bilinear) -> rotate by an integer angle in

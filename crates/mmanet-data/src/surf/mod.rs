@@ -1,6 +1,6 @@
 //! CASIA-SURF: the list-file reader, its augmentation and a synthetic look-alike.
 //!
-//! A list file (mmanet_spec.md section 8.1) holds one sample per line, space separated:
+//! A list file (docs/method.md §8.1) holds one sample per line, space separated:
 //! `<rgb> <depth> <ir> <label>`, paths relative to the data root, label 1 = real (live),
 //! 0 = spoof. Images are read as 3-channel 8-bit **BGR**, like `cv2.imread` (grey depth and IR
 //! are replicated), and the colour order is kept as the reference keeps it.

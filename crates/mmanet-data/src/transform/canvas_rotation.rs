@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn canvas_sizes_follow_the_reference() {
-        // 144 -> int(144 * 0.8) = 115 at angle 0 (mmanet_spec.md 5.1), and at 30 degrees
+        // 144 -> int(144 * 0.8) = 115 at angle 0 (docs/method.md §5.1), and at 30 degrees
         // int(144 * 0.5 * 0.8 + 144 * cos(30) * 0.8) = int(57.6 + 99.77) = 157.
         let r = CanvasRotation::new(144, 144, 0, 0.8);
         assert_eq!((r.height, r.width), (115, 115));

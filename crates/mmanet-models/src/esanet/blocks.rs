@@ -85,7 +85,7 @@ impl ModuleT for NonBottleneck1D {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpsamplePad {
-    /// `learned-3x3-zeropad` (MMANet's setting, spec 3.2): conv padding 1.
+    /// `learned-3x3-zeropad` (MMANet's setting, docs/method.md §3.2): conv padding 1.
     Zero,
     /// `learned-3x3` (ESANet's default): replication pad 1, conv padding 0.
     Replicate,

@@ -1,8 +1,8 @@
-//! ESANet for RGB-D segmentation (spec 3.2), with MMANet's per-sample masks at the five
+//! ESANet for RGB-D segmentation (docs/method.md §3.2), with MMANet's per-sample masks at the five
 //! SE-add fusion points and the student's regularization decoder `auxi_decoder`.
 //!
 //! Parameter names follow TUI-NICR/ESANet `src/models/model.py` (best effort, written from the
-//! spec and the ESANet code layout; not checked against a converted checkpoint):
+//! method notes (docs/method.md) and the ESANet code layout; not checked against a converted checkpoint):
 //! `encoder_rgb.*` / `encoder_depth.*` (torchvision ResNet: `conv1`, `bn1`, `layer1..4`),
 //! `se_layer{0..4}.se_{rgb,depth}.fc.{0,2}`, `skip_layer{1,2,3}.0.{conv,bn}` (absent when the
 //! channels already match), `context_module.features.<i>.1.{conv,bn}`,
