@@ -166,3 +166,68 @@ pub fn load_avmnist(
     };
     Ok((build(&img_split.0, &aud_split.0, 0)?, build(&img_split.1, &aud_split.1, 1)?))
 }
+
+/// AV-MNIST-lite (`cargo xtask data fetch avmnist`) as a data source: MNIST image + spoken-digit
+/// MFCCs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvmnistSource {
+    /// Folder holding `mnist/` and `fsdd/`.
+    pub root: std::path::PathBuf,
+    /// Frames per padded MFCC sequence (true lengths are kept).
+    pub max_frames: usize,
+    /// Fraction of the training split held out for validation.
+    pub val_fraction: f64,
+}
+
+impl AvmnistSource {
+    fn options(&self, seed: u64) -> AvMnistOptions {
+        AvMnistOptions { seed, max_frames: self.max_frames, ..AvMnistOptions::default() }
+    }
+}
+
+impl crate::DataSource for AvmnistSource {
+    fn name(&self) -> &'static str {
+        "avmnist-lite"
+    }
+
+    fn check(&self) -> Result<()> {
+        crate::source::check_val_fraction(self.val_fraction)?;
+        if self.max_frames == 0 {
+            return Err(DataError::field("max_frames", "must be >= 1"));
+        }
+        Ok(())
+    }
+
+    fn root_mut(&mut self) -> Option<&mut std::path::PathBuf> {
+        Some(&mut self.root)
+    }
+
+    fn open(&self, split: crate::Split, seed: u64) -> Result<std::sync::Arc<dyn crate::Dataset>> {
+        let (train, test) =
+            load_avmnist(&self.root.join("mnist"), &self.root.join("fsdd"), &self.options(seed))
+                .map_err(|e| crate::source::fetch_hint(e, "avmnist"))?;
+        crate::source::three_way(train, test, self.val_fraction, seed, split)
+    }
+
+    fn input_spec(&self, seed: u64) -> Result<crate::InputSpec> {
+        let data = self.open(crate::Split::Test, seed)?;
+        let opts = self.options(seed);
+        let audio = audio_standardizer(&self.root.join("fsdd"), &opts)?;
+        let classes = crate::InputSpec::numbered_classes(10, 0);
+        crate::source::numeric_input_spec(self.name(), data.as_ref(), classes, vec![None, audio])
+    }
+}
+
+/// The MFCC standardisation [`load_avmnist`] applies (training split, real frames), if on.
+pub fn audio_standardizer(fsdd_dir: &Path, opts: &AvMnistOptions) -> Result<Option<Standardizer>> {
+    if !opts.standardize_audio {
+        return Ok(None);
+    }
+    let (clips, aud_labels) = read_fsdd_mfcc(fsdd_dir)?;
+    let aud_split = stratified_split(&aud_labels, opts.test_fraction, opts.seed ^ 0xA0D1);
+    Ok(Some(Standardizer::fit(
+        aud_split.0.iter().flat_map(|i| clips[*i].chunks_exact(MFCC_DIM)),
+        MFCC_DIM,
+    )))
+}

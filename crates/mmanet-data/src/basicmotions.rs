@@ -9,7 +9,7 @@ use std::path::Path;
 
 use mmanet_core::ModalitySet;
 
-use crate::{DataError, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
+use crate::{DataError, Dataset, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
 
 /// A parsed `.ts` file.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,4 +125,75 @@ pub fn load_basicmotions(dir: &Path) -> Result<(InMemoryDataset, InMemoryDataset
         )
     };
     Ok((build(&train, "BasicMotions_TRAIN.ts")?, build(&test, "BasicMotions_TEST.ts")?))
+}
+
+/// BasicMotions (`cargo xtask data fetch basicmotions`) as a data source: accelerometer +
+/// gyroscope sequences `[100, 3]` (time-major), the official 40/40 split, validation from the
+/// training part.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicMotionsSource {
+    /// Folder holding `BasicMotions_{TRAIN,TEST}.ts`.
+    pub root: std::path::PathBuf,
+    /// Fraction of the training split held out for validation.
+    pub val_fraction: f64,
+}
+
+impl crate::DataSource for BasicMotionsSource {
+    fn name(&self) -> &'static str {
+        "basicmotions"
+    }
+
+    fn check(&self) -> Result<()> {
+        crate::source::check_val_fraction(self.val_fraction)
+    }
+
+    fn root_mut(&mut self) -> Option<&mut std::path::PathBuf> {
+        Some(&mut self.root)
+    }
+
+    fn open(&self, split: crate::Split, seed: u64) -> Result<std::sync::Arc<dyn crate::Dataset>> {
+        let (train, test) = load_basicmotions(&self.root)
+            .map_err(|e| crate::source::fetch_hint(e, "basicmotions"))?;
+        crate::source::three_way(
+            time_major(train)?,
+            time_major(test)?,
+            self.val_fraction,
+            seed,
+            split,
+        )
+    }
+
+    fn input_spec(&self, seed: u64) -> Result<crate::InputSpec> {
+        let data = self.open(crate::Split::Test, seed)?;
+        let train = read_ts(&self.root.join("BasicMotions_TRAIN.ts"), None)
+            .map_err(|e| crate::source::fetch_hint(e, "basicmotions"))?;
+        crate::source::numeric_input_spec(self.name(), data.as_ref(), train.classes, vec![])
+    }
+}
+
+/// `[C, T]` channel-major series to `[T, C]` time-major (what sequence branches read).
+fn time_major(data: InMemoryDataset) -> Result<InMemoryDataset> {
+    let samples = data
+        .samples()
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            for x in &mut s.inputs {
+                if let [c, t] = x.shape[..] {
+                    let (c, t) = (c as usize, t as usize);
+                    let mut out = vec![0.0; c * t];
+                    for i in 0..c {
+                        for j in 0..t {
+                            out[j * c + i] = x.data[i * t + j];
+                        }
+                    }
+                    x.data = out;
+                    x.shape = vec![t as i64, c as i64];
+                }
+            }
+            s
+        })
+        .collect();
+    InMemoryDataset::new(data.modalities().clone(), data.task(), samples)
 }

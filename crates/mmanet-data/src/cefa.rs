@@ -211,6 +211,48 @@ impl Dataset for CefaDataset {
     }
 }
 
+/// CASIA-SURF CeFA (race subset), protocol `race_prot_rdi_4@5`: train = EA IDs 0-199, val =
+/// the 'dev' split (EA 200-299), test = AF 300-499; label 0 = real.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CefaSource {
+    /// `<root>/<Race>/<Race>-<ID>/<video>/{profile,depth,ir}/<frames>`.
+    pub root: std::path::PathBuf,
+    /// Side after the first resize (reference: 144).
+    pub resize: usize,
+    /// Network input side (reference: 112).
+    pub crop: usize,
+}
+
+impl crate::DataSource for CefaSource {
+    fn name(&self) -> &'static str {
+        "cefa"
+    }
+
+    fn check(&self) -> Result<()> {
+        crate::surf::check_sizes(self.resize, self.crop)
+    }
+
+    fn root_mut(&mut self) -> Option<&mut std::path::PathBuf> {
+        Some(&mut self.root)
+    }
+
+    fn open(&self, split: crate::Split, _seed: u64) -> Result<std::sync::Arc<dyn Dataset>> {
+        let s = match split {
+            crate::Split::Train => CefaSplit::Train,
+            crate::Split::Val => CefaSplit::Dev,
+            crate::Split::Test => CefaSplit::Test,
+        };
+        let augment = SurfAugment::sized(split == crate::Split::Train, self.resize, self.crop);
+        Ok(std::sync::Arc::new(CefaDataset::open(&self.root, s)?.with_augment(augment)?))
+    }
+
+    fn input_spec(&self, _seed: u64) -> Result<crate::InputSpec> {
+        // Label 0 is real in CeFA.
+        Ok(crate::surf::surf_input_spec(self.name(), self.crop, ["real", "attack"]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

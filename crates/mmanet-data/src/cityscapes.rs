@@ -309,6 +309,91 @@ impl Dataset for CityscapesDataset {
     }
 }
 
+/// Cityscapes in the ESANet "cityscapes-with-depth" layout (`{split}_rgb.txt`,
+/// `{split}_depth_raw.txt` or `{split}_disparity_raw.txt`, `{split}_labels_<C>.txt`,
+/// `{split}/{rgb,depth_raw,disparity_raw,labels_<C>}/<city>/<file>`); splits `train` and
+/// `valid`. Validation (mining, model selection) and the final test both read `valid`, as the
+/// reference does (Cityscapes' test labels are not public).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CityscapesSource {
+    /// Data root.
+    pub root: PathBuf,
+    /// Number of classes (19, void excluded; 33 for the full label set).
+    pub num_classes: usize,
+    /// `depth` (float16 metres, `depth_raw/*.npy`, MMANet's `--raw_depth`) or `disparity`
+    /// (uint16 `disparity_raw/*.png`).
+    #[serde(default)]
+    pub depth: CityscapesDepth,
+    /// Training crop `[height, width]` (reference: 512 x 1024) after a random rescale by
+    /// `U[0.5, 2.0]`.
+    pub crop: [usize; 2],
+    /// Evaluation resize `[height, width]` (RGB bilinear, depth and labels nearest); absent:
+    /// the native 1024 x 2048.
+    #[serde(default)]
+    pub eval_size: Option<[usize; 2]>,
+}
+
+impl crate::DataSource for CityscapesSource {
+    fn name(&self) -> &'static str {
+        "cityscapes"
+    }
+
+    fn check(&self) -> Result<()> {
+        if !matches!(self.num_classes, 19 | 33) {
+            return Err(DataError::field(
+                "num_classes",
+                format!("Cityscapes has 19 (or 33) classes, got {}", self.num_classes),
+            ));
+        }
+        if self.eval_size.is_some_and(|[h, w]| h == 0 || w == 0) {
+            return Err(DataError::field("eval_size", "sides must be >= 1"));
+        }
+        cityscapes_train_augment(self.crop[0], self.crop[1])
+            .validate()
+            .map_err(|e| DataError::field("crop", e.to_string()))
+    }
+
+    fn root_mut(&mut self) -> Option<&mut PathBuf> {
+        Some(&mut self.root)
+    }
+
+    fn open(&self, split: crate::Split, _seed: u64) -> Result<std::sync::Arc<dyn Dataset>> {
+        let train = split == crate::Split::Train;
+        let data = CityscapesDataset::open(
+            &self.root,
+            if train { "train" } else { "valid" },
+            self.num_classes,
+            self.depth,
+        )?;
+        Ok(std::sync::Arc::new(if train {
+            data.with_augment(cityscapes_train_augment(self.crop[0], self.crop[1]))?
+        } else {
+            data.with_eval_size(self.eval_size)?
+        }))
+    }
+
+    fn input_spec(&self, _seed: u64) -> Result<crate::InputSpec> {
+        use crate::input_spec::{Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
+        let set = crate::nyuv2::rgbd_modalities();
+        let m = |k: usize, decoder: Decoder| InputModality {
+            name: set.modalities()[k].name().to_string(),
+            symbol: set.modalities()[k].symbol().to_string(),
+            decoder,
+        };
+        Ok(InputSpec {
+            version: INPUT_SPEC_VERSION,
+            dataset: self.name().to_string(),
+            task: Task::Segmentation { num_classes: self.num_classes },
+            classes: InputSpec::numbered_classes(self.num_classes, 1),
+            modalities: vec![
+                m(0, crate::nyuv2::imagenet_rgb(self.eval_size)),
+                m(1, Decoder::CityscapesDepth { depth: self.depth, size: self.eval_size }),
+            ],
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,6 +45,14 @@ pub enum DataError {
     /// A configuration that cannot work (crop larger than the image, empty data set, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A data-set setting with a bad value; `field` is relative to `data.dataset` (`crop`).
+    #[error("config: data.dataset.{field}: {message}")]
+    Field {
+        /// The setting, e.g. `crop`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A modality mask or set problem.
     #[error(transparent)]
     Core(#[from] mmanet_core::CoreError),
@@ -60,6 +68,11 @@ impl DataError {
     /// An [`DataError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io { path: path.into(), source }
+    }
+
+    /// A [`DataError::Field`] for the data-set setting `field`.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DataError::Field { field: field.into(), message: message.into() }
     }
 
     /// A [`DataError::Decode`] for `path`.

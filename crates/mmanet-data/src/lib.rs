@@ -36,6 +36,7 @@ pub mod cefa;
 pub mod cityscapes;
 mod dataset;
 mod error;
+pub mod input_spec;
 mod loader;
 mod mask_policy;
 mod memory;
@@ -44,18 +45,22 @@ pub mod npy;
 pub mod nyuv2;
 mod sample;
 pub mod seeding;
+pub mod source;
 pub mod split;
 mod subset;
 pub mod surf;
+pub mod toy;
 pub mod transform;
 
 pub use batch::Batch;
 pub use dataset::Dataset;
 pub use error::DataError;
+pub use input_spec::InputSpec;
 pub use loader::{BatchIter, DataLoader, LoaderConfig};
 pub use mask_policy::MaskPolicy;
 pub use memory::InMemoryDataset;
 pub use sample::{ModalityData, Sample, Target, Task};
+pub use source::{DataSource, Split};
 pub use subset::Subset;
 
 /// Result alias of this crate.

@@ -9,7 +9,7 @@ use std::path::Path;
 use mmanet_core::{Modality, ModalitySet};
 
 use crate::split::{Standardizer, stratified_split};
-use crate::{DataError, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
+use crate::{DataError, Dataset, InMemoryDataset, ModalityData, Result, Sample, Target, Task};
 
 /// The six views, in the reader's order: modality name, mask symbol, file name, number of
 /// features.
@@ -151,4 +151,91 @@ pub fn load_mfeat(dir: &Path, opts: &MfeatOptions) -> Result<(InMemoryDataset, I
         InMemoryDataset::new(set.clone(), Task::Classification { num_classes: 10 }, samples)
     };
     Ok((build(&train_idx)?, build(&test_idx)?))
+}
+
+/// UCI Multiple Features (`cargo xtask data fetch mfeat`) as a data source: 2,000 digits, 10
+/// classes, any subset of the six views; seeded stratified 80/20 train/test, validation from
+/// the 80.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfeatSource {
+    /// Folder holding `mfeat-*.csv`.
+    pub root: std::path::PathBuf,
+    /// Views by name, e.g. `["pixel", "fourier", "karhunen_loeve"]` (empty: all six).
+    #[serde(default)]
+    pub views: Vec<String>,
+    /// Give the Pix view as a `[1, 16, 15]` image (for a small CNN branch).
+    #[serde(default)]
+    pub pixel_image: bool,
+    /// Fraction of the training split held out for validation.
+    pub val_fraction: f64,
+}
+
+impl MfeatSource {
+    fn load(&self, seed: u64, standardize: bool) -> Result<(InMemoryDataset, InMemoryDataset)> {
+        let opts =
+            MfeatOptions { views: self.views.clone(), seed, standardize, ..Default::default() };
+        let (mut train, mut test) =
+            load_mfeat(&self.root, &opts).map_err(|e| crate::source::fetch_hint(e, "mfeat"))?;
+        if self.pixel_image {
+            train = pixel_view_as_image(train)?;
+            test = pixel_view_as_image(test)?;
+        }
+        Ok((train, test))
+    }
+}
+
+impl crate::DataSource for MfeatSource {
+    fn name(&self) -> &'static str {
+        "mfeat"
+    }
+
+    fn check(&self) -> Result<()> {
+        crate::source::check_val_fraction(self.val_fraction)?;
+        mfeat_modalities(&self.views).map_err(|e| DataError::field("views", e.to_string()))?;
+        Ok(())
+    }
+
+    fn root_mut(&mut self) -> Option<&mut std::path::PathBuf> {
+        Some(&mut self.root)
+    }
+
+    fn open(&self, split: crate::Split, seed: u64) -> Result<std::sync::Arc<dyn crate::Dataset>> {
+        let (train, test) = self.load(seed, true)?;
+        crate::source::three_way(train, test, self.val_fraction, seed, split)
+    }
+
+    /// Each view's standardisation, fitted exactly as the reader does: on the seeded 80 %
+    /// training split, before validation is carved out of it.
+    fn input_spec(&self, seed: u64) -> Result<crate::InputSpec> {
+        let (raw, _) = self.load(seed, false)?;
+        let stats = (0..raw.modalities().len())
+            .map(|m| {
+                let dim = raw.samples().first().map_or(0, |s| s.inputs[m].data.len());
+                Some(Standardizer::fit(
+                    raw.samples().iter().map(|s| s.inputs[m].data.as_slice()),
+                    dim,
+                ))
+            })
+            .collect();
+        let classes = crate::InputSpec::numbered_classes(10, 0);
+        crate::source::numeric_input_spec(self.name(), &raw, classes, stats)
+    }
+}
+
+/// Reshapes the Pix view (240 values) to a `[1, 16, 15]` image so a small CNN can read it.
+fn pixel_view_as_image(data: InMemoryDataset) -> Result<InMemoryDataset> {
+    let Some(pos) = data.modalities().position("pixel") else {
+        return Ok(data);
+    };
+    let samples = data
+        .samples()
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.inputs[pos].shape = vec![1, 16, 15];
+            s
+        })
+        .collect();
+    InMemoryDataset::new(data.modalities().clone(), data.task(), samples)
 }

@@ -2,8 +2,10 @@
 
 use crate::{DataError, Result};
 
-/// What a data set is for, with its number of classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// What a data set is for, with its number of classes. Serialised as
+/// `{"kind": "classification", "num_classes": 10}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Task {
     /// One label per sample in `0..num_classes`.
     Classification {

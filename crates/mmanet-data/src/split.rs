@@ -25,7 +25,8 @@ pub fn stratified_split(labels: &[i64], test_fraction: f64, seed: u64) -> (Vec<u
 }
 
 /// Per-feature `(x - mean) / std`, fitted on training rows (a zero std counts as 1).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Standardizer {
     /// Feature means.
     pub mean: Vec<f32>,

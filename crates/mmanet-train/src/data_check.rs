@@ -89,13 +89,13 @@ mod tests {
     fn checks_cityscapes_splits_and_counts_pixels_per_label() {
         let dir = tempfile::tempdir().unwrap();
         write_cityscapes(dir.path(), 8, 16);
-        let spec = DatasetSpec::Cityscapes {
+        let spec = DatasetSpec::Cityscapes(mmanet_data::cityscapes::CityscapesSource {
             root: dir.path().to_path_buf(),
             num_classes: 19,
             depth: mmanet_data::cityscapes::CityscapesDepth::Depth,
             crop: [4, 8],
             eval_size: None,
-        };
+        });
         let s = check_data(&spec, 0).unwrap();
         assert_eq!(s.len(), 3);
         // Validation and test both read `valid`: 16 void pixels (top row), 7 * 16 of label 7.

@@ -24,7 +24,7 @@ pub mod model_spec;
 pub mod optim;
 pub mod predict;
 pub mod presets;
-mod registry_data;
+pub mod readers;
 pub mod run_dir;
 pub mod run_report;
 pub mod schedule;

@@ -105,8 +105,11 @@ pub fn preset(name: &str) -> Option<TrainConfig> {
             let stage = if name == "cefa-teacher" { Stage::Teacher } else { Stage::Student };
             let mut c = surf(stage);
             c.name = stage_name("cefa", stage);
-            c.data.dataset =
-                DatasetSpec::Cefa { root: PathBuf::from("data/CeFA-Race"), resize: 144, crop: 112 };
+            c.data.dataset = DatasetSpec::Cefa(mmanet_data::cefa::CefaSource {
+                root: PathBuf::from("data/CeFA-Race"),
+                resize: 144,
+                crop: 112,
+            });
             c.eval.bona_fide_label = Some(0);
             if stage == Stage::Teacher {
                 // `unbalance_modality_drop`: each sample R, D, I or all three, 1/4 each.
@@ -224,12 +227,12 @@ fn mfeat(stage: Stage, three: bool) -> TrainConfig {
         n_classes: 10,
         fusion: GenericFusion::Concat,
     };
-    let data = DatasetSpec::Mfeat {
+    let data = DatasetSpec::Mfeat(mmanet_data::mfeat::MfeatSource {
         root: PathBuf::from("datasets/cache/mfeat"),
         views,
         pixel_image: three,
         val_fraction: 0.2,
-    };
+    });
     let mut c = small_classification(name, stage, data, model, 30);
     if !three {
         // Six views: every one of the 63 combinations, not the default singles,
@@ -256,11 +259,11 @@ fn avmnist(stage: Stage) -> TrainConfig {
         n_classes: 10,
         fusion: GenericFusion::Concat,
     };
-    let data = DatasetSpec::Avmnist {
+    let data = DatasetSpec::Avmnist(mmanet_data::avmnist::AvmnistSource {
         root: PathBuf::from("datasets/cache/avmnist"),
         max_frames: 64,
         val_fraction: 0.2,
-    };
+    });
     small_classification("avmnist", stage, data, model, 20)
 }
 
@@ -275,10 +278,10 @@ fn basicmotions(stage: Stage) -> TrainConfig {
         n_classes: 4,
         fusion: GenericFusion::Concat,
     };
-    let data = DatasetSpec::BasicMotions {
+    let data = DatasetSpec::BasicMotions(mmanet_data::basicmotions::BasicMotionsSource {
         root: PathBuf::from("datasets/cache/basicmotions"),
         val_fraction: 0.25,
-    };
+    });
     let mut c = small_classification("basicmotions", stage, data, model, 40);
     c.data.batch_size = 8;
     c.method.begin_epoch = 10;
@@ -292,8 +295,11 @@ fn nyuv2(stage: Stage) -> TrainConfig {
     c.name = stage_name("nyuv2", stage);
     c.epochs = 300;
     c.skip_zero_lr_epochs = false;
-    c.data.dataset =
-        DatasetSpec::Nyuv2 { root: PathBuf::from("data/nyuv2"), num_classes: 40, crop: [480, 640] };
+    c.data.dataset = DatasetSpec::Nyuv2(mmanet_data::nyuv2::Nyuv2Source {
+        root: PathBuf::from("data/nyuv2"),
+        num_classes: 40,
+        crop: [480, 640],
+    });
     c.data.batch_size = 8;
     c.data.class_weighting = crate::segmentation::ClassWeighting::MedianFrequency;
     c.model = NetConfig::Esanet(EsaNetConfig::nyuv2());
@@ -331,13 +337,13 @@ fn nyuv2(stage: Stage) -> TrainConfig {
 fn cityscapes(stage: Stage) -> TrainConfig {
     let mut c = nyuv2(stage);
     c.name = stage_name("cityscapes", stage);
-    c.data.dataset = DatasetSpec::Cityscapes {
+    c.data.dataset = DatasetSpec::Cityscapes(mmanet_data::cityscapes::CityscapesSource {
         root: PathBuf::from("data/cityscapes"),
         num_classes: 19,
         depth: mmanet_data::cityscapes::CityscapesDepth::Depth,
         crop: [512, 1024],
         eval_size: Some([512, 1024]),
-    };
+    });
     c.data.class_weighting = crate::segmentation::ClassWeighting::None;
     c.model = NetConfig::Esanet(EsaNetConfig {
         n_classes: 19,
@@ -358,12 +364,12 @@ fn synth_nyuv2(stage: Stage) -> TrainConfig {
     let mut c = nyuv2(stage);
     c.name = stage_name("synth-nyuv2", stage);
     c.epochs = if stage == Stage::Teacher { 10 } else { 16 };
-    c.data.dataset = DatasetSpec::SyntheticNyuv2 {
+    c.data.dataset = DatasetSpec::SyntheticNyuv2(mmanet_data::nyuv2::SyntheticNyuv2Source {
         root: PathBuf::from("data/synthetic-nyuv2"),
         n: 160,
         size: [96, 128],
         crop: [96, 128],
-    };
+    });
     c.data.class_weighting = crate::segmentation::ClassWeighting::None;
     c.model = NetConfig::Esanet(EsaNetConfig {
         encoder: ResNetConfig {
@@ -410,14 +416,14 @@ fn surf(stage: Stage) -> TrainConfig {
         skip_zero_lr_epochs: true,
         checkpoint_keep: 0,
         data: DataConfig {
-            dataset: DatasetSpec::Surf {
+            dataset: DatasetSpec::Surf(mmanet_data::surf::SurfSource {
                 root: PathBuf::from("data/CASIA-SURF"),
                 train_list: PathBuf::from("train_list.txt"),
                 val_list: PathBuf::from("val_private_list.txt"),
                 test_list: PathBuf::from("test_private_list.txt"),
                 resize: 144,
                 crop: 112,
-            },
+            }),
             batch_size: 64,
             threads: 4,
             prefetch: 4,
@@ -447,13 +453,13 @@ fn demo(stage: Stage) -> TrainConfig {
     .into();
     c.device = "auto".into();
     c.epochs = if stage == Stage::Teacher { 6 } else { 10 };
-    c.data.dataset = DatasetSpec::SyntheticSurf {
+    c.data.dataset = DatasetSpec::SyntheticSurf(mmanet_data::surf::SyntheticSurfSource {
         root: PathBuf::from("data/synthetic-surf"),
         n: 640,
         size: 48,
         resize: 40,
         crop: 32,
-    };
+    });
     c.data.batch_size = 32;
     c.data.threads = 2;
     c.model = NetConfig::Cls(ClsNetConfig::surf().with_width(16));
@@ -480,13 +486,13 @@ fn toy(stage: Stage) -> TrainConfig {
     }
     .into();
     c.epochs = 4;
-    c.data.dataset = DatasetSpec::Toy {
+    c.data.dataset = DatasetSpec::Toy(mmanet_data::toy::ToySource {
         modalities: ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
         shapes: vec![vec![3, 16, 16]; 3],
         noise: vec![0.5, 1.0, 3.0],
         num_classes: 2,
         sizes: [64, 32, 32],
-    };
+    });
     c.data.batch_size = 16;
     c.model = NetConfig::Cls(ClsNetConfig::surf().with_width(4));
     c.method.begin_epoch = 2;
@@ -535,7 +541,11 @@ mod tests {
         );
         assert!(matches!(
             cs.data.dataset,
-            DatasetSpec::Cityscapes { num_classes: 19, crop: [512, 1024], .. }
+            DatasetSpec::Cityscapes(mmanet_data::cityscapes::CityscapesSource {
+                num_classes: 19,
+                crop: [512, 1024],
+                ..
+            })
         ));
         assert!(matches!(cs.optimizer, OptimizerConfig::Adam { lr, .. } if lr == 1e-4));
         assert!(

@@ -105,7 +105,11 @@ impl Trainer {
             ));
         }
         write_atomic(&run.config(), cfg.to_toml().as_bytes())?;
-        Self::build(cfg, run, TrainState::default())
+        let t = Self::build(cfg, run, TrainState::default())?;
+        // What prediction needs to read raw inputs as this run's data were read.
+        let spec = t.cfg.data.dataset.input_spec(t.cfg.seed)?;
+        crate::predict::save_input_spec(&spec, t.run.root())?;
+        Ok(t)
     }
 
     /// Continues the run in `run` exactly where its last finished epoch left it.

@@ -33,13 +33,13 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
         skip_zero_lr_epochs: false,
         checkpoint_keep: 0,
         data: DataConfig {
-            dataset: DatasetSpec::Toy {
+            dataset: DatasetSpec::Toy(mmanet_data::toy::ToySource {
                 modalities: ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set"),
                 shapes: vec![vec![3, 16, 16]; 3],
                 noise: vec![0.5, 1.0, 3.0],
                 num_classes: 2,
                 sizes: [48, 24, 24],
-            },
+            }),
             batch_size: 8,
             threads: 1,
             prefetch: 2,

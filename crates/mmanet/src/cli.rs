@@ -77,8 +77,8 @@ pub(crate) enum Command {
     /// Predict one sample from whichever modality files are given (any non-empty subset):
     /// class probabilities, or for segmentation a label PNG.
     Predict {
-        /// The run folder (its config.toml names the architecture and transforms; its
-        /// input_scaling.json the feature standardisation of text inputs).
+        /// The run folder (its config.toml names the architecture; its input_spec.json how
+        /// each modality's file is decoded and transformed).
         run_dir: PathBuf,
         /// Weights: `best` (default), `last`, or a safetensors path (e.g. an exported file).
         #[arg(long, default_value = "best")]

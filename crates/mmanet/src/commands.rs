@@ -73,7 +73,8 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             if cfg.model.is_segmentation() {
                 let out =
                     out.context("a segmentation model writes a label map: give --out FILE.png")?;
-                let p = mmanet_train::predict::predict_segmentation(&cfg, &path, &inputs)?;
+                let spec = mmanet_train::predict::input_spec_for_run(&cfg, run.root())?;
+                let p = mmanet_train::predict::predict_segmentation(&cfg, &spec, &path, &inputs)?;
                 p.write_png(&out)?;
                 println!("present: {}", present_symbols(&cfg, &p.present));
                 println!(
@@ -94,11 +95,12 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             if out.is_some() {
                 bail!("--out is for segmentation models; this one prints class probabilities");
             }
-            let scaling = mmanet_train::predict::InputScaling::for_run(&cfg, run.root())?;
-            let p = mmanet_train::predict::predict(&cfg, &path, &inputs, &scaling)?;
+            let spec = mmanet_train::predict::input_spec_for_run(&cfg, run.root())?;
+            let p = mmanet_train::predict::predict(&cfg, &spec, &path, &inputs)?;
             println!("present: {}", present_symbols(&cfg, &p.present));
             for (k, prob) in p.probabilities.iter().enumerate() {
-                println!("class {k}: {prob:.4}");
+                let name = spec.classes.get(k).map_or(String::new(), |c| format!(" ({c})"));
+                println!("class {k}{name}: {prob:.4}");
             }
             Ok(())
         }
@@ -181,12 +183,6 @@ fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary>
     cfg.resolve_paths(&std::env::current_dir()?);
     let cfg = cfg.check()?;
     let run = RunDir::create(dir)?;
-    // What `mmanet predict` needs to scale raw text features as the training data was (if the
-    // data cannot be read, the trainer reports it below with a fetch hint).
-    match mmanet_train::predict::InputScaling::fit(&cfg) {
-        Ok(s) => s.save_in(run.root())?,
-        Err(e) => tracing::debug!("no input scaling saved: {e}"),
-    }
     eprintln!("{}: training on {:?} into {}", cfg.name, cfg.device(), dir.display());
     let mut bars = Bars::new(&cfg.name, cfg.epochs, cfg.data.batch_size, false);
     let mut trainer = if run.state().exists() {

@@ -10,6 +10,7 @@
 
 mod augment;
 mod reader;
+mod source;
 mod synthetic;
 
 pub(crate) use augment::imagenet_chw;
@@ -18,6 +19,8 @@ pub use augment::{
 };
 pub use reader::Nyuv2Dataset;
 pub(crate) use reader::check_segmentation_files;
+pub(crate) use source::imagenet_rgb;
+pub use source::{Nyuv2Source, SyntheticNyuv2Source};
 pub use synthetic::{SYNTHETIC_NYUV2_CLASSES, SyntheticNyuv2, write_synthetic_nyuv2};
 
 use mmanet_core::ModalitySet;

@@ -7,11 +7,14 @@
 
 mod augment;
 mod reader;
+mod source;
 mod synthetic;
 
 pub use augment::SurfAugment;
 pub(crate) use reader::read_augment_into;
 pub use reader::{SurfDataset, SurfEntry, parse_surf_list};
+pub use source::{SurfSource, SyntheticSurfSource};
+pub(crate) use source::{check_sizes, surf_input_spec};
 pub use synthetic::{SyntheticSurf, write_synthetic_surf};
 
 use mmanet_core::ModalitySet;

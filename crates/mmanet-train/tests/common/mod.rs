@@ -40,7 +40,12 @@ pub fn tiny_segmentation(stage: Stage, root: PathBuf, epochs: usize) -> TrainCon
         skip_zero_lr_epochs: false,
         checkpoint_keep: 0,
         data: DataConfig {
-            dataset: DatasetSpec::SyntheticNyuv2 { root, n: 8, size: [64, 64], crop: [64, 64] },
+            dataset: DatasetSpec::SyntheticNyuv2(mmanet_data::nyuv2::SyntheticNyuv2Source {
+                root,
+                n: 8,
+                size: [64, 64],
+                crop: [64, 64],
+            }),
             batch_size: 4,
             threads: 1,
             prefetch: 2,

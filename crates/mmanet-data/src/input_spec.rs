@@ -1,0 +1,334 @@
+//! [`InputSpec`]: what a trained model needs to turn raw inputs into network inputs, as data.
+//!
+//! Every reader produces one ([`crate::DataSource::input_spec`]); the trainer writes it to the
+//! run folder before the first epoch and prediction reads it, so prediction has no
+//! per-data-set code. Per modality it holds the decoder and the test-time transform as
+//! parameters (resize size, normalisation mean and std, standardiser statistics, sequence
+//! length), plus the class names and the task.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cityscapes::{CityscapesDepth, read_cityscapes_depth};
+use crate::split::Standardizer;
+use crate::transform::{Image, read_bgr, read_gray_unchanged, read_rgb};
+use crate::{DataError, ModalityData, Result, Task};
+
+/// The format version of [`InputSpec`]; readers refuse another major version.
+pub const INPUT_SPEC_VERSION: u32 = 1;
+
+/// The inputs of a trained model: its modalities in the task's order, their decoders, the
+/// class names and the task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// [`INPUT_SPEC_VERSION`].
+    pub version: u32,
+    /// The data set's short name.
+    pub dataset: String,
+    /// The task and its number of classes.
+    pub task: Task,
+    /// One name per class index (classification) or per label id `1..=C` (segmentation).
+    pub classes: Vec<String>,
+    /// One entry per modality, in the task's order (position `m` = mask column `m`).
+    pub modalities: Vec<InputModality>,
+}
+
+/// One modality's name, symbol and decoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputModality {
+    /// The modality's name (`rgb`).
+    pub name: String,
+    /// Its mask symbol (`R`).
+    pub symbol: String,
+    /// How a raw input becomes the network's input.
+    pub decoder: Decoder,
+}
+
+/// The channel order an 8-bit image is read in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColorOrder {
+    /// Three channels in BGR order, as `cv2.imread` gives them (grey files are replicated).
+    Bgr,
+    /// Three channels in RGB order (grey files are replicated).
+    Rgb,
+}
+
+/// How one modality's raw input is decoded and transformed at test time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Decoder {
+    /// An 8-bit image file (PNG, JPEG): read in `color` order, resized bilinearly to `size`
+    /// (`[height, width]`; `None` keeps the file's size), then `(x - mean[c]) / std[c]` per
+    /// channel, as `[3, H, W]`.
+    Image {
+        /// Channel order.
+        color: ColorOrder,
+        /// Output `[height, width]`; `None`: the input's size.
+        size: Option<[usize; 2]>,
+        /// Per-channel mean (on the 0-255 scale).
+        mean: [f32; 3],
+        /// Per-channel standard deviation (on the 0-255 scale).
+        std: [f32; 3],
+    },
+    /// A single-channel PNG read unchanged (8 or 16 bit, e.g. depth in mm), resized
+    /// nearest-neighbour to `size` when given, then `(x - mean) / std`, as `[1, H, W]`.
+    GreyPng {
+        /// Output `[height, width]`; `None`: the input's size.
+        size: Option<[usize; 2]>,
+        /// Mean.
+        mean: f32,
+        /// Standard deviation.
+        std: f32,
+    },
+    /// Cityscapes raw depth (float16 `.npy`, metres) or disparity (uint16 PNG), resized
+    /// nearest-neighbour to `size` when given, normalised as the reader does (invalid 0 stays
+    /// 0), as `[1, H, W]`.
+    CityscapesDepth {
+        /// Depth or disparity.
+        depth: CityscapesDepth,
+        /// Output `[height, width]`; `None`: the input's size.
+        size: Option<[usize; 2]>,
+    },
+    /// Numbers (a text file of whitespace- or comma-separated values, or the values
+    /// themselves): standardised with the training split's statistics when given, then viewed
+    /// as `shape` (e.g. `[76]`, or `[1, 16, 15]` for a vector read by an image branch).
+    Vector {
+        /// The network input shape; its product is the number of values.
+        shape: Vec<i64>,
+        /// Per-feature training statistics, if the reader standardises.
+        #[serde(default)]
+        standardize: Option<Standardizer>,
+    },
+    /// A `[T, features]` sequence (a text file with one time step per line, or the values),
+    /// standardised per feature when given, padded with zeros or cut to `max_len` steps; the
+    /// true length is kept.
+    Sequence {
+        /// Padded length.
+        max_len: usize,
+        /// Features per step.
+        features: usize,
+        /// Per-feature training statistics, if the reader standardises.
+        #[serde(default)]
+        standardize: Option<Standardizer>,
+    },
+}
+
+impl Decoder {
+    /// The network input shape of one sample when it does not depend on the input (the zero
+    /// placeholder of an absent modality); `None` for images kept at their own size.
+    pub fn fixed_shape(&self) -> Option<Vec<i64>> {
+        match self {
+            Decoder::Image { size, .. } => size.map(|[h, w]| vec![3, h as i64, w as i64]),
+            Decoder::GreyPng { size, .. } | Decoder::CityscapesDepth { size, .. } => {
+                size.map(|[h, w]| vec![1, h as i64, w as i64])
+            }
+            Decoder::Vector { shape, .. } => Some(shape.clone()),
+            Decoder::Sequence { max_len, features, .. } => {
+                Some(vec![*max_len as i64, *features as i64])
+            }
+        }
+    }
+
+    /// Channels of an image-like decoder (3 or 1); `None` for vectors and sequences.
+    pub fn channels(&self) -> Option<usize> {
+        match self {
+            Decoder::Image { .. } => Some(3),
+            Decoder::GreyPng { .. } | Decoder::CityscapesDepth { .. } => Some(1),
+            Decoder::Vector { .. } | Decoder::Sequence { .. } => None,
+        }
+    }
+
+    /// Whether the decoder reads a 2-D image.
+    pub fn is_image(&self) -> bool {
+        self.channels().is_some()
+    }
+
+    /// Decodes the file at `path` to the network's input.
+    ///
+    /// `size_override` replaces an image decoder's `size` (segmentation runs inputs at a
+    /// multiple of the network's stride). Errors name the file.
+    ///
+    /// # Shapes
+    /// The result is `[3, H, W]` / `[1, H, W]` for images, `shape` for vectors,
+    /// `[max_len, features]` (with its true length) for sequences.
+    pub fn decode_file(
+        &self,
+        path: &Path,
+        size_override: Option<[usize; 2]>,
+    ) -> Result<ModalityData> {
+        match self {
+            Decoder::Image { color, size, mean, std } => {
+                let target = size_override.or(*size);
+                let img = match (color, target) {
+                    // The 8-bit resize of the training pipeline (bit-exact with OpenCV's).
+                    (ColorOrder::Bgr, Some([h, w])) => {
+                        read_bgr(path)?.resize_bilinear(h, w).to_f32()
+                    }
+                    (ColorOrder::Bgr, None) => read_bgr(path)?.to_f32(),
+                    (ColorOrder::Rgb, _) => read_rgb(path)?,
+                };
+                image_input(grey3(img), target, true, mean, std)
+            }
+            Decoder::GreyPng { size, mean, std } => {
+                let img = read_gray_unchanged(path)?;
+                image_input(img, size_override.or(*size), false, &[*mean], &[*std])
+            }
+            Decoder::CityscapesDepth { depth, size } => {
+                let img = read_cityscapes_depth(path)?;
+                let img = match size_override.or(*size) {
+                    Some([h, w]) if (h, w) != (img.height, img.width) => img.resize_nearest(h, w),
+                    _ => img,
+                };
+                let (h, w) = (img.height, img.width);
+                let mut v = img.data;
+                depth.normalize(&mut v);
+                ModalityData::new(v, vec![1, h as i64, w as i64])
+            }
+            Decoder::Vector { .. } | Decoder::Sequence { .. } => {
+                let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+                let values = parse_numbers(&text).map_err(|m| DataError::decode(path, m))?;
+                self.decode_values(values).map_err(|e| match e {
+                    DataError::Shape { context, expected, got } => DataError::Shape {
+                        context: format!("{}: {context}", path.display()),
+                        expected,
+                        got,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Decodes raw numbers given directly (a manifest cell, a request) for a vector or
+    /// sequence decoder (a sequence's steps one after the other).
+    ///
+    /// # Shapes
+    /// `values` holds `product(shape)` numbers (vector) or `T * features` (sequence).
+    pub fn decode_values(&self, mut values: Vec<f32>) -> Result<ModalityData> {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(DataError::shape(
+                "values",
+                "finite numbers",
+                format!("value {} = {}", i + 1, values[i]),
+            ));
+        }
+        match self {
+            Decoder::Vector { shape, standardize } => {
+                let n: i64 = shape.iter().product();
+                if values.len() as i64 != n {
+                    return Err(DataError::shape(
+                        "values",
+                        format!("{n} for {shape:?}"),
+                        values.len(),
+                    ));
+                }
+                if let Some(s) = standardize {
+                    s.apply(&mut values);
+                }
+                ModalityData::new(values, shape.clone())
+            }
+            Decoder::Sequence { max_len, features, standardize } => {
+                if *features == 0 || values.is_empty() || values.len() % features != 0 {
+                    return Err(DataError::shape(
+                        "sequence",
+                        format!("rows of {features} features"),
+                        values.len(),
+                    ));
+                }
+                if let Some(s) = standardize {
+                    for step in values.chunks_exact_mut(*features) {
+                        s.apply(step);
+                    }
+                }
+                let steps = (values.len() / features).min(*max_len);
+                values.truncate(steps * features);
+                values.resize(max_len * features, 0.0);
+                ModalityData::sequence(
+                    values,
+                    vec![*max_len as i64, *features as i64],
+                    steps as i64,
+                )
+            }
+            other => Err(DataError::Config(format!(
+                "a {} input is a file, not numbers",
+                other.kind_name()
+            ))),
+        }
+    }
+
+    /// The decoder's `kind` as configs write it.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Decoder::Image { .. } => "image",
+            Decoder::GreyPng { .. } => "grey_png",
+            Decoder::CityscapesDepth { .. } => "cityscapes_depth",
+            Decoder::Vector { .. } => "vector",
+            Decoder::Sequence { .. } => "sequence",
+        }
+    }
+}
+
+impl InputSpec {
+    /// Checks the version and that every modality has a decoder.
+    pub fn check(&self) -> Result<()> {
+        if self.version != INPUT_SPEC_VERSION {
+            return Err(DataError::field(
+                "input_spec.version",
+                format!("version {} is not {INPUT_SPEC_VERSION}", self.version),
+            ));
+        }
+        if self.modalities.is_empty() {
+            return Err(DataError::field("input_spec.modalities", "no modality"));
+        }
+        Ok(())
+    }
+
+    /// Class names `0`, `1`, ... for `n` classes (readers without names).
+    pub fn numbered_classes(n: usize, first: usize) -> Vec<String> {
+        (first..first + n).map(|k| k.to_string()).collect()
+    }
+}
+
+/// A grey image replicated to three channels (colour images pass unchanged).
+fn grey3(img: Image) -> Image {
+    if img.channels != 1 {
+        return img;
+    }
+    let data = img.data.iter().flat_map(|&v| [v, v, v]).collect();
+    Image::new(img.height, img.width, 3, data).expect("3 channels of the same size")
+}
+
+/// Resizes (bilinear for colour, nearest for grey maps) and normalises to CHW.
+fn image_input(
+    img: Image,
+    size: Option<[usize; 2]>,
+    bilinear: bool,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<ModalityData> {
+    let img = match size {
+        Some([h, w]) if (h, w) != (img.height, img.width) => {
+            if bilinear {
+                img.resize_bilinear(h, w)
+            } else {
+                img.resize_nearest(h, w)
+            }
+        }
+        _ => img,
+    };
+    let (c, h, w) = (img.channels, img.height, img.width);
+    ModalityData::new(img.to_chw_normalized(mean, std), vec![c as i64, h as i64, w as i64])
+}
+
+/// Whitespace- or comma-separated numbers; the error names the value's 1-based position.
+pub fn parse_numbers(text: &str) -> std::result::Result<Vec<f32>, String> {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .enumerate()
+        .map(|(i, tok)| tok.parse::<f32>().map_err(|e| format!("value {}: `{tok}`: {e}", i + 1)))
+        .collect()
+}
