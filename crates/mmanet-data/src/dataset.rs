@@ -1,6 +1,6 @@
 //! The [`Dataset`] trait every reader implements.
 
-use mmanet_core::ModalitySet;
+use mmanet_core::{ModalityMask, ModalitySet};
 use rand_chacha::ChaCha8Rng;
 
 use crate::{Result, Sample, Target, Task};
@@ -26,6 +26,15 @@ pub trait Dataset: Send + Sync {
 
     /// The task and its number of classes.
     fn task(&self) -> Task;
+
+    /// The modalities sample `index` really has, as a mask over [`Dataset::modalities`]; the
+    /// default is all of them. Sets with incomplete samples override it: the loader then
+    /// draws each sample's mask among the combinations it allows, and a missing modality's
+    /// input is a zero placeholder that its mask bit (0) keeps out of the output.
+    fn availability(&self, index: usize) -> ModalityMask {
+        let _ = index;
+        self.modalities().full()
+    }
 
     /// Decodes (and, for a training set, augments) sample `index < len()`.
     ///

@@ -41,6 +41,7 @@ mod loader;
 mod mask_policy;
 mod memory;
 pub mod mfeat;
+pub mod missing;
 pub mod npy;
 pub mod nyuv2;
 mod sample;

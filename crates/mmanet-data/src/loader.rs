@@ -145,6 +145,25 @@ impl DataLoader {
         })
     }
 
+    /// A loader over the samples `indices` of this loader's data set (same policy, settings
+    /// and thread pool), e.g. the samples that have every modality of a combination.
+    pub fn restricted(&self, indices: Vec<usize>) -> Result<DataLoader> {
+        let subset = crate::Subset::new(Arc::clone(&self.dataset), indices)?;
+        Ok(DataLoader {
+            dataset: Arc::new(subset),
+            policy: self.policy.clone(),
+            config: self.config.clone(),
+            pool: Arc::clone(&self.pool),
+        })
+    }
+
+    /// The indices of the samples that have every modality of `combo`.
+    pub fn samples_with(&self, combo: ModalityMask) -> Vec<usize> {
+        (0..self.dataset.len())
+            .filter(|&i| self.dataset.availability(i).is_superset_of(combo))
+            .collect()
+    }
+
     /// Batches per epoch (before any skipped sample).
     pub fn num_batches(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.config.batch_size);
@@ -162,7 +181,8 @@ impl DataLoader {
 
     /// The combination sample `index` gets in `epoch`.
     pub fn mask_of(&self, epoch: u64, index: usize) -> ModalityMask {
-        self.policy.draw(&mut derive_rng(self.config.seed, epoch, index as u64, Stream::Mask))
+        let mut rng = derive_rng(self.config.seed, epoch, index as u64, Stream::Mask);
+        self.policy.draw_within(&mut rng, self.dataset.availability(index))
     }
 
     /// Iterates the batches of `epoch`. After an error (with `skip_bad_samples` off) the
@@ -372,7 +392,8 @@ impl Producer {
     }
 
     fn mask(&self, index: usize) -> ModalityMask {
-        self.policy.draw(&mut derive_rng(self.seed, self.epoch, index as u64, Stream::Mask))
+        let mut rng = derive_rng(self.seed, self.epoch, index as u64, Stream::Mask);
+        self.policy.draw_within(&mut rng, self.dataset.availability(index))
     }
 
     fn count_skip(&self, index: usize, e: &DataError) {

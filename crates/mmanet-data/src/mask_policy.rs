@@ -16,6 +16,9 @@ pub enum MaskPolicy {
     Uniform(Vec<ModalityMask>),
     /// Evaluation: one combination for the whole split.
     Fixed(ModalityMask),
+    /// Evaluation "as observed": each sample with the modalities it really has
+    /// ([`crate::Dataset::availability`]).
+    Observed,
 }
 
 impl MaskPolicy {
@@ -45,15 +48,84 @@ impl MaskPolicy {
                 set.check(*m)?;
                 Ok(())
             }
+            MaskPolicy::Observed => Ok(()),
         }
     }
 
     /// One draw (uses `rng` only for [`MaskPolicy::Uniform`]). Panics on an empty uniform list;
     /// [`MaskPolicy::validate`] rules that out.
+    ///
+    /// For a complete sample; [`MaskPolicy::draw_within`] is the general form.
     pub fn draw(&self, rng: &mut ChaCha8Rng) -> ModalityMask {
         match self {
             MaskPolicy::Uniform(list) => list[rng.random_range(0..list.len())],
             MaskPolicy::Fixed(m) => *m,
+            MaskPolicy::Observed => {
+                panic!("MaskPolicy::Observed needs the sample: use draw_within")
+            }
         }
+    }
+
+    /// One draw for a sample that has the modalities `available`: never a mask with a modality
+    /// the sample lacks.
+    ///
+    /// - `Uniform`: uniform among the listed combinations that `available` holds (a complete
+    ///   sample draws exactly as [`MaskPolicy::draw`], so complete data is unaffected); when
+    ///   none is, `available` itself.
+    /// - `Fixed(m)`: `m` where the sample has it, else what it has of `m`, else `available`
+    ///   (evaluation restricts a forced combination to the samples that have it).
+    /// - `Observed`: `available`.
+    pub fn draw_within(&self, rng: &mut ChaCha8Rng, available: ModalityMask) -> ModalityMask {
+        match self {
+            MaskPolicy::Uniform(list) => {
+                if list.iter().all(|c| available.is_superset_of(*c)) {
+                    return list[rng.random_range(0..list.len())];
+                }
+                let allowed: Vec<ModalityMask> =
+                    list.iter().copied().filter(|c| available.is_superset_of(*c)).collect();
+                if allowed.is_empty() {
+                    available
+                } else {
+                    allowed[rng.random_range(0..allowed.len())]
+                }
+            }
+            MaskPolicy::Fixed(m) => m.intersect(available).unwrap_or(available),
+            MaskPolicy::Observed => available,
+        }
+    }
+}
+
+#[cfg(test)]
+mod availability_tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn draws_never_use_a_modality_the_sample_lacks() {
+        let set = ModalitySet::from_names(["rgb", "depth", "ir"]).unwrap();
+        let all = MaskPolicy::uniform_all(&set);
+        let ri = set.parse_mask("R+I").unwrap();
+        let mut seen = Vec::new();
+        for seed in 0..400 {
+            let m = all.draw_within(&mut ChaCha8Rng::seed_from_u64(seed), ri);
+            assert!(ri.is_superset_of(m), "{}", set.format(m));
+            seen.push(m);
+            // A complete sample draws exactly what `draw` draws.
+            let a = all.draw_within(&mut ChaCha8Rng::seed_from_u64(seed), set.full());
+            assert_eq!(a, all.draw(&mut ChaCha8Rng::seed_from_u64(seed)));
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(set.format_all(&seen), ["R", "I", "R+I"], "uniform among what R+I allows");
+        // No listed combination fits: the sample's own modalities.
+        let full_only = MaskPolicy::full(&set);
+        assert_eq!(full_only.draw_within(&mut ChaCha8Rng::seed_from_u64(0), ri), ri);
+        let d = set.parse_mask("D").unwrap();
+        let only_d = MaskPolicy::Uniform(vec![d]);
+        assert_eq!(only_d.draw_within(&mut ChaCha8Rng::seed_from_u64(0), ri), ri);
+        assert_eq!(MaskPolicy::Observed.draw_within(&mut ChaCha8Rng::seed_from_u64(0), ri), ri);
+        let fixed = MaskPolicy::Fixed(set.parse_mask("R+D").unwrap());
+        assert_eq!(set.format(fixed.draw_within(&mut ChaCha8Rng::seed_from_u64(0), ri)), "R");
     }
 }

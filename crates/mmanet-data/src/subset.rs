@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use mmanet_core::ModalitySet;
+use mmanet_core::{ModalityMask, ModalitySet};
 use rand_chacha::ChaCha8Rng;
 
 use crate::dataset::index_error;
@@ -61,6 +61,13 @@ impl Dataset for Subset {
 
     fn task(&self) -> Task {
         self.inner.task()
+    }
+
+    fn availability(&self, index: usize) -> ModalityMask {
+        match self.indices.get(index) {
+            Some(&i) => self.inner.availability(i),
+            None => self.inner.modalities().full(),
+        }
     }
 
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {

@@ -278,3 +278,41 @@ fn sequence_lengths_are_batched_and_policies_can_be_swapped() {
     }
     assert!(loader.with_policy(MaskPolicy::Uniform(vec![])).is_err());
 }
+
+#[test]
+fn training_masks_never_use_a_modality_a_sample_lacks() {
+    use mmanet_data::missing::{MissingConfig, WithMissing};
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).unwrap();
+    let data = InMemoryDataset::synthetic_classification(
+        set.clone(),
+        &[vec![4], vec![4], vec![4]],
+        &[0.1, 0.5, 1.0],
+        2,
+        60,
+        0,
+    )
+    .unwrap();
+    let cfg = MissingConfig { rate: 0.5, seed: 9, splits: vec![mmanet_data::Split::Train] };
+    let ds: Arc<dyn Dataset> =
+        Arc::new(WithMissing::new(Arc::new(data), &cfg, mmanet_data::Split::Train).unwrap());
+    let loader =
+        DataLoader::new(ds.clone(), MaskPolicy::uniform_all(&set), LoaderConfig::train(10, 3))
+            .unwrap();
+    let mut incomplete_rows = 0;
+    for epoch in 0..3 {
+        for b in loader.iter(epoch) {
+            let b = b.unwrap();
+            let mask = Vec::<f32>::try_from(b.mask.flatten(0, -1)).unwrap();
+            for (r, (&i, c)) in b.indices.iter().zip(&b.combos).enumerate() {
+                let available = ds.availability(i);
+                assert!(available.is_superset_of(*c), "sample {i}: {c:?} beyond {available:?}");
+                assert_eq!(*c, loader.mask_of(epoch, i));
+                for m in 0..3 {
+                    assert_eq!(mask[r * 3 + m] == 1.0, c.contains(m));
+                }
+                incomplete_rows += usize::from(available != set.full());
+            }
+        }
+    }
+    assert_eq!(incomplete_rows, 3 * 30);
+}

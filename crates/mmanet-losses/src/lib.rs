@@ -57,7 +57,8 @@ pub use entropy::{entropy_weights, f_entropy_weights, f_softmax_entropy, softmax
 pub use error::{LossError, Result};
 pub use gram::NORMALIZE_EPS;
 pub use mad::{
-    f_mad_classification, f_relation_error, f_sp_loss, mad_classification, relation_error, sp_loss,
+    f_mad_classification, f_mad_classification_rows, f_relation_error, f_sp_loss, f_sp_loss_rows,
+    mad_classification, relation_error, sp_loss,
 };
 pub use mad_seg::{
     GramBlocks, SegMadConfig, blocked_relation_error, f_blocked_relation_error, f_mad_segmentation,

@@ -109,3 +109,67 @@ pub fn f_mad_classification(
     };
     Ok(e.f_mul(&w)?.f_sum(None)?)
 }
+
+/// [`f_mad_classification`] on the rows whose `rows` entry is 1 (e.g. the samples the teacher
+/// sees completely), computed with static shapes: the other rows are zeroed in both feature
+/// matrices (so their Gram rows and columns vanish and every kept row is normalised over the
+/// kept columns only) and left out of the entropy normaliser. Equal to MAD on the sub-batch
+/// selected by index; fewer than 2 kept rows give exactly 0, with a graph.
+///
+/// # Shapes
+/// - `student`, `teacher`: `[B, ...]`, same shape; `teacher_logits`: `[B, K]`.
+/// - `rows`: `[B]` in {0, 1} (any kind).
+/// - output: scalar, in the student's kind.
+pub fn f_mad_classification_rows(
+    student: &Tensor,
+    teacher: &Tensor,
+    teacher_logits: &Tensor,
+    fidelity: Fidelity,
+    rows: &Tensor,
+) -> Result<Tensor> {
+    check::rank(OP, "teacher_logits", teacher_logits, 2)?;
+    check::same_dim(OP, student, 0, teacher_logits, 0)?;
+    let (s, t, r) = keep_rows(student, teacher, rows)?;
+    let e = f_relation_error(&s, &t)?;
+    let b = e.size()[0];
+    let z = teacher_logits.f_detach()?.f_to_kind(s.f_kind()?)?;
+    let w = f_entropy_weights(&f_softmax_entropy(&z, 1)?.f_mul(&r)?)?;
+    let w = match fidelity {
+        Fidelity::Paper => w.f_view([b, 1])?,
+        Fidelity::ReferenceCode => w.f_view([1, b])?,
+    };
+    Ok(e.f_mul(&w)?.f_sum(None)?)
+}
+
+/// [`f_sp_loss`] on the rows whose `rows` entry is 1, with static shapes: the mean of the
+/// relation error over the kept `n x n` pairs (0 when `n = 0`).
+///
+/// # Shapes
+/// - `student`, `teacher`: `[B, ...]`, same shape; `rows`: `[B]`.
+/// - output: scalar.
+pub fn f_sp_loss_rows(student: &Tensor, teacher: &Tensor, rows: &Tensor) -> Result<Tensor> {
+    let (s, t, r) = keep_rows(student, teacher, rows)?;
+    let n = r.f_sum(None)?;
+    let pairs = n.f_mul(&n)?.f_clamp_min(1.0)?;
+    Ok(f_relation_error(&s, &t)?.f_sum(None)?.f_div(&pairs)?)
+}
+
+/// The features with the rows outside `rows` zeroed, and `rows` as `[B]` in the student's kind.
+fn keep_rows(
+    student: &Tensor,
+    teacher: &Tensor,
+    rows: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    check::min_rank(OP, "student", student, 2)?;
+    check::same_shape(OP, student, teacher)?;
+    check::rank(OP, "rows", rows, 1)?;
+    check::same_dim(OP, student, 0, rows, 0)?;
+    let kind = check::float(OP, "student", student)?;
+    let r = rows.f_detach()?.f_to_kind(kind)?;
+    let mut shape = vec![student.size()[0]];
+    shape.extend(std::iter::repeat_n(1, student.dim() - 1));
+    let rv = r.f_view(shape.as_slice())?;
+    let s = student.f_mul(&rv)?;
+    let t = teacher.f_detach()?.f_to_kind(kind)?.f_mul(&rv)?;
+    Ok((s, t, r))
+}

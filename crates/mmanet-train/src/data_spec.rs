@@ -4,7 +4,10 @@ use std::path::Path;
 
 use mmanet_core::{ModalityMask, ModalitySet};
 pub use mmanet_data::Split;
-use mmanet_data::{LoaderConfig, MaskPolicy};
+use std::sync::Arc;
+
+use mmanet_data::missing::{MissingConfig, WithMissing};
+use mmanet_data::{Dataset, LoaderConfig, MaskPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -32,6 +35,11 @@ pub struct DataConfig {
     /// Segmentation class weighting of the cross-entropy.
     #[serde(default)]
     pub class_weighting: crate::segmentation::ClassWeighting,
+    /// Simulated missingness (`{ rate = 0.3, seed = 1 }`): that fraction of the samples of
+    /// each configured split loses a uniformly drawn non-empty proper subset of its
+    /// modalities, fixed per sample (saved in the run folder as `missing.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<MissingConfig>,
 }
 
 impl DataConfig {
@@ -46,7 +54,19 @@ impl DataConfig {
         if self.threads == 0 {
             return Err(TrainError::config("data.threads", "must be at least 1"));
         }
+        if let Some(m) = &self.missing {
+            m.check()?;
+        }
         self.dataset.check()
+    }
+
+    /// Opens one split of the data set, with the configured simulated missingness.
+    pub fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>, TrainError> {
+        let data = self.dataset.open(split, seed)?;
+        match &self.missing {
+            Some(m) if m.splits.contains(&split) => Ok(Arc::new(WithMissing::new(data, m, split)?)),
+            _ => Ok(data),
+        }
     }
 
     /// The training loader config.

@@ -162,7 +162,8 @@ pub fn predict_combo(
 }
 
 /// Scores `net` on the loader's data set once per combination and returns the report (one
-/// row each).
+/// row each). Each combination is scored on the samples that have all its modalities (all of
+/// them for complete data); a combination no sample has is left out, with a warning.
 pub fn evaluate(
     net: &dyn MultiModalNet,
     loader: &DataLoader,
@@ -172,8 +173,22 @@ pub fn evaluate(
 ) -> Result<CombinationReport, TrainError> {
     let mut report = scoring.empty_report();
     let set = loader.dataset().modalities().clone();
+    let complete = loader.samples_with(set.full()).len() == loader.dataset().len();
     for &combo in combos {
-        let (labels, preds) = predict_combo(net, loader, combo, device)?;
+        let restricted;
+        let on = if complete {
+            loader
+        } else {
+            let having = loader.samples_with(combo);
+            tracing::info!(combo = %set.format(combo), samples = having.len(), "samples with the combination");
+            if having.is_empty() {
+                tracing::warn!(combo = %set.format(combo), "no sample has this combination: row left out");
+                continue;
+            }
+            restricted = loader.restricted(having)?;
+            &restricted
+        };
+        let (labels, preds) = predict_combo(net, on, combo, device)?;
         let mut tally = Tally::new(scoring)?;
         tally.update(&labels, &preds)?;
         let name = set.format(combo);
@@ -235,7 +250,7 @@ pub fn evaluate_checkpoint(
 ) -> Result<CombinationReport, TrainError> {
     let (_vs, net) = load_for_eval(cfg, weights)?;
     let set = cfg.model.set();
-    let data = cfg.data.dataset.open(split, cfg.seed)?;
+    let data = cfg.data.open(split, cfg.seed)?;
     let combos = if combos.is_empty() { set.default_combinations() } else { combos.to_vec() };
     for c in &combos {
         set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;

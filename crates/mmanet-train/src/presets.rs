@@ -177,6 +177,7 @@ fn small_classification(
             train_combos: vec![],
             skip_bad_samples: false,
             class_weighting: Default::default(),
+            missing: None,
         },
         model: NetConfig::Generic(model),
         method: MethodConfig {
@@ -430,6 +431,7 @@ fn surf(stage: Stage) -> TrainConfig {
             train_combos: vec![],
             skip_bad_samples: false,
             class_weighting: Default::default(),
+            missing: None,
         },
         model: NetConfig::Cls(ClsNetConfig::surf()),
         method: MethodConfig::mmanet_classification(),

@@ -37,7 +37,7 @@ pub(crate) fn class_weights(
     let weights = match cfg.data.class_weighting {
         ClassWeighting::None => vec![1.0f64; num_classes],
         ClassWeighting::MedianFrequency => {
-            let train = cfg.data.dataset.open(Split::Train, cfg.seed)?;
+            let train = cfg.data.open(Split::Train, cfg.seed)?;
             let mut counts = ClassPixelCounts::new(num_classes);
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
             for i in 0..train.len() {

@@ -66,6 +66,9 @@ pub struct TrainSummary {
     pub report: CombinationReport,
 }
 
+/// The file of a run folder listing the samples that simulated missingness made incomplete.
+pub const MISSING_FILE: &str = "missing.json";
+
 struct Teacher {
     _vs: VarStore,
     net: Box<dyn MultiModalNet>,
@@ -88,6 +91,11 @@ pub struct Trainer {
     train_loader: DataLoader,
     /// The validation split, one combination per pass (mining, model selection).
     val: DataLoader,
+    /// The complete validation samples (weak-set mining).
+    val_mining: DataLoader,
+    /// Whether some training samples lack a modality (then the teacher runs with each
+    /// sample's availability and MAD on the complete rows).
+    train_incomplete: bool,
     scoring: Scoring,
     state: TrainState,
     weak: Option<WeakSet>,
@@ -109,6 +117,9 @@ impl Trainer {
         // What prediction needs to read raw inputs as this run's data were read.
         let spec = t.cfg.data.dataset.input_spec(t.cfg.seed)?;
         crate::predict::save_input_spec(&spec, t.run.root())?;
+        if t.cfg.data.missing.is_some() {
+            write_atomic(&t.run.root().join(MISSING_FILE), t.missing_json()?.as_bytes())?;
+        }
         Ok(t)
     }
 
@@ -134,27 +145,37 @@ impl Trainer {
     fn build(cfg: ValidConfig, run: RunDir, state: TrainState) -> Result<Self, TrainError> {
         let device = cfg.device();
         let set = cfg.set().clone();
-        let train = cfg.data.dataset.open(Split::Train, cfg.seed)?;
-        let val = cfg.data.dataset.open(Split::Val, cfg.seed)?;
+        let train = cfg.data.open(Split::Train, cfg.seed)?;
+        let val = cfg.data.open(Split::Val, cfg.seed)?;
         check_dataset(&train, &set, cfg.model.num_classes())?;
         let teacher_stage = cfg.stage == Stage::Teacher;
-        let policy = cfg.data.train_policy(&set, cfg.train_combos(), teacher_stage);
-        let loader_cfg = LoaderConfig {
-            pin_memory: device.is_cuda().then_some(device),
-            ..cfg.data.train_loader(cfg.seed)
-        };
-        let train_loader = DataLoader::new(train, policy, loader_cfg)?;
-        let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
-        let val_task = val.task();
-        let val = eval_loader(val, cfg.data.eval_loader(cfg.eval.batch_size))?;
-
-        tch::manual_seed(cfg.seed as i64);
-        let vs = VarStore::new(device);
         // A teacher trained on modality subsets (the CeFA reference's `unbalance_modality_drop`)
         // must apply its masks: train it as a deployment network (same parameter names).
         let masked_teacher = teacher_stage
             && !cfg.train_combos().is_empty()
             && cfg.train_combos().iter().any(|c| *c != set.full());
+        // The teacher never sees a missing modality: it trains on the complete samples.
+        let train = if teacher_stage && !masked_teacher {
+            complete_samples(train, cfg.data.batch_size)?
+        } else {
+            train
+        };
+        let policy = cfg.data.train_policy(&set, cfg.train_combos(), teacher_stage);
+        let loader_cfg = LoaderConfig {
+            pin_memory: device.is_cuda().then_some(device),
+            ..cfg.data.train_loader(cfg.seed)
+        };
+        let full = set.full();
+        let train_incomplete = (0..train.len()).any(|i| train.availability(i) != full);
+        let train_loader = DataLoader::new(train, policy, loader_cfg)?;
+        let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
+        let val_task = val.task();
+        let val = eval_loader(val, cfg.data.eval_loader(cfg.eval.batch_size))?;
+        // Weak-set mining compares predictions on the complete validation samples.
+        let val_mining = val.restricted(val.samples_with(set.full()))?;
+
+        tch::manual_seed(cfg.seed as i64);
+        let vs = VarStore::new(device);
         let role = match (cfg.stage, cfg.method.mar) {
             (Stage::Teacher, _) if masked_teacher => Role::Deployment,
             (Stage::Teacher, _) => Role::Teacher,
@@ -209,10 +230,30 @@ impl Trainer {
             transfer: TransferOptions { channels_last },
             train_loader,
             val,
+            val_mining,
+            train_incomplete,
             scoring,
             state,
             weak,
         })
+    }
+
+    /// `missing.json`: per split, the incomplete samples and the modalities each has.
+    fn missing_json(&self) -> Result<String, TrainError> {
+        let set = self.cfg.set();
+        let mut splits = serde_json::Map::new();
+        for (name, split) in [("train", Split::Train), ("val", Split::Val), ("test", Split::Test)] {
+            let data = self.cfg.data.open(split, self.cfg.seed)?;
+            let rows: Vec<serde_json::Value> = (0..data.len())
+                .filter(|&i| data.availability(i) != set.full())
+                .map(|i| serde_json::json!({"index": i, "available": set.format(data.availability(i))}))
+                .collect();
+            splits.insert(
+                name.into(),
+                serde_json::json!({"samples": data.len(), "incomplete": rows}),
+            );
+        }
+        Ok(serde_json::to_string_pretty(&serde_json::Value::Object(splits)).expect("json"))
     }
 
     /// The run's state (history, weak set, best score).
@@ -378,6 +419,23 @@ impl Trainer {
         tch::autocast(true, f).to_kind(Kind::Float)
     }
 
+    /// For a training set with incomplete samples, the batch's `[B, M]` availability mask and
+    /// its `[B]` complete-row indicator (on the batch's device); `None` for complete data.
+    fn complete_rows(&self, batch: &Batch) -> Result<Option<(Tensor, Tensor)>, TrainError> {
+        if !self.train_incomplete {
+            return Ok(None);
+        }
+        let data = self.train_loader.dataset();
+        let set = data.modalities();
+        let available: Vec<ModalityMask> =
+            batch.indices.iter().map(|&i| data.availability(i)).collect();
+        let device = batch.mask.device();
+        let mask = mmanet_losses::presence_tensor(set, &available, Kind::Float, device)?;
+        let rows: Vec<f32> =
+            available.iter().map(|a| if *a == set.full() { 1.0 } else { 0.0 }).collect();
+        Ok(Some((mask, Tensor::from_slice(&rows).to_device(device))))
+    }
+
     /// The loss of one batch and its parts.
     ///
     /// # Shapes
@@ -399,10 +457,18 @@ impl Trainer {
         let active = self.is_student() && epoch > m.begin_epoch;
         if active {
             if let Some(teacher) = &self.teacher {
+                // The teacher sees each sample with the modalities it has (all of them for
+                // complete data), and MAD runs on the rows it sees completely.
+                let complete = self.complete_rows(batch)?;
+                let t_mask = match &complete {
+                    Some((available, _)) => available.shallow_clone(),
+                    None => batch.mask.ones_like(),
+                };
                 let t = tch::no_grad(|| {
-                    self.forward(|| teacher.net.forward_t(&inputs, &batch.mask.ones_like(), false))
+                    self.forward(|| teacher.net.forward_t(&inputs, &t_mask, false))
                 });
-                let d = distillation(&out, &t, m.distillation, m.fidelity)? * m.lambda_mad;
+                let rows = complete.as_ref().map(|(_, rows)| rows);
+                let d = distillation(&out, &t, m.distillation, m.fidelity, rows)? * m.lambda_mad;
                 parts.distill = scalar(&d);
                 total += d;
             }
@@ -487,10 +553,11 @@ impl Trainer {
         }
         let set = self.cfg.model.set();
         let miner = ClassificationMiner::new(set.clone(), self.cfg.model.num_classes())?;
-        let (_, full) = predict_combo(self.net.as_ref(), &self.val, set.full(), self.device)?;
+        let (_, full) =
+            predict_combo(self.net.as_ref(), &self.val_mining, set.full(), self.device)?;
         let mut candidates = Vec::new();
         for &c in miner.candidates() {
-            candidates.push(predict_combo(self.net.as_ref(), &self.val, c, self.device)?.1);
+            candidates.push(predict_combo(self.net.as_ref(), &self.val_mining, c, self.device)?.1);
         }
         self.state.mining.push(MiningEpoch { epoch, full, candidates, miou: Vec::new() });
         if epoch + 1 == m.begin_epoch {
@@ -533,7 +600,8 @@ impl Trainer {
         let miner = SegmentationMiner::new(set.clone())?;
         let mut combos = vec![set.full()];
         combos.extend(miner.candidates().iter().copied());
-        let report = evaluate(self.net.as_ref(), &self.val, &combos, self.scoring, self.device)?;
+        let report =
+            evaluate(self.net.as_ref(), &self.val_mining, &combos, self.scoring, self.device)?;
         // Rows come in the order of `combos`.
         let miou: Vec<f64> =
             combos.iter().map(|c| report.value(&set.format(*c), "miou").unwrap_or(0.0)).collect();
@@ -611,7 +679,7 @@ impl Trainer {
         if self.state.best.is_some() && self.run.best_weights().exists() {
             checkpoint::load_var_store(&self.vs, self.run.best_weights(), LoadMode::Strict)?;
         }
-        let test = self.cfg.data.dataset.open(Split::Test, self.cfg.seed)?;
+        let test = self.cfg.data.open(Split::Test, self.cfg.seed)?;
         let test = eval_loader(test, self.cfg.data.eval_loader(self.cfg.eval.batch_size))?;
         let report =
             evaluate(self.net.as_ref(), &test, &self.eval_combos(), self.scoring, self.device)?;
@@ -653,15 +721,21 @@ fn distillation(
     teacher: &NetOutput,
     kind: Distillation,
     fidelity: mmanet_core::Fidelity,
+    rows: Option<&Tensor>,
 ) -> Result<Tensor, TrainError> {
     let (s, t) = match (student.features.last(), teacher.features.last()) {
         (Some(s), Some(t)) => (s, t),
         _ => return Err(TrainError::config("model", "the network exposes no features for MAD")),
     };
-    Ok(match kind {
-        Distillation::None => s.zeros_like().sum(Kind::Float),
-        Distillation::Sp => mmanet_losses::f_sp_loss(s, t)?,
-        Distillation::Mad => mmanet_losses::f_mad_classification(s, t, &teacher.logits, fidelity)?,
+    let z = &teacher.logits;
+    Ok(match (kind, rows) {
+        (Distillation::None, _) => s.zeros_like().sum(Kind::Float),
+        (Distillation::Sp, None) => mmanet_losses::f_sp_loss(s, t)?,
+        (Distillation::Sp, Some(r)) => mmanet_losses::f_sp_loss_rows(s, t, r)?,
+        (Distillation::Mad, None) => mmanet_losses::f_mad_classification(s, t, z, fidelity)?,
+        (Distillation::Mad, Some(r)) => {
+            mmanet_losses::f_mad_classification_rows(s, t, z, fidelity, r)?
+        }
     })
 }
 
@@ -674,6 +748,31 @@ fn load_teacher(
     let (mut vs, net) = load_net(&cfg.model, Role::Teacher, device, path, missing)?;
     vs.freeze();
     Ok(Teacher { _vs: vs, net })
+}
+
+/// The samples of `data` that have every modality; an error naming the count when they do not
+/// fill one batch.
+fn complete_samples(
+    data: Arc<dyn Dataset>,
+    batch_size: usize,
+) -> Result<Arc<dyn Dataset>, TrainError> {
+    let full = data.modalities().full();
+    let complete: Vec<usize> = (0..data.len()).filter(|&i| data.availability(i) == full).collect();
+    if complete.len() == data.len() {
+        return Ok(data);
+    }
+    if complete.len() < batch_size {
+        return Err(TrainError::config(
+            "data.train_combos",
+            format!(
+                "the teacher trains on complete samples only: {} of the {} training samples have every modality, fewer than one batch ({batch_size}); train a teacher on modality subsets with data.train_combos (as the CeFA reference does) or lower data.batch_size",
+                complete.len(),
+                data.len()
+            ),
+        ));
+    }
+    tracing::info!(complete = complete.len(), total = data.len(), "teacher: complete samples only");
+    Ok(Arc::new(mmanet_data::Subset::new(data, complete)?))
 }
 
 fn check_dataset(

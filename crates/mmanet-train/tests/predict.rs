@@ -69,6 +69,7 @@ fn predicts_from_any_subset_of_image_files() {
             train_combos: vec![],
             skip_bad_samples: false,
             class_weighting: Default::default(),
+            missing: None,
         },
         model: NetConfig::Cls(ClsNetConfig::surf().with_width(4)),
         method: MethodConfig {

@@ -46,6 +46,7 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
             train_combos: vec![],
             skip_bad_samples: false,
             class_weighting: Default::default(),
+            missing: None,
         },
         model: NetConfig::Cls(ClsNetConfig::surf().with_width(4)),
         method: MethodConfig {
