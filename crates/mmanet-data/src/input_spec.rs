@@ -55,6 +55,8 @@ pub enum ColorOrder {
     Bgr,
     /// Three channels in RGB order (grey files are replicated).
     Rgb,
+    /// One grey channel (colour files are converted; 16-bit files scaled to 8 bits).
+    Grey,
 }
 
 /// How one modality's raw input is decoded and transformed at test time.
@@ -63,7 +65,7 @@ pub enum ColorOrder {
 pub enum Decoder {
     /// An 8-bit image file (PNG, JPEG): read in `color` order, resized bilinearly to `size`
     /// (`[height, width]`; `None` keeps the file's size), then `(x - mean[c]) / std[c]` per
-    /// channel, as `[3, H, W]`.
+    /// channel, as `[3, H, W]` (`[1, H, W]` for grey, which uses `mean[0]`, `std[0]`).
     Image {
         /// Channel order.
         color: ColorOrder,
@@ -122,7 +124,10 @@ impl Decoder {
     /// placeholder of an absent modality); `None` for images kept at their own size.
     pub fn fixed_shape(&self) -> Option<Vec<i64>> {
         match self {
-            Decoder::Image { size, .. } => size.map(|[h, w]| vec![3, h as i64, w as i64]),
+            Decoder::Image { color, size, .. } => {
+                let c = if *color == ColorOrder::Grey { 1 } else { 3 };
+                size.map(|[h, w]| vec![c, h as i64, w as i64])
+            }
             Decoder::GreyPng { size, .. } | Decoder::CityscapesDepth { size, .. } => {
                 size.map(|[h, w]| vec![1, h as i64, w as i64])
             }
@@ -136,6 +141,7 @@ impl Decoder {
     /// Channels of an image-like decoder (3 or 1); `None` for vectors and sequences.
     pub fn channels(&self) -> Option<usize> {
         match self {
+            Decoder::Image { color: ColorOrder::Grey, .. } => Some(1),
             Decoder::Image { .. } => Some(3),
             Decoder::GreyPng { .. } | Decoder::CityscapesDepth { .. } => Some(1),
             Decoder::Vector { .. } | Decoder::Sequence { .. } => None,
@@ -170,6 +176,10 @@ impl Decoder {
                     }
                     (ColorOrder::Bgr, None) => read_bgr(path)?.to_f32(),
                     (ColorOrder::Rgb, _) => read_rgb(path)?,
+                    (ColorOrder::Grey, _) => {
+                        let img = read_grey8(path)?;
+                        return image_input(img, target, true, &mean[..1], &std[..1]);
+                    }
                 };
                 image_input(grey3(img), target, true, mean, std)
             }
@@ -188,17 +198,14 @@ impl Decoder {
                 depth.normalize(&mut v);
                 ModalityData::new(v, vec![1, h as i64, w as i64])
             }
+            Decoder::Vector { .. } | Decoder::Sequence { .. } if is_npy(path) => {
+                let a = crate::npy::read_npy_f32(path)?;
+                self.decode_values(a.data).map_err(|e| name_file(e, path))
+            }
             Decoder::Vector { .. } | Decoder::Sequence { .. } => {
                 let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
                 let values = parse_numbers(&text).map_err(|m| DataError::decode(path, m))?;
-                self.decode_values(values).map_err(|e| match e {
-                    DataError::Shape { context, expected, got } => DataError::Shape {
-                        context: format!("{}: {context}", path.display()),
-                        expected,
-                        got,
-                    },
-                    other => other,
-                })
+                self.decode_values(values).map_err(|e| name_file(e, path))
             }
         }
     }
@@ -291,6 +298,30 @@ impl InputSpec {
     pub fn numbered_classes(n: usize, first: usize) -> Vec<String> {
         (first..first + n).map(|k| k.to_string()).collect()
     }
+}
+
+fn is_npy(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+}
+
+/// Puts the file's name in a shape error.
+fn name_file(e: DataError, path: &Path) -> DataError {
+    match e {
+        DataError::Shape { context, expected, got } => {
+            DataError::Shape { context: format!("{}: {context}", path.display()), expected, got }
+        }
+        other => other,
+    }
+}
+
+/// An image as one 8-bit grey channel, values 0..=255.
+fn read_grey8(path: &Path) -> Result<Image> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let img =
+        image::load_from_memory(&bytes).map_err(|e| DataError::decode(path, e.to_string()))?;
+    let g = img.to_luma8();
+    let (w, h) = g.dimensions();
+    Image::new(h as usize, w as usize, 1, g.into_raw().into_iter().map(f32::from).collect())
 }
 
 /// A grey image replicated to three channels (colour images pass unchanged).

@@ -38,6 +38,7 @@ mod dataset;
 mod error;
 pub mod input_spec;
 mod loader;
+pub mod manifest;
 mod mask_policy;
 mod memory;
 pub mod mfeat;

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use mmanet_data::Target;
+use mmanet_data::{Dataset, Target};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::TrainError;
-use crate::data_spec::{DatasetSpec, Split};
+use crate::data_spec::{DataConfig, DatasetSpec, Split};
 
 /// What one split holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,36 +18,53 @@ pub struct SplitSummary {
     pub samples: usize,
     /// Samples per class; for segmentation, pixels per label (0 = void).
     pub label_counts: BTreeMap<i64, usize>,
+    /// Samples per availability pattern (the modalities they really have, `R+D+I`).
+    pub patterns: BTreeMap<String, usize>,
     /// One message per unreadable sample (file and reason).
     pub bad: Vec<String>,
 }
 
 /// Reads every sample of every split (without augmentation randomness mattering) and reports
-/// counts, label balance and unreadable samples. Fails only when a split cannot be opened at
-/// all (missing or malformed list file).
+/// counts, label balance, missingness patterns and unreadable samples. Fails only when a split
+/// cannot be opened at all (missing or malformed list file).
 pub fn check_data(spec: &DatasetSpec, seed: u64) -> Result<Vec<SplitSummary>, TrainError> {
     let mut out = Vec::new();
     for split in [Split::Train, Split::Val, Split::Test] {
-        let data = spec.open(split, seed)?;
-        let mut label_counts = BTreeMap::new();
-        let mut bad = Vec::new();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for i in 0..data.len() {
-            match data.get(i, &mut rng) {
-                Ok(sample) => match &sample.target {
-                    Target::Segmentation { labels, .. } => {
-                        for l in labels {
-                            *label_counts.entry(*l).or_insert(0) += 1;
-                        }
-                    }
-                    Target::Class(c) => *label_counts.entry(*c).or_insert(0) += 1,
-                },
-                Err(e) => bad.push(format!("sample {i}: {e}")),
-            }
-        }
-        out.push(SplitSummary { split, samples: data.len(), label_counts, bad });
+        out.push(summarise(split, spec.open(split, seed)?.as_ref(), seed));
     }
     Ok(out)
+}
+
+/// [`check_data`] of a config's `[data]` table, with its simulated missingness.
+pub fn check_data_config(data: &DataConfig, seed: u64) -> Result<Vec<SplitSummary>, TrainError> {
+    let mut out = Vec::new();
+    for split in [Split::Train, Split::Val, Split::Test] {
+        out.push(summarise(split, data.open(split, seed)?.as_ref(), seed));
+    }
+    Ok(out)
+}
+
+fn summarise(split: Split, data: &dyn Dataset, seed: u64) -> SplitSummary {
+    let mut label_counts = BTreeMap::new();
+    let mut patterns = BTreeMap::new();
+    let mut bad = Vec::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let set = data.modalities();
+    for i in 0..data.len() {
+        *patterns.entry(set.format(data.availability(i))).or_insert(0) += 1;
+        match data.get(i, &mut rng) {
+            Ok(sample) => match &sample.target {
+                Target::Segmentation { labels, .. } => {
+                    for l in labels {
+                        *label_counts.entry(*l).or_insert(0) += 1;
+                    }
+                }
+                Target::Class(c) => *label_counts.entry(*c).or_insert(0) += 1,
+            },
+            Err(e) => bad.push(format!("sample {i}: {e}")),
+        }
+    }
+    SplitSummary { split, samples: data.len(), label_counts, patterns, bad }
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ readers! {
     Avmnist(mmanet_data::avmnist::AvmnistSource) = "avmnist",
     /// BasicMotions.
     BasicMotions(mmanet_data::basicmotions::BasicMotionsSource) = "basic-motions",
+    /// A CSV or JSON Lines manifest of the user's own files, modalities possibly missing.
+    Manifest(mmanet_data::manifest::ManifestSource) = "manifest",
 }
 
 impl DatasetSpec {

@@ -81,3 +81,16 @@ fn mmanet_student_distils_on_the_complete_rows_of_incomplete_data() {
     assert!(h[3].loss.distill > 0.0 && h[3].loss.distill.is_finite(), "{:?}", h[3].loss);
     assert!(h.iter().all(|r| r.loss.total.is_finite()));
 }
+
+#[test]
+fn data_check_counts_the_missingness_patterns_per_split() {
+    let cfg = with_missing("toy-teacher", 0.25, 1);
+    let s = mmanet_train::data_check::check_data_config(&cfg.data, cfg.seed).unwrap();
+    for summary in &s {
+        let total: usize = summary.patterns.values().sum();
+        assert_eq!(total, summary.samples);
+        let complete = summary.patterns.get("R+D+I").copied().unwrap_or(0);
+        assert_eq!(complete, summary.samples - (summary.samples as f64 * 0.25).round() as usize);
+        assert!(summary.patterns.len() > 1, "{:?}", summary.patterns);
+    }
+}

@@ -315,7 +315,7 @@ fn ensure_fetched(name: &str, probe_file: &str) -> Result<PathBuf> {
 
 fn data_check(config: &Path) -> Result<()> {
     let cfg = TrainConfig::from_toml_path(config)?.check()?;
-    let summaries = mmanet_train::data_check::check_data(&cfg.data.dataset, cfg.seed)?;
+    let summaries = mmanet_train::data_check::check_data_config(&cfg.data, cfg.seed)?;
     let mut bad = 0;
     for s in &summaries {
         println!(
@@ -325,6 +325,8 @@ fn data_check(config: &Path) -> Result<()> {
             s.label_counts,
             s.bad.len()
         );
+        let patterns: Vec<String> = s.patterns.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+        println!("  modalities present: {}", patterns.join(", "));
         for b in s.bad.iter().take(20) {
             println!("  {b}");
         }

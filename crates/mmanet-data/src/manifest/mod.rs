@@ -1,0 +1,493 @@
+//! A manifest reader (`kind = "manifest"`): a CSV file with a header, or JSON Lines, one row per
+//! sample, for users' own data with modalities really missing.
+//!
+//! Columns: `id`, `label` (a class name or index), an optional `split` (`train`/`val`/`test`;
+//! without it a seeded split, stratified by label, or by `group` when given so that each group
+//! stays in one split) and one column per declared modality holding a path relative to the
+//! manifest, the numbers themselves for a vector (space-separated in a CSV cell, an array in
+//! JSONL), or nothing when the sample lacks that modality.
+//!
+//! ```text
+//! id,label,rgb,depth,imu
+//! s1,cat,img/s1.png,depth/s1.png,0.1 0.2 0.3
+//! s2,dog,img/s2.png,,0.4 0.5 0.6
+//! ```
+
+mod parse;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mmanet_core::{ModalityDecl, ModalityMask, ModalitySet};
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use parse::{Cell, RESERVED, Row};
+
+use crate::dataset::index_error;
+use crate::input_spec::{ColorOrder, Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
+use crate::seeding::{Stream, derive_rng};
+use crate::split::Standardizer;
+use crate::{DataError, DataSource, Dataset, ModalityData, Result, Sample, Split, Target, Task};
+
+/// `[data.dataset] kind = "manifest"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSource {
+    /// The manifest (`.csv`, or `.jsonl` / `.ndjson`); relative paths inside it are relative to
+    /// its folder.
+    pub path: PathBuf,
+    /// The modalities, in the task's order: each a manifest column.
+    pub modalities: Vec<ManifestModality>,
+    /// Class names in index order (labels may be these names or their indices); empty: the
+    /// sorted distinct labels (numerically when all are integers).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Fractions of the seeded split when the manifest has no `split` column.
+    #[serde(default)]
+    pub split: SplitFractions,
+}
+
+/// The seeded split of a manifest without a `split` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitFractions {
+    /// Fraction for validation.
+    pub val: f64,
+    /// Fraction for test.
+    pub test: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for SplitFractions {
+    fn default() -> Self {
+        SplitFractions { val: 0.15, test: 0.15, seed: 0 }
+    }
+}
+
+/// One modality column and how to decode it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestModality {
+    /// The column (and modality) name.
+    pub name: String,
+    /// Its mask symbol; absent: derived from the names.
+    #[serde(default)]
+    pub symbol: Option<String>,
+    /// The decoder.
+    pub decoder: ManifestDecoder,
+}
+
+/// How a modality's cells are decoded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ManifestDecoder {
+    /// A PNG or JPEG file (8 or 16 bit, grey or colour), resized bilinearly to `size`, as
+    /// `(x / 255 - mean) / std`; `channels` 3 (RGB) or 1 (grey); `flip`: random horizontal
+    /// flips in training.
+    Image {
+        /// `[height, width]`.
+        size: [usize; 2],
+        /// 3 or 1.
+        #[serde(default = "three")]
+        channels: usize,
+        /// Mean on the 0-1 scale.
+        #[serde(default = "half")]
+        mean: f32,
+        /// Standard deviation on the 0-1 scale.
+        #[serde(default = "half")]
+        std: f32,
+        /// Random horizontal flips in training.
+        #[serde(default)]
+        flip: bool,
+    },
+    /// A `.npy` file of this shape (any float dtype).
+    Array {
+        /// The shape.
+        shape: Vec<i64>,
+    },
+    /// `len` numbers in the cell (or a text or `.npy` file), standardised with the training
+    /// split's statistics (saved for prediction) unless `standardize = false`.
+    Vector {
+        /// Number of values.
+        len: usize,
+        /// Standardise with training-split statistics.
+        #[serde(default = "yes")]
+        standardize: bool,
+    },
+    /// A `.npy` `[T, features]` sequence, padded or cut to `max_len` (true length kept).
+    Sequence {
+        /// Padded length.
+        max_len: usize,
+        /// Features per step.
+        features: usize,
+    },
+}
+
+fn three() -> usize {
+    3
+}
+fn half() -> f32 {
+    0.5
+}
+fn yes() -> bool {
+    true
+}
+
+impl ManifestSource {
+    fn set(&self) -> Result<ModalitySet> {
+        let decls = self
+            .modalities
+            .iter()
+            .map(|m| ModalityDecl::Named { name: m.name.clone(), symbol: m.symbol.clone() })
+            .collect();
+        ModalitySet::from_decls(decls).map_err(|e| DataError::field("modalities", e.to_string()))
+    }
+
+    /// Reads and checks the whole manifest: rows, class indices and each row's split.
+    fn load(&self) -> Result<Loaded> {
+        let set = self.set()?;
+        let names: Vec<String> = self.modalities.iter().map(|m| m.name.clone()).collect();
+        let numeric: Vec<bool> = self
+            .modalities
+            .iter()
+            .map(|m| matches!(m.decoder, ManifestDecoder::Vector { .. }))
+            .collect();
+        let text = std::fs::read_to_string(&self.path).map_err(|e| DataError::io(&self.path, e))?;
+        let rows = parse::parse(&self.path, &text, &names, &numeric)?;
+        let classes = self.class_names(&rows);
+        let mut labels = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let k = classes.iter().position(|c| *c == r.label).or_else(|| {
+                r.label
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|k| *k < classes.len() && !self.classes.is_empty())
+            });
+            labels.push(k.ok_or_else(|| {
+                DataError::list(
+                    &self.path,
+                    r.line,
+                    format!("column `label`: unknown class `{}` (classes {classes:?})", r.label),
+                )
+            })? as i64);
+        }
+        let splits = self.splits(&rows, &labels);
+        Ok(Loaded { set, rows, labels, classes, splits })
+    }
+
+    fn class_names(&self, rows: &[Row]) -> Vec<String> {
+        if !self.classes.is_empty() {
+            return self.classes.clone();
+        }
+        let distinct: BTreeSet<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        let mut v: Vec<String> = distinct.into_iter().map(str::to_string).collect();
+        if v.iter().all(|l| l.parse::<i64>().is_ok()) {
+            v.sort_by_key(|l| l.parse::<i64>().expect("integer"));
+        }
+        v
+    }
+
+    /// Each row's split: its `split` column, else a seeded split by group or stratified by label.
+    fn splits(&self, rows: &[Row], labels: &[i64]) -> Vec<Split> {
+        let parse = |s: &str| match s {
+            "train" => Split::Train,
+            "val" => Split::Val,
+            _ => Split::Test,
+        };
+        if rows.iter().any(|r| r.split.is_some()) {
+            return rows.iter().map(|r| r.split.as_deref().map_or(Split::Train, parse)).collect();
+        }
+        let f = &self.split;
+        let assign = |members: &mut Vec<usize>, salt: u64, out: &mut Vec<Split>| {
+            members.shuffle(&mut derive_rng(f.seed, salt, 0, Stream::Generate));
+            let n = members.len();
+            let n_test = ((n as f64) * f.test).round() as usize;
+            let n_val = ((n as f64) * f.val).round() as usize;
+            for (k, &i) in members.iter().enumerate() {
+                out[i] = if k < n_test {
+                    Split::Test
+                } else if k < n_test + n_val {
+                    Split::Val
+                } else {
+                    Split::Train
+                };
+            }
+        };
+        let mut out = vec![Split::Train; rows.len()];
+        if rows.iter().any(|r| r.group.is_some()) {
+            // Whole groups per split: split the list of groups, then give each row its group's.
+            let groups: BTreeMap<String, Vec<usize>> =
+                rows.iter().enumerate().fold(BTreeMap::new(), |mut m, (i, r)| {
+                    m.entry(r.group.clone().unwrap_or_else(|| r.id.clone())).or_default().push(i);
+                    m
+                });
+            let keys: Vec<&Vec<usize>> = groups.values().collect();
+            let mut order: Vec<usize> = (0..keys.len()).collect();
+            let mut per_group = vec![Split::Train; keys.len()];
+            assign(&mut order, 1, &mut per_group);
+            for (g, members) in keys.iter().enumerate() {
+                for &i in members.iter() {
+                    out[i] = per_group[g];
+                }
+            }
+            return out;
+        }
+        let classes: BTreeSet<i64> = labels.iter().copied().collect();
+        for c in classes {
+            let mut members: Vec<usize> = (0..rows.len()).filter(|&i| labels[i] == c).collect();
+            assign(&mut members, 2 + c as u64, &mut out);
+        }
+        out
+    }
+
+    /// The input-spec decoders, with the vector statistics of the training split.
+    fn decoders(&self, loaded: &Loaded) -> Result<Vec<Decoder>> {
+        self.modalities
+            .iter()
+            .enumerate()
+            .map(|(m, md)| {
+                Ok(match &md.decoder {
+                    ManifestDecoder::Image { size, channels, mean, std, .. } => {
+                        let color = match channels {
+                            1 => ColorOrder::Grey,
+                            _ => ColorOrder::Rgb,
+                        };
+                        Decoder::Image {
+                            color,
+                            size: Some(*size),
+                            mean: [mean * 255.0; 3],
+                            std: [std * 255.0; 3],
+                        }
+                    }
+                    ManifestDecoder::Array { shape } => {
+                        Decoder::Vector { shape: shape.clone(), standardize: None }
+                    }
+                    ManifestDecoder::Vector { len, standardize } => {
+                        let raw = Decoder::Vector { shape: vec![*len as i64], standardize: None };
+                        let stats = if *standardize {
+                            let mut rows = Vec::new();
+                            for (i, r) in loaded.rows.iter().enumerate() {
+                                if loaded.splits[i] != Split::Train {
+                                    continue;
+                                }
+                                if let Some(c) = &r.cells[m] {
+                                    rows.push(
+                                        decode_cell(&raw, c, &self.path, r.line, &md.name)?.data,
+                                    );
+                                }
+                            }
+                            Some(Standardizer::fit(rows.iter().map(Vec::as_slice), *len))
+                        } else {
+                            None
+                        };
+                        Decoder::Vector { shape: vec![*len as i64], standardize: stats }
+                    }
+                    ManifestDecoder::Sequence { max_len, features } => Decoder::Sequence {
+                        max_len: *max_len,
+                        features: *features,
+                        standardize: None,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// A manifest read once.
+struct Loaded {
+    set: ModalitySet,
+    rows: Vec<Row>,
+    labels: Vec<i64>,
+    classes: Vec<String>,
+    splits: Vec<Split>,
+}
+
+fn decode_cell(
+    decoder: &Decoder,
+    cell: &Cell,
+    manifest: &std::path::Path,
+    line: usize,
+    column: &str,
+) -> Result<ModalityData> {
+    let r = match cell {
+        Cell::File(p) => decoder.decode_file(p, None),
+        Cell::Values(v) => decoder.decode_values(v.clone()),
+    };
+    r.map_err(|e| DataError::list(manifest, line, format!("column `{column}`: {e}")))
+}
+
+impl DataSource for ManifestSource {
+    fn name(&self) -> &'static str {
+        "manifest"
+    }
+
+    fn check(&self) -> Result<()> {
+        self.set()?;
+        for (m, md) in self.modalities.iter().enumerate() {
+            let bad = match &md.decoder {
+                ManifestDecoder::Image { size, channels, std, .. } => {
+                    size.contains(&0) || !matches!(channels, 1 | 3) || *std <= 0.0
+                }
+                ManifestDecoder::Array { shape } => {
+                    shape.is_empty() || shape.iter().any(|d| *d <= 0)
+                }
+                ManifestDecoder::Vector { len, .. } => *len == 0,
+                ManifestDecoder::Sequence { max_len, features } => *max_len == 0 || *features == 0,
+            };
+            if bad {
+                return Err(DataError::field(
+                    format!("modalities[{m}].decoder"),
+                    "sizes must be >= 1 (images: 1 or 3 channels, std > 0)",
+                ));
+            }
+        }
+        let f = &self.split;
+        if !(f.val >= 0.0 && f.test >= 0.0 && f.val + f.test < 1.0) {
+            return Err(DataError::field(
+                "split",
+                "val and test fractions must be >= 0 and sum below 1",
+            ));
+        }
+        Ok(())
+    }
+
+    fn root_mut(&mut self) -> Option<&mut PathBuf> {
+        Some(&mut self.path)
+    }
+
+    fn open(&self, split: Split, _seed: u64) -> Result<Arc<dyn Dataset>> {
+        let loaded = self.load()?;
+        let decoders = self.decoders(&loaded)?;
+        let flips = self
+            .modalities
+            .iter()
+            .map(|m| {
+                split == Split::Train
+                    && matches!(m.decoder, ManifestDecoder::Image { flip: true, .. })
+            })
+            .collect();
+        let keep: Vec<usize> =
+            (0..loaded.rows.len()).filter(|&i| loaded.splits[i] == split).collect();
+        let task = Task::Classification { num_classes: loaded.classes.len() };
+        Ok(Arc::new(ManifestDataset {
+            path: self.path.clone(),
+            rows: keep.iter().map(|&i| loaded.rows[i].clone()).collect(),
+            labels: keep.iter().map(|&i| loaded.labels[i]).collect(),
+            set: loaded.set,
+            task,
+            decoders,
+            flips,
+        }))
+    }
+
+    fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
+        let loaded = self.load()?;
+        let decoders = self.decoders(&loaded)?;
+        Ok(InputSpec {
+            version: INPUT_SPEC_VERSION,
+            dataset: self.name().to_string(),
+            task: Task::Classification { num_classes: loaded.classes.len() },
+            modalities: loaded
+                .set
+                .modalities()
+                .iter()
+                .zip(decoders)
+                .map(|(m, decoder)| InputModality {
+                    name: m.name().into(),
+                    symbol: m.symbol().into(),
+                    decoder,
+                })
+                .collect(),
+            classes: loaded.classes,
+        })
+    }
+}
+
+/// One split of a manifest: rows decoded on demand, missing cells as zero placeholders.
+struct ManifestDataset {
+    path: PathBuf,
+    rows: Vec<Row>,
+    labels: Vec<i64>,
+    set: ModalitySet,
+    task: Task,
+    decoders: Vec<Decoder>,
+    flips: Vec<bool>,
+}
+
+impl Dataset for ManifestDataset {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn modalities(&self) -> &ModalitySet {
+        &self.set
+    }
+
+    fn task(&self) -> Task {
+        self.task
+    }
+
+    fn availability(&self, index: usize) -> ModalityMask {
+        self.rows
+            .get(index)
+            .and_then(|r| {
+                ModalityMask::from_positions(
+                    r.cells.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(m, _)| m),
+                )
+                .ok()
+            })
+            .unwrap_or_else(|| self.set.full())
+    }
+
+    fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
+        let row = self.rows.get(index).ok_or_else(|| index_error(index, self.rows.len()))?;
+        let mut inputs = Vec::with_capacity(self.decoders.len());
+        for (m, decoder) in self.decoders.iter().enumerate() {
+            // One draw per flipped modality whether present or not: the stream does not
+            // depend on what a sample lacks.
+            let flip = self.flips[m] && rng.random_bool(0.5);
+            let x = match &row.cells[m] {
+                Some(cell) => {
+                    let mut x = decode_cell(
+                        decoder,
+                        cell,
+                        &self.path,
+                        row.line,
+                        self.set.modalities()[m].name(),
+                    )?;
+                    if flip {
+                        flip_horizontal(&mut x);
+                    }
+                    x
+                }
+                None => placeholder(decoder),
+            };
+            inputs.push(x);
+        }
+        Ok(Sample { inputs, target: Target::Class(self.labels[index]) })
+    }
+}
+
+/// The zero input of a modality a sample lacks.
+fn placeholder(decoder: &Decoder) -> ModalityData {
+    let shape = decoder.fixed_shape().expect("manifest decoders have fixed shapes");
+    let n = shape.iter().product::<i64>() as usize;
+    match decoder {
+        Decoder::Sequence { .. } => ModalityData::sequence(vec![0.0; n], shape, 1).expect("shape"),
+        _ => ModalityData::new(vec![0.0; n], shape).expect("shape"),
+    }
+}
+
+/// Mirrors a `[C, H, W]` array left to right.
+fn flip_horizontal(x: &mut ModalityData) {
+    if let [_, _, w] = x.shape[..] {
+        for row in x.data.chunks_exact_mut(w as usize) {
+            row.reverse();
+        }
+    }
+}

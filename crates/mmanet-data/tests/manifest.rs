@@ -1,0 +1,207 @@
+//! The manifest reader on small files written here: CSV and JSON Lines, images and inline
+//! vectors, cells really missing, seeded splits, and every bad input named by file and line.
+
+use std::path::Path;
+
+use mmanet_data::manifest::{ManifestDecoder, ManifestModality, ManifestSource, SplitFractions};
+use mmanet_data::{DataSource, Split};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn write_png(path: &Path, value: u8) {
+    image::RgbImage::from_pixel(6, 4, image::Rgb([value, value / 2, 255 - value]))
+        .save(path)
+        .unwrap();
+}
+
+/// 40 samples, 2 classes; `img` missing on every 5th sample, `vec` on every 7th (never both).
+fn write_set(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut csv = String::from("id,label,img,vec\n");
+    for i in 0..40 {
+        let label = if i % 2 == 0 { "cat" } else { "dog" };
+        let img = if i % 5 == 0 {
+            String::new()
+        } else {
+            let p = format!("img/{i}.png");
+            write_png(&dir.join(&p), (i * 5) as u8);
+            p
+        };
+        let vec =
+            if i % 7 == 6 && i % 5 != 0 { String::new() } else { format!("{} {} 1", i, i % 2) };
+        csv += &format!("s{i},{label},{img},{vec}\n");
+    }
+    let path = dir.join("data.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn source(path: &Path) -> ManifestSource {
+    ManifestSource {
+        path: path.to_path_buf(),
+        modalities: vec![
+            ManifestModality {
+                name: "img".into(),
+                symbol: None,
+                decoder: ManifestDecoder::Image {
+                    size: [4, 4],
+                    channels: 3,
+                    mean: 0.5,
+                    std: 0.5,
+                    flip: false,
+                },
+            },
+            ManifestModality {
+                name: "vec".into(),
+                symbol: None,
+                decoder: ManifestDecoder::Vector { len: 3, standardize: true },
+            },
+        ],
+        classes: vec![],
+        split: SplitFractions { val: 0.2, test: 0.2, seed: 3 },
+    }
+}
+
+#[test]
+fn splits_availability_and_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source(&write_set(dir.path()));
+    src.check().unwrap();
+    let sizes: Vec<usize> = [Split::Train, Split::Val, Split::Test]
+        .iter()
+        .map(|s| src.open(*s, 0).unwrap().len())
+        .collect();
+    assert_eq!(sizes, [24, 8, 8], "stratified 60/20/20 of 20 per class");
+    let train = src.open(Split::Train, 0).unwrap();
+    assert_eq!(train.modalities().to_string(), "I+V");
+    let mut lacking = 0;
+    for i in 0..train.len() {
+        let a = train.availability(i);
+        let s = train.get(i, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        assert_eq!(s.inputs[0].shape, [3, 4, 4]);
+        assert_eq!(s.inputs[1].shape, [3]);
+        for m in 0..2 {
+            if !a.contains(m) {
+                lacking += 1;
+                assert!(s.inputs[m].data.iter().all(|v| *v == 0.0), "placeholder");
+            }
+        }
+    }
+    assert!(lacking > 0);
+    // Classes in sorted order, saved in the input spec with the vector statistics.
+    let spec = src.input_spec(0).unwrap();
+    assert_eq!(spec.classes, ["cat", "dog"]);
+    match &spec.modalities[1].decoder {
+        mmanet_data::input_spec::Decoder::Vector { standardize: Some(s), .. } => {
+            assert_eq!(s.mean.len(), 3);
+            assert_eq!(s.std[2], 1.0, "a constant feature keeps std 1");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same rows as JSON Lines (arrays for the vector, null when missing) read the same.
+    let csv = std::fs::read_to_string(dir.path().join("data.csv")).unwrap();
+    let mut jsonl = String::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let img = if f[2].is_empty() { "null".to_string() } else { format!("\"{}\"", f[2]) };
+        let vec = if f[3].is_empty() {
+            "null".to_string()
+        } else {
+            format!("[{}]", f[3].split(' ').collect::<Vec<_>>().join(","))
+        };
+        jsonl += &format!(
+            "{{\"id\": \"{}\", \"label\": \"{}\", \"img\": {img}, \"vec\": {vec}}}\n",
+            f[0], f[1]
+        );
+    }
+    std::fs::write(dir.path().join("data.jsonl"), jsonl).unwrap();
+    let j = ManifestSource { path: dir.path().join("data.jsonl"), ..src.clone() };
+    let jt = j.open(Split::Train, 0).unwrap();
+    assert_eq!(jt.len(), train.len());
+    for i in 0..jt.len() {
+        assert_eq!(jt.availability(i), train.availability(i));
+        let a = jt.get(i, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let b = train.get(i, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn groups_stay_in_one_split_and_split_columns_are_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,label,group,vec\n");
+    for i in 0..60 {
+        csv += &format!("s{i},{},subject{},{} 0 0\n", i % 3, i / 6, i);
+    }
+    std::fs::write(dir.path().join("g.csv"), &csv).unwrap();
+    let mut src = source(&dir.path().join("g.csv"));
+    src.modalities.remove(0);
+    src.modalities[0].decoder = ManifestDecoder::Vector { len: 3, standardize: false };
+    let mut where_is = std::collections::HashMap::new();
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let d = src.open(split, 0).unwrap();
+        for i in 0..d.len() {
+            // The vector's first value is the sample number; its subject is number / 6.
+            let s = d.get(i, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+            where_is.insert(s.inputs[0].data[0] as usize, split);
+        }
+    }
+    assert_eq!(where_is.len(), 60);
+    for subject in 0..10 {
+        let splits: std::collections::HashSet<_> =
+            (subject * 6..subject * 6 + 6).map(|i| where_is[&i]).collect();
+        assert_eq!(splits.len(), 1, "subject {subject} is split: {splits:?}");
+    }
+    let in_test = (0..60).filter(|i| where_is[i] == Split::Test).count();
+    assert_eq!(in_test, 12, "2 of 10 subjects");
+    let with_split =
+        "id,label,split,vec\na,0,train,1 2 3\nb,1,test,4 5 6\nc,1,val,7 8 9\nd,0,train,1 1 1\n";
+    std::fs::write(dir.path().join("s.csv"), with_split).unwrap();
+    let s2 = ManifestSource { path: dir.path().join("s.csv"), ..src.clone() };
+    assert_eq!(s2.open(Split::Train, 0).unwrap().len(), 2);
+    assert_eq!(s2.open(Split::Test, 0).unwrap().len(), 1);
+}
+
+#[test]
+fn bad_manifests_name_the_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = source(&write_set(dir.path()));
+    let cases = [
+        ("id,label,img,vec\ns1,cat,img/1.png\n", "2: 3 columns"),
+        ("id,label,img,vec\ns1,cat,,\n", "no modality at all"),
+        ("id,label,img,vec\ns1,cat,img/nope.png,1 2 3\n", "column `img`"),
+        ("id,label,img,vec,radar\ns1,cat,img/1.png,1 2 3,x\n", "column `radar` is not a modality"),
+        ("id,label,img\ns1,cat,img/1.png\n", "declares modality `vec`"),
+        (
+            "id,label,img,vec\ns1,cat,img/1.png,1 2 3\ns1,dog,img/2.png,1 2 3\n",
+            "id `s1` already on line 2",
+        ),
+        ("id,label,img,vec\ns1,cat,img/1.png,1 2 3\ns2,dog,img/2.png,1 2\n", "column `vec`"),
+        ("label,img,vec\ncat,img/1.png,1 2 3\n", "`id` and a `label`"),
+        ("id,label,split,img,vec\ns1,cat,later,img/1.png,1 2 3\n", "`later` is not train"),
+        ("id,label,img,vec\ns1,cat,img/1.png,1 inf 3\n", "column `vec`"),
+    ];
+    for (k, (text, want)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("bad{k}.csv"));
+        std::fs::write(&p, text).unwrap();
+        let src = ManifestSource { path: p.clone(), ..base.clone() };
+        let err = src.open(Split::Train, 0).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = if err.is_empty() {
+            // Errors found while decoding come from reading the samples.
+            let d = src.open(Split::Train, 0).unwrap();
+            (0..d.len())
+                .find_map(|i| d.get(i, &mut ChaCha8Rng::seed_from_u64(0)).err())
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        } else {
+            err
+        };
+        assert!(err.contains(&format!("bad{k}.csv")) && err.contains(want), "case {k}: {err}");
+    }
+    // An unknown class against configured class names.
+    let p = dir.path().join("classes.csv");
+    std::fs::write(&p, "id,label,img,vec\ns1,bird,img/1.png,1 2 3\n").unwrap();
+    let src = ManifestSource { path: p, classes: vec!["cat".into(), "dog".into()], ..base };
+    let err = src.open(Split::Train, 0).err().unwrap().to_string();
+    assert!(err.contains("classes.csv:2") && err.contains("unknown class `bird`"), "{err}");
+}
