@@ -423,7 +423,8 @@ impl Trainer {
     }
 
     /// The segmentation loss of one batch: multi-scale weighted CE, then from `begin_epoch` on
-    /// + λ·MAD over the three tapped fused maps + λ·MAR of `auxi_decoder` on weak samples.
+    /// plus λ·MAD over the three tapped fused maps plus λ·MAR of `auxi_decoder`'s four outputs
+    /// (full resolution, /8, /16, /32) on the weak samples.
     ///
     /// # Shapes
     /// - `batch.targets`: `[B, H, W]` (0 = void); `class_weights`: `[C]`.
@@ -456,15 +457,11 @@ impl Trainer {
                 parts.distill = scalar(&d);
                 total += d;
             }
-            if let (true, Some(weak), Some(aux)) = (m.mar, &self.weak, &out.aux_logits) {
-                let r = segmentation_mar(
-                    aux,
-                    &labels[0],
-                    &batch.mask,
-                    weak,
-                    class_weights,
-                    m.fidelity,
-                )? * m.lambda_mar;
+            if let (true, Some(weak)) = (m.mar, &self.weak) {
+                // All four outputs of auxi_decoder (full resolution, /8, /16, /32).
+                let r =
+                    segmentation_mar(&out, &labels, &batch.mask, weak, class_weights, m.fidelity)?
+                        * m.lambda_mar;
                 parts.mar = scalar(&r);
                 total += r;
             }
