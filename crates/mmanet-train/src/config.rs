@@ -32,11 +32,19 @@ pub enum Stage {
 pub enum Distillation {
     /// No teacher (the paper's "unified" / SF-MD baseline when MAR is off too).
     None,
-    /// Plain similarity-preserving distillation (SP, Tung & Mori 2019).
+    /// Plain similarity-preserving distillation (SP, Tung & Mori 2019), on classification
+    /// networks; [`TrainConfig::check`] refuses it for segmentation (ESANet), which has no SP form.
     Sp,
     /// Margin-aware distillation (MAD): SP weighted by the teacher's prediction entropy.
     Mad,
 }
+
+/// Why `method.distillation = "sp"` is refused for segmentation networks: the segmentation
+/// objective has MAD (docs/method.md §1.2) but no SP form (the released code's
+/// `segmentation/train_missing_mmanet.py` leaves `kd_loss = SP()` commented out, and its `SP`
+/// takes no teacher prediction, so it could not be called there either).
+pub const SP_SEGMENTATION_UNSUPPORTED: &str =
+    "`sp` is for classification only: a segmentation (ESANet) student distils with `mad` or `none`";
 
 /// The student's losses: CE, then from `begin_epoch` on CE + λ_MAD·MAD + λ_MAR·MAR.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -270,6 +278,15 @@ impl TrainConfig {
             }
         }
         if self.stage == Stage::Student {
+            match m.distillation {
+                Distillation::Sp if self.model.is_segmentation() => {
+                    return Err(TrainError::config(
+                        "method.distillation",
+                        SP_SEGMENTATION_UNSUPPORTED,
+                    ));
+                }
+                Distillation::None | Distillation::Sp | Distillation::Mad => {}
+            }
             if m.mar && m.mining_start >= m.begin_epoch {
                 return Err(TrainError::config(
                     "method.mining_start",

@@ -20,7 +20,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
 use crate::amp::GradScaler;
-use crate::config::{Distillation, Stage, TrainConfig, ValidConfig};
+use crate::config::{Distillation, SP_SEGMENTATION_UNSUPPORTED, Stage, TrainConfig, ValidConfig};
 use crate::data_spec::Split;
 use crate::evaluate::{
     Scoring, eval_loader, evaluate, load_net, mean_metric, net_inputs, predict_combo,
@@ -452,7 +452,14 @@ impl Trainer {
                 });
                 let d = match m.distillation {
                     Distillation::None => out.logits.zeros_like().sum(Kind::Float),
-                    _ => segmentation_mad(&out, &t, m.fidelity)?,
+                    Distillation::Mad => segmentation_mad(&out, &t, m.fidelity)?,
+                    // Rejected by `TrainConfig::check`; never MAD in its place.
+                    Distillation::Sp => {
+                        return Err(TrainError::config(
+                            "method.distillation",
+                            SP_SEGMENTATION_UNSUPPORTED,
+                        ));
+                    }
                 } * m.lambda_mad;
                 parts.distill = scalar(&d);
                 total += d;

@@ -1,16 +1,18 @@
 //! The segmentation objective's terms against the released code's behaviour
 //! (docs/method.md §2.2): MAR sums the class-weighted CE over all four outputs of the
 //! regularization decoder (full resolution, /8, /16, /32) on the weak samples only, so the
-//! decoder's side heads train.
+//! decoder's side heads train; and SP distillation, which has no segmentation form, is refused
+//! at config check instead of silently training MAD.
 
 mod common;
 
-use common::tiny_esanet;
+use common::{tiny_esanet, tiny_segmentation};
 use mmanet_core::{Fidelity, ModalitySet};
 use mmanet_losses::WeakSet;
 use mmanet_models::{EsaNet, MultiModalNet, NetRole};
-use mmanet_train::TrainError;
+use mmanet_train::config::TeacherConfig;
 use mmanet_train::segmentation::{multiscale_ce, segmentation_mar};
+use mmanet_train::{Distillation, Stage, TrainError};
 use tch::{Device, Kind, Tensor, nn};
 
 const B: i64 = 4;
@@ -149,4 +151,24 @@ fn mar_refuses_outputs_without_side_scales() {
     let eval = tch::no_grad(|| net.forward_t(&inputs, &mask, false));
     let err = segmentation_mar(&eval, &scale_labels, &mask, &weak, &w, Fidelity::Paper);
     assert!(matches!(err, Err(TrainError::Config { ref field, .. }) if field == "method.mar"));
+}
+
+#[test]
+fn sp_distillation_is_refused_for_segmentation_at_check_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_segmentation(Stage::Student, dir.path().join("data"), 2);
+    cfg.teacher = Some(TeacherConfig { checkpoint: dir.path().join("teacher.safetensors") });
+    cfg.clone().check().expect("the MAD config is valid");
+    cfg.method.distillation = Distillation::Sp;
+    match cfg.check() {
+        Err(TrainError::Config { field, message }) => {
+            assert_eq!(field, "method.distillation", "{message}");
+            assert!(message.contains("sp"), "{message}");
+        }
+        other => panic!("SP on ESANet must be a config error, got {other:?}"),
+    }
+    // SP stays available for classification (the surf-sp ablation).
+    let surf_sp = mmanet_train::presets::preset("surf-sp").unwrap();
+    assert_eq!(surf_sp.method.distillation, Distillation::Sp);
+    surf_sp.check().expect("SP on a classification net is valid");
 }
