@@ -25,10 +25,9 @@ teacher decoder's first-stage feature as MAD's prediction map (the released code
 loss = sum over the 4 output scales of the class-weighted CE2d (void 0 ignored, ESANet's
 `CrossEntropyLoss2d`) + 4.0 * segmentation MAD (fuse_cache[0..3], maps taller than 30 pooled to
 30x40, Gram in two column halves with per-half row normalisation, teacher-entropy pixel weights;
-plain autograd as the released code, so O(N^2) memory) + 0.2 * MAR (the auxi_decoder's
-full-resolution CE2d on the depth-only samples, boolean indexing; like the Rust trainer, which
-uses only the full-resolution aux output; the released code sums R's 4 scales); class weights all
-ones; SGD lr 0.01, momentum 0.9, Nesterov, weight decay 1e-4.
+plain autograd as the released code, so O(N^2) memory) + 0.2 * MAR (the auxi_decoder's CE2d
+summed over its 4 outputs, full resolution, /8, /16, /32, on the depth-only samples, boolean
+indexing, as the released code and the Rust trainer); class weights all ones; SGD lr 0.01, momentum 0.9, Nesterov, weight decay 1e-4.
 
 Inputs are random tensors created once on the device: RGB and depth standard normal, labels
 uniform in 0..=40, and their nearest-downsampled /8, /16, /32 copies.
@@ -282,7 +281,7 @@ class ESANet(nn.Module):
         self.auxi_decoder = Decoder(dc[0], dc) if auxi else None
 
     def forward(self, rgb, depth, mask):
-        """Returns (logits, sides, fuse_cache [context, skip3, skip2, skip1], main features, aux logits)."""
+        """Returns (logits, sides, fuse_cache [context, skip3, skip2, skip1], main features, aux outputs [full, /8, /16, /32])."""
         if self.teacher:
             mask = torch.ones_like(mask)
         p_rgb = mask[:, 0].view(-1, 1, 1, 1).to(rgb.dtype)
@@ -304,7 +303,10 @@ class ESANet(nn.Module):
         context = self.context_module(fuse)
         ordered = [skips[2], skips[1], skips[0]]
         logits, sides, feats = self.decoder(context, ordered)
-        aux = self.auxi_decoder(context, ordered)[0] if self.auxi_decoder is not None else None
+        aux = None
+        if self.auxi_decoder is not None:
+            aux_logits, aux_sides, _ = self.auxi_decoder(context, ordered)
+            aux = [aux_logits] + aux_sides
         return logits, sides, [context, skips[2], skips[1], skips[0]], feats, aux
 
 
@@ -354,11 +356,12 @@ def mad_segmentation(student_maps, teacher_maps, pred):
     return torch.nan_to_num(total, nan=0.0) if torch.is_tensor(total) else total
 
 
-def mar_segmentation(aux_logits, labels, mask, weights):
+def mar_segmentation(aux_outputs, labels, mask, weights):
+    """MAR: CE2d of the auxi_decoder's outputs (full, /8, /16, /32) on the weak samples, summed."""
     weak = (mask == torch.tensor(WEAK, device=mask.device)).all(1)
     if not bool(weak.any()):
-        return aux_logits.sum() * 0.0  # the Rust Fidelity::Paper empty value (the reference: 1e-16)
-    return weighted_ce_2d(aux_logits[weak], labels[weak], weights)
+        return sum(o.sum() for o in aux_outputs) * 0.0  # the Rust Fidelity::Paper empty value (the reference: 1e-16)
+    return sum(weighted_ce_2d(o[weak], y[weak], weights) for o, y in zip(aux_outputs, labels))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +473,7 @@ def main():
                     print(f"debug scale {j}: {list(fs[j].shape)} {fs[j].dtype} |s|max {fs[j].abs().max().item():.4e} "
                           f"|t|max {ft[j].abs().max().item():.4e} |pred|max {pred.abs().max().item():.4e} mad {float(one):.6f}",
                           file=sys.stderr)
-            mar = mar_segmentation(f(aux), labels[0], mask, weights) * LAMBDA_MAR
+            mar = mar_segmentation([f(x) for x in aux], labels, mask, weights) * LAMBDA_MAR
             loss = ce + mad + mar
         opt.zero_grad(set_to_none=False)
         if scaler is None:

@@ -373,6 +373,12 @@ impl crate::DataSource for CityscapesSource {
         }))
     }
 
+    /// Validation and test both read `valid` (the test split has no public labels; the
+    /// reference reports on `valid`).
+    fn validation_is_test(&self) -> bool {
+        true
+    }
+
     fn input_spec(&self, _seed: u64) -> Result<crate::InputSpec> {
         use crate::input_spec::{Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
         let set = crate::nyuv2::rgbd_modalities();

@@ -44,6 +44,13 @@ pub trait DataSource: std::fmt::Debug + Send + Sync {
     /// What prediction needs to turn raw inputs into network inputs: per modality its decoder
     /// and test-time transform as parameters, the class names and the task.
     fn input_spec(&self, seed: u64) -> Result<InputSpec>;
+
+    /// Whether [`Split::Val`] is the test split itself (a layout without a validation split,
+    /// read as the reference code reads it). A run should then not pick its weights by
+    /// validation score (the trainer warns unless `eval.selection = "last-epoch"`).
+    fn validation_is_test(&self) -> bool {
+        false
+    }
 }
 
 /// Resolves a relative `path` against `dir`.

@@ -118,3 +118,66 @@ fn loader_batches_label_maps_and_errors_name_files() {
     let err = ds2.get(0, &mut derive_rng(0, 0, 0, Stream::Augment)).unwrap_err().to_string();
     assert!(err.contains("above the 2 classes"), "{err}");
 }
+
+/// The inputs of every sample of `ds` (deterministic transforms only), as exact bit patterns.
+fn sample_bits(ds: &dyn Dataset) -> Vec<Vec<u32>> {
+    let mut rng = derive_rng(0, 0, 0, Stream::Augment);
+    (0..ds.len())
+        .map(|i| {
+            let s = ds.get(i, &mut rng).unwrap();
+            s.inputs.iter().flat_map(|m| m.data.iter().map(|v| v.to_bits())).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn val_fraction_carves_a_seeded_validation_split_from_the_training_images() {
+    use mmanet_data::nyuv2::SyntheticNyuv2Source;
+    use mmanet_data::{DataSource, Split};
+    let dir = tempfile::tempdir().unwrap();
+    let source = |val_fraction: f64| SyntheticNyuv2Source {
+        root: dir.path().to_path_buf(),
+        n: 12,
+        size: [16, 16],
+        crop: [16, 16],
+        val_fraction,
+    };
+    // Default: the layout has no validation split, so validation reads the test split.
+    let reference = source(0.0);
+    reference.check().unwrap();
+    assert!(reference.validation_is_test());
+    let test = reference.open(Split::Test, 5).unwrap();
+    assert_eq!(sample_bits(reference.open(Split::Val, 5).unwrap().as_ref()), sample_bits(&*test));
+    assert_eq!(reference.open(Split::Train, 5).unwrap().len(), 12);
+
+    let carved = source(0.25);
+    carved.check().unwrap();
+    assert!(!carved.validation_is_test());
+    let (train, val) = (carved.open(Split::Train, 5).unwrap(), carved.open(Split::Val, 5).unwrap());
+    assert_eq!((train.len(), val.len()), (9, 3));
+    assert_eq!(sample_bits(carved.open(Split::Test, 5).unwrap().as_ref()), sample_bits(&*test));
+    // The validation images are distinct training images (compared through the test
+    // transform), none of them a test image.
+    let all_train =
+        sample_bits(&Nyuv2Dataset::open(dir.path(), "train", SYNTHETIC_NYUV2_CLASSES).unwrap());
+    let held = sample_bits(val.as_ref());
+    let test_bits = sample_bits(&*test);
+    assert!(held.iter().all(|v| all_train.contains(v) && !test_bits.contains(v)));
+    let mut distinct = held.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3);
+    // Seeded: the same seed holds out the same images, another seed (almost surely) others.
+    assert_eq!(sample_bits(carved.open(Split::Val, 5).unwrap().as_ref()), held);
+    let other: Vec<_> =
+        (6..12).map(|seed| sample_bits(carved.open(Split::Val, seed).unwrap().as_ref())).collect();
+    assert!(other.iter().any(|o| *o != held), "the held-out images depend on the seed");
+
+    for bad in [-0.1, 1.0, f64::NAN] {
+        let err = source(bad).check().unwrap_err().to_string();
+        assert!(err.contains("val_fraction"), "{err}");
+    }
+    // Too small a fraction for the set: an error naming the field, not an empty split.
+    let err = source(0.01).open(Split::Val, 5).err().expect("no image held out").to_string();
+    assert!(err.contains("val_fraction"), "{err}");
+}

@@ -238,6 +238,7 @@ fn net_output(t: TrunkOutput, aux_logits: Option<Tensor>) -> NetOutput {
         features: vec![t.layer3, t.layer4],
         aux_logits,
         side_logits: Vec::new(),
+        aux_side_logits: Vec::new(),
     }
 }
 

@@ -425,7 +425,13 @@ impl GenericNet {
         let fused = self.f_fused(inputs, mask, train)?;
         let (logits, features) = self.trunk.forward_t(&fused, train);
         let aux_logits = self.aux.as_ref().map(|a| a.forward_t(&fused, train).0);
-        Ok(NetOutput { logits, features, aux_logits, side_logits: Vec::new() })
+        Ok(NetOutput {
+            logits,
+            features,
+            aux_logits,
+            side_logits: Vec::new(),
+            aux_side_logits: Vec::new(),
+        })
     }
 }
 

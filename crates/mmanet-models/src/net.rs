@@ -18,6 +18,10 @@ pub struct NetOutput {
     pub aux_logits: Option<Tensor>,
     /// Segmentation side outputs at /8, /16, /32 (train mode only); empty otherwise.
     pub side_logits: Vec<Tensor>,
+    /// The regularization head's segmentation side outputs at /8, /16, /32 (students in train
+    /// mode, the counterpart of `side_logits` for `aux_logits`); empty otherwise. Segmentation
+    /// MAR sums its CE over `aux_logits` and these (docs/method.md §2.2).
+    pub aux_side_logits: Vec<Tensor>,
 }
 
 impl NetOutput {
@@ -30,6 +34,7 @@ impl NetOutput {
             features: self.features.iter().map(cast).collect(),
             aux_logits: self.aux_logits.as_ref().map(cast),
             side_logits: self.side_logits.iter().map(cast).collect(),
+            aux_side_logits: self.aux_side_logits.iter().map(cast).collect(),
         }
     }
 }

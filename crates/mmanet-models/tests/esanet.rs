@@ -48,8 +48,11 @@ fn train_and_eval_shapes() {
             ]
         );
         assert_eq!(out.aux_logits.unwrap().size(), [2, 5, 64, 64]);
+        let aux_sides: Vec<Vec<i64>> = out.aux_side_logits.iter().map(Tensor::size).collect();
+        assert_eq!(aux_sides, sides, "auxi_decoder's side outputs: /8, /16, /32");
         let out = tch::no_grad(|| net.forward_t(&inputs(2), &m, false));
         assert!(out.side_logits.is_empty());
+        assert!(out.aux_side_logits.is_empty());
     }
 }
 

@@ -265,8 +265,8 @@ fn objective(
         let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
         debug_mad(&pairs, &teacher_prediction(&t, s.fidelity)?)?;
     }
-    let aux = out.aux_logits.as_ref().ok_or("the student has no auxi_decoder")?;
-    let mar = segmentation_mar(aux, &labels[0], mask, &s.weak, &x.class_weights, s.fidelity)?
+    // auxi_decoder's four outputs (full resolution, /8, /16, /32), as the trainer.
+    let mar = segmentation_mar(&out, &labels, mask, &s.weak, &x.class_weights, s.fidelity)?
         * s.lambda_mar;
     Ok((ce, mad, mar))
 }

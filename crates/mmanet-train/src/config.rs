@@ -32,11 +32,19 @@ pub enum Stage {
 pub enum Distillation {
     /// No teacher (the paper's "unified" / SF-MD baseline when MAR is off too).
     None,
-    /// Plain similarity-preserving distillation (SP, Tung & Mori 2019).
+    /// Plain similarity-preserving distillation (SP, Tung & Mori 2019), on classification
+    /// networks; [`TrainConfig::check`] refuses it for segmentation (ESANet), which has no SP form.
     Sp,
     /// Margin-aware distillation (MAD): SP weighted by the teacher's prediction entropy.
     Mad,
 }
+
+/// Why `method.distillation = "sp"` is refused for segmentation networks: the segmentation
+/// objective has MAD (docs/method.md §1.2) but no SP form (the released code's
+/// `segmentation/train_missing_mmanet.py` leaves `kd_loss = SP()` commented out, and its `SP`
+/// takes no teacher prediction, so it could not be called there either).
+pub const SP_SEGMENTATION_UNSUPPORTED: &str =
+    "`sp` is for classification only: a segmentation (ESANet) student distils with `mad` or `none`";
 
 /// The student's losses: CE, then from `begin_epoch` on CE + λ_MAD·MAD + λ_MAR·MAR.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -83,6 +91,27 @@ impl MethodConfig {
     }
 }
 
+/// Which epoch's weights a run keeps as its result (`best.safetensors`, scored on the test
+/// split at the end).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// The validated epoch with the best mean of the selection metric (accuracy, mIoU) over
+    /// the evaluation combinations, each scored with its mask fixed for the whole split.
+    #[default]
+    MeanOverCombinations,
+    /// The validated epoch with the best selection metric over the validation split scored once
+    /// with one mask per sample drawn from the training combinations, as the released
+    /// classification code validates (`p = [0, 0, 0]`, best accuracy for `epoch > 30`; set
+    /// `select_after = 30`). Unlike the released code the draw is seeded by the run seed and
+    /// the same at every validation, so epochs are compared on the same masks.
+    RandomMasks,
+    /// The last epoch, whatever the validation scores, as the released segmentation code
+    /// reports a late fixed epoch; the only choice that reads no validation score, for data
+    /// sets whose validation split is their test split.
+    LastEpoch,
+}
+
 /// Evaluation settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +129,38 @@ pub struct EvalConfig {
     /// Which label is bona fide (CASIA-SURF: 1, CeFA: 0); only for binary anti-spoofing.
     #[serde(default)]
     pub bona_fide_label: Option<i64>,
+    /// How the kept weights are chosen (default: best mean over the combinations).
+    #[serde(default)]
+    pub selection: Selection,
+    /// Only epochs after this one (`epoch > select_after`) may be selected (the released
+    /// classification code: 30); unset: any validated epoch. Not for `last-epoch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select_after: Option<usize>,
+}
+
+impl EvalConfig {
+    /// Whether the weights of `epoch` may be selected at all (`select_after`).
+    pub fn selectable(&self, epoch: usize) -> bool {
+        self.select_after.is_none_or(|after| epoch > after)
+    }
+
+    /// Whether the weights of `epoch` (of `epochs`) replace the kept ones, given its
+    /// validation score `val` (`None`: not validated) and the kept weights' score `kept`.
+    pub fn selects(
+        &self,
+        epoch: usize,
+        epochs: usize,
+        val: Option<f64>,
+        kept: Option<f64>,
+    ) -> bool {
+        match (self.selection, val) {
+            (Selection::LastEpoch, _) => epoch + 1 == epochs,
+            (Selection::MeanOverCombinations | Selection::RandomMasks, Some(score)) => {
+                self.selectable(epoch) && kept.is_none_or(|k| score > k)
+            }
+            (Selection::MeanOverCombinations | Selection::RandomMasks, None) => false,
+        }
+    }
 }
 
 /// How the arithmetic runs on the device; none of these change what is computed beyond
@@ -258,6 +319,30 @@ impl TrainConfig {
         if self.eval.batch_size == 0 {
             return Err(TrainError::config("eval.batch_size", "must be at least 1"));
         }
+        match (self.eval.selection, self.eval.select_after) {
+            (Selection::LastEpoch, Some(_)) => {
+                return Err(TrainError::config(
+                    "eval.select_after",
+                    "has no effect with eval.selection = \"last-epoch\": remove it",
+                ));
+            }
+            (Selection::MeanOverCombinations | Selection::RandomMasks, Some(after))
+                if after + 1 >= self.epochs =>
+            {
+                return Err(TrainError::config(
+                    "eval.select_after",
+                    format!(
+                        "{after} leaves no epoch to select (epochs 0..{}; need < {})",
+                        self.epochs,
+                        self.epochs - 1
+                    ),
+                ));
+            }
+            (
+                Selection::MeanOverCombinations | Selection::RandomMasks | Selection::LastEpoch,
+                _,
+            ) => {}
+        }
         if let Some(label) = self.eval.bona_fide_label {
             LabelConvention::new(label)
                 .map_err(|e| TrainError::config("eval.bona_fide_label", e.to_string()))?;
@@ -270,6 +355,15 @@ impl TrainConfig {
             }
         }
         if self.stage == Stage::Student {
+            match m.distillation {
+                Distillation::Sp if self.model.is_segmentation() => {
+                    return Err(TrainError::config(
+                        "method.distillation",
+                        SP_SEGMENTATION_UNSUPPORTED,
+                    ));
+                }
+                Distillation::None | Distillation::Sp | Distillation::Mad => {}
+            }
             if m.mar && m.mining_start >= m.begin_epoch {
                 return Err(TrainError::config(
                     "method.mining_start",
@@ -383,5 +477,76 @@ pub fn parse_device(s: &str) -> Result<tch::Device, TrainError> {
             .ok_or_else(|| {
                 TrainError::config("device", format!("`{other}`: expected auto, cpu or cuda:N"))
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(selection: Selection, select_after: Option<usize>) -> EvalConfig {
+        EvalConfig {
+            combos: vec![],
+            batch_size: 4,
+            every: 1,
+            bona_fide_label: None,
+            selection,
+            select_after,
+        }
+    }
+
+    #[test]
+    fn selection_keeps_the_best_eligible_or_the_last_epoch() {
+        // Scores of epochs 0..5, validated every epoch except 3; the best overall is epoch 1.
+        let vals = [Some(0.5), Some(0.9), Some(0.6), None, Some(0.8), Some(0.7)];
+        let kept = |e: &EvalConfig| {
+            let mut best: Option<(usize, f64)> = None;
+            for (epoch, val) in vals.iter().enumerate() {
+                if e.selects(epoch, vals.len(), *val, best.map(|b| b.1)) {
+                    best = Some((epoch, val.unwrap_or(f64::NAN)));
+                }
+            }
+            best.map(|b| b.0)
+        };
+        for mode in [Selection::MeanOverCombinations, Selection::RandomMasks] {
+            assert_eq!(kept(&eval(mode, None)), Some(1), "{mode:?}: the best validated epoch");
+            // Only epochs > 1 count (the released classification code: epoch > 30).
+            assert_eq!(kept(&eval(mode, Some(1))), Some(4), "{mode:?}");
+            assert_eq!(kept(&eval(mode, Some(4))), Some(5), "{mode:?}");
+        }
+        assert_eq!(kept(&eval(Selection::LastEpoch, None)), Some(5));
+        // A tie keeps the earlier epoch.
+        let e = eval(Selection::MeanOverCombinations, None);
+        assert!(!e.selects(2, 4, Some(0.9), Some(0.9)));
+    }
+
+    #[test]
+    fn selection_settings_are_checked_and_round_trip() {
+        let base = crate::presets::preset("toy-mmanet").unwrap();
+        let mut c = base.clone();
+        c.set("eval.selection=last-epoch").unwrap();
+        assert_eq!(c.eval.selection, Selection::LastEpoch);
+        c.clone().check().unwrap();
+        c.set("eval.select_after=3").unwrap();
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("eval.select_after"), "{err}");
+
+        let mut c = base.clone();
+        c.set("eval.selection=random-masks").unwrap();
+        c.set(&format!("eval.select_after={}", base.epochs - 2)).unwrap();
+        let back = TrainConfig::from_toml_str(&c.to_toml(), Path::new("x")).unwrap();
+        assert_eq!(back.eval, c.eval);
+        c.clone().check().unwrap();
+        c.set(&format!("eval.select_after={}", base.epochs - 1)).unwrap();
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("eval.select_after") && err.contains("no epoch"), "{err}");
+
+        // Configs written before the setting existed read as the default.
+        let mut old = base.to_toml().replace("selection = \"mean-over-combinations\"\n", "");
+        assert!(!old.contains("selection"), "{old}");
+        old.push('\n');
+        let read = TrainConfig::from_toml_str(&old, Path::new("old")).unwrap();
+        assert_eq!(read.eval.selection, Selection::MeanOverCombinations);
+        assert_eq!(read.eval.select_after, None);
     }
 }

@@ -198,6 +198,30 @@ pub fn evaluate(
     Ok(report)
 }
 
+/// Scores `net` once over the loader's data set with the masks its policy draws per sample
+/// (pass 0 of the loader, so the same seeded masks at every call; the released classification
+/// code's random-mask validation, docs/method.md §4) and returns a one-row report whose row is
+/// labelled `label`.
+pub fn evaluate_drawn_masks(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    scoring: Scoring,
+    device: Device,
+    label: &str,
+) -> Result<CombinationReport, TrainError> {
+    let _guard = tch::no_grad_guard();
+    let mut tally = Tally::new(scoring)?;
+    for batch in loader.iter(0) {
+        let batch = batch?.to_device(device);
+        let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
+        tally.update(&labels_of(&batch), &predictions(&out.logits, &batch.targets))?;
+    }
+    let mut report = scoring.empty_report();
+    tracing::info!(combo = label, values = ?tally.values(), "evaluated");
+    report.insert(label, &tally.values())?;
+    Ok(report)
+}
+
 /// The mean of `metric` over the report's combinations.
 pub fn mean_metric(report: &CombinationReport, metric: &str) -> Option<f64> {
     let i = report.metrics().iter().position(|m| m == metric)?;

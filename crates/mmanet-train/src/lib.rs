@@ -33,7 +33,7 @@ pub mod state;
 pub mod trainer;
 pub mod transfer;
 
-pub use config::{Distillation, MethodConfig, Stage, TrainConfig, ValidConfig};
+pub use config::{Distillation, MethodConfig, Selection, Stage, TrainConfig, ValidConfig};
 pub use error::TrainError;
 pub use trainer::{Observer, Silent, TrainSummary, Trainer};
 

@@ -9,7 +9,9 @@ use mmanet_core::{Fidelity, ModalitySet};
 use mmanet_models::generic::{BranchConfig, GenericFusion, GenericNetConfig};
 use mmanet_models::{ClsFusion, ClsNetConfig, EsaNetConfig};
 
-use crate::config::{Distillation, EvalConfig, MethodConfig, Stage, TeacherConfig, TrainConfig};
+use crate::config::{
+    Distillation, EvalConfig, MethodConfig, Selection, Stage, TeacherConfig, TrainConfig,
+};
 use crate::data_spec::{DataConfig, DatasetSpec};
 use crate::optim::OptimizerConfig;
 use crate::schedule::LrSchedule;
@@ -199,7 +201,14 @@ fn small_classification(
             milestones: vec![epochs * 2 / 3],
             gamma: 0.1,
         },
-        eval: EvalConfig { combos: vec![], batch_size: 256, every: 5, bona_fide_label: None },
+        eval: EvalConfig {
+            combos: vec![],
+            batch_size: 256,
+            every: 5,
+            bona_fide_label: None,
+            selection: Default::default(),
+            select_after: None,
+        },
         teacher: teacher_of(&prefix, stage),
         compute: Default::default(),
     }
@@ -300,6 +309,7 @@ fn nyuv2(stage: Stage) -> TrainConfig {
         root: PathBuf::from("data/nyuv2"),
         num_classes: 40,
         crop: [480, 640],
+        val_fraction: 0.0,
     });
     c.data.batch_size = 8;
     c.data.class_weighting = crate::segmentation::ClassWeighting::MedianFrequency;
@@ -314,7 +324,17 @@ fn nyuv2(stage: Stage) -> TrainConfig {
     c.optimizer =
         OptimizerConfig::Sgd { lr: 0.01, momentum: 0.9, nesterov: true, weight_decay: 1e-4 };
     c.schedule = LrSchedule::reference_segmentation();
-    c.eval = EvalConfig { combos: vec![], batch_size: 8, every: 10, bona_fide_label: None };
+    c.eval = EvalConfig {
+        combos: vec![],
+        batch_size: 8,
+        every: 10,
+        bona_fide_label: None,
+        // The layout has no validation split (validation reads the test split, as the
+        // reference): keep the last epoch, as the reference's segmentation code reports a
+        // late fixed epoch, so no weights are picked on the test split.
+        selection: Selection::LastEpoch,
+        select_after: None,
+    };
     c.teacher = teacher_of("nyuv2", stage);
     c
 }
@@ -370,6 +390,7 @@ fn synth_nyuv2(stage: Stage) -> TrainConfig {
         n: 160,
         size: [96, 128],
         crop: [96, 128],
+        val_fraction: 0.0,
     });
     c.data.class_weighting = crate::segmentation::ClassWeighting::None;
     c.model = NetConfig::Esanet(EsaNetConfig {
@@ -437,7 +458,14 @@ fn surf(stage: Stage) -> TrainConfig {
         method: MethodConfig::mmanet_classification(),
         optimizer: OptimizerConfig::reference_sgd(),
         schedule: LrSchedule::reference_classification(),
-        eval: EvalConfig { combos: vec![], batch_size: 64, every: 1, bona_fide_label: Some(1) },
+        eval: EvalConfig {
+            combos: vec![],
+            batch_size: 64,
+            every: 1,
+            bona_fide_label: Some(1),
+            selection: Default::default(),
+            select_after: None,
+        },
         teacher: (stage == Stage::Student).then(|| TeacherConfig {
             checkpoint: PathBuf::from("runs/surf-teacher/checkpoints/best.safetensors"),
         }),
@@ -523,6 +551,25 @@ mod tests {
             cfg.check().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         assert!(preset("nope").is_none());
+    }
+
+    #[test]
+    fn no_preset_selects_its_weights_on_a_test_split() {
+        let mut test_split_validated = Vec::new();
+        for (name, _) in PRESETS {
+            let cfg = preset(name).unwrap();
+            if cfg.data.dataset.validation_is_test() {
+                test_split_validated.push(*name);
+                assert_eq!(cfg.eval.selection, Selection::LastEpoch, "{name} selects on test");
+            }
+        }
+        // The layouts without a validation split (NYUv2, its synthetic copy, Cityscapes).
+        for name in ["nyuv2-mmanet", "synth-nyuv2-teacher", "cityscapes-mmanet"] {
+            assert!(test_split_validated.contains(&name), "{name}: {test_split_validated:?}");
+        }
+        let surf = preset("surf-mmanet").unwrap();
+        assert!(!surf.data.dataset.validation_is_test());
+        assert_eq!(surf.eval.selection, Selection::MeanOverCombinations);
     }
 
     #[test]

@@ -104,6 +104,12 @@ impl DatasetSpec {
         Ok(self.source().open(split, seed)?)
     }
 
+    /// Whether the validation split is the test split (see
+    /// [`DataSource::validation_is_test`]).
+    pub fn validation_is_test(&self) -> bool {
+        self.source().validation_is_test()
+    }
+
     /// What prediction needs to read raw inputs for a model trained on this data set.
     pub fn input_spec(&self, seed: u64) -> Result<InputSpec, TrainError> {
         Ok(self.source().input_spec(seed)?)

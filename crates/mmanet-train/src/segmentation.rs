@@ -121,26 +121,47 @@ pub fn segmentation_mad(
     Ok(mmanet_losses::f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())?)
 }
 
-/// Segmentation MAR: the regularization decoder's weighted CE on the samples whose combination
-/// is in the weak set (unscaled: multiply by λ_MAR).
+/// Segmentation MAR (docs/method.md §2.2): the regularization decoder's class-weighted CE on
+/// the samples whose combination is in the weak set, summed over its four outputs (full
+/// resolution, then the side outputs at /8, /16, /32), as `train_missing_mmanet.py` sums
+/// `loss_function_train(auxi_out_weak, target_scales_weak)`; the same in both fidelity modes
+/// (they differ only in the value of a batch without weak samples). Unscaled: multiply by
+/// λ_MAR.
+///
+/// Fails when `out` has no regularization head, or when its outputs do not pair one to one
+/// with `scale_labels` (e.g. an eval-mode forward, which has no side outputs).
 ///
 /// # Shapes
-/// - `aux_logits`: `[B, K, H, W]`; `labels`: `[B, H, W]` i64 at the same size (the first
-///   label map of [`multiscale_ce`]); `mask`: `[B, M]`; `class_weights`: `[C]`.
+/// - `out.aux_logits`: `[B, K, H, W]`; `out.aux_side_logits[s]`: `[B, K, h_s, w_s]`.
+/// - `scale_labels`: the label maps of [`multiscale_ce`], main scale first (`[B, H, W]`,
+///   then `[B, h_s, w_s]`), i64, 0 = void; `mask`: `[B, M]`; `class_weights`: `[C]`.
 /// - output: scalar.
 pub fn segmentation_mar(
-    aux_logits: &Tensor,
-    labels: &Tensor,
+    out: &NetOutput,
+    scale_labels: &[Tensor],
     mask: &Tensor,
     weak: &WeakSet,
     class_weights: &Tensor,
     fidelity: Fidelity,
 ) -> Result<Tensor, TrainError> {
-    Ok(mmanet_losses::f_mar_segmentation(
-        &[(aux_logits, labels)],
-        mask,
-        weak,
-        class_weights,
-        fidelity,
-    )?)
+    let Some(aux) = &out.aux_logits else {
+        return Err(TrainError::config(
+            "method.mar",
+            "MAR needs a regularization decoder (auxi_decoder) and the network has none",
+        ));
+    };
+    let outputs: Vec<&Tensor> = std::iter::once(aux).chain(&out.aux_side_logits).collect();
+    if outputs.len() != scale_labels.len() {
+        return Err(TrainError::config(
+            "method.mar",
+            format!(
+                "the regularization decoder returned {} outputs for {} label scales (MAR \
+                 needs its full-resolution and side outputs of a train-mode forward)",
+                outputs.len(),
+                scale_labels.len()
+            ),
+        ));
+    }
+    let scales: Vec<(&Tensor, &Tensor)> = outputs.into_iter().zip(scale_labels).collect();
+    Ok(mmanet_losses::f_mar_segmentation(&scales, mask, weak, class_weights, fidelity)?)
 }

@@ -20,10 +20,13 @@ use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
 use crate::amp::GradScaler;
-use crate::config::{Distillation, Stage, TrainConfig, ValidConfig};
+use crate::config::{
+    Distillation, SP_SEGMENTATION_UNSUPPORTED, Selection, Stage, TrainConfig, ValidConfig,
+};
 use crate::data_spec::Split;
 use crate::evaluate::{
-    Scoring, eval_loader, evaluate, load_net, mean_metric, net_inputs, predict_combo,
+    Scoring, eval_loader, evaluate, evaluate_drawn_masks, load_net, mean_metric, net_inputs,
+    predict_combo,
 };
 use crate::model_spec::{ModelSpecExt, Role};
 use crate::optim::Optimizer;
@@ -96,6 +99,9 @@ pub struct Trainer {
     /// Whether some training samples lack a modality (then the teacher runs with each
     /// sample's availability and MAD on the complete rows).
     train_incomplete: bool,
+    /// The validation split with one mask per sample drawn from the training combinations,
+    /// seeded by the run seed (`eval.selection = "random-masks"` only).
+    val_random: Option<DataLoader>,
     scoring: Scoring,
     state: TrainState,
     weak: Option<WeakSet>,
@@ -170,7 +176,22 @@ impl Trainer {
         let train_loader = DataLoader::new(train, policy, loader_cfg)?;
         let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
         let val_task = val.task();
+        let val_random = match cfg.eval.selection {
+            Selection::RandomMasks => Some(DataLoader::new(
+                Arc::clone(&val),
+                cfg.data.train_policy(&set, cfg.train_combos(), teacher_stage),
+                LoaderConfig { seed: cfg.seed, ..cfg.data.eval_loader(cfg.eval.batch_size) },
+            )?),
+            Selection::MeanOverCombinations | Selection::LastEpoch => None,
+        };
         let val = eval_loader(val, cfg.data.eval_loader(cfg.eval.batch_size))?;
+        if cfg.data.dataset.validation_is_test() && cfg.eval.selection != Selection::LastEpoch {
+            tracing::warn!(
+                dataset = cfg.data.dataset.name(),
+                "the validation split is the test split: the kept weights are chosen on test \
+                 data (set eval.selection = \"last-epoch\")"
+            );
+        }
         // Weak-set mining compares predictions on the complete validation samples.
         let val_mining = val.restricted(val.samples_with(set.full()))?;
 
@@ -232,6 +253,7 @@ impl Trainer {
             val,
             val_mining,
             train_incomplete,
+            val_random,
             scoring,
             state,
             weak,
@@ -489,7 +511,8 @@ impl Trainer {
     }
 
     /// The segmentation loss of one batch: multi-scale weighted CE, then from `begin_epoch` on
-    /// + λ·MAD over the three tapped fused maps + λ·MAR of `auxi_decoder` on weak samples.
+    /// plus λ·MAD over the three tapped fused maps plus λ·MAR of `auxi_decoder`'s four outputs
+    /// (full resolution, /8, /16, /32) on the weak samples.
     ///
     /// # Shapes
     /// - `batch.targets`: `[B, H, W]` (0 = void); `class_weights`: `[C]`.
@@ -517,20 +540,23 @@ impl Trainer {
                 });
                 let d = match m.distillation {
                     Distillation::None => out.logits.zeros_like().sum(Kind::Float),
-                    _ => segmentation_mad(&out, &t, m.fidelity)?,
+                    Distillation::Mad => segmentation_mad(&out, &t, m.fidelity)?,
+                    // Rejected by `TrainConfig::check`; never MAD in its place.
+                    Distillation::Sp => {
+                        return Err(TrainError::config(
+                            "method.distillation",
+                            SP_SEGMENTATION_UNSUPPORTED,
+                        ));
+                    }
                 } * m.lambda_mad;
                 parts.distill = scalar(&d);
                 total += d;
             }
-            if let (true, Some(weak), Some(aux)) = (m.mar, &self.weak, &out.aux_logits) {
-                let r = segmentation_mar(
-                    aux,
-                    &labels[0],
-                    &batch.mask,
-                    weak,
-                    class_weights,
-                    m.fidelity,
-                )? * m.lambda_mar;
+            if let (true, Some(weak)) = (m.mar, &self.weak) {
+                // All four outputs of auxi_decoder (full resolution, /8, /16, /32).
+                let r =
+                    segmentation_mar(&out, &labels, &batch.mask, weak, class_weights, m.fidelity)?
+                        * m.lambda_mar;
                 parts.mar = scalar(&r);
                 total += r;
             }
@@ -618,21 +644,37 @@ impl Trainer {
         Ok(())
     }
 
-    /// Mean selection metric over the evaluation combinations on the validation split.
+    /// The selection metric on the validation split: its mean over the evaluation
+    /// combinations, or (`random-masks`) its value with one drawn mask per sample.
     fn validate(&self) -> Result<f64, TrainError> {
-        let report =
-            evaluate(self.net.as_ref(), &self.val, &self.eval_combos(), self.scoring, self.device)?;
-        Ok(mean_metric(&report, self.scoring.selection_metric()).unwrap_or(f64::NAN))
+        let (net, metric) = (self.net.as_ref(), self.scoring.selection_metric());
+        let report = match (&self.val_random, self.cfg.eval.selection) {
+            (Some(drawn), Selection::RandomMasks) => {
+                evaluate_drawn_masks(net, drawn, self.scoring, self.device, "random-masks")?
+            }
+            (
+                _,
+                Selection::MeanOverCombinations | Selection::RandomMasks | Selection::LastEpoch,
+            ) => evaluate(net, &self.val, &self.eval_combos(), self.scoring, self.device)?,
+        };
+        Ok(mean_metric(&report, metric).unwrap_or(f64::NAN))
+    }
+
+    /// Whether `record` becomes the kept weights (`best.safetensors`) under `eval.selection`.
+    fn selects(&self, record: &EpochRecord) -> bool {
+        let kept = self.state.best.map(|b| b.score);
+        self.cfg.eval.selects(record.epoch, self.cfg.epochs, record.val, kept)
     }
 
     /// Writes weights, optimizer state, history and then the state file, each atomically;
-    /// keeps the best weights and the last `checkpoint_keep` per-epoch copies.
+    /// keeps the selected weights (`eval.selection`) and the last `checkpoint_keep` per-epoch
+    /// copies.
     fn checkpoint(&mut self, record: EpochRecord) -> Result<(), TrainError> {
-        if let Some(score) = record.val {
-            if self.state.best.is_none_or(|b| score > b.score) {
-                checkpoint::save_var_store(&self.vs, self.run.best_weights())?;
-                self.state.best = Some(Best { epoch: record.epoch, score });
-            }
+        if self.selects(&record) {
+            checkpoint::save_var_store(&self.vs, self.run.best_weights())?;
+            // The last epoch is always validated, so `last-epoch` has a score too.
+            let score = record.val.unwrap_or(f64::NAN);
+            self.state.best = Some(Best { epoch: record.epoch, score });
         }
         let keep = self.cfg.checkpoint_keep;
         if keep > 0 {

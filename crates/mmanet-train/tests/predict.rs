@@ -79,7 +79,14 @@ fn predicts_from_any_subset_of_image_files() {
         },
         optimizer: OptimizerConfig::reference_sgd(),
         schedule: LrSchedule::Constant,
-        eval: EvalConfig { combos: vec![], batch_size: 4, every: 1, bona_fide_label: Some(1) },
+        eval: EvalConfig {
+            combos: vec![],
+            batch_size: 4,
+            every: 1,
+            bona_fide_label: Some(1),
+            selection: Default::default(),
+            select_after: None,
+        },
         teacher: None,
         compute: Default::default(),
     };

@@ -62,7 +62,14 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
             weight_decay: 5e-4,
         },
         schedule: LrSchedule::Constant,
-        eval: EvalConfig { combos: vec![], batch_size: 16, every: 1, bona_fide_label: Some(1) },
+        eval: EvalConfig {
+            combos: vec![],
+            batch_size: 16,
+            every: 1,
+            bona_fide_label: Some(1),
+            selection: Default::default(),
+            select_after: None,
+        },
         teacher: None,
         compute: Default::default(),
     }

@@ -10,11 +10,12 @@ use super::{
     SYNTHETIC_NYUV2_CLASSES, rgbd_modalities, write_synthetic_nyuv2,
 };
 use crate::input_spec::{ColorOrder, Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
-use crate::{DataError, DataSource, Dataset, Result, Split, Task};
+use crate::{DataError, DataSource, Dataset, Result, Split, Subset, Task};
 
 /// NYUv2 in the ESANet layout (`train.txt`/`test.txt`, `{split}/rgb`, `depth`,
-/// `labels_<C>`); validation (mining, model selection) uses the test split, as the reference
-/// does.
+/// `labels_<C>`). The layout has no validation split: by default validation (mining, model
+/// selection) reads the test split, as the reference does; `val_fraction > 0` carves a
+/// seeded validation split out of the training images instead.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nyuv2Source {
@@ -24,6 +25,10 @@ pub struct Nyuv2Source {
     pub num_classes: usize,
     /// Training crop `[height, width]` (reference: 480 x 640).
     pub crop: [usize; 2],
+    /// Fraction of the training images held out as the validation split (seeded by the run
+    /// seed, test transform), in `[0, 1)`; 0 (the default): validate on the test split.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val_fraction: f64,
 }
 
 impl DataSource for Nyuv2Source {
@@ -32,19 +37,25 @@ impl DataSource for Nyuv2Source {
     }
 
     fn check(&self) -> Result<()> {
-        check_crop(self.crop)
+        check_crop(self.crop)?;
+        check_val_fraction(self.val_fraction)
     }
 
     fn root_mut(&mut self) -> Option<&mut PathBuf> {
         Some(&mut self.root)
     }
 
-    fn open(&self, split: Split, _seed: u64) -> Result<Arc<dyn Dataset>> {
-        open_split(&self.root, split, self.num_classes, self.crop)
+    fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>> {
+        let layout = Layout { num_classes: self.num_classes, crop: self.crop };
+        open_split(&self.root, split, layout, self.val_fraction, seed)
     }
 
     fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
         Ok(rgbd_input_spec(self.name(), self.num_classes))
+    }
+
+    fn validation_is_test(&self) -> bool {
+        self.val_fraction == 0.0
     }
 }
 
@@ -61,6 +72,10 @@ pub struct SyntheticNyuv2Source {
     pub size: [usize; 2],
     /// Training crop `[height, width]`.
     pub crop: [usize; 2],
+    /// Fraction of the training images held out as the validation split, as
+    /// [`Nyuv2Source::val_fraction`]; 0 (the default): validate on the test split.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val_fraction: f64,
 }
 
 impl DataSource for SyntheticNyuv2Source {
@@ -69,7 +84,8 @@ impl DataSource for SyntheticNyuv2Source {
     }
 
     fn check(&self) -> Result<()> {
-        check_crop(self.crop)
+        check_crop(self.crop)?;
+        check_val_fraction(self.val_fraction)
     }
 
     fn root_mut(&mut self) -> Option<&mut PathBuf> {
@@ -82,12 +98,21 @@ impl DataSource for SyntheticNyuv2Source {
             tracing::info!(root = %root.display(), n = self.n, "writing the synthetic NYUv2 set");
             write_synthetic_nyuv2(root, self.n, seed, self.size[0], self.size[1])?;
         }
-        open_split(root, split, SYNTHETIC_NYUV2_CLASSES, self.crop)
+        let layout = Layout { num_classes: SYNTHETIC_NYUV2_CLASSES, crop: self.crop };
+        open_split(root, split, layout, self.val_fraction, seed)
     }
 
     fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
         Ok(rgbd_input_spec(self.name(), SYNTHETIC_NYUV2_CLASSES))
     }
+
+    fn validation_is_test(&self) -> bool {
+        self.val_fraction == 0.0
+    }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn check_crop(crop: [usize; 2]) -> Result<()> {
@@ -96,17 +121,55 @@ fn check_crop(crop: [usize; 2]) -> Result<()> {
         .map_err(|e| DataError::field("crop", e.to_string()))
 }
 
+fn check_val_fraction(f: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&f) {
+        return Err(DataError::field("val_fraction", format!("must be in [0, 1), got {f}")));
+    }
+    Ok(())
+}
+
+/// What a split of the layout needs besides its root.
+#[derive(Clone, Copy)]
+struct Layout {
+    num_classes: usize,
+    crop: [usize; 2],
+}
+
+/// One split: the layout's `train` (training transform) or `test` (test transform); with
+/// `val_fraction > 0` the training images are split by `seed` into the training split and the
+/// validation split (test transform), which share no image.
 fn open_split(
     root: &Path,
     split: Split,
-    num_classes: usize,
-    crop: [usize; 2],
+    layout: Layout,
+    val_fraction: f64,
+    seed: u64,
 ) -> Result<Arc<dyn Dataset>> {
+    let train_augment = Nyuv2Augment::train(layout.crop[0], layout.crop[1]);
+    if val_fraction > 0.0 && split != Split::Test {
+        let augment = if split == Split::Train { train_augment } else { Nyuv2Augment::test() };
+        let images =
+            Nyuv2Dataset::open(root, "train", layout.num_classes)?.with_augment(augment)?;
+        let n = images.len();
+        let (rest, held) = Subset::split(Arc::new(images), val_fraction, seed)?;
+        if rest.is_empty() || held.is_empty() {
+            return Err(DataError::field(
+                "val_fraction",
+                format!(
+                    "{val_fraction} of {n} training images leaves {} for training and {} for \
+                     validation: both need at least one",
+                    rest.len(),
+                    held.len()
+                ),
+            ));
+        }
+        return Ok(Arc::new(if split == Split::Train { rest } else { held }));
+    }
     let (name, augment) = match split {
-        Split::Train => ("train", Nyuv2Augment::train(crop[0], crop[1])),
+        Split::Train => ("train", train_augment),
         Split::Val | Split::Test => ("test", Nyuv2Augment::test()),
     };
-    Ok(Arc::new(Nyuv2Dataset::open(root, name, num_classes)?.with_augment(augment)?))
+    Ok(Arc::new(Nyuv2Dataset::open(root, name, layout.num_classes)?.with_augment(augment)?))
 }
 
 /// The NYUv2 test transform as data: RGB with ImageNet statistics, depth (uint16 PNG, mm)

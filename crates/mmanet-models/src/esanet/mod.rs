@@ -240,17 +240,22 @@ impl EsaNet {
 impl MultiModalNet for EsaNet {
     /// `features` = the fuse cache (context /32, skip3 /16, skip2 /8, skip1 /4) followed by the
     /// main decoder's stage features (/16, /8, /4); `side_logits` = /8, /16, /32 in train mode;
-    /// `aux_logits` = `auxi_decoder`'s full-resolution logits (its side outputs are in
-    /// [`EsaNet::f_forward_seg`]).
+    /// `aux_logits` = `auxi_decoder`'s full-resolution logits and `aux_side_logits` its side
+    /// outputs (/8, /16, /32, train mode), the four outputs segmentation MAR is summed over.
     fn forward_t(&self, inputs: &[Tensor], mask: &Tensor, train: bool) -> NetOutput {
         let out = self.f_forward_seg(inputs, mask, train).expect("EsaNet inputs");
         let mut features = out.fuse_cache;
         features.extend(out.main.features);
+        let (aux_logits, aux_side_logits) = match out.aux {
+            Some(a) => (Some(a.logits), a.side_logits),
+            None => (None, Vec::new()),
+        };
         NetOutput {
             logits: out.main.logits,
             features,
-            aux_logits: out.aux.map(|a| a.logits),
+            aux_logits,
             side_logits: out.main.side_logits,
+            aux_side_logits,
         }
     }
 

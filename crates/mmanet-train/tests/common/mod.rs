@@ -45,6 +45,7 @@ pub fn tiny_segmentation(stage: Stage, root: PathBuf, epochs: usize) -> TrainCon
                 n: 8,
                 size: [64, 64],
                 crop: [64, 64],
+                val_fraction: 0.0,
             }),
             batch_size: 4,
             threads: 1,
@@ -69,7 +70,14 @@ pub fn tiny_segmentation(stage: Stage, root: PathBuf, epochs: usize) -> TrainCon
             weight_decay: 1e-4,
         },
         schedule: LrSchedule::Constant,
-        eval: EvalConfig { combos: vec![], batch_size: 4, every: 1, bona_fide_label: None },
+        eval: EvalConfig {
+            combos: vec![],
+            batch_size: 4,
+            every: 1,
+            bona_fide_label: None,
+            selection: Default::default(),
+            select_after: None,
+        },
         teacher: None,
         compute: Default::default(),
     }

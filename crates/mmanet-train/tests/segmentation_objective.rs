@@ -1,0 +1,174 @@
+//! The segmentation objective's terms against the released code's behaviour
+//! (docs/method.md §2.2): MAR sums the class-weighted CE over all four outputs of the
+//! regularization decoder (full resolution, /8, /16, /32) on the weak samples only, so the
+//! decoder's side heads train; and SP distillation, which has no segmentation form, is refused
+//! at config check instead of silently training MAD.
+
+mod common;
+
+use common::{tiny_esanet, tiny_segmentation};
+use mmanet_core::{Fidelity, ModalitySet};
+use mmanet_losses::WeakSet;
+use mmanet_models::{EsaNet, MultiModalNet, NetRole};
+use mmanet_train::config::TeacherConfig;
+use mmanet_train::segmentation::{multiscale_ce, segmentation_mar};
+use mmanet_train::{Distillation, Stage, TrainError};
+use tch::{Device, Kind, Tensor, nn};
+
+const B: i64 = 4;
+const K: i64 = 5;
+const HW: i64 = 64;
+
+/// Class-weighted CE of one scale computed on the host in f64, independently of the crate's
+/// losses: logits `[B, K, h, w]`, labels taken from the full-resolution `[B, HW, HW]` map at
+/// every `factor`-th pixel (nearest downsampling by an integer factor), samples `keep` only.
+/// Returns `(Σ w_y · CE, Σ w_y)` over the non-void pixels.
+fn host_weighted_ce(
+    logits: &Tensor,
+    labels: &[i64],
+    factor: i64,
+    keep: &[i64],
+    weights: &[f64],
+) -> (f64, f64) {
+    let size = logits.size();
+    let (h, w) = (size[2], size[3]);
+    assert_eq!((h * factor, w * factor), (HW, HW));
+    let z: Vec<f64> = Vec::<f32>::try_from(logits.to_kind(Kind::Float).contiguous().view([-1]))
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let at = |b: i64, k: i64, y: i64, x: i64| z[(((b * K + k) * h + y) * w + x) as usize];
+    let (mut num, mut den) = (0.0, 0.0);
+    for &b in keep {
+        for y in 0..h {
+            for x in 0..w {
+                let l = labels[((b * HW + y * factor) * HW + x * factor) as usize];
+                if l == 0 {
+                    continue; // void
+                }
+                let c = l - 1;
+                let m = (0..K).map(|k| at(b, k, y, x)).fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + (0..K).map(|k| (at(b, k, y, x) - m).exp()).sum::<f64>().ln();
+                let wc = weights[c as usize];
+                num += wc * (lse - at(b, c, y, x));
+                den += wc;
+            }
+        }
+    }
+    (num, den)
+}
+
+fn grad_abs_sum(vars: &std::collections::HashMap<String, Tensor>, name: &str) -> f64 {
+    let v = vars.get(name).unwrap_or_else(|| panic!("no variable {name}"));
+    let g = v.grad();
+    if g.defined() { g.abs().sum(Kind::Double).double_value(&[]) } else { 0.0 }
+}
+
+#[test]
+fn mar_sums_four_auxiliary_scales_on_weak_samples_and_trains_the_side_heads() {
+    tch::manual_seed(7);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = EsaNet::new(&vs.root(), &tiny_esanet(), NetRole::Student).unwrap();
+    let o = (Kind::Float, Device::Cpu);
+    let inputs = vec![Tensor::randn([B, 3, HW, HW], o), Tensor::randn([B, 1, HW, HW], o)];
+    // (RGB, depth) per sample: R+D, D, R, D. With the weak set {D}, samples 1 and 3 are weak.
+    let mask = Tensor::from_slice(&[1f32, 1., 0., 1., 1., 0., 0., 1.]).view([B, 2]);
+    let weak_samples = [1i64, 3];
+    let set = ModalitySet::from_names(["rgb", "depth"]).unwrap();
+    let weak = WeakSet::new(set.clone(), vec![set.parse_mask("D").unwrap()]).unwrap();
+    let labels = Tensor::randint_low(0, K + 1, [B, HW, HW], (Kind::Int64, Device::Cpu));
+    let label_host = Vec::<i64>::try_from(labels.view([-1])).unwrap();
+    let weights_host = [0.5, 1.0, 2.0, 1.5, 0.8];
+    let class_weights = Tensor::from_slice(&weights_host).to_kind(Kind::Float);
+
+    for fidelity in [Fidelity::Paper, Fidelity::ReferenceCode] {
+        for v in vs.trainable_variables() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let out = net.forward_t(&inputs, &mask, true);
+        assert_eq!(out.aux_side_logits.len(), 3, "auxi_decoder side outputs /8, /16, /32");
+        let (_, scale_labels) = multiscale_ce(&out, &labels, &class_weights).unwrap();
+        let mar =
+            segmentation_mar(&out, &scale_labels, &mask, &weak, &class_weights, fidelity).unwrap();
+
+        // Independent value: Σ over the four auxiliary outputs of the weighted CE, each
+        // normalised by its own weighted count of non-void pixels of the weak samples.
+        let aux = out.aux_logits.as_ref().unwrap();
+        let outputs: Vec<(&Tensor, i64)> =
+            std::iter::once((aux, 1)).chain(out.aux_side_logits.iter().zip([8, 16, 32])).collect();
+        let per_scale: Vec<f64> = outputs
+            .iter()
+            .map(|(l, f)| {
+                let (num, den) = host_weighted_ce(l, &label_host, *f, &weak_samples, &weights_host);
+                num / den
+            })
+            .collect();
+        let expected: f64 = per_scale.iter().sum();
+        let got = mar.double_value(&[]);
+        assert!(
+            (got - expected).abs() <= 1e-5 * expected.abs(),
+            "{fidelity}: MAR {got} vs the four-scale sum {expected} (per scale {per_scale:?})"
+        );
+        assert!(
+            (got - per_scale[0]).abs() > 1e-3 * expected,
+            "{fidelity}: MAR must not be the full-resolution term alone"
+        );
+
+        mar.backward();
+        let vars = vs.variables();
+        for i in 1..=3 {
+            let aux_side = format!("auxi_decoder.decoder_module_{i}.side_output.weight");
+            assert!(
+                grad_abs_sum(&vars, &aux_side) > 0.0,
+                "{fidelity}: {aux_side} gets no gradient"
+            );
+            let main_side = format!("decoder.decoder_module_{i}.side_output.weight");
+            assert_eq!(grad_abs_sum(&vars, &main_side), 0.0, "{fidelity}: MAR reached {main_side}");
+        }
+        assert!(grad_abs_sum(&vars, "auxi_decoder.conv_out.weight") > 0.0);
+    }
+}
+
+#[test]
+fn mar_refuses_outputs_without_side_scales() {
+    tch::manual_seed(8);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = EsaNet::new(&vs.root(), &tiny_esanet(), NetRole::Student).unwrap();
+    let o = (Kind::Float, Device::Cpu);
+    let inputs = vec![Tensor::randn([2, 3, HW, HW], o), Tensor::randn([2, 1, HW, HW], o)];
+    let mask = Tensor::from_slice(&[0f32, 1., 1., 1.]).view([2, 2]);
+    let set = ModalitySet::from_names(["rgb", "depth"]).unwrap();
+    let weak = WeakSet::new(set.clone(), vec![set.parse_mask("D").unwrap()]).unwrap();
+    let labels = Tensor::randint_low(0, K + 1, [2, HW, HW], (Kind::Int64, Device::Cpu));
+    let w = Tensor::ones([K], o);
+    let train = net.forward_t(&inputs, &mask, true);
+    let (_, scale_labels) = multiscale_ce(&train, &labels, &w).unwrap();
+    // An eval-mode forward has no side outputs: MAR must not quietly fall back to one scale.
+    let eval = tch::no_grad(|| net.forward_t(&inputs, &mask, false));
+    let err = segmentation_mar(&eval, &scale_labels, &mask, &weak, &w, Fidelity::Paper);
+    assert!(matches!(err, Err(TrainError::Config { ref field, .. }) if field == "method.mar"));
+}
+
+#[test]
+fn sp_distillation_is_refused_for_segmentation_at_check_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = tiny_segmentation(Stage::Student, dir.path().join("data"), 2);
+    cfg.teacher = Some(TeacherConfig { checkpoint: dir.path().join("teacher.safetensors") });
+    cfg.clone().check().expect("the MAD config is valid");
+    cfg.method.distillation = Distillation::Sp;
+    match cfg.check() {
+        Err(TrainError::Config { field, message }) => {
+            assert_eq!(field, "method.distillation", "{message}");
+            assert!(message.contains("sp"), "{message}");
+        }
+        other => panic!("SP on ESANet must be a config error, got {other:?}"),
+    }
+    // SP stays available for classification (the surf-sp ablation).
+    let surf_sp = mmanet_train::presets::preset("surf-sp").unwrap();
+    assert_eq!(surf_sp.method.distillation, Distillation::Sp);
+    surf_sp.check().expect("SP on a classification net is valid");
+}
