@@ -202,9 +202,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "load_breakdown": breakdown,
     });
     let json_path = out_dir.join("summary.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")?;
+    crate::util::write(&json_path, serde_json::to_string_pretty(&summary)? + "\n")?;
     let md = markdown(&summary);
-    std::fs::write(out_dir.join("summary.md"), &md)?;
+    crate::util::write(out_dir.join("summary.md"), &md)?;
     print!("{md}");
     eprintln!("bench: wrote {} and summary.md", json_path.display());
     Ok(())
@@ -289,7 +289,7 @@ fn ensure_data(bin: &Path, data: &Path, n: usize) -> Result<()> {
         "--size",
         "180",
     ]))?;
-    std::fs::write(marker, format!("{n}\n"))?;
+    crate::util::write(marker, format!("{n}\n"))?;
     Ok(())
 }
 
@@ -328,7 +328,7 @@ fn ensure_pytorch_env() -> Result<PathBuf> {
             bail!("python3 cannot import torch {TORCH_VERSION} from {}", dir.display());
         }
     }
-    std::fs::write(&marker, format!("torch=={TORCH_VERSION} numpy opencv-python-headless\n"))?;
+    crate::util::write(&marker, format!("torch=={TORCH_VERSION} numpy opencv-python-headless\n"))?;
     Ok(dir)
 }
 

@@ -167,7 +167,7 @@ fn fetch(root: &Path, name: &str) -> Result<()> {
         }
         std::fs::remove_dir_all(&extract)?;
     }
-    std::fs::write(&stamp, format!("{manifest_hash}\n"))?;
+    crate::util::write(&stamp, format!("{manifest_hash}\n"))?;
     eprintln!("{name}: fetched into {}", cache.display());
     Ok(())
 }

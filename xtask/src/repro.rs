@@ -246,8 +246,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let results = aggregate(exp, &opts)?;
         let dir = opts.out.join(exp.name);
         let md = to_markdown(exp, &results, &opts);
-        std::fs::write(dir.join("results.md"), &md)?;
-        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
+        crate::util::write(dir.join("results.md"), &md)?;
+        crate::util::write(dir.join("results.json"), serde_json::to_string_pretty(&results)?)?;
         write_svg(exp, &results, &dir.join("results.svg"))?;
         println!("{md}");
         println!(
@@ -354,7 +354,7 @@ fn run_experiment(exp: &Experiment, opts: &Options, bin: &Path) -> Result<()> {
             let t0 = Instant::now();
             sh(&mut cmd)?;
             let secs = t0.elapsed().as_secs_f64();
-            std::fs::write(dir.join("wall_seconds.txt"), format!("{secs:.3}\n"))?;
+            crate::util::write(dir.join("wall_seconds.txt"), format!("{secs:.3}\n"))?;
             eprintln!("{} seed {seed} {}: {secs:.1} s", exp.name, model.key);
         }
     }

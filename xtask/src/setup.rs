@@ -134,7 +134,7 @@ fn install(dir: &Path, opts: &Options) -> Result<()> {
     std::fs::rename(&partial, dir)
         .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))?;
     let what = if opts.cuda { format!("torch=={TORCH_VERSION}") } else { CPU_PACKAGES.join(" ") };
-    std::fs::write(dir.join(MARKER), what + "\n")?;
+    crate::util::write(dir.join(MARKER), what + "\n")?;
     if !is_complete(dir) {
         bail!("{} has no torch/lib/libtorch_cpu.so after the install", dir.display());
     }

@@ -5,6 +5,14 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+/// Writes a file atomically and durably through the workspace's one helper
+/// ([`mmanet_fs::write`]: temporary file, fsync, rename, folder fsync), so a marker or a
+/// result file is never left half-written.
+pub(crate) fn write(path: impl AsRef<std::path::Path>, bytes: impl AsRef<[u8]>) -> Result<()> {
+    mmanet_fs::write(path.as_ref(), bytes.as_ref())?;
+    Ok(())
+}
+
 /// The workspace root (the parent of `xtask/`).
 pub(crate) fn project_root() -> PathBuf {
     let dir = env!("CARGO_MANIFEST_DIR");

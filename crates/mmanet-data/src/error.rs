@@ -14,6 +14,9 @@ pub enum DataError {
         #[source]
         source: std::io::Error,
     },
+    /// A file could not be written (the operation, the file and the system's error).
+    #[error(transparent)]
+    File(#[from] mmanet_fs::FsError),
     /// A file exists but its content could not be decoded (image, CSV value, npy header, ...).
     #[error("{}: cannot decode: {message}", path.display())]
     Decode {

@@ -134,7 +134,8 @@ pub fn write_npy(path: &Path, descr: &str, shape: &[usize], body: &[u8]) -> Resu
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(body);
-    std::fs::write(path, out).map_err(|e| DataError::io(path, e))
+    mmanet_fs::write(path, &out)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! names, so official checkpoints converted to safetensors load 1:1.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tch::Tensor;
 use tch::nn::VarStore;
@@ -40,35 +40,27 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>>
     Ok(Tensor::read_safetensors(path.as_ref())?)
 }
 
-/// Writes named tensors to `path` atomically: a temporary file in the same directory, then a
-/// rename, so a crash never leaves a half-written checkpoint under the final name.
-pub fn write_safetensors_atomic(named: &[(String, Tensor)], path: impl AsRef<Path>) -> Result<()> {
+/// Writes named tensors to `path` through [`mmanet_fs::write_with`]: a temporary file in the
+/// same folder, fsynced, renamed over `path`, the folder fsynced, so a crash never leaves a
+/// half-written checkpoint under the final name. Tensors are copied to dense CPU tensors first
+/// (GPU and channels-last tensors are written in the file's row-major layout). Returns the
+/// file's sha256 and size.
+pub fn write_safetensors_atomic(
+    named: &[(String, Tensor)],
+    path: impl AsRef<Path>,
+) -> Result<mmanet_fs::Written> {
     let path = path.as_ref();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| ModelError::Inputs(format!("not a file path: {}", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}.safetensors",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    if path.file_name().is_none() {
+        return Err(ModelError::Inputs(format!("not a file path: {}", path.display())));
+    }
     let mut sorted: Vec<(String, Tensor)> = named
         .iter()
         .map(|(n, t)| (n.clone(), t.detach().to_device(tch::Device::Cpu).contiguous()))
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    if let Err(e) = Tensor::write_safetensors(&sorted, &tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.into());
-    }
-    std::fs::rename(&tmp, path).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::Io { path: path.to_path_buf(), source }
-    })
+    Ok(mmanet_fs::write_with(path, |tmp| {
+        Tensor::write_safetensors(&sorted, tmp).map_err(std::io::Error::other)
+    })?)
 }
 
 /// All variables of a store (trainable and buffers), sorted by name.
@@ -78,8 +70,8 @@ pub fn named_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
     v
 }
 
-/// Saves every variable of `vs` to a safetensors file, atomically.
-pub fn save_var_store(vs: &VarStore, path: impl AsRef<Path>) -> Result<()> {
+/// Saves every variable of `vs` to a safetensors file, atomically; returns its sha256 and size.
+pub fn save_var_store(vs: &VarStore, path: impl AsRef<Path>) -> Result<mmanet_fs::Written> {
     write_safetensors_atomic(&named_variables(vs), path)
 }
 
@@ -148,7 +140,7 @@ pub fn without_regularizer(named: &[(String, Tensor)]) -> Vec<(String, Tensor)> 
 /// Saves the student's deployment network: every variable except `auxi_bone.*` /
 /// `auxi_decoder.*`, as the reference does at deployment. The file loads strictly into a
 /// [`crate::DeploymentNet`] (or an ESANet without `auxi_decoder`).
-pub fn export_deployment(student: &VarStore, path: impl AsRef<Path>) -> Result<()> {
+pub fn export_deployment(student: &VarStore, path: impl AsRef<Path>) -> Result<mmanet_fs::Written> {
     write_safetensors_atomic(&without_regularizer(&named_variables(student)), path)
 }
 

@@ -16,6 +16,9 @@ pub enum ModelError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file could not be written (which operation, which file, the system's error).
+    #[error(transparent)]
+    File(#[from] mmanet_fs::FsError),
     /// A strict load found names that do not match the network's variables.
     #[error(
         "checkpoint names do not match the network: missing {missing:?}, unexpected {unexpected:?}"

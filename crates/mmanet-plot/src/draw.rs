@@ -12,7 +12,8 @@ use crate::layout::{canvas_size, series_offset, vertical_labels, y_range};
 
 type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
-/// Writes `chart` as an SVG file at `path` (created or replaced).
+/// Writes `chart` as an SVG file at `path` (created or replaced atomically through
+/// [`mmanet_fs::write`]).
 ///
 /// One line with round markers per series, `± std` error bars where a point's `std > 0`,
 /// NaN points skipped, a legend, x labels turned vertical beyond 12 combinations and a
@@ -20,17 +21,21 @@ type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 ///
 /// # Errors
 ///
-/// [`PlotError::Draw`], naming `path`, when the file cannot be written (e.g. its folder does
-/// not exist) or plotters fails to lay the chart out.
+/// [`PlotError::Write`], naming `path`, when the file cannot be written (e.g. its folder does
+/// not exist); [`PlotError::Draw`] when plotters fails to lay the chart out.
 pub fn combination_chart(path: &Path, chart: &CombinationChart) -> Result<()> {
-    draw(path, chart).map_err(|source| PlotError::Draw { path: path.to_path_buf(), source })
+    let mut svg = String::new();
+    draw(&mut svg, chart).map_err(|source| PlotError::Draw { path: path.to_path_buf(), source })?;
+    // Through the workspace's atomic, durable write (temporary file, fsync, rename).
+    mmanet_fs::write(path, svg.as_bytes())?;
+    Ok(())
 }
 
-fn draw(path: &Path, chart: &CombinationChart) -> DrawResult {
+fn draw(svg: &mut String, chart: &CombinationChart) -> DrawResult {
     let (lo, hi) = y_range(chart);
     let n = chart.combinations.len().max(1);
     let vertical = vertical_labels(chart);
-    let root = SVGBackend::new(path, canvas_size(chart)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, canvas_size(chart)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut plot = ChartBuilder::on(&root)
         .caption(&chart.title, ("sans-serif", 20))

@@ -7,8 +7,11 @@ use plotters::drawing::DrawingAreaErrorKind;
 /// Errors raised while drawing a chart.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    /// Drawing or writing the SVG file failed (for instance its folder does not exist).
-    #[error("writing the chart {}: {source}", path.display())]
+    /// The SVG file could not be written (for instance its folder does not exist).
+    #[error(transparent)]
+    Write(#[from] mmanet_fs::FsError),
+    /// Plotters failed to lay the chart out.
+    #[error("drawing the chart {}: {source}", path.display())]
     Draw {
         /// The SVG file that was being written.
         path: PathBuf,

@@ -96,7 +96,7 @@ fn unwritable_path_gives_an_error_naming_the_path() {
     let path = dir.path().join("no_such_folder").join("chart.svg");
     let err = combination_chart(&path, &chart(&["a"], vec![series("s", vec![Point::new(1.0)])]))
         .unwrap_err();
-    let PlotError::Draw { path: reported, .. } = &err;
-    assert_eq!(reported, &path);
+    let PlotError::Write(e) = &err else { panic!("expected a write error, got {err:?}") };
+    assert_eq!(e.path, path);
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }

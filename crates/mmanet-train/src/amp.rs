@@ -141,7 +141,8 @@ impl GradScaler {
     }
 
     /// Writes the scale and growth tracker (for exact resume).
-    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+    /// Returns the file's sha256 and size (the commit record names it).
+    pub fn save(&self, path: &Path) -> Result<mmanet_fs::Written, TrainError> {
         let named = vec![
             ("scale".to_string(), self.scale.to_device(Device::Cpu)),
             ("growth_tracker".to_string(), self.growth_tracker.to_device(Device::Cpu)),

@@ -29,6 +29,10 @@ pub enum TrainError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A file could not be written, renamed, linked or removed (the operation, the file and
+    /// the system's error, e.g. "No space left on device").
+    #[error(transparent)]
+    File(#[from] mmanet_fs::FsError),
     /// A checkpoint or state file is unreadable or inconsistent.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {
@@ -81,6 +85,15 @@ impl TrainError {
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         TrainError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// A model error, with a failed file operation lifted to [`TrainError::File`] (so callers
+    /// match one variant for "the disk refused a write", wherever it happened).
+    pub fn from_model(e: mmanet_models::ModelError) -> Self {
+        match e {
+            mmanet_models::ModelError::File(f) => TrainError::File(f),
+            other => TrainError::Model(other),
+        }
     }
 
     /// A checkpoint error on `path`.

@@ -331,7 +331,8 @@ impl Optimizer {
     }
 
     /// Writes the optimizer state (buffers per parameter name, step count) as safetensors.
-    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+    /// Returns the file's sha256 and size (the commit record names it).
+    pub fn save(&self, path: &Path) -> Result<mmanet_fs::Written, TrainError> {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for (slot, buf) in [("first", &self.first), ("second", &self.second)] {
             if let Some(buf) = buf {

@@ -237,12 +237,15 @@ impl SegmentationPrediction {
     /// Writes the labels as an 8-bit grey PNG (`labels_<C>` convention: 0 = void, `1..=C`).
     pub fn write_png(&self, path: &Path) -> Result<(), TrainError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| TrainError::io(parent, e))?;
+            mmanet_fs::create_dir_all(parent)?;
         }
         let img =
             image::GrayImage::from_raw(self.width as u32, self.height as u32, self.labels.clone())
                 .expect("height * width labels");
-        img.save(path).map_err(|e| TrainError::config("out", format!("{}: {e}", path.display())))
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| TrainError::config("out", format!("{}: {e}", path.display())))?;
+        write_atomic(path, png.get_ref())
     }
 }
 

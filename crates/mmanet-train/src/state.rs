@@ -101,6 +101,63 @@ pub struct PartialEpoch {
     pub sum: LossBreakdown,
 }
 
+/// What a file of a committed checkpoint is for (see [`CheckpointFile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileRole {
+    /// The latest weights (`--weights last`).
+    Last,
+    /// The optimizer state matching [`FileRole::Last`].
+    Optimizer,
+    /// The loss scaler's state matching [`FileRole::Last`] (mixed-precision runs only).
+    Scaler,
+    /// The best weights by the validation metric (`--weights best`).
+    Best,
+    /// The weights after one epoch, kept for `checkpoint_keep` epochs.
+    Epoch,
+}
+
+impl FileRole {
+    /// The role's name in `state.json` (`last`, `optimizer`, `scaler`, `best`, `epoch`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileRole::Last => "last",
+            FileRole::Optimizer => "optimizer",
+            FileRole::Scaler => "scaler",
+            FileRole::Best => "best",
+            FileRole::Epoch => "epoch",
+        }
+    }
+}
+
+/// One file of the checkpoint a `state.json` commits: the state names exactly the files it
+/// belongs to, with their sha256, and a resume refuses a file whose hash differs.
+///
+/// One physical file may serve several roles (the weights of the best epoch are also `last`
+/// or a kept epoch); see `docs/architecture.md`, "Checkpoint commit protocol".
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    /// What the file is for.
+    pub role: FileRole,
+    /// The epoch of an [`FileRole::Epoch`] file (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<usize>,
+    /// The file, relative to the run folder with `/` separators
+    /// (`checkpoints/weights-e0003.safetensors`).
+    pub file: String,
+    /// sha256 of the file's bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+impl CheckpointFile {
+    /// The same file in another role.
+    pub fn as_role(&self, role: FileRole, epoch: Option<usize>) -> CheckpointFile {
+        CheckpointFile { role, epoch, ..self.clone() }
+    }
+}
+
 /// The resumable state of a run (`state.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -117,4 +174,17 @@ pub struct TrainState {
     /// The epoch in progress when the run was stopped, if any.
     #[serde(default)]
     pub partial: Option<PartialEpoch>,
+    /// The checkpoint files this state commits (empty in runs written before the commit
+    /// protocol, whose files have fixed names: `checkpoints/last.safetensors`, ...).
+    #[serde(default)]
+    pub checkpoint: Vec<CheckpointFile>,
+}
+
+impl TrainState {
+    /// The committed file of `role` (for [`FileRole::Epoch`], of that `epoch`).
+    pub fn file(&self, role: FileRole, epoch: Option<usize>) -> Option<&CheckpointFile> {
+        self.checkpoint
+            .iter()
+            .find(|f| f.role == role && (role != FileRole::Epoch || f.epoch == epoch))
+    }
 }

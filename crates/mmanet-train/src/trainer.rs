@@ -31,7 +31,10 @@ use crate::evaluate::{
 use crate::model_spec::{ModelSpecExt, Role};
 use crate::optim::Optimizer;
 use crate::run_dir::{RunDir, write_atomic};
-use crate::state::{Best, EpochRecord, LossBreakdown, MiningEpoch, PartialEpoch, TrainState};
+use crate::state::{
+    Best, CheckpointFile, EpochRecord, FileRole, LossBreakdown, MiningEpoch, PartialEpoch,
+    TrainState,
+};
 use crate::transfer::{self, TransferOptions};
 
 /// Receives progress; the app draws bars from it, tests ignore it.
@@ -107,6 +110,9 @@ pub struct Trainer {
     weak: Option<WeakSet>,
     /// Segmentation class weights `[C]` (ones unless median-frequency weighting is set).
     class_weights: Option<Tensor>,
+    /// The best weights of a resumed run written before the commit protocol
+    /// (`checkpoints/best.safetensors`), until the first commit gives them a physical name.
+    legacy_best: Option<std::path::PathBuf>,
 }
 
 impl Trainer {
@@ -129,20 +135,59 @@ impl Trainer {
         Ok(t)
     }
 
-    /// Continues the run in `run` exactly where its last finished epoch left it.
+    /// Continues the run in `run` exactly where its last checkpoint left it.
+    ///
+    /// Every file the checkpoint's `state.json` names is checked against its recorded sha256
+    /// first; a changed, damaged or missing file is a [`TrainError::Checkpoint`] naming it.
+    /// Runs written before the commit protocol (no file list) load their fixed names unchecked.
     pub fn resume(run: RunDir) -> Result<Self, TrainError> {
         let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
-        let path = run.state();
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
-        let state: TrainState = serde_json::from_str(&text)
-            .map_err(|e| TrainError::checkpoint(&path, format!("invalid state: {e}")))?;
+        let state = run.read_state()?;
         let mut t = Self::build(cfg, run, state)?;
-        if t.state.next_epoch > 0 {
-            checkpoint::load_var_store(&t.vs, t.run.last_weights(), LoadMode::Strict)?;
-            t.opt.load(&t.run.last_optimizer())?;
-            if t.scaler.is_enabled() && t.run.last_scaler().exists() {
-                t.scaler.load(&t.run.last_scaler())?;
+        let started = t.state.next_epoch > 0 || t.state.partial.is_some();
+        if !t.state.checkpoint.is_empty() {
+            t.run.verify(&t.state.checkpoint)?;
+            let path = |role: FileRole| -> Result<Option<std::path::PathBuf>, TrainError> {
+                t.state.file(role, None).map(|f| t.run.file_path(f)).transpose()
+            };
+            let missing = |role: FileRole| {
+                TrainError::checkpoint(
+                    &t.run.state(),
+                    format!("the checkpoint names no `{}` file", role.name()),
+                )
+            };
+            let weights = path(FileRole::Last)?.ok_or_else(|| missing(FileRole::Last))?;
+            let optim = path(FileRole::Optimizer)?.ok_or_else(|| missing(FileRole::Optimizer))?;
+            let scaler = path(FileRole::Scaler)?;
+            checkpoint::load_var_store(&t.vs, &weights, LoadMode::Strict)?;
+            t.opt.load(&optim)?;
+            if let (true, Some(p)) = (t.scaler.is_enabled(), scaler) {
+                t.scaler.load(&p)?;
             }
+            // What a crash between the commit and its follow-ups may have left behind.
+            t.run.collect_garbage(&t.state.checkpoint);
+            t.run.refresh_aliases(&t.state.checkpoint)?;
+        } else if started {
+            tracing::warn!(
+                run = %t.run.root().display(),
+                "a run written before checkpoint checksums: its files are loaded unchecked"
+            );
+            checkpoint::load_var_store(&t.vs, t.run.legacy_path(FileRole::Last), LoadMode::Strict)?;
+            t.opt.load(&t.run.legacy_path(FileRole::Optimizer))?;
+            let scaler = t.run.legacy_path(FileRole::Scaler);
+            if t.scaler.is_enabled() && scaler.exists() {
+                t.scaler.load(&scaler)?;
+            }
+            let best = t.run.legacy_path(FileRole::Best);
+            t.legacy_best = (t.state.best.is_some() && best.exists()).then_some(best);
+        }
+        if started {
+            t.write_metrics()?;
+            let at = match &t.state.partial {
+                Some(p) => format!("epoch {}, step {}", p.epoch, p.steps),
+                None => format!("epoch {}", t.state.next_epoch),
+            };
+            t.run.append_log(&format!("resumed at {at}"))?;
         }
         tracing::info!(next_epoch = t.state.next_epoch, "resuming");
         Ok(t)
@@ -257,6 +302,7 @@ impl Trainer {
             scoring,
             state,
             weak,
+            legacy_best: None,
         })
     }
 
@@ -359,8 +405,9 @@ impl Trainer {
                 EpochPass::Done { steps, mean, skipped } => (steps, mean, skipped),
                 EpochPass::Stopped(partial) => {
                     let step = partial.steps;
-                    self.state.partial = Some(partial);
-                    self.save_state()?;
+                    let mut next = self.state.clone();
+                    next.partial = Some(partial);
+                    self.commit(next, None, false)?;
                     return Err(TrainError::Interrupted { epoch, step });
                 }
             }
@@ -666,23 +713,23 @@ impl Trainer {
         self.cfg.eval.selects(record.epoch, self.cfg.epochs, record.val, kept)
     }
 
-    /// Writes weights, optimizer state, history and then the state file, each atomically;
-    /// keeps the selected weights (`eval.selection`) and the last `checkpoint_keep` per-epoch
-    /// copies.
+    /// Commits the checkpoint of a finished epoch (its record joins the history; weights that
+    /// `eval.selection` selects become `best`), then writes the views of the committed
+    /// state: `metrics.csv` and the `train.log` line.
     fn checkpoint(&mut self, record: EpochRecord) -> Result<(), TrainError> {
-        if self.selects(&record) {
-            checkpoint::save_var_store(&self.vs, self.run.best_weights())?;
-            // The last epoch is always validated, so `last-epoch` has a score too.
+        let mut next = self.state.clone();
+        // `eval.selection` decides; the last epoch is always validated, so `last-epoch` has a
+        // score too.
+        let new_best = self.selects(&record);
+        if new_best {
             let score = record.val.unwrap_or(f64::NAN);
-            self.state.best = Some(Best { epoch: record.epoch, score });
+            next.best = Some(Best { epoch: record.epoch, score });
         }
-        let keep = self.cfg.checkpoint_keep;
-        if keep > 0 {
-            checkpoint::save_var_store(&self.vs, self.run.epoch_weights(record.epoch))?;
-            if let Some(old) = record.epoch.checked_sub(keep) {
-                let _ = std::fs::remove_file(self.run.epoch_weights(old));
-            }
-        }
+        next.next_epoch = record.epoch + 1;
+        next.partial = None;
+        next.history.push(record.clone());
+        self.commit(next, Some(record.epoch), new_best)?;
+        self.write_metrics()?;
         self.run.append_log(&format!(
             "epoch {} lr {:e} steps {} loss {:.6} ce {:.6} distill {:.6} mar {:.6} val {} ({:.1}s)",
             record.epoch,
@@ -694,32 +741,95 @@ impl Trainer {
             record.loss.mar,
             record.val.map_or("-".into(), |v| format!("{v:.6}")),
             record.seconds
-        ))?;
-        self.state.next_epoch = record.epoch + 1;
-        self.state.history.push(record);
+        ))
+    }
+
+    /// The checkpoint commit protocol (docs/architecture.md, "Checkpoint commit protocol"):
+    ///
+    /// 1. the weights, the optimizer state and (mixed precision) the loss scaler are written
+    ///    under new physical names (`weights-e0007`, `optim-e0007`, ...; `-s000012` for a run
+    ///    stopped inside an epoch), each through [`mmanet_fs`] (temporary file, fsync, rename,
+    ///    folder fsync);
+    /// 2. `state.json`, naming exactly the files of this checkpoint with their sha256 (the
+    ///    best and kept-epoch weights by reference: no file is written twice), replaces the
+    ///    old one atomically and the folder is fsynced: this rename is the commit;
+    /// 3. only then are files no entry names removed (older sets, `checkpoint_keep`'s oldest
+    ///    epoch) and `checkpoints/last.safetensors` / `best.safetensors` re-linked.
+    ///
+    /// A crash or an error before step 2 leaves the previous `state.json` and all its files
+    /// untouched; after it, the new checkpoint is complete and a resume finishes step 3.
+    fn commit(
+        &mut self,
+        mut next: TrainState,
+        finished: Option<usize>,
+        new_best: bool,
+    ) -> Result<(), TrainError> {
+        let tag = match (&next.partial, finished) {
+            (Some(p), _) => format!("e{:04}-s{:06}", p.epoch, p.steps),
+            (None, Some(e)) => format!("e{e:04}"),
+            (None, None) => format!("e{:04}-s000000", next.next_epoch),
+        };
+        let old = std::mem::take(&mut next.checkpoint);
+        let path = self.run.fresh_checkpoint(&format!("weights-{tag}"), &old);
+        let w = checkpoint::save_var_store(&self.vs, &path).map_err(TrainError::from_model)?;
+        let last = self.run.entry(FileRole::Last, &path, w);
+        let path = self.run.fresh_checkpoint(&format!("optim-{tag}"), &old);
+        let w = self.opt.save(&path)?;
+        let mut files = vec![last.clone(), self.run.entry(FileRole::Optimizer, &path, w)];
+        if self.scaler.is_enabled() {
+            let path = self.run.fresh_checkpoint(&format!("scaler-{tag}"), &old);
+            let w = self.scaler.save(&path)?;
+            files.push(self.run.entry(FileRole::Scaler, &path, w));
+        }
+        if new_best {
+            files.push(last.as_role(FileRole::Best, None));
+        } else if let Some(b) = old.iter().find(|f| f.role == FileRole::Best) {
+            files.push(b.clone());
+        } else if let (Some(legacy), Some(b)) = (&self.legacy_best, next.best) {
+            // A run written before the protocol: its best weights get a physical name (a
+            // second name of the same file, no copy).
+            let taken: Vec<CheckpointFile> = old.iter().chain(&files).cloned().collect();
+            let path = self.run.fresh_checkpoint(&format!("weights-e{:04}", b.epoch), &taken);
+            mmanet_fs::link(legacy, &path)?;
+            let w = mmanet_fs::sha256_file(&path).map_err(|e| TrainError::io(&path, e))?;
+            files.push(self.run.entry(FileRole::Best, &path, w));
+        }
+        let keep = self.cfg.checkpoint_keep;
+        if keep > 0 {
+            let mut kept: Vec<CheckpointFile> =
+                old.iter().filter(|f| f.role == FileRole::Epoch).cloned().collect();
+            if let Some(e) = finished {
+                kept.push(last.as_role(FileRole::Epoch, Some(e)));
+            }
+            let oldest = kept.len().saturating_sub(keep);
+            files.extend(kept.into_iter().skip(oldest));
+        }
+        next.checkpoint = files;
+        let json = serde_json::to_string_pretty(&next).expect("state serialises");
+        write_atomic(&self.run.state(), json.as_bytes())?;
+        self.state = next;
+        self.legacy_best = None;
+        self.run.collect_garbage(&self.state.checkpoint);
+        self.run.refresh_aliases(&self.state.checkpoint)
+    }
+
+    /// `metrics.csv` from the committed history.
+    fn write_metrics(&self) -> Result<(), TrainError> {
         let mut csv = String::from(EpochRecord::CSV_HEADER);
         for r in &self.state.history {
             csv.push_str(&r.csv_row());
         }
-        write_atomic(&self.run.metrics(), csv.as_bytes())?;
-        self.save_state()
-    }
-
-    /// Weights, optimizer state, then `state.json` (last, so it only names files that exist).
-    fn save_state(&self) -> Result<(), TrainError> {
-        checkpoint::save_var_store(&self.vs, self.run.last_weights())?;
-        self.opt.save(&self.run.last_optimizer())?;
-        if self.scaler.is_enabled() {
-            self.scaler.save(&self.run.last_scaler())?;
-        }
-        let json = serde_json::to_string_pretty(&self.state).expect("state serialises");
-        write_atomic(&self.run.state(), json.as_bytes())
+        write_atomic(&self.run.metrics(), csv.as_bytes())
     }
 
     /// Scores the best (else the last) weights on the test split and writes the report files.
     pub fn test_report(&mut self) -> Result<CombinationReport, TrainError> {
-        if self.state.best.is_some() && self.run.best_weights().exists() {
-            checkpoint::load_var_store(&self.vs, self.run.best_weights(), LoadMode::Strict)?;
+        let best = match self.state.file(FileRole::Best, None) {
+            Some(f) => Some(self.run.file_path(f)?),
+            None => self.state.best.map(|_| self.run.legacy_path(FileRole::Best)),
+        };
+        if let Some(best) = best.filter(|p| p.exists()) {
+            checkpoint::load_var_store(&self.vs, best, LoadMode::Strict)?;
         }
         let test = self.cfg.data.open(Split::Test, self.cfg.seed)?;
         let test = eval_loader(test, self.cfg.data.eval_loader(self.cfg.eval.batch_size))?;

@@ -3,8 +3,22 @@
 #![allow(clippy::print_stderr)]
 
 /// Minor page faults of the calling thread so far (`/proc/thread-self/stat`, field 10).
+///
+/// Reads into a stack buffer: a heap allocation here would be carved out of the freed block
+/// the test wants reused and make the next block not fit (whether that happens depends on
+/// what else the process has allocated, e.g. whether libtorch happens to be linked).
 fn thread_minor_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("proc stat");
+    use std::io::Read;
+    let mut buf = [0u8; 1024];
+    let mut f = std::fs::File::open("/proc/thread-self/stat").expect("proc stat");
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]).expect("proc stat") {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let stat = std::str::from_utf8(&buf[..n]).expect("ascii");
     let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
     // Fields after `(comm)`: state(3) ppid pgrp session tty_nr tpgid flags minflt(10).
     after_comm.split_whitespace().nth(7).expect("minflt").parse().expect("number")

@@ -9,6 +9,7 @@ use mmanet_train::model_spec::ModelSpecExt;
 use mmanet_train::presets::{PRESETS, preset};
 use mmanet_train::run_dir::RunDir;
 use mmanet_train::run_report::RunReport;
+use mmanet_train::state::FileRole;
 use mmanet_train::{TrainConfig, Trainer};
 
 use crate::cli::{Command, ConfigCommand, DataCommand, Format, SplitArg, SynthKind};
@@ -44,7 +45,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
         Command::Eval { run_dir, weights, combos, split, format } => {
             let run = RunDir::create(&run_dir)?;
             let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
-            let path = weights_path(&run, &weights);
+            let path = weights_path(&run, &weights)?;
             let combos = combos
                 .iter()
                 .map(|c| cfg.set().parse_mask(c).with_context(|| format!("--combos `{c}`")))
@@ -60,7 +61,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
         Command::Predict { run_dir, weights, inputs, out } => {
             let run = RunDir::create(&run_dir)?;
             let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
-            let path = weights_path(&run, &weights);
+            let path = weights_path(&run, &weights)?;
             let inputs = inputs
                 .iter()
                 .map(|a| {
@@ -161,12 +162,14 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
     }
 }
 
-fn weights_path(run: &RunDir, weights: &str) -> PathBuf {
-    match weights {
-        "best" => run.best_weights(),
-        "last" => run.last_weights(),
+/// `best` and `last` resolve through the run's `state.json` (and are checked against the
+/// sha256 it records); anything else is a path.
+fn weights_path(run: &RunDir, weights: &str) -> Result<PathBuf> {
+    Ok(match weights {
+        "best" => run.weights(FileRole::Best)?,
+        "last" => run.weights(FileRole::Last)?,
         other => PathBuf::from(other),
-    }
+    })
 }
 
 fn preset_or_err(name: &str) -> Result<TrainConfig> {
@@ -270,8 +273,8 @@ fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
         }
     }
     let report = combined.context("no model was trained")?;
-    std::fs::write(out.join("report.json"), report.to_json())?;
-    std::fs::write(out.join("report.md"), report.to_markdown())?;
+    mmanet_fs::write(&out.join("report.json"), report.to_json().as_bytes())?;
+    mmanet_fs::write(&out.join("report.md"), report.to_markdown().as_bytes())?;
     let metric = if report.task == "segmentation" { "miou" } else { "accuracy" };
     crate::plot::write_svg(&report, metric, &out.join("report.svg"))?;
     println!("\n{} (test split, {metric})\n", report.dataset);

@@ -58,30 +58,41 @@ pub fn write_synthetic_nyuv2(
             let base = dir.join(split);
             let (w, h) = (width as u32, height as u32);
             save(&base.join("rgb").join(format!("{id}.png")), |p| {
-                image::RgbImage::from_raw(w, h, rgb).expect("sized buffer").save(p)
+                image::RgbImage::from_raw(w, h, rgb)
+                    .expect("sized buffer")
+                    .write_to(p, image::ImageFormat::Png)
             })?;
             save(&base.join("depth").join(format!("{id}.png")), |p| {
                 image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w, h, depth)
                     .expect("sized buffer")
-                    .save(p)
+                    .write_to(p, image::ImageFormat::Png)
             })?;
             let label_dir = format!("labels_{SYNTHETIC_NYUV2_CLASSES}");
             save(&base.join(label_dir).join(format!("{id}.png")), |p| {
-                image::GrayImage::from_raw(w, h, labels).expect("sized buffer").save(p)
+                image::GrayImage::from_raw(w, h, labels)
+                    .expect("sized buffer")
+                    .write_to(p, image::ImageFormat::Png)
             })
         })?;
-        let list = dir.join(format!("{split}.txt"));
+        // The list last, atomically: a list on disk means every image it names is complete.
         let text: String = ids.iter().map(|id| format!("{id}\n")).collect();
-        std::fs::write(&list, text).map_err(|e| DataError::io(&list, e))?;
+        mmanet_fs::write(&dir.join(format!("{split}.txt")), text.as_bytes())?;
     }
     Ok(SyntheticNyuv2 { root: dir.to_path_buf(), counts, num_classes: SYNTHETIC_NYUV2_CLASSES })
 }
 
-fn save(path: &Path, write: impl FnOnce(&Path) -> image::ImageResult<()>) -> Result<()> {
+/// Encodes with `encode` into memory, then writes atomically ([`mmanet_fs::write`]).
+fn save(
+    path: &Path,
+    encode: impl FnOnce(&mut std::io::Cursor<Vec<u8>>) -> image::ImageResult<()>,
+) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        mmanet_fs::create_dir_all(parent)?;
     }
-    write(path).map_err(|e| DataError::decode(path, format!("PNG encoding failed: {e}")))
+    let mut png = std::io::Cursor::new(Vec::new());
+    encode(&mut png).map_err(|e| DataError::decode(path, format!("PNG encoding failed: {e}")))?;
+    mmanet_fs::write(path, png.get_ref())?;
+    Ok(())
 }
 
 /// RGB8 interleaved, depth u16 mm, labels u8.

@@ -64,21 +64,23 @@ pub fn write_synthetic_surf(dir: &Path, n: usize, seed: u64, size: usize) -> Res
                 Ok(format!("{} {} {} {}\n", paths[0], paths[1], paths[2], u8::from(real)))
             })
             .collect::<Result<Vec<String>>>()?;
-        let path = dir.join(list);
-        std::fs::write(&path, lines.concat()).map_err(|e| DataError::io(&path, e))?;
+        // The list last, atomically: a list on disk means every image it names is complete.
+        mmanet_fs::write(&dir.join(list), lines.concat().as_bytes())?;
     }
     Ok(SyntheticSurf { root: dir.to_path_buf(), lists: SPLITS.map(|(_, l)| l.to_string()), counts })
 }
 
 fn write_jpeg(path: &Path, pixels: &[u8], size: usize, channels: usize) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        mmanet_fs::create_dir_all(parent)?;
     }
-    let file = std::fs::File::create(path).map_err(|e| DataError::io(path, e))?;
     let color = if channels == 3 { ExtendedColorType::Rgb8 } else { ExtendedColorType::L8 };
-    JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 92)
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(&mut jpeg, 92)
         .write_image(pixels, size as u32, size as u32, color)
-        .map_err(|e| DataError::decode(path, format!("JPEG encoding failed: {e}")))
+        .map_err(|e| DataError::decode(path, format!("JPEG encoding failed: {e}")))?;
+    mmanet_fs::write(path, &jpeg)?;
+    Ok(())
 }
 
 fn to_u8(v: f32) -> u8 {
