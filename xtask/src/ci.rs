@@ -23,6 +23,21 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The full fault-injection campaign: the ignored test `full_campaign` of
+/// `crates/mmanet/tests/fault_injection.rs` (CI runs the same machinery on a smaller run).
+pub(crate) fn fault_inject(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("fault-inject takes no arguments, got `{a}` (MMANET_FAULT_SEED=N replays a seed)");
+    }
+    let started = std::time::Instant::now();
+    sh(cargo()
+        .args(["test", "-p", "mmanet", "--test", "fault_injection", "--", "--ignored"])
+        .args(["--nocapture", "full_campaign"])
+        .env("OMP_NUM_THREADS", "1"))?;
+    eprintln!("fault-inject: all runs resumed bit for bit in {:.0?}", started.elapsed());
+    Ok(())
+}
+
 /// Builds `mmanet` with `--features cuda` and checks that the binary keeps `libtorch_cuda.so`
 /// as NEEDED and has a RUNPATH; this machine has no GPU, so it cannot start it with CUDA.
 pub(crate) fn cuda_link_check() -> Result<()> {

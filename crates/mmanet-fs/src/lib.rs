@@ -13,7 +13,7 @@
 //!
 //! # What the operations promise
 //!
-//! - [`write`] and [`write_with`] replace a file atomically and durably: the content goes to a
+//! - [`write()`] and [`write_with`] replace a file atomically and durably: the content goes to a
 //!   temporary file in the same folder ([`temp_path`]: `.NAME.tmp-PID-N`), the temporary file
 //!   is fsynced, renamed over the final name, and the folder is fsynced. A reader (or a process
 //!   started after a crash) sees the old content or the new one, never a part of either; once
@@ -184,7 +184,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<Written> {
     Ok(written)
 }
 
-/// Like [`write`], for libraries that write by path (libtorch's safetensors writer, image
+/// Like [`write()`], for libraries that write by path (libtorch's safetensors writer, image
 /// encoders): `fill` writes the temporary path it is given; the file is then read back (its
 /// sha256) and fsynced, renamed over `path` and the folder fsynced. On any error the temporary
 /// file is removed and `path` keeps its old content.

@@ -194,6 +194,7 @@ mod tests {
 
     #[test]
     fn scaled_step_equals_unscaled_step() {
+        let _rng = crate::test_rng_lock();
         let x = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75]).view([2, 3]);
         let (vs_a, lin_a, mut opt_a) = setup();
         let (vs_b, lin_b, mut opt_b) = setup();
@@ -215,6 +216,7 @@ mod tests {
 
     #[test]
     fn non_finite_gradients_skip_the_step_and_halve_the_scale() {
+        let _rng = crate::test_rng_lock();
         let (vs, lin, mut opt) = setup();
         let before: Vec<Tensor> = vs.trainable_variables().iter().map(|t| t.copy()).collect();
         let mut scaler = forced(ScalerConfig::default());
@@ -230,6 +232,7 @@ mod tests {
 
     #[test]
     fn scale_grows_after_the_growth_interval() {
+        let _rng = crate::test_rng_lock();
         let (_vs, lin, mut opt) = setup();
         let mut scaler = forced(ScalerConfig { growth_interval: 2, ..Default::default() });
         let x = Tensor::ones([1, 3], (Kind::Float, Device::Cpu));

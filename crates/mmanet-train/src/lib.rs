@@ -37,5 +37,14 @@ pub use config::{Distillation, MethodConfig, Selection, Stage, TrainConfig, Vali
 pub use error::TrainError;
 pub use trainer::{Observer, Silent, TrainSummary, Trainer};
 
+/// libtorch's random generator is global to the process and unit tests run on parallel
+/// threads: a test that seeds it and compares two identically seeded initialisations (or draws
+/// from it while another does) holds this lock.
+#[cfg(test)]
+pub(crate) fn test_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Result alias of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

@@ -497,6 +497,7 @@ mod tests {
 
     #[test]
     fn flat_layout_keeps_strides_and_matches_per_parameter_updates() {
+        let _rng = crate::test_rng_lock();
         tch::manual_seed(3);
         let vs = VarStore::new(Device::Cpu);
         let conv = vs.root().randn("conv", &[4, 3, 2, 2], 0.0, 1.0);
@@ -533,6 +534,7 @@ mod tests {
 
     #[test]
     fn backward_and_accumulated_grad_paths_agree() {
+        let _rng = crate::test_rng_lock();
         let make = || {
             tch::manual_seed(5);
             let vs = VarStore::new(Device::Cpu);
@@ -563,6 +565,7 @@ mod tests {
 
     #[test]
     fn replacing_a_variable_storage_after_construction_is_caught() {
+        let _rng = crate::test_rng_lock();
         let vs = VarStore::new(Device::Cpu);
         let mut w = vs.root().randn("w", &[2, 3], 0.0, 1.0);
         let mut opt = Optimizer::new(&vs, OptimizerConfig::reference_sgd());
