@@ -4,15 +4,14 @@
 //! (tolerances from the fixture's f32-vs-f64 comparison: rtol 1e-4, atol 1e-5 logits, 1e-4
 //! features).
 //!
-//! The fixture (51 MiB) is not in the repository. It is read from `$MMANET_SURF_FIXTURE` when set,
-//! else from `../shared/fixtures/surf_forward_fixture.safetensors` beside the repository root
-//! (where CI has it). Without it the test prints `skipped: fixture not found at PATH` and passes,
-//! unless `MMANET_REQUIRE_FIXTURES=1` (as `.ci/run` sets), which makes a missing fixture a failure.
-//! `fixtures/README.md` says more.
+//! The fixture (51 MiB) is not in the repository: the test reads it from `$MMANET_SURF_FIXTURE`
+//! (`.ci/run` points it at the copy the CI machine has). Without it the test prints `skipped:
+//! fixture not found ...` and passes, unless `MMANET_REQUIRE_FIXTURES=1` (as `.ci/run` sets),
+//! which makes a missing fixture a failure. `fixtures/README.md` says more.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mmanet_models::checkpoint::{
     LoadMode, load_named, read_safetensors, strip_prefix, without_regularizer,
@@ -20,16 +19,9 @@ use mmanet_models::checkpoint::{
 use mmanet_models::{ClsNetConfig, MultiModalNet, StudentNet, TeacherNet};
 use tch::{Device, Kind, Tensor, nn};
 
-/// `$MMANET_SURF_FIXTURE`, else `shared/fixtures/surf_forward_fixture.safetensors` in the folder
-/// that holds the repository.
-fn fixture_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("MMANET_SURF_FIXTURE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = root.canonicalize().unwrap_or(root);
-    let beside = root.parent().map_or_else(|| root.join(".."), Path::to_path_buf);
-    beside.join("shared/fixtures/surf_forward_fixture.safetensors")
+/// `$MMANET_SURF_FIXTURE`, if set.
+fn fixture_path() -> Option<PathBuf> {
+    std::env::var_os("MMANET_SURF_FIXTURE").filter(|p| !p.is_empty()).map(PathBuf::from)
 }
 
 /// Whether `MMANET_REQUIRE_FIXTURES` asks for a missing fixture to fail (any value but empty or
@@ -42,22 +34,24 @@ fn fixtures_required() -> bool {
 /// when fixtures are required.
 fn fixture_or_skip() -> Option<PathBuf> {
     let path = fixture_path();
-    if path.is_file() {
-        return Some(path);
+    if let Some(p) = path.as_ref().filter(|p| p.is_file()) {
+        return Some(p.clone());
     }
+    let where_ = path.map_or_else(
+        || "MMANET_SURF_FIXTURE is not set".to_string(),
+        |p| format!("at {}", p.display()),
+    );
     assert!(
         !fixtures_required(),
-        "fixture not found at {} (MMANET_REQUIRE_FIXTURES is set; point MMANET_SURF_FIXTURE at \
-         surf_forward_fixture.safetensors)",
-        path.display()
+        "fixture not found: {where_} (MMANET_REQUIRE_FIXTURES is set; point MMANET_SURF_FIXTURE \
+         at surf_forward_fixture.safetensors)"
     );
     // Straight to the process's stderr, not through `eprintln!`: the test harness captures the
     // print macros of passing tests, so the skip would otherwise not show in a plain `cargo test`.
     let _ = writeln!(
         std::io::stderr(),
-        "official_surf_networks_match_fixture: skipped: fixture not found at {} \
-         (set MMANET_SURF_FIXTURE to its path)",
-        path.display()
+        "official_surf_networks_match_fixture: skipped: fixture not found: {where_} \
+         (set MMANET_SURF_FIXTURE to its path)"
     );
     None
 }
