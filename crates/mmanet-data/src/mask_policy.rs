@@ -52,26 +52,13 @@ impl MaskPolicy {
         }
     }
 
-    /// One draw (uses `rng` only for [`MaskPolicy::Uniform`]). Panics on an empty uniform list;
-    /// [`MaskPolicy::validate`] rules that out.
-    ///
-    /// For a complete sample; [`MaskPolicy::draw_within`] is the general form.
-    pub fn draw(&self, rng: &mut ChaCha8Rng) -> ModalityMask {
-        match self {
-            MaskPolicy::Uniform(list) => list[rng.random_range(0..list.len())],
-            MaskPolicy::Fixed(m) => *m,
-            MaskPolicy::Observed => {
-                panic!("MaskPolicy::Observed needs the sample: use draw_within")
-            }
-        }
-    }
-
     /// One draw for a sample that has the modalities `available`: never a mask with a modality
     /// the sample lacks.
     ///
     /// - `Uniform`: uniform among the listed combinations that `available` holds (a complete
-    ///   sample draws exactly as [`MaskPolicy::draw`], so complete data is unaffected); when
-    ///   none is, `available` itself.
+    ///   sample draws `list[rng.random_range(0..list.len())]`, as before availability existed,
+    ///   so complete data is unaffected); when none is, `available` itself. Panics on an empty
+    ///   list; [`MaskPolicy::validate`] rules that out.
     /// - `Fixed(m)`: `m` where the sample has it, else what it has of `m`, else `available`
     ///   (evaluation restricts a forced combination to the samples that have it).
     /// - `Observed`: `available`.
@@ -111,9 +98,11 @@ mod availability_tests {
             let m = all.draw_within(&mut ChaCha8Rng::seed_from_u64(seed), ri);
             assert!(ri.is_superset_of(m), "{}", set.format(m));
             seen.push(m);
-            // A complete sample draws exactly what `draw` draws.
+            // A complete sample draws exactly what the plain uniform draw gives.
             let a = all.draw_within(&mut ChaCha8Rng::seed_from_u64(seed), set.full());
-            assert_eq!(a, all.draw(&mut ChaCha8Rng::seed_from_u64(seed)));
+            let MaskPolicy::Uniform(list) = &all else { panic!("uniform") };
+            let plain = list[ChaCha8Rng::seed_from_u64(seed).random_range(0..list.len())];
+            assert_eq!(a, plain);
         }
         seen.sort();
         seen.dedup();
