@@ -57,6 +57,9 @@ pub enum TrainError {
     /// Building or loading a network failed.
     #[error(transparent)]
     Model(#[from] mmanet_models::ModelError),
+    /// A model file or prediction failed.
+    #[error(transparent)]
+    Deploy(#[from] mmanet_deploy::DeployError),
     /// A loss could not be computed.
     #[error(transparent)]
     Loss(#[from] mmanet_losses::LossError),

@@ -1,0 +1,22 @@
+//! The deployment network as one self-describing file, and prediction with it.
+//!
+//! - [`format`]: the model file (safetensors weights + `__metadata__`: architecture, input
+//!   spec, identity; docs/model_format.md), written atomically and byte-identically.
+//! - [`input`]: raw inputs of any non-empty subset of the modalities to a [`Prepared`] sample,
+//!   as the file's input spec says (decoders and test transforms are data).
+//! - [`predictor`]: the network on a device, predicting batches that mix modality subsets
+//!   through the per-sample mask.
+//!
+//! Nothing here knows a training run or a data set: a model file alone is enough.
+
+mod error;
+pub mod format;
+pub mod input;
+pub mod predictor;
+
+pub use error::{DeployError, Result};
+pub use format::{
+    Identity, ModelFile, ModelMetadata, Network, read_metadata, read_model_file, write_model_file,
+};
+pub use input::{Prepared, RawInput, prepare};
+pub use predictor::{Output, Predictor};

@@ -1,0 +1,183 @@
+//! [`Predictor`]: the deployment network of a model file on a device, predicting batches of
+//! [`Prepared`] samples that may each carry a different subset of modalities (the per-sample
+//! mask is data: absent inputs are zeros with mask bit 0, exactly as in training).
+
+use std::path::Path;
+
+use mmanet_data::Task;
+use mmanet_models::MultiModalNet;
+use mmanet_models::checkpoint::{self, LoadMode};
+use mmanet_models::factory::build_net;
+use tch::{Device, Kind, Tensor};
+
+use crate::format::{ModelFile, ModelMetadata, read_model_file};
+use crate::input::Prepared;
+use crate::{DeployError, Result};
+
+/// What the network says about one sample.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Softmax over the classes, in the order of the metadata's class names.
+    Classes(Vec<f64>),
+    /// A label map of `height x width` class ids `1..=C` (output channel `k` is label
+    /// `k + 1`; 0 = void is never predicted), row-major.
+    LabelMap {
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+        /// Row-major label ids.
+        labels: Vec<u8>,
+    },
+}
+
+/// A loaded deployment network. Not `Sync` (libtorch tensors): one thread owns it.
+pub struct Predictor {
+    metadata: ModelMetadata,
+    _vs: tch::nn::VarStore,
+    net: Box<dyn MultiModalNet>,
+    device: Device,
+}
+
+impl std::fmt::Debug for Predictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Predictor")
+            .field("metadata", &self.metadata)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl Predictor {
+    /// Builds the network the metadata describes and strictly loads the file's weights.
+    pub fn new(file: ModelFile, device: Device) -> Result<Self> {
+        let vs = tch::nn::VarStore::new(device);
+        let net = build_net(&vs.root(), &file.metadata.model, file.metadata.network.role())?;
+        checkpoint::load_named(&vs, &file.tensors, LoadMode::Strict)?;
+        if let Task::Segmentation { num_classes } = file.metadata.input_spec.task {
+            if num_classes > 255 {
+                return Err(DeployError::format(
+                    "<model>",
+                    "more than 255 classes do not fit an 8-bit label map",
+                ));
+            }
+        }
+        Ok(Predictor { metadata: file.metadata, _vs: vs, net, device })
+    }
+
+    /// [`Predictor::new`] on the model file at `path`.
+    pub fn load(path: &Path, device: Device) -> Result<Self> {
+        Self::new(read_model_file(path)?, device)
+    }
+
+    /// The file's metadata.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Predicts every sample of `batch`, in order. Samples whose inputs have the same shapes
+    /// run together in one forward pass (all of them, for fixed-size inputs), whatever their
+    /// modality subsets.
+    pub fn predict(&self, batch: &[Prepared]) -> Result<Vec<Output>> {
+        let mut out: Vec<Option<Output>> = vec![None; batch.len()];
+        let mut groups: Vec<(Vec<Vec<i64>>, Vec<usize>)> = Vec::new();
+        for (i, p) in batch.iter().enumerate() {
+            let key = p.shape_key();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        for (_, members) in groups {
+            let samples: Vec<&Prepared> = members.iter().map(|&i| &batch[i]).collect();
+            for (i, o) in members.into_iter().zip(self.forward(&samples)?) {
+                out[i] = Some(o);
+            }
+        }
+        Ok(out.into_iter().map(|o| o.expect("every sample is in one group")).collect())
+    }
+
+    /// One forward pass over samples of equal input shapes.
+    ///
+    /// # Shapes
+    /// Inputs per modality `[B, ...]` (then `[B]` i64 true lengths of the sequence modalities,
+    /// the generic networks' convention), mask `[B, M]`; logits `[B, K]` or `[B, C, h, w]`.
+    fn forward(&self, samples: &[&Prepared]) -> Result<Vec<Output>> {
+        let m_count = self.metadata.input_spec.modalities.len();
+        let b = samples.len() as i64;
+        let mut tensors = Vec::with_capacity(m_count);
+        let mut lengths = Vec::new();
+        for m in 0..m_count {
+            let shape = &samples[0].inputs[m].shape;
+            let mut flat = Vec::with_capacity(samples.len() * samples[0].inputs[m].data.len());
+            for s in samples {
+                flat.extend_from_slice(&s.inputs[m].data);
+            }
+            let mut full = vec![b];
+            full.extend_from_slice(shape);
+            tensors.push(Tensor::from_slice(&flat).view(full.as_slice()).to_device(self.device));
+            if samples[0].inputs[m].length.is_some() {
+                let l: Vec<i64> = samples.iter().map(|s| s.inputs[m].length.unwrap_or(1)).collect();
+                lengths.push(Tensor::from_slice(&l).to_device(self.device));
+            }
+        }
+        tensors.extend(lengths);
+        let mask: Vec<f32> = samples
+            .iter()
+            .flat_map(|s| s.present.iter().map(|&p| if p { 1.0 } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_slice(&mask).view([b, m_count as i64]).to_device(self.device);
+        let logits = tch::no_grad(|| self.net.forward_t(&tensors, &mask, false)).logits;
+        match self.metadata.input_spec.task {
+            Task::Classification { .. } => {
+                let probs = logits.f_softmax(1, Kind::Double)?.to_device(Device::Cpu);
+                let k = probs.size()[1] as usize;
+                let all = Vec::<f64>::try_from(probs.flatten(0, -1))?;
+                Ok(all.chunks(k).map(|c| Output::Classes(c.to_vec())).collect())
+            }
+            Task::Segmentation { .. } => {
+                let [h, w] = samples[0].out_size.ok_or_else(|| {
+                    DeployError::input("inputs", "a segmentation sample without an output size")
+                })?;
+                let logits = if logits.size()[2..] == [h as i64, w as i64] {
+                    logits
+                } else {
+                    logits.upsample_bilinear2d([h as i64, w as i64], false, None, None)
+                };
+                let pred =
+                    (logits.argmax(1, false) + 1).to_kind(Kind::Uint8).to_device(Device::Cpu);
+                let all = Vec::<u8>::try_from(pred.flatten(0, -1))?;
+                Ok(all
+                    .chunks(h * w)
+                    .map(|c| Output::LabelMap { height: h, width: w, labels: c.to_vec() })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Pixels per label id of a label map (index = id, so index 0 counts void).
+pub fn histogram(labels: &[u8], num_classes: usize) -> Vec<usize> {
+    let mut h = vec![0; num_classes + 1];
+    for &l in labels {
+        if let Some(c) = h.get_mut(usize::from(l)) {
+            *c += 1;
+        }
+    }
+    h
+}
+
+/// A label map as 8-bit grey PNG bytes (0 = void, `1..=C`).
+pub fn label_png(height: usize, width: usize, labels: &[u8]) -> Result<Vec<u8>> {
+    let img = image::GrayImage::from_raw(width as u32, height as u32, labels.to_vec())
+        .ok_or_else(|| DeployError::input("labels", "height * width labels expected"))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| DeployError::input("labels", e.to_string()))?;
+    Ok(png.into_inner())
+}
