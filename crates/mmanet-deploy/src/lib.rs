@@ -10,6 +10,7 @@
 //! Nothing here knows a training run or a data set: a model file alone is enough.
 
 mod error;
+pub mod example;
 pub mod format;
 pub mod input;
 pub mod predictor;
