@@ -13,6 +13,7 @@ mod error;
 pub mod example;
 pub mod format;
 pub mod input;
+pub mod manifest;
 pub mod predictor;
 
 pub use error::{DeployError, Result};

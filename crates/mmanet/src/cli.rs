@@ -74,32 +74,55 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
     },
-    /// Predict one sample from whichever modality files are given (any non-empty subset):
-    /// class probabilities, or for segmentation a label PNG.
+    /// Predict from whichever modality files are given (any non-empty subset): class
+    /// probabilities, or for segmentation a label PNG; or every row of a manifest.
     Predict {
-        /// The run folder (its config.toml names the architecture; its input_spec.json how
-        /// each modality's file is decoded and transformed).
-        run_dir: PathBuf,
-        /// Weights: `best` (default), `last`, or a safetensors path (e.g. an exported file).
+        /// A model file (`mmanet export`), or a run folder (its weights `--weights`).
+        model: PathBuf,
+        /// For a run folder: `best` (default), `last`, or a safetensors path.
         #[arg(long, default_value = "best")]
         weights: String,
-        /// `MODALITY=FILE`, repeated: an image for image branches, a text file of raw numbers
-        /// for vector branches (standardised as in training), for segmentation `rgb=X.png`
-        /// and/or `depth=Y.png` (NYUv2: uint16 mm; Cityscapes: float16 .npy or disparity png).
-        #[arg(long = "input", value_name = "MODALITY=FILE", required = true)]
+        /// `MODALITY=FILE` (name or symbol), repeated: an image for image branches, a text
+        /// file of raw numbers (or `.npy`) for vector and sequence branches.
+        #[arg(long = "input", value_name = "MODALITY=FILE", required_unless_present = "manifest")]
         inputs: Vec<String>,
-        /// Segmentation: where to write the predicted label map, an 8-bit PNG of the input's
-        /// size holding class ids as in the data set's label PNGs (1..=C; 0 = void is never
-        /// predicted).
-        #[arg(long, value_name = "FILE.png")]
+        /// A CSV with an `id` column and one column per modality (a path relative to the
+        /// manifest, inline numbers, or empty when absent): one prediction per row.
+        #[arg(long, conflicts_with = "inputs")]
+        manifest: Option<PathBuf>,
+        /// Samples per forward pass with `--manifest`.
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// `auto`, `cpu` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Segmentation: the label PNG (one sample) or the folder of label PNGs (manifest);
+        /// with `--manifest` on a classifier: the predictions CSV (default: stdout).
+        #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Write the deployment network alone (drops `auxi_bone.*` / `auxi_decoder.*`).
+    /// Write a run's deployment network as one self-describing model file (weights without
+    /// the regularization head, architecture, input spec, identity; docs/model_format.md).
     Export {
-        /// A student checkpoint.
-        checkpoint: PathBuf,
-        /// The deployment checkpoint to write.
-        out: PathBuf,
+        /// The run folder.
+        run_dir: PathBuf,
+        /// `best` (default), `last`, or a checkpoint path of this run.
+        #[arg(long, default_value = "best")]
+        weights: String,
+        /// The model file to write (default: RUN_DIR/model.safetensors).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Record the export date (then two exports differ).
+        #[arg(long)]
+        date: bool,
+    },
+    /// Print a model file's metadata: modalities, decoders, classes, architecture, identity.
+    Inspect {
+        /// The model file.
+        model: PathBuf,
+        /// Print the raw metadata JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Mean ± std per combination across runs (the paper averages three models).
     Report {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use mmanet_metrics::CombinationReport;
 use mmanet_train::data_spec::Split;
-use mmanet_train::model_spec::ModelSpecExt;
 use mmanet_train::presets::{PRESETS, preset};
 use mmanet_train::run_dir::RunDir;
 use mmanet_train::run_report::RunReport;
@@ -58,66 +57,21 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             print_report(&report, format);
             Ok(())
         }
-        Command::Predict { run_dir, weights, inputs, out } => {
-            let run = RunDir::create(&run_dir)?;
-            let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
-            let path = weights_path(&run, &weights)?;
-            let inputs = inputs
-                .iter()
-                .map(|a| {
-                    let (m, f) = a
-                        .split_once('=')
-                        .with_context(|| format!("`{a}`: expected MODALITY=FILE"))?;
-                    Ok((m.to_string(), PathBuf::from(f)))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            if cfg.model.is_segmentation() {
-                let out =
-                    out.context("a segmentation model writes a label map: give --out FILE.png")?;
-                let spec = mmanet_train::predict::input_spec_for_run(&cfg, run.root())?;
-                let p = mmanet_train::predict::predict_segmentation(&cfg, &spec, &path, &inputs)?;
-                p.write_png(&out)?;
-                println!("present: {}", present_symbols(&cfg, &p.present));
-                println!(
-                    "wrote {} ({}x{}, labels 1..={})",
-                    out.display(),
-                    p.height,
-                    p.width,
-                    cfg.model.num_classes()
-                );
-                let total = p.labels.len().max(1) as f64;
-                for (k, n) in p.histogram(cfg.model.num_classes()).iter().enumerate().skip(1) {
-                    if *n > 0 {
-                        println!("label {k}: {:.2}% of pixels", 100.0 * *n as f64 / total);
-                    }
-                }
-                return Ok(());
-            }
-            if out.is_some() {
-                bail!("--out is for segmentation models; this one prints class probabilities");
-            }
-            let spec = mmanet_train::predict::input_spec_for_run(&cfg, run.root())?;
-            let p = mmanet_train::predict::predict(&cfg, &spec, &path, &inputs)?;
-            println!("present: {}", present_symbols(&cfg, &p.present));
-            for (k, prob) in p.probabilities.iter().enumerate() {
-                let name = spec.classes.get(k).map_or(String::new(), |c| format!(" ({c})"));
-                println!("class {k}{name}: {prob:.4}");
-            }
-            Ok(())
+        Command::Predict { model, weights, inputs, manifest, batch_size, device, out } => {
+            crate::deploy::predict(&crate::deploy::PredictArgs {
+                model,
+                weights,
+                inputs,
+                manifest,
+                batch_size,
+                device,
+                out,
+            })
         }
-        Command::Export { checkpoint, out } => {
-            let named = mmanet_models::checkpoint::read_safetensors(&checkpoint)
-                .with_context(|| format!("reading {}", checkpoint.display()))?;
-            let kept = mmanet_models::checkpoint::without_regularizer(&named);
-            mmanet_models::checkpoint::write_safetensors_atomic(&kept, &out)?;
-            eprintln!(
-                "wrote {} ({} of {} tensors; the regularization head is dropped)",
-                out.display(),
-                kept.len(),
-                named.len()
-            );
-            Ok(())
+        Command::Export { run_dir, weights, out, date } => {
+            crate::deploy::export(&run_dir, &weights, out, date)
         }
+        Command::Inspect { model, json } => crate::deploy::inspect(&model, json),
         Command::Report { runs, format } => {
             let reports = runs
                 .iter()
@@ -339,10 +293,4 @@ fn data_check(config: &Path) -> Result<()> {
         bail!("{bad} unreadable samples (set data.skip_bad_samples = true to train anyway)");
     }
     Ok(())
-}
-
-/// The mask string (`R+I`) of the present modalities' names.
-fn present_symbols(cfg: &mmanet_train::ValidConfig, names: &[String]) -> String {
-    let set = cfg.set();
-    set.parse_mask(&names.join("+")).map_or_else(|_| names.join("+"), |m| set.format(m))
 }

@@ -6,7 +6,9 @@
 //! mmanet train --config FILE [--set k=v]...     train what the config describes
 //! mmanet resume RUN_DIR                         continue an interrupted run exactly
 //! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json]
-//! mmanet export CHECKPOINT OUT                  drop the regularization head (auxi_*)
+//! mmanet export RUN_DIR [--out model.safetensors]   one self-describing model file
+//! mmanet inspect MODEL                          print a model file's metadata
+//! mmanet predict MODEL --input m=FILE... | --manifest FILE [--out predictions.csv]
 //! mmanet report RUN_DIR...                      mean ± std across runs
 //! mmanet config print --preset NAME | config list
 //! mmanet data check --config FILE | data synth surf --out DIR [--n N] [--seed S] [--size PX]
@@ -15,6 +17,7 @@
 
 mod cli;
 mod commands;
+mod deploy;
 mod plot;
 mod progress;
 

@@ -41,10 +41,30 @@ fn quick_demo_writes_reports_and_export_drops_the_regularizer() {
             .unwrap();
     assert_eq!(report["results"][0]["combinations"].as_array().unwrap().len(), 7);
 
-    let student = dir.path().join("toy-mmanet/checkpoints/last.safetensors");
     let deploy = dir.path().join("deploy.safetensors");
-    let out = mmanet().arg("export").arg(&student).arg(&deploy).output().unwrap();
+    let out = mmanet()
+        .arg("export")
+        .arg(dir.path().join("toy-mmanet"))
+        .args(["--weights", "last", "--out"])
+        .arg(&deploy)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Two exports of one checkpoint are byte-identical.
+    let again = dir.path().join("again.safetensors");
+    let out = mmanet()
+        .arg("export")
+        .arg(dir.path().join("toy-mmanet"))
+        .args(["--weights", "last", "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&deploy).unwrap(), std::fs::read(&again).unwrap());
+    let out = mmanet().arg("inspect").arg(&deploy).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("format version  1.0") && text.contains("toy-mmanet"), "{text}");
     let names: Vec<String> =
         tch::Tensor::read_safetensors(&deploy).unwrap().into_iter().map(|(n, _)| n).collect();
     assert!(!names.is_empty() && names.iter().all(|n| !n.starts_with("auxi_bone")));
