@@ -288,3 +288,21 @@ pub fn prepare(
         .collect::<Result<Vec<_>>>()?;
     Ok(Prepared { present, inputs, out_size })
 }
+
+/// A sample with every modality present and all-zero inputs, for warming a network up;
+/// `None` when an input's size depends on its file.
+pub fn warmup_sample(meta: &ModelMetadata) -> Option<Prepared> {
+    let spec = &meta.input_spec;
+    let size = match spec.task {
+        Task::Classification { .. } => None,
+        Task::Segmentation { .. } => {
+            let s = spec.modalities.iter().find_map(|m| decoder_size(&m.decoder))?;
+            Some(s)
+        }
+    };
+    let run = size.map(|[h, w]| [multiple_of_32(h), multiple_of_32(w)]);
+    let inputs = (0..spec.modalities.len())
+        .map(|m| placeholder(spec, m, run).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Prepared { present: vec![true; inputs.len()], inputs, out_size: size })
+}
