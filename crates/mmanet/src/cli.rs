@@ -116,6 +116,36 @@ pub(crate) enum Command {
         #[arg(long)]
         date: bool,
     },
+    /// Serve a model file over HTTP: `POST /v1/predict` with any subset of the modalities,
+    /// dynamic batching across requests, `/v1/model`, `/healthz`, `/readyz`, `/metrics`.
+    Serve {
+        /// The model file (`mmanet export`).
+        model: PathBuf,
+        /// Address to listen on (port 0: any free port, printed at start).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Most samples per forward pass.
+        #[arg(long, default_value_t = 32)]
+        max_batch: usize,
+        /// Longest wait for more requests after the first of a batch, in ms.
+        #[arg(long, default_value_t = 2)]
+        max_delay_ms: u64,
+        /// Requests waiting for the model at most (more get 503 + Retry-After).
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// Largest request body in bytes (larger: 413).
+        #[arg(long, default_value_t = 16 << 20)]
+        max_body: usize,
+        /// Longest time to receive a request body, in ms (slower: 408).
+        #[arg(long, default_value_t = 10_000)]
+        read_timeout_ms: u64,
+        /// `cpu` or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// libtorch intra-op threads (default: libtorch's choice).
+        #[arg(long)]
+        threads: Option<i32>,
+    },
     /// Print a model file's metadata: modalities, decoders, classes, architecture, identity.
     Inspect {
         /// The model file.

@@ -72,6 +72,40 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             crate::deploy::export(&run_dir, &weights, out, date)
         }
         Command::Inspect { model, json } => crate::deploy::inspect(&model, json),
+        Command::Serve {
+            model,
+            addr,
+            max_batch,
+            max_delay_ms,
+            queue,
+            max_body,
+            read_timeout_ms,
+            device,
+            threads,
+        } => {
+            if let Some(n) = threads {
+                tch::set_num_threads(n);
+            }
+            let cfg = mmanet_serve::ServeConfig {
+                addr,
+                max_batch,
+                max_delay: std::time::Duration::from_millis(max_delay_ms),
+                queue_capacity: queue,
+                max_body,
+                read_timeout: std::time::Duration::from_millis(read_timeout_ms),
+                device: mmanet_train::config::parse_device(&device)?,
+                inference_delay: std::time::Duration::ZERO,
+            };
+            let server = mmanet_serve::start(model.clone(), cfg, true)?;
+            eprintln!(
+                "serving {} on http://{} (SIGTERM or Ctrl-C stops)",
+                model.display(),
+                server.addr
+            );
+            server.join()?;
+            eprintln!("stopped");
+            Ok(())
+        }
         Command::Report { runs, format } => {
             let reports = runs
                 .iter()

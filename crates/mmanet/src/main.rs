@@ -7,6 +7,7 @@
 //! mmanet resume RUN_DIR                         continue an interrupted run exactly
 //! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json]
 //! mmanet export RUN_DIR [--out model.safetensors]   one self-describing model file
+//! mmanet serve MODEL [--addr 127.0.0.1:8080]   HTTP prediction with dynamic batching
 //! mmanet inspect MODEL                          print a model file's metadata
 //! mmanet predict MODEL --input m=FILE... | --manifest FILE [--out predictions.csv]
 //! mmanet report RUN_DIR...                      mean ± std across runs
