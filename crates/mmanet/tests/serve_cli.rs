@@ -54,8 +54,8 @@ fn a_moved_model_file_predicts_and_serves_alone() {
 
     // `predict` on text files of the same numbers, first modality alone and all of them.
     let mut files = Vec::new();
-    for m in 0..names.len() {
-        let f = elsewhere.join(format!("{}.txt", names[m]));
+    for (m, name) in names.iter().enumerate() {
+        let f = elsewhere.join(format!("{name}.txt"));
         let text: Vec<String> = values(m).iter().map(|v| v.to_string()).collect();
         std::fs::write(&f, text.join(" ")).unwrap();
         files.push(f);
