@@ -35,9 +35,57 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
-/// Reads every tensor of a safetensors file (kinds as stored).
+/// Reads every tensor of a safetensors file (kinds as stored), sorted by name.
+///
+/// The header is validated by the `safetensors` crate before a tensor is built (its size
+/// bounded, every tensor's offsets inside the file, contiguous, and equal to its shape times
+/// its dtype's size, with overflow checked), so no tensor is sized by a header's claim: memory
+/// follows the file's length. A dimension libtorch cannot hold (above `i64::MAX`) or a dtype
+/// it lacks is a [`ModelError::Safetensors`] naming the file and the tensor.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
-    Ok(Tensor::read_safetensors(path.as_ref())?)
+    let path = path.as_ref();
+    let bad = |message: String| ModelError::Safetensors { path: path.to_path_buf(), message };
+    let bytes = std::fs::read(path)
+        .map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let mut out = Vec::with_capacity(file.len());
+    for (name, view) in file.tensors() {
+        let shape = view
+            .shape()
+            .iter()
+            .map(|&d| i64::try_from(d))
+            .collect::<std::result::Result<Vec<i64>, _>>()
+            .map_err(|_| bad(format!("tensor `{name}`: shape {:?} is too large", view.shape())))?;
+        let kind = tch_kind(view.dtype())
+            .ok_or_else(|| bad(format!("tensor `{name}`: unsupported dtype {:?}", view.dtype())))?;
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The libtorch kind of a safetensors dtype (`None`: libtorch has none).
+fn tch_kind(dtype: safetensors::Dtype) -> Option<tch::Kind> {
+    use safetensors::Dtype;
+    use tch::Kind;
+    Some(match dtype {
+        Dtype::BOOL => Kind::Bool,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F16 => Kind::Half,
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::U16 | Dtype::U32 | Dtype::U64 | Dtype::F8_E5M2 | Dtype::F8_E4M3 => return None,
+        // The enum is non-exhaustive: a dtype added later is one libtorch is not known to have.
+        _ => return None,
+    })
 }
 
 /// Writes named tensors to `path` through [`mmanet_fs::write_with`]: a temporary file in the

@@ -106,8 +106,8 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Export { checkpoint, out } => {
-            let named = mmanet_models::checkpoint::read_safetensors(&checkpoint)
-                .with_context(|| format!("reading {}", checkpoint.display()))?;
+            // Its errors name the file.
+            let named = mmanet_models::checkpoint::read_safetensors(&checkpoint)?;
             let kept = mmanet_models::checkpoint::without_regularizer(&named);
             mmanet_models::checkpoint::write_safetensors_atomic(&kept, &out)?;
             eprintln!(
