@@ -806,3 +806,20 @@ fn regression_safetensors_dimension_beyond_i64() {
     let e = mmanet_models::checkpoint::read_safetensors(&p).unwrap_err().to_string();
     assert!(e.contains("big.safetensors") && e.contains("tensor `w`"), "{e}");
 }
+
+/// `fuzz_safetensors` (5000 cases): a header whose tensor ends at offset `u64::MAX` (shape
+/// `[u64::MAX]` of `U8`, so the crate's own size check passes) panicked inside
+/// `safetensors::SafeTensors::deserialize` ("attempt to add with overflow" at
+/// `buffer_end + 8 + n`; in release builds the sum wraps). `read_safetensors` now checks the
+/// offsets against the file first.
+#[test]
+fn regression_safetensors_offset_near_u64_max() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = br#"{".":{"data_offsets":[0,18446744073709551615],"dtype":"U8","shape":[18446744073709551615]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(header);
+    let p = dir.path().join("wrap.safetensors");
+    std::fs::write(&p, bytes).unwrap();
+    let e = mmanet_models::checkpoint::read_safetensors(&p).unwrap_err().to_string();
+    assert!(e.contains("wrap.safetensors") && e.contains("tensor `.`") && e.contains("outside"), "{e}");
+}
