@@ -92,8 +92,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     for line in BufReader::new(stderr).lines() {
         let line = line?;
         eprintln!("{line}");
-        if line.starts_with("fuzz ") {
-            summary.push(line);
+        // `fuzz TARGET: N cases in T (seed S)`, possibly after the harness's `test NAME ... `.
+        if let Some(at) = line.find("fuzz ").filter(|_| line.contains(" cases in ")) {
+            summary.push(line[at..].to_string());
         }
     }
     let status = child.wait()?;

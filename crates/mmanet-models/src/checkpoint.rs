@@ -49,7 +49,8 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>>
     let bad = |message: String| ModelError::Safetensors { path: path.to_path_buf(), message };
     let bytes = std::fs::read(path)
         .map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
-    check_safetensors_offsets(&bytes).map_err(bad)?;
+    check_safetensors_offsets(&bytes)
+        .map_err(|m| bad(format!("not a valid safetensors file: {m}")))?;
     let file = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
     let mut out = Vec::with_capacity(file.len());
@@ -77,7 +78,7 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>>
 /// crate's to check.
 pub fn check_safetensors_offsets(bytes: &[u8]) -> std::result::Result<(), String> {
     let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
-        return Err(format!("not a valid safetensors file: {} bytes, no header", bytes.len()));
+        return Err(format!("{} bytes, no header", bytes.len()));
     };
     let n = u64::from_le_bytes(*len);
     let header = usize::try_from(n)

@@ -108,3 +108,69 @@ fn predict_writes_a_segmentation_label_png() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--out FILE.png"));
 }
+
+/// Runs `mmanet ARGS` in `dir`, expecting a failure; returns its stderr after checking the
+/// error-chain format: `error: TOP`, then one `  caused by: ...` line per cause (further lines
+/// of a multi-line message indented deeper), and no cause text twice.
+fn failing(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = mmanet().arg("-q").args(args).current_dir(dir).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("error: ")), "{stderr}");
+    let mut causes = vec![lines[0].trim_start_matches("error: ")];
+    for l in &lines[1..] {
+        if let Some(c) = l.strip_prefix("  caused by: ") {
+            causes.push(c);
+        } else {
+            assert!(l.starts_with("      "), "not a cause nor a continuation: `{l}` in\n{stderr}");
+        }
+    }
+    for (i, c) in causes.iter().enumerate() {
+        // Each cause once: no cause repeats another's text, and no line states its own message
+        // twice ("X: No such file (os error 2): No such file (os error 2)").
+        assert!(!causes[..i].contains(c), "cause `{c}` twice in\n{stderr}");
+        for os in c.matches("(os error").collect::<Vec<_>>().iter().skip(1) {
+            panic!("`{os}` twice in `{c}`");
+        }
+        if let Some((head, tail)) = c.split_once(": ") {
+            assert!(!tail.contains(&format!("{head}: ")), "`{head}` repeats in `{c}`");
+        }
+    }
+    stderr
+}
+
+#[test]
+fn errors_state_each_cause_once_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A missing config file: the path and the system's message, once.
+    let e = failing(d, &["train", "--config", "absent.toml"]);
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    assert!(e.contains("absent.toml"), "{e}");
+
+    // A config that does not parse: the file, then the parser's excerpt (several lines).
+    std::fs::write(d.join("bad.toml"), "name = 3\n").unwrap();
+    let e = failing(d, &["train", "--config", "bad.toml"]);
+    assert!(e.contains("bad.toml") && e.contains("line 1"), "{e}");
+
+    // A list file with a bad line (relative config and data root, as a user types them): the
+    // list named once, with its line.
+    let cfg = mmanet_train::presets::preset("surf-teacher").unwrap().to_toml();
+    let cfg = cfg.replace("root = \"data/CASIA-SURF\"", "root = \"surf\"");
+    assert!(cfg.contains("root = \"surf\""), "{cfg}");
+    std::fs::write(d.join("surf.toml"), cfg).unwrap();
+    std::fs::create_dir(d.join("surf")).unwrap();
+    for list in ["train_list.txt", "val_private_list.txt", "test_private_list.txt"] {
+        std::fs::write(d.join("surf").join(list), "a.jpg b.jpg c.jpg 1\na.jpg b.jpg 7\n").unwrap();
+    }
+    let e = failing(d, &["data", "check", "--config", "surf.toml"]);
+    assert!(e.starts_with("error: surf/train_list.txt:2: expected"), "{e}");
+
+    // Weights that are not a safetensors file, and weights that do not exist.
+    std::fs::write(d.join("w.safetensors"), "not a checkpoint at all").unwrap();
+    let e = failing(d, &["export", "w.safetensors", "out.safetensors"]);
+    assert!(e.contains("w.safetensors: not a valid safetensors file"), "{e}");
+    let e = failing(d, &["export", "gone.safetensors", "out.safetensors"]);
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+}
