@@ -35,9 +35,8 @@ impl Options {
         let mut o = Options { cases: 20_000, target: None, seed: None };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next().with_context(|| format!("{name} needs a value")).cloned()
-            };
+            let mut value =
+                |name: &str| it.next().with_context(|| format!("{name} needs a value")).cloned();
             match a.as_str() {
                 "--cases" => {
                     let v = value("--cases")?;
@@ -122,8 +121,8 @@ mod tests {
 
     #[test]
     fn parses_cases_target_and_seed_and_refuses_unknown_targets() {
-        let o = Options::parse(&args(&["--cases", "500", "--target", "npy", "--seed", "3"]))
-            .unwrap();
+        let o =
+            Options::parse(&args(&["--cases", "500", "--target", "npy", "--seed", "3"])).unwrap();
         assert_eq!(o, Options { cases: 500, target: Some("npy".into()), seed: Some(3) });
         assert_eq!(Options::parse(&[]).unwrap().cases, 20_000);
         let e = Options::parse(&args(&["--target", "nope"])).unwrap_err().to_string();

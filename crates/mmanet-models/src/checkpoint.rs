@@ -47,8 +47,8 @@ pub struct LoadReport {
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
     let bad = |message: String| ModelError::Safetensors { path: path.to_path_buf(), message };
-    let bytes = std::fs::read(path)
-        .map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
+    let bytes =
+        std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
     check_safetensors_offsets(&bytes)
         .map_err(|m| bad(format!("not a valid safetensors file: {m}")))?;
     let file = safetensors::SafeTensors::deserialize(&bytes)

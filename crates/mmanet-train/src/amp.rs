@@ -163,7 +163,10 @@ impl GradScaler {
                 "growth_tracker" => self.growth_tracker = t.to_kind(Kind::Int).to_device(device),
                 "skipped" => {
                     self.skipped = t.f_int64_value(&[0]).map_err(|e| {
-                        TrainError::checkpoint(path, format!("entry `skipped` is not one integer: {e}"))
+                        TrainError::checkpoint(
+                            path,
+                            format!("entry `skipped` is not one integer: {e}"),
+                        )
                     })? as u64;
                 }
                 other => {

@@ -48,19 +48,16 @@ where
 {
     let cases = env_u64("MMANET_FUZZ_CASES").map_or(CI_CASES, |n| n as u32);
     let seed = env_u64("MMANET_FUZZ_SEED").unwrap_or(SEED);
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 4096,
-        ..Config::default()
-    };
+    let config =
+        Config { cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
     // One stream per target, so adding a target does not change the others' inputs.
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     for (i, b) in target.bytes().enumerate() {
         key[8 + i % 24] ^= b;
     }
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
     let started = Instant::now();
     let result = runner.run(&strategy, test);
     eprintln!("fuzz {target}: {cases} cases in {:.2?} (seed {seed})", started.elapsed());
@@ -114,11 +111,44 @@ fn edit() -> impl Strategy<Value = Edit> {
 fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "0", "-1", "1", "3", "9223372036854775807", "-9223372036854775808",
-            "18446744073709551616", "1e308", "-1e308", "nan", "inf", "-inf", "0.0", "-0.0",
-            "\"\"", "\"x\"", "[]", "[0]", "[0, 0]", "[1, 2, 3]", "[-1, 7]", "{}", "{ a = 1 }",
-            "true", "false", "\"cuda:99\"", "\"cuda:-1\"", "\"cpu\"", "\"R+D+X\"", "\"all\"",
-            "[\"R\", \"R\"]", "[\"\"]", "\"../..\"", "\"/\"", "'''", "[[", "=", "\"\\u0000\"",
+            "0",
+            "-1",
+            "1",
+            "3",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "1e308",
+            "-1e308",
+            "nan",
+            "inf",
+            "-inf",
+            "0.0",
+            "-0.0",
+            "\"\"",
+            "\"x\"",
+            "[]",
+            "[0]",
+            "[0, 0]",
+            "[1, 2, 3]",
+            "[-1, 7]",
+            "{}",
+            "{ a = 1 }",
+            "true",
+            "false",
+            "\"cuda:99\"",
+            "\"cuda:-1\"",
+            "\"cpu\"",
+            "\"R+D+X\"",
+            "\"all\"",
+            "[\"R\", \"R\"]",
+            "[\"\"]",
+            "\"../..\"",
+            "\"/\"",
+            "'''",
+            "[[",
+            "=",
+            "\"\\u0000\"",
         ])
         .prop_map(str::to_string),
         any::<i64>().prop_map(|v| v.to_string()),
@@ -332,7 +362,8 @@ fn fuzz_surf_list() {
                 ensure(entries.windows(2).all(|w| w[0].line < w[1].line), || "order".into())
             }
             Err(e) => {
-                let ok = matches!(&e, DataError::ListFormat { line, .. } if (1..=lines).contains(line));
+                let ok =
+                    matches!(&e, DataError::ListFormat { line, .. } if (1..=lines).contains(line));
                 ensure(ok, || format!("{e:?}"))?;
                 names(&e, "train_list.txt")
             }
@@ -348,7 +379,10 @@ fn fuzz_nyuv2_list() {
         match Nyuv2Dataset::open(dir.path(), "train", 5) {
             Ok(d) => {
                 use mmanet_data::Dataset;
-                let ids = String::from_utf8_lossy(&bytes).lines().filter(|l| !l.trim().is_empty()).count();
+                let ids = String::from_utf8_lossy(&bytes)
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .count();
                 ensure(d.len() == ids, || format!("{} samples for {ids} ids", d.len()))
             }
             Err(e) => names(&e, "train.txt"),
@@ -360,7 +394,8 @@ fn fuzz_nyuv2_list() {
 fn fuzz_cityscapes_list() {
     let dir = tempfile::tempdir().unwrap();
     fuzz("cityscapes_list", (list_lines(), list_lines(), list_lines()), |(a, b, c)| {
-        for (name, bytes) in [("val_rgb.txt", &a), ("val_depth_raw.txt", &b), ("val_labels_19.txt", &c)]
+        for (name, bytes) in
+            [("val_rgb.txt", &a), ("val_depth_raw.txt", &b), ("val_labels_19.txt", &c)]
         {
             std::fs::write(dir.path().join(name), bytes).unwrap();
         }
@@ -384,8 +419,19 @@ fn fuzz_cityscapes_list() {
 #[test]
 fn fuzz_cefa_names() {
     let part = prop_oneof![
-        prop::sample::select(vec!["1", "3", "0", "007", "199", "4294967295", "4294967296", "-1", "", "+2"])
-            .prop_map(str::to_string),
+        prop::sample::select(vec![
+            "1",
+            "3",
+            "0",
+            "007",
+            "199",
+            "4294967295",
+            "4294967296",
+            "-1",
+            "",
+            "+2"
+        ])
+        .prop_map(str::to_string),
         "[0-9]{1,4}",
         ".{0,3}",
     ];
@@ -448,7 +494,8 @@ fn npy_bytes(c: &NpyCase) -> Vec<u8> {
         s => format!("({})", s.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
     };
     let fortran = if c.fortran { "True" } else { "False" };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': {fortran}, 'shape': {shape}, }}", c.descr);
+    let mut header =
+        format!("{{'descr': '{}', 'fortran_order': {fortran}, 'shape': {shape}, }}", c.descr);
     while (12 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -519,7 +566,9 @@ fn st_case() -> impl Strategy<Value = StCase> {
     ];
     let tensor = (
         "[a-z_.]{1,8}",
-        prop::sample::select(vec!["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "U16", "F8_E4M3", "X"]),
+        prop::sample::select(vec![
+            "F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "U16", "F8_E4M3", "X",
+        ]),
         prop::collection::vec(dim, 0..3),
         prop_oneof![(0u64..64, 0u64..64), (any::<u64>(), any::<u64>())],
     )
@@ -601,7 +650,9 @@ fn fuzz_safetensors() {
             Ok(tensors) => {
                 let total: usize =
                     tensors.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum();
-                ensure(total <= bytes.len(), || format!("{total} bytes of tensors from {}", bytes.len()))
+                ensure(total <= bytes.len(), || {
+                    format!("{total} bytes of tensors from {}", bytes.len())
+                })
             }
             Err(e) => names(&e, "fuzz.safetensors"),
         }
@@ -622,7 +673,11 @@ fn fuzz_mask() {
     let mut tokens: Vec<String> = Vec::new();
     for s in &sets {
         for m in s.modalities() {
-            tokens.extend([m.name().to_string(), m.symbol().to_string(), m.symbol().to_lowercase()]);
+            tokens.extend([
+                m.name().to_string(),
+                m.symbol().to_string(),
+                m.symbol().to_lowercase(),
+            ]);
         }
     }
     tokens.extend(["", " ", "+", "all", "R ", " D", "ß", "R\u{301}"].map(String::from));
@@ -649,9 +704,31 @@ fn fuzz_mask() {
 fn cell() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "", "a.png", "missing.png", "0.1 0.2 0.3", "1 2", "1 2 3 4", "nan 1 2", "inf 0 0",
-            "1e39 0 0", "train", "val", "test", "TRAIN", "cat", "dog", "0", "1", "5", "\"a,b\"",
-            "\"", "s1", "s1", "/", "..", "a.png ",
+            "",
+            "a.png",
+            "missing.png",
+            "0.1 0.2 0.3",
+            "1 2",
+            "1 2 3 4",
+            "nan 1 2",
+            "inf 0 0",
+            "1e39 0 0",
+            "train",
+            "val",
+            "test",
+            "TRAIN",
+            "cat",
+            "dog",
+            "0",
+            "1",
+            "5",
+            "\"a,b\"",
+            "\"",
+            "s1",
+            "s1",
+            "/",
+            "..",
+            "a.png ",
         ])
         .prop_map(str::to_string),
         "[a-z0-9 .,\"]{0,8}",
@@ -668,17 +745,18 @@ fn manifest_text() -> impl Strategy<Value = (bool, Vec<u8>)> {
         1 => Just(vec!["id", "label", "split", "group", "img", "vec"]),
         1 => columns,
     ];
-    let csv = (header, prop::collection::vec(prop::collection::vec(cell(), 0..7), 0..8), byte_edits())
-        .prop_map(|(h, rows, edits)| {
-            let mut text = h.join(",");
-            for r in rows {
-                text.push('\n');
-                text.push_str(&r.join(","));
-            }
-            let mut b = text.into_bytes();
-            mutate_bytes(&mut b, &edits);
-            (false, b)
-        });
+    let csv =
+        (header, prop::collection::vec(prop::collection::vec(cell(), 0..7), 0..8), byte_edits())
+            .prop_map(|(h, rows, edits)| {
+                let mut text = h.join(",");
+                for r in rows {
+                    text.push('\n');
+                    text.push_str(&r.join(","));
+                }
+                let mut b = text.into_bytes();
+                mutate_bytes(&mut b, &edits);
+                (false, b)
+            });
     let json_value = prop_oneof![
         cell().prop_map(serde_json::Value::String),
         any::<i32>().prop_map(|v| serde_json::json!(v)),
@@ -690,28 +768,39 @@ fn manifest_text() -> impl Strategy<Value = (bool, Vec<u8>)> {
         Just(serde_json::json!(true)),
     ];
     let key = prop::sample::select(vec!["id", "label", "split", "group", "img", "vec", "extra"]);
-    let object = prop::collection::btree_map(key, json_value, 0..7)
-        .prop_map(|m| serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).to_string());
-    let jsonl = (prop::collection::vec(prop_oneof![4 => object, 1 => ".{0,10}"], 0..8), byte_edits())
-        .prop_map(|(lines, edits)| {
-            let mut b = lines.join("\n").into_bytes();
-            mutate_bytes(&mut b, &edits);
-            (true, b)
-        });
+    let object = prop::collection::btree_map(key, json_value, 0..7).prop_map(|m| {
+        serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            .to_string()
+    });
+    let jsonl =
+        (prop::collection::vec(prop_oneof![4 => object, 1 => ".{0,10}"], 0..8), byte_edits())
+            .prop_map(|(lines, edits)| {
+                let mut b = lines.join("\n").into_bytes();
+                mutate_bytes(&mut b, &edits);
+                (true, b)
+            });
     prop_oneof![3 => csv, 3 => jsonl, 1 => (any::<bool>(), raw_text())]
 }
 
 #[test]
 fn fuzz_manifest() {
     let dir = tempfile::tempdir().unwrap();
-    image::RgbImage::from_pixel(5, 3, image::Rgb([10, 20, 30])).save(dir.path().join("a.png")).unwrap();
+    image::RgbImage::from_pixel(5, 3, image::Rgb([10, 20, 30]))
+        .save(dir.path().join("a.png"))
+        .unwrap();
     let source = |path: PathBuf| ManifestSource {
         path,
         modalities: vec![
             ManifestModality {
                 name: "img".into(),
                 symbol: None,
-                decoder: ManifestDecoder::Image { size: [4, 4], channels: 3, mean: 0.5, std: 0.5, flip: true },
+                decoder: ManifestDecoder::Image {
+                    size: [4, 4],
+                    channels: 3,
+                    mean: 0.5,
+                    std: 0.5,
+                    flip: true,
+                },
             },
             ManifestModality {
                 name: "vec".into(),
@@ -822,5 +911,8 @@ fn regression_safetensors_offset_near_u64_max() {
     let p = dir.path().join("wrap.safetensors");
     std::fs::write(&p, bytes).unwrap();
     let e = mmanet_models::checkpoint::read_safetensors(&p).unwrap_err().to_string();
-    assert!(e.contains("wrap.safetensors") && e.contains("tensor `.`") && e.contains("outside"), "{e}");
+    assert!(
+        e.contains("wrap.safetensors") && e.contains("tensor `.`") && e.contains("outside"),
+        "{e}"
+    );
 }
