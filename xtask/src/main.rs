@@ -10,12 +10,14 @@
 //! cargo xtask bench            benchmarks, ours vs PyTorch
 //! cargo xtask repro NAME       the reproduction study (docs/results.md)
 //! cargo xtask fault-inject     kill and fail the `mmanet` binary at every file operation
+//! cargo xtask fuzz             the parser fuzz targets with many cases
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
 mod ci;
 mod data;
+mod fuzz;
 mod repro;
 mod setup;
 mod util;
@@ -41,6 +43,9 @@ commands:
   fault-inject               the full fault-injection campaign (docs/reliability.md): SIGKILL
                              and ENOSPC at every file operation of three training runs,
                              plus random kills (MMANET_FAULT_SEED=N replays a seed)
+  fuzz [--cases N] [--target NAME] [--seed S]
+                             the parser fuzz targets (crates/mmanet-train/tests/fuzz.rs) with
+                             N cases each (default 20000; CI runs 96), printing cases per target
   gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";
 
@@ -62,6 +67,7 @@ fn main() -> Result<()> {
         "gpu-bench" => bench::gpu_bench(rest),
         "repro" => repro::run(rest),
         "fault-inject" => ci::fault_inject(rest),
+        "fuzz" => fuzz::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

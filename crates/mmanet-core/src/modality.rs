@@ -124,13 +124,19 @@ pub fn derive_symbols(names: &[&str]) -> Vec<String> {
             }
             let others: Vec<&str> =
                 names.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| *n).collect();
-            let len = (1..=name.len())
+            // Prefixes end on character boundaries: names are only validated after this (a
+            // name that is not `[a-z][a-z0-9_]*`, empty or not ASCII, is refused by
+            // `Modality::new`), and slicing bytes of `ñ` panicked.
+            let len = name
+                .char_indices()
+                .map(|(at, c)| at + c.len_utf8())
                 .find(|&k| others.iter().all(|o| !o.starts_with(&name[..k])))
                 .unwrap_or(name.len());
-            let prefix = &name[..len];
-            let mut s = prefix[..1].to_ascii_uppercase();
-            s.push_str(&prefix[1..]);
-            s
+            let mut prefix = name[..len].chars();
+            match prefix.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + prefix.as_str(),
+                None => String::new(),
+            }
         })
         .collect()
 }
@@ -138,6 +144,18 @@ pub fn derive_symbols(names: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `fuzz_config_toml` (20000 cases): a config declaring a modality whose name starts with a
+    /// multi-byte character (`\u{fffd}epth`, from a mutated `depth`), or an empty name,
+    /// panicked here slicing the name by bytes instead of being refused as an invalid name.
+    #[test]
+    fn symbols_of_non_ascii_or_empty_names_do_not_panic() {
+        assert_eq!(derive_symbols(&["\u{fffd}epth", "\u{fffd}x"]), ["\u{fffd}e", "\u{fffd}x"]);
+        assert_eq!(derive_symbols(&["", "rgb"]), ["", "R"]);
+        let e = crate::ModalitySet::from_names(["rgb", "\u{fffd}epth"]).unwrap_err().to_string();
+        assert!(e.contains("epth"), "{e}");
+        assert!(crate::ModalitySet::from_names([""]).is_err());
+    }
 
     #[test]
     fn names_and_symbols_are_checked() {

@@ -245,11 +245,11 @@ pub fn read_cityscapes_depth(path: &Path) -> Result<Image> {
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         let a = read_npy_f32(path)?;
         let (h, w) = match a.shape[..] {
-            [h, w] | [h, w, 1] => (h, w),
+            [h, w] | [h, w, 1] if h > 0 && w > 0 => (h, w),
             _ => {
                 return Err(DataError::decode(
                     path,
-                    format!("depth shape {:?}, expected [H, W]", a.shape),
+                    format!("depth shape {:?}, expected [H, W] with H, W >= 1", a.shape),
                 ));
             }
         };

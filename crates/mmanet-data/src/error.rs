@@ -5,14 +5,14 @@ use std::path::PathBuf;
 /// Errors raised while reading, decoding or batching data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    /// A file could not be opened, read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be opened, read or written. The system's error is in the message and
+    /// therefore not also the `source()` (a chain of causes states it once).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file could not be written (the operation, the file and the system's error).
     #[error(transparent)]
@@ -70,7 +70,7 @@ pub enum DataError {
 impl DataError {
     /// An [`DataError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+        DataError::Io { path: path.into(), error: source }
     }
 
     /// A [`DataError::Field`] for the data-set setting `field`.

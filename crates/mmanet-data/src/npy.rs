@@ -16,6 +16,7 @@ pub struct NpyArray<T> {
 /// Reads a `.npy` file as f32 (from `<f2`, `<f4` or `<f8`).
 pub fn read_npy_f32(path: &Path) -> Result<NpyArray<f32>> {
     let (descr, shape, body) = read_raw(path)?;
+    check_body(path, &descr, &shape, &body)?;
     let data = match descr.as_str() {
         "<f4" => {
             body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
@@ -53,6 +54,7 @@ pub fn f16_to_f32(bits: u16) -> f32 {
 /// Reads a `.npy` file as i64 (from `<i8` or `<i4`).
 pub fn read_npy_i64(path: &Path) -> Result<NpyArray<i64>> {
     let (descr, shape, body) = read_raw(path)?;
+    check_body(path, &descr, &shape, &body)?;
     let data = match descr.as_str() {
         "<i8" => body
             .chunks_exact(8)
@@ -70,11 +72,46 @@ pub fn read_npy_i64(path: &Path) -> Result<NpyArray<i64>> {
 }
 
 fn checked<T>(path: &Path, shape: Vec<usize>, data: Vec<T>) -> Result<NpyArray<T>> {
-    let n: usize = shape.iter().product();
+    let n = elements(&shape).ok_or_else(|| overflow(path, &shape))?;
     if n != data.len() {
         return Err(DataError::shape(path.display().to_string(), n, data.len()));
     }
     Ok(NpyArray { shape, data })
+}
+
+/// The number of elements of `shape`, `None` when it overflows `usize`.
+fn elements(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+fn overflow(path: &Path, shape: &[usize]) -> DataError {
+    DataError::decode(path, format!("shape {shape:?} has more elements than memory can hold"))
+}
+
+/// Refuses a header whose shape does not match the bytes after it, before a value is decoded:
+/// an array is never sized by the header's claim, only by the file it came in (a header
+/// promising 10^12 elements in a small file is this error, not an allocation).
+fn check_body(path: &Path, descr: &str, shape: &[usize], body: &[u8]) -> Result<()> {
+    let item = match descr.get(1..) {
+        Some("f2") => 2,
+        Some("f4" | "i4") => 4,
+        Some("f8" | "i8") => 8,
+        // An unknown dtype is refused by the caller, naming the dtypes it reads.
+        Some(_) | None => return Ok(()),
+    };
+    let n = elements(shape).ok_or_else(|| overflow(path, shape))?;
+    let want = n.checked_mul(item).ok_or_else(|| overflow(path, shape))?;
+    if want != body.len() {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "header promises shape {shape:?} of {descr} ({want} bytes), the file holds {} \
+                 bytes of data",
+                body.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `(descr, shape, data bytes)`.

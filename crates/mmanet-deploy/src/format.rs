@@ -242,27 +242,6 @@ fn dtype_of(kind: Kind, name: &str) -> Result<Dtype> {
     })
 }
 
-fn kind_of(dtype: Dtype, name: &str, path: &Path) -> Result<Kind> {
-    Ok(match dtype {
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::I64 => Kind::Int64,
-        Dtype::I32 => Kind::Int,
-        Dtype::I16 => Kind::Int16,
-        Dtype::I8 => Kind::Int8,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::BOOL => Kind::Bool,
-        other => {
-            return Err(DeployError::format(
-                path,
-                format!("tensor `{name}`: dtype {other:?} is not read by this build"),
-            ));
-        }
-    })
-}
-
 /// The bytes of a safetensors file holding `tensors` (copied to dense CPU tensors) and
 /// `metadata`, with a header whose keys are sorted (byte-identical for identical input).
 pub fn to_bytes(metadata: &ModelMetadata, tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
@@ -327,6 +306,9 @@ pub fn write_model_file(
 /// Parses a model file's bytes (`path` names it in errors): the header is validated by the
 /// safetensors crate (lengths, offsets, dtypes) before any tensor is made.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<ModelFile> {
+    // Offsets past the file overflow inside the safetensors crate: checked first.
+    mmanet_models::checkpoint::check_safetensors_offsets(bytes)
+        .map_err(|m| DeployError::format(path, format!("not a safetensors file: {m}")))?;
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| DeployError::format(path, format!("not a safetensors file: {e}")))?;
     let map = header.metadata().clone().ok_or_else(|| {
@@ -340,7 +322,9 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<ModelFile> {
         .map_err(|e| DeployError::format(path, format!("not a safetensors file: {e}")))?;
     let mut tensors = Vec::with_capacity(st.len());
     for (name, view) in st.tensors() {
-        let kind = kind_of(view.dtype(), &name, path)?;
+        let kind = mmanet_models::checkpoint::tch_kind(view.dtype()).ok_or_else(|| {
+            DeployError::format(path, format!("tensor `{name}`: dtype {:?} is not read by this build", view.dtype()))
+        })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
         tensors.push((name, t));

@@ -108,17 +108,28 @@ impl fmt::Display for Op {
 }
 
 /// A failed file-system operation: which one, on which file, and the system's error.
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {op} failed: {source}", path.display())]
+///
+/// The system's error is part of the message (`FILE: write failed: No space left on device`)
+/// and therefore not also a [`std::error::Error::source`], so a printed chain of causes states
+/// it once (docs/reliability.md, "Errors"); the typed error stays reachable as the `source`
+/// field.
+#[derive(Debug)]
 pub struct FsError {
     /// The operation.
     pub op: Op,
     /// The file it was for (the final name, not the temporary one).
     pub path: PathBuf,
     /// The system's error (e.g. "No space left on device").
-    #[source]
     pub source: io::Error,
 }
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} failed: {}", self.path.display(), self.op, self.source)
+    }
+}
+
+impl std::error::Error for FsError {}
 
 impl FsError {
     fn new(op: Op, path: &Path, source: io::Error) -> Self {

@@ -35,9 +35,96 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
-/// Reads every tensor of a safetensors file (kinds as stored).
+/// Reads every tensor of a safetensors file (kinds as stored), sorted by name.
+///
+/// The header is validated before a tensor is built, so no tensor is sized by a header's
+/// claim (memory follows the file's length): first here, every tensor's `data_offsets` must lie
+/// inside the file ([`check_safetensors_offsets`]: the `safetensors` crate adds the last offset
+/// to the header length unchecked, which overflows on a claim near `u64::MAX`), then by the
+/// crate (header size bounded, offsets contiguous and equal to shape times dtype size). A
+/// dimension libtorch cannot hold (above `i64::MAX`) or a dtype it lacks is a
+/// [`ModelError::Safetensors`] naming the file and the tensor.
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
-    Ok(Tensor::read_safetensors(path.as_ref())?)
+    let path = path.as_ref();
+    let bad = |message: String| ModelError::Safetensors { path: path.to_path_buf(), message };
+    let bytes =
+        std::fs::read(path).map_err(|error| ModelError::Io { path: path.to_path_buf(), error })?;
+    check_safetensors_offsets(&bytes)
+        .map_err(|m| bad(format!("not a valid safetensors file: {m}")))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let mut out = Vec::with_capacity(file.len());
+    for (name, view) in file.tensors() {
+        let shape = view
+            .shape()
+            .iter()
+            .map(|&d| i64::try_from(d))
+            .collect::<std::result::Result<Vec<i64>, _>>()
+            .map_err(|_| bad(format!("tensor `{name}`: shape {:?} is too large", view.shape())))?;
+        let kind = tch_kind(view.dtype())
+            .ok_or_else(|| bad(format!("tensor `{name}`: unsupported dtype {:?}", view.dtype())))?;
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Checks that the header length and every tensor's `data_offsets` of a safetensors file lie
+/// inside it (what `safetensors::SafeTensors::deserialize` relies on without checking: its
+/// `buffer_end + 8 + n` overflows, a panic in debug builds and a wrapped, possibly accepted
+/// sum in release builds, for an end offset near `u64::MAX`). The rest of the header is the
+/// crate's to check.
+pub fn check_safetensors_offsets(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return Err(format!("{} bytes, no header", bytes.len()));
+    };
+    let n = u64::from_le_bytes(*len);
+    let header = usize::try_from(n)
+        .ok()
+        .and_then(|n| rest.get(..n))
+        .ok_or_else(|| format!("header length {n} exceeds the file ({} bytes)", bytes.len()))?;
+    let data = (rest.len() - header.len()) as u64;
+    // Malformed JSON is the crate's error to report (it names what is wrong).
+    let Ok(serde_json::Value::Object(entries)) = serde_json::from_slice(header) else {
+        return Ok(());
+    };
+    for (name, entry) in &entries {
+        let offsets = entry.get("data_offsets").and_then(|o| o.as_array());
+        if let Some([start, end]) = offsets.map(Vec::as_slice) {
+            if let (Some(start), Some(end)) = (start.as_u64(), end.as_u64()) {
+                if start > end || end > data {
+                    return Err(format!(
+                        "tensor `{name}`: data_offsets [{start}, {end}] outside the {data} \
+                         data bytes of the file"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The libtorch kind of a safetensors dtype (`None`: libtorch has none).
+pub fn tch_kind(dtype: safetensors::Dtype) -> Option<tch::Kind> {
+    use safetensors::Dtype;
+    use tch::Kind;
+    Some(match dtype {
+        Dtype::BOOL => Kind::Bool,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I8 => Kind::Int8,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F16 => Kind::Half,
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::U16 | Dtype::U32 | Dtype::U64 | Dtype::F8_E5M2 | Dtype::F8_E4M3 => return None,
+        // The enum is non-exhaustive: a dtype added later is one libtorch is not known to have.
+        _ => return None,
+    })
 }
 
 /// Writes named tensors to `path` through [`mmanet_fs::write_with`]: a temporary file in the

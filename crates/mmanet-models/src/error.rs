@@ -5,20 +5,30 @@ use std::path::PathBuf;
 /// Errors of `mmanet-models`.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// A libtorch call failed.
+    /// A libtorch call failed. Its message is part of this one and therefore not also the
+    /// `source()` (a chain of causes states it once).
     #[error("libtorch: {0}")]
-    Tch(#[from] tch::TchError),
-    /// A file could not be read, written or renamed.
-    #[error("i/o on {path}: {source}")]
+    Tch(tch::TchError),
+    /// A file could not be read, written or renamed (the system's error is in the message, not
+    /// also the `source()`).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file could not be written (which operation, which file, the system's error).
     #[error(transparent)]
     File(#[from] mmanet_fs::FsError),
+    /// A safetensors file is malformed, or holds a tensor libtorch cannot represent.
+    #[error("{}: {message}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (names the tensor where one is at fault).
+        message: String,
+    },
     /// A strict load found names that do not match the network's variables.
     #[error(
         "checkpoint names do not match the network: missing {missing:?}, unexpected {unexpected:?}"
@@ -45,6 +55,12 @@ pub enum ModelError {
     /// Inputs do not fit the network (count, rank, batch size).
     #[error("invalid inputs: {0}")]
     Inputs(String),
+}
+
+impl From<tch::TchError> for ModelError {
+    fn from(e: tch::TchError) -> Self {
+        ModelError::Tch(e)
+    }
 }
 
 /// `Result` with [`ModelError`].

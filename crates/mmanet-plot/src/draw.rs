@@ -25,7 +25,7 @@ type DrawResult = std::result::Result<(), DrawingAreaErrorKind<std::io::Error>>;
 /// not exist); [`PlotError::Draw`] when plotters fails to lay the chart out.
 pub fn combination_chart(path: &Path, chart: &CombinationChart) -> Result<()> {
     let mut svg = String::new();
-    draw(&mut svg, chart).map_err(|source| PlotError::Draw { path: path.to_path_buf(), source })?;
+    draw(&mut svg, chart).map_err(|error| PlotError::Draw { path: path.to_path_buf(), error })?;
     // Through the workspace's atomic, durable write (temporary file, fsync, rename).
     mmanet_fs::write(path, svg.as_bytes())?;
     Ok(())

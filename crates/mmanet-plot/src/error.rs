@@ -10,14 +10,14 @@ pub enum PlotError {
     /// The SVG file could not be written (for instance its folder does not exist).
     #[error(transparent)]
     Write(#[from] mmanet_fs::FsError),
-    /// Plotters failed to lay the chart out.
-    #[error("drawing the chart {}: {source}", path.display())]
+    /// Plotters failed to lay the chart out (its message is part of this one and therefore
+    /// not also the `source()`: a chain of causes states it once).
+    #[error("drawing the chart {}: {error}", path.display())]
     Draw {
         /// The SVG file that was being written.
         path: PathBuf,
         /// What plotters reported.
-        #[source]
-        source: DrawingAreaErrorKind<std::io::Error>,
+        error: DrawingAreaErrorKind<std::io::Error>,
     },
 }
 

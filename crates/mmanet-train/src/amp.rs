@@ -153,14 +153,22 @@ impl GradScaler {
 
     /// Restores what [`GradScaler::save`] wrote.
     pub fn load(&mut self, path: &Path) -> Result<(), TrainError> {
-        let tensors = Tensor::read_safetensors(path)
-            .map_err(|e| TrainError::checkpoint(path, format!("cannot read: {e}")))?;
+        // Its errors name the file.
+        let tensors =
+            mmanet_models::checkpoint::read_safetensors(path).map_err(TrainError::from_model)?;
         let device = self.scale.device();
         for (name, t) in tensors {
             match name.as_str() {
                 "scale" => self.scale = t.to_kind(Kind::Float).to_device(device),
                 "growth_tracker" => self.growth_tracker = t.to_kind(Kind::Int).to_device(device),
-                "skipped" => self.skipped = t.int64_value(&[0]) as u64,
+                "skipped" => {
+                    self.skipped = t.f_int64_value(&[0]).map_err(|e| {
+                        TrainError::checkpoint(
+                            path,
+                            format!("entry `skipped` is not one integer: {e}"),
+                        )
+                    })? as u64;
+                }
                 other => {
                     return Err(TrainError::checkpoint(path, format!("unknown entry `{other}`")));
                 }

@@ -257,6 +257,33 @@ impl TrainConfig {
         }
     }
 
+    /// The config as a run folder's `config.toml` stores it: the data root and the teacher
+    /// checkpoint relative to `run_root` (absolute paths elsewhere keep pointing at the same
+    /// place, and a run folder moved together with its data, or its teacher run, still finds
+    /// them); paths on another root (no common prefix) stay absolute. Read back through
+    /// [`TrainConfig::from_toml_path`], which resolves them against the run folder, it gives
+    /// the same files.
+    pub fn relative_to_run(&self, run_root: &Path) -> TrainConfig {
+        let base = absolute(run_root);
+        let mut cfg = self.clone();
+        cfg.data.dataset.map_root(|root| relative_path(&absolute(root), &base));
+        if let Some(t) = &mut cfg.teacher {
+            t.checkpoint = relative_path(&absolute(&t.checkpoint), &base);
+        }
+        cfg
+    }
+
+    /// The config with its data root and teacher checkpoint absolute and normalised (`..`
+    /// removed), for comparing two configs that name the same files differently.
+    pub fn with_absolute_paths(&self) -> TrainConfig {
+        let mut cfg = self.clone();
+        cfg.data.dataset.map_root(absolute);
+        if let Some(t) = &mut cfg.teacher {
+            t.checkpoint = absolute(&t.checkpoint);
+        }
+        cfg
+    }
+
     /// Points a synthetic or file-based data set at `root` (the demo keeps its data in its
     /// output folder).
     pub fn set_data_root(&mut self, root: &Path) {
@@ -292,6 +319,31 @@ impl TrainConfig {
         table.insert(parts[parts.len() - 1].to_string(), parsed);
         *self =
             doc.try_into().map_err(|e: toml::de::Error| TrainError::config(key, e.to_string()))?;
+        Ok(())
+    }
+
+    /// A `key=value` override of an existing run's config (`mmanet resume`, `eval`): only
+    /// where and how its data are read (`data.dataset.*`, `data.threads`, `data.prefetch`) and
+    /// the `device`; anything else would change what the run trained and is refused naming
+    /// the key. A relative `data.dataset.root` is taken relative to the working directory (it
+    /// is typed on a command line) and made absolute.
+    pub fn set_for_run(&mut self, assignment: &str) -> Result<(), TrainError> {
+        let key = assignment.split_once('=').map_or(assignment, |(k, _)| k).trim();
+        let allowed = key == "device"
+            || key == "data.threads"
+            || key == "data.prefetch"
+            || key.starts_with("data.dataset.");
+        if !allowed {
+            return Err(TrainError::config(
+                key,
+                "an existing run may only change where its data are read from \
+                 (`data.dataset.*`, `data.threads`, `data.prefetch`) and `device`",
+            ));
+        }
+        self.set(assignment)?;
+        if key == "data.dataset.root" || key == "data.dataset.path" {
+            self.data.dataset.map_root(absolute);
+        }
         Ok(())
     }
 
@@ -464,6 +516,43 @@ impl std::ops::Deref for ValidConfig {
     }
 }
 
+/// `path` made absolute against the working directory and normalised lexically (`.` and `..`
+/// removed; symbolic links are not followed).
+pub fn absolute(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let joined = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            Component::Prefix(_) | Component::RootDir | Component::Normal(_) => out.push(c),
+        }
+    }
+    out
+}
+
+/// `target` relative to `base` (both absolute and normalised); `target` itself when they
+/// share no first component (another drive or mount point named from `/`).
+fn relative_path(target: &Path, base: &Path) -> PathBuf {
+    let t: Vec<_> = target.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = t.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    if common <= 1 {
+        return target.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
+}
+
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(s: &str) -> Result<tch::Device, TrainError> {
     match s.trim() {
@@ -493,6 +582,33 @@ mod tests {
             selection,
             select_after,
         }
+    }
+
+    #[test]
+    fn run_paths_are_stored_relative_to_the_run_folder() {
+        assert_eq!(
+            relative_path(Path::new("/w/data/surf"), Path::new("/w/runs/a")),
+            PathBuf::from("../../data/surf")
+        );
+        assert_eq!(
+            relative_path(Path::new("/w/runs/a/t.safetensors"), Path::new("/w/runs/a")),
+            PathBuf::from("t.safetensors")
+        );
+        assert_eq!(relative_path(Path::new("/w"), Path::new("/w")), PathBuf::from("."));
+        // Nothing in common but the root: kept absolute.
+        assert_eq!(relative_path(Path::new("/mnt/d"), Path::new("/w/r")), PathBuf::from("/mnt/d"));
+        assert_eq!(absolute(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+
+        let mut cfg = crate::presets::preset("toy-mmanet").unwrap();
+        cfg.teacher.as_mut().unwrap().checkpoint = "/w/runs/t/checkpoints/best.safetensors".into();
+        let stored = cfg.relative_to_run(Path::new("/w/runs/s"));
+        assert_eq!(
+            stored.teacher.as_ref().unwrap().checkpoint,
+            PathBuf::from("../t/checkpoints/best.safetensors")
+        );
+        let mut read = stored.clone();
+        read.resolve_paths(Path::new("/w/runs/s"));
+        assert_eq!(read.with_absolute_paths(), cfg.with_absolute_paths());
     }
 
     #[test]

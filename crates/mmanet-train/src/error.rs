@@ -21,13 +21,14 @@ pub enum TrainError {
         /// Parser message (names the line and the field).
         message: String,
     },
-    /// A file system operation failed.
-    #[error("{path}: {source}")]
+    /// A file system operation failed. The system's error is in the message and therefore not
+    /// also the `source()` (a chain of causes states it once).
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file could not be written, renamed, linked or removed (the operation, the file and
     /// the system's error, e.g. "No space left on device").
@@ -87,7 +88,7 @@ impl TrainError {
 
     /// An I/O error on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        TrainError::Io { path: path.to_path_buf(), source }
+        TrainError::Io { path: path.to_path_buf(), error: source }
     }
 
     /// A model error, with a failed file operation lifted to [`TrainError::File`] (so callers

@@ -347,14 +347,17 @@ impl Optimizer {
 
     /// Restores state written by [`Optimizer::save`]; buffers of unknown parameters are an error.
     pub fn load(&mut self, path: &Path) -> Result<(), TrainError> {
-        let tensors = Tensor::read_safetensors(path)
-            .map_err(|e| TrainError::checkpoint(path, format!("cannot read: {e}")))?;
+        // Its errors name the file.
+        let tensors =
+            mmanet_models::checkpoint::read_safetensors(path).map_err(TrainError::from_model)?;
         self.first = None;
         self.second = None;
         let _guard = tch::no_grad_guard();
         for (name, t) in tensors {
             if name == "step" {
-                self.step = t.int64_value(&[0]);
+                self.step = t.f_int64_value(&[0]).map_err(|e| {
+                    TrainError::checkpoint(path, format!("entry `step` is not one integer: {e}"))
+                })?;
                 continue;
             }
             let (slot, param) = name

@@ -5,7 +5,7 @@
 //! (it implements [`DataSource`]); registering it here is one line. Nothing else in this crate
 //! knows about a particular data set.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mmanet_data::cefa::CefaSource;
@@ -89,6 +89,73 @@ impl DatasetSpec {
         }
     }
 
+    /// The data root of a file-based set (`None` for sets made in memory).
+    pub fn root(&self) -> Option<PathBuf> {
+        self.clone().source_mut().root_mut().map(|r| r.clone())
+    }
+
+    /// Rewrites the data root with `f` (file-based sets only).
+    pub(crate) fn map_root(&mut self, f: impl FnOnce(&Path) -> PathBuf) {
+        if let Some(root) = self.source_mut().root_mut() {
+            *root = f(root);
+        }
+    }
+
+    /// A missing data root of a set read from files is a config error naming the key (a moved
+    /// data folder: `--set data.dataset.root=NEW`); synthetic sets write theirs on first use.
+    pub(crate) fn check_root(&self) -> Result<(), TrainError> {
+        let generated =
+            matches!(self, DatasetSpec::SyntheticSurf(_) | DatasetSpec::SyntheticNyuv2(_));
+        // The manifest's "root" is its file.
+        let key = if matches!(self, DatasetSpec::Manifest(_)) {
+            "data.dataset.path"
+        } else {
+            "data.dataset.root"
+        };
+        match self.root() {
+            Some(root) if !generated && !root.exists() => Err(TrainError::config(
+                key,
+                format!(
+                    "{} does not exist (data moved? give `--set {key}=NEW_PATH`)",
+                    crate::config::absolute(&root).display()
+                ),
+            )),
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    /// The files that say which samples the set holds: SURF's three lists, the manifest,
+    /// NYUv2's and Cityscapes' `*.txt` lists in the root; none for sets made in memory or
+    /// read from a folder layout or a fetched archive.
+    pub fn list_files(&self) -> Vec<PathBuf> {
+        let txt_in = |root: &Path| -> Vec<PathBuf> {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+                .map(|d| {
+                    d.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "txt") && p.is_file())
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        match self {
+            DatasetSpec::Surf(s) => {
+                [&s.train_list, &s.val_list, &s.test_list].map(|l| s.root.join(l)).to_vec()
+            }
+            DatasetSpec::SyntheticSurf(s) => txt_in(&s.root),
+            DatasetSpec::Manifest(m) => vec![m.path.clone()],
+            DatasetSpec::Nyuv2(s) => txt_in(&s.root),
+            DatasetSpec::SyntheticNyuv2(s) => txt_in(&s.root),
+            DatasetSpec::Cityscapes(s) => txt_in(&s.root),
+            DatasetSpec::Toy(_)
+            | DatasetSpec::Cefa(_)
+            | DatasetSpec::Mfeat(_)
+            | DatasetSpec::Avmnist(_)
+            | DatasetSpec::BasicMotions(_) => Vec::new(),
+        }
+    }
+
     pub(crate) fn resolve_paths(&mut self, dir: &Path) {
         if let Some(root) = self.source_mut().root_mut() {
             mmanet_data::source::absolutise(root, dir);
@@ -101,6 +168,7 @@ impl DatasetSpec {
 
     /// Opens (or makes) one split.
     pub fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>, TrainError> {
+        self.check_root()?;
         Ok(self.source().open(split, seed)?)
     }
 

@@ -158,6 +158,18 @@ impl CheckpointFile {
     }
 }
 
+/// The data a run was trained on, as [`TrainState::data`] records it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFingerprint {
+    /// sha256 of each list or manifest file, by its path relative to the data root (so a
+    /// moved data folder has the same fingerprint).
+    pub files: std::collections::BTreeMap<String, String>,
+    /// Samples of the training split.
+    pub train_samples: usize,
+    /// Samples of the validation split.
+    pub val_samples: usize,
+}
+
 /// The resumable state of a run (`state.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -178,6 +190,11 @@ pub struct TrainState {
     /// protocol, whose files have fixed names: `checkpoints/last.safetensors`, ...).
     #[serde(default)]
     pub checkpoint: Vec<CheckpointFile>,
+    /// What the run was trained on: the sha256 of the data set's list or manifest files and
+    /// the sample counts (`None` in runs written before it was recorded). A resume warns when
+    /// a file changed and refuses a changed sample count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataFingerprint>,
 }
 
 impl TrainState {

@@ -113,6 +113,25 @@ pub struct Trainer {
     /// The best weights of a resumed run written before the commit protocol
     /// (`checkpoints/best.safetensors`), until the first commit gives them a physical name.
     legacy_best: Option<std::path::PathBuf>,
+    /// The data as opened now (recorded by a new run, compared by a resume).
+    data: crate::state::DataFingerprint,
+}
+
+/// The sha256 of the data set's list files (by path relative to the data root) and the split
+/// sizes.
+fn fingerprint(
+    spec: &crate::readers::DatasetSpec,
+    train_samples: usize,
+    val_samples: usize,
+) -> Result<crate::state::DataFingerprint, TrainError> {
+    let root = spec.root();
+    let mut files = std::collections::BTreeMap::new();
+    for f in spec.list_files() {
+        let sha = mmanet_fs::sha256_file(&f).map_err(|e| TrainError::io(&f, e))?;
+        let key = root.as_deref().and_then(|r| f.strip_prefix(r).ok()).unwrap_or(&f);
+        files.insert(key.display().to_string(), sha.sha256);
+    }
+    Ok(crate::state::DataFingerprint { files, train_samples, val_samples })
 }
 
 impl Trainer {
@@ -124,8 +143,11 @@ impl Trainer {
                 "this run folder already holds a run: resume it or choose another folder",
             ));
         }
-        write_atomic(&run.config(), cfg.to_toml().as_bytes())?;
-        let t = Self::build(cfg, run, TrainState::default())?;
+        // Paths inside the run folder's config are relative to it (a moved run still finds its
+        // data and teacher when they moved along; `--set data.dataset.root=` otherwise).
+        write_atomic(&run.config(), cfg.relative_to_run(run.root()).to_toml().as_bytes())?;
+        let mut t = Self::build(cfg, run, TrainState::default())?;
+        t.state.data = Some(t.data.clone());
         // What prediction needs to read raw inputs as this run's data were read.
         let spec = t.cfg.data.dataset.input_spec(t.cfg.seed)?;
         crate::predict::save_input_spec(&spec, t.run.root())?;
@@ -142,8 +164,45 @@ impl Trainer {
     /// Runs written before the commit protocol (no file list) load their fixed names unchecked.
     pub fn resume(run: RunDir) -> Result<Self, TrainError> {
         let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
+        Self::resume_with(run, cfg)
+    }
+
+    /// [`Trainer::resume`] with the run's config as the caller read it (`mmanet resume --set
+    /// data.dataset.root=...` points a moved run at its data). The data are compared with the
+    /// fingerprint `state.json` records: a changed list or manifest file is a warning, a
+    /// changed number of training or validation samples an error (the loader position and the
+    /// mining inputs would not fit).
+    pub fn resume_with(run: RunDir, cfg: ValidConfig) -> Result<Self, TrainError> {
         let state = run.read_state()?;
         let mut t = Self::build(cfg, run, state)?;
+        match &t.state.data {
+            Some(then) => {
+                let now = &t.data;
+                if (then.train_samples, then.val_samples) != (now.train_samples, now.val_samples) {
+                    return Err(TrainError::checkpoint(
+                        &t.run.state(),
+                        format!(
+                            "the data changed: the run was trained on {} training and {} \
+                             validation samples, the data set now has {} and {}",
+                            then.train_samples,
+                            then.val_samples,
+                            now.train_samples,
+                            now.val_samples
+                        ),
+                    ));
+                }
+                if then.files != now.files {
+                    tracing::warn!(
+                        run = %t.run.root().display(),
+                        then = ?then.files,
+                        now = ?now.files,
+                        "the data's list files changed since the run started (same sample counts)"
+                    );
+                }
+            }
+            // Runs written before the fingerprint: record it from now on.
+            None => t.state.data = Some(t.data.clone()),
+        }
         let started = t.state.next_epoch > 0 || t.state.partial.is_some();
         if !t.state.checkpoint.is_empty() {
             t.run.verify(&t.state.checkpoint)?;
@@ -198,6 +257,7 @@ impl Trainer {
         let set = cfg.set().clone();
         let train = cfg.data.open(Split::Train, cfg.seed)?;
         let val = cfg.data.open(Split::Val, cfg.seed)?;
+        let data = fingerprint(&cfg.data.dataset, train.len(), val.len())?;
         check_dataset(&train, &set, cfg.model.num_classes())?;
         let teacher_stage = cfg.stage == Stage::Teacher;
         // A teacher trained on modality subsets (the CeFA reference's `unbalance_modality_drop`)
@@ -284,6 +344,7 @@ impl Trainer {
         };
         Ok(Trainer {
             class_weights,
+            data,
             cfg,
             run,
             device,

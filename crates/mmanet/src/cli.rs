@@ -56,6 +56,10 @@ pub(crate) enum Command {
     Resume {
         /// The run folder.
         run_dir: PathBuf,
+        /// Read the data from elsewhere, e.g. `--set data.dataset.root=/new/place` (only
+        /// `data.dataset.*`, `data.threads`, `data.prefetch` and `device`; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Score a run's weights once per modality combination.
     Eval {
@@ -73,6 +77,10 @@ pub(crate) enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "md")]
         format: Format,
+        /// Read the data from elsewhere, e.g. `--set data.dataset.root=/new/place` (only
+        /// `data.dataset.*`, `data.threads`, `data.prefetch` and `device`; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
     },
     /// Predict from whichever modality files are given (any non-empty subset): class
     /// probabilities, or for segmentation a label PNG; or every row of a manifest.

@@ -31,19 +31,19 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
             train(cfg, &dir).map(|_| ())
         }
-        Command::Resume { run_dir } => {
+        Command::Resume { run_dir, overrides } => {
             let run = RunDir::create(&run_dir)?;
-            let mut t = Trainer::resume(run)?;
-            let epochs = TrainConfig::from_toml_path(&t.run_dir().config())?.epochs;
-            let batch = TrainConfig::from_toml_path(&t.run_dir().config())?.data.batch_size;
+            let cfg = run_config(&run, &overrides)?.check()?;
+            let (epochs, batch) = (cfg.epochs, cfg.data.batch_size);
+            let mut t = Trainer::resume_with(run, cfg)?;
             let mut bars = Bars::new("resume", epochs, batch, false);
             let s = t.run(&mut bars)?;
             print_report(&s.report, Format::Md);
             Ok(())
         }
-        Command::Eval { run_dir, weights, combos, split, format } => {
+        Command::Eval { run_dir, weights, combos, split, format, overrides } => {
             let run = RunDir::create(&run_dir)?;
-            let cfg = TrainConfig::from_toml_path(&run.config())?.check()?;
+            let cfg = run_config(&run, &overrides)?.check()?;
             let path = weights_path(&run, &weights)?;
             let combos = combos
                 .iter()
@@ -150,6 +150,16 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
     }
 }
 
+/// A run's `config.toml` (paths inside relative to the run folder) with `--set` overrides of
+/// where its data are read from.
+fn run_config(run: &RunDir, overrides: &[String]) -> Result<TrainConfig> {
+    let mut cfg = TrainConfig::from_toml_path(&run.config())?;
+    for o in overrides {
+        cfg.set_for_run(o)?;
+    }
+    Ok(cfg)
+}
+
 /// `best` and `last` resolve through the run's `state.json` (and are checked against the
 /// sha256 it records); anything else is a path.
 fn weights_path(run: &RunDir, weights: &str) -> Result<PathBuf> {
@@ -178,7 +188,8 @@ fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary>
     let mut bars = Bars::new(&cfg.name, cfg.epochs, cfg.data.batch_size, false);
     let mut trainer = if run.state().exists() {
         let on_disk = TrainConfig::from_toml_path(&run.config())?;
-        if on_disk.to_toml() != cfg.to_toml() {
+        // The run's copy names paths relative to the run folder: compare the files named.
+        if on_disk.with_absolute_paths().to_toml() != cfg.with_absolute_paths().to_toml() {
             bail!(
                 "{} holds a run of another config: resume it with `mmanet resume`, or use --run-dir",
                 dir.display()

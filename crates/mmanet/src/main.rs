@@ -35,10 +35,38 @@ fn main() -> std::process::ExitCode {
     match commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprint!("{}", render_error(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `error: TOP`, then each cause of the chain on its own line (`  caused by: ...`); a cause
+/// whose text equals the one before it is left out, and the further lines of a multi-line
+/// message (a TOML parser's excerpt) are indented under it. Each layer's message is its own:
+/// the libraries put a cause in their message or in `source()`, never both
+/// (docs/reliability.md, "Errors").
+fn render_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous: Option<String> = None;
+    for (k, cause) in e.chain().enumerate() {
+        let text = cause.to_string();
+        if previous.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        let mut lines = text.lines();
+        let first = lines.next().unwrap_or("");
+        out.push_str(if k == 0 { "error: " } else { "  caused by: " });
+        out.push_str(first);
+        out.push('\n');
+        for more in lines {
+            out.push_str("      ");
+            out.push_str(more);
+            out.push('\n');
+        }
+        previous = Some(text);
+    }
+    out
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -51,4 +79,18 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MMANET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_error;
+
+    #[test]
+    fn prints_each_cause_once_on_its_own_line() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(io).context("gone").context("reading x.toml");
+        assert_eq!(render_error(&e), "error: reading x.toml\n  caused by: gone\n");
+        let e = anyhow::anyhow!("line 1\nline 2").context("top");
+        assert_eq!(render_error(&e), "error: top\n  caused by: line 1\n      line 2\n");
+    }
 }

@@ -128,3 +128,160 @@ fn predict_writes_a_segmentation_label_png() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--out FILE.png"));
 }
+
+/// Runs `mmanet ARGS` in `dir`, expecting a failure; returns its stderr after checking the
+/// error-chain format: `error: TOP`, then one `  caused by: ...` line per cause (further lines
+/// of a multi-line message indented deeper), and no cause text twice.
+fn failing(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = mmanet().arg("-q").args(args).current_dir(dir).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("error: ")), "{stderr}");
+    let mut causes = vec![lines[0].trim_start_matches("error: ")];
+    for l in &lines[1..] {
+        if let Some(c) = l.strip_prefix("  caused by: ") {
+            causes.push(c);
+        } else {
+            assert!(l.starts_with("      "), "not a cause nor a continuation: `{l}` in\n{stderr}");
+        }
+    }
+    for (i, c) in causes.iter().enumerate() {
+        // Each cause once: no cause repeats another's text, and no line states its own message
+        // twice ("X: No such file (os error 2): No such file (os error 2)").
+        assert!(!causes[..i].contains(c), "cause `{c}` twice in\n{stderr}");
+        assert!(c.matches("(os error").count() <= 1, "the system's error twice in `{c}`");
+        if let Some((head, tail)) = c.split_once(": ") {
+            assert!(!tail.contains(&format!("{head}: ")), "`{head}` repeats in `{c}`");
+        }
+    }
+    stderr
+}
+
+#[test]
+fn errors_state_each_cause_once_one_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A missing config file: the path and the system's message, once.
+    let e = failing(d, &["train", "--config", "absent.toml"]);
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    assert!(e.contains("absent.toml"), "{e}");
+
+    // A config that does not parse: the file, then the parser's excerpt (several lines).
+    std::fs::write(d.join("bad.toml"), "name = 3\n").unwrap();
+    let e = failing(d, &["train", "--config", "bad.toml"]);
+    assert!(e.contains("bad.toml") && e.contains("line 1"), "{e}");
+
+    // A list file with a bad line (relative config and data root, as a user types them): the
+    // list named once, with its line.
+    let cfg = mmanet_train::presets::preset("surf-teacher").unwrap().to_toml();
+    let cfg = cfg.replace("root = \"data/CASIA-SURF\"", "root = \"surf\"");
+    assert!(cfg.contains("root = \"surf\""), "{cfg}");
+    std::fs::write(d.join("surf.toml"), cfg).unwrap();
+    std::fs::create_dir(d.join("surf")).unwrap();
+    for list in ["train_list.txt", "val_private_list.txt", "test_private_list.txt"] {
+        std::fs::write(d.join("surf").join(list), "a.jpg b.jpg c.jpg 1\na.jpg b.jpg 7\n").unwrap();
+    }
+    let e = failing(d, &["data", "check", "--config", "surf.toml"]);
+    assert!(e.starts_with("error: surf/train_list.txt:2: expected"), "{e}");
+
+    // Weights that are not a safetensors file, and weights that do not exist.
+    std::fs::write(d.join("w.safetensors"), "not a checkpoint at all").unwrap();
+    let e = failing(d, &["export", "w.safetensors", "out.safetensors"]);
+    assert!(e.contains("w.safetensors: not a valid safetensors file"), "{e}");
+    let e = failing(d, &["export", "gone.safetensors", "out.safetensors"]);
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+}
+
+/// A tiny CASIA-SURF-layout run (the toy teacher's network on 16 synthetic samples, 2 epochs)
+/// in `dir/runs/t`, its data in `dir/data`, trained from `dir/cfg.toml` with relative paths.
+fn train_tiny_surf_run(dir: &std::path::Path) {
+    let ok = |c: &mut Command| {
+        let out = c.current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    ok(mmanet()
+        .args(["-q", "data", "synth", "surf", "--out", "data", "--n", "16", "--size", "24"]));
+    let toy = mmanet_train::presets::preset("toy-teacher").unwrap().to_toml();
+    let (head, rest) = toy.split_once("[data.dataset]").unwrap();
+    let model = &rest[rest.find("[model]").unwrap()..];
+    let cfg = format!(
+        "{head}[data.dataset]\nkind = \"surf\"\nroot = \"data\"\ntrain_list = \"train_list.txt\"\n\
+         val_list = \"val_private_list.txt\"\ntest_list = \"test_private_list.txt\"\n\
+         resize = 20\ncrop = 16\n\n{model}"
+    );
+    std::fs::write(dir.join("cfg.toml"), cfg).unwrap();
+    ok(mmanet().args(["-q", "train", "--config", "cfg.toml", "--run-dir", "runs/t"]).args([
+        "--set",
+        "epochs=2",
+        "--set",
+        "device=\"cpu\"",
+    ]));
+}
+
+#[test]
+fn a_moved_run_resumes_and_evaluates_with_its_data_root_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    std::fs::create_dir(&a).unwrap();
+    train_tiny_surf_run(&a);
+    // Paths inside the run are relative to it; the data root as the user wrote it, from there.
+    let stored = std::fs::read_to_string(a.join("runs/t/config.toml")).unwrap();
+    assert!(stored.contains("root = \"../../data\""), "{stored}");
+    let state = std::fs::read_to_string(a.join("runs/t/state.json")).unwrap();
+    assert!(!state.contains(a.to_str().unwrap()), "an absolute path in state.json: {state}");
+    let fp: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(fp["data"]["train_samples"], 16);
+    assert_eq!(fp["data"]["files"].as_object().unwrap().len(), 3, "{state}");
+
+    let run =
+        |args: &[&str]| mmanet().arg("-q").args(args).current_dir(tmp.path()).output().unwrap();
+    let eval = |run_dir: &str, extra: &[&str]| {
+        let mut args = vec!["eval", run_dir, "--format", "csv"];
+        args.extend(extra);
+        run(&args)
+    };
+    let stdout = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout.clone()).unwrap()
+    };
+    let before = stdout(&eval("a/runs/t", &[]));
+
+    // The run folder and its data moved together: found without help.
+    std::fs::rename(&a, tmp.path().join("b")).unwrap();
+    assert_eq!(stdout(&eval("b/runs/t", &[])), before);
+
+    // The run moved alone: the missing root is an error naming the key; `--set` points it at
+    // the data (repeatable, and a run's training settings are not up for change).
+    std::fs::create_dir(tmp.path().join("far")).unwrap();
+    std::fs::rename(tmp.path().join("b/runs/t"), tmp.path().join("far/t")).unwrap();
+    let o = eval("far/t", &[]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("data.dataset.root") && e.contains("does not exist"),
+        "{e}"
+    );
+    let root = ["--set", "data.dataset.root=b/data", "--set", "data.threads=1"];
+    assert_eq!(stdout(&eval("far/t", &root)), before);
+    let o = run(&["resume", "far/t", "--set", "data.dataset.root=b/data"]);
+    assert!(stdout(&o).contains("| Average |"));
+    let o = run(&["resume", "far/t", "--set", "epochs=5"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("epochs"));
+
+    // Changed data: the same samples listed differently warn, a changed count is refused.
+    let list = tmp.path().join("b/data/train_list.txt");
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, format!("\n{text}")).unwrap();
+    let o = mmanet()
+        .args(["resume", "far/t", "--set", "data.dataset.root=b/data"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && e.contains("list files changed"), "{e}");
+    let first = text.lines().next().unwrap();
+    std::fs::write(&list, format!("{text}{first}\n")).unwrap();
+    let o = run(&["resume", "far/t", "--set", "data.dataset.root=b/data"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("16 training") && e.contains("now has 17"), "{e}");
+}

@@ -152,7 +152,8 @@ fn open_list(
     resize: usize,
     crop: usize,
 ) -> Result<Arc<dyn Dataset>> {
-    let list = if list.is_relative() { root.join(list) } else { list.to_path_buf() };
+    // `SurfDataset::open` joins a relative list to the root itself (joining it here too named
+    // `surf/surf/train_list.txt` for a relative root).
     let augment = SurfAugment::sized(split == Split::Train, resize, crop);
-    Ok(Arc::new(SurfDataset::open(root, &list)?.with_augment(augment)?))
+    Ok(Arc::new(SurfDataset::open(root, list)?.with_augment(augment)?))
 }
