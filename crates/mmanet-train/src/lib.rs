@@ -20,6 +20,7 @@ pub mod data_check;
 pub mod data_spec;
 mod error;
 pub mod evaluate;
+pub mod fit;
 pub mod model_spec;
 pub mod optim;
 pub mod predict;
