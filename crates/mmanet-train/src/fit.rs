@@ -14,7 +14,7 @@
 //! `mfeat3-*` presets (Adam 1e-3, 30 epochs, batch 64, MAD 30, MAR 0.5 from epoch 5): the
 //! teacher on the complete samples, the modality-dropout baseline (`unified`: no teacher, no
 //! MAR) and the MMANet student (MAD with that teacher, MAR). `quick` shrinks every width and
-//! runs 6 epochs (tests). The batch is lowered to half the complete training samples when
+//! runs 10 epochs of batch 16 (tests). The batch is lowered to half the complete training samples when
 //! there are fewer than two batches of them.
 
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ pub enum FitError {
 /// How `fit` trains.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FitOptions {
-    /// Tiny widths and 6 epochs (tests, smoke runs).
+    /// Small widths, 10 epochs (tests, smoke runs).
     pub quick: bool,
     /// `auto`, `cpu` or `cuda:N`.
     pub device: String,
@@ -158,7 +158,7 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
     if complete_train < 4 {
         return Err(FitError::TooFewComplete { path: manifest, complete: complete_train });
     }
-    let batch = (if opts.quick { 32 } else { 64 }).min(complete_train / 2);
+    let batch = (if opts.quick { 16 } else { 64 }).min(complete_train / 2);
 
     let names: Vec<&str> = inferred.modalities.iter().map(|m| m.name.as_str()).collect();
     let set = ModalitySet::from_names(names).map_err(DataError::from)?;
@@ -175,16 +175,16 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
         fusion: GenericFusion::Concat,
     };
     let dataset = DatasetSpec::Manifest(source);
-    let epochs = if opts.quick { 6 } else { 30 };
+    let epochs = if opts.quick { 10 } else { 30 };
     let make = |stage: Stage| {
         let mut c = crate::presets::small_classification("fit", stage, dataset.clone(), model.clone(), epochs);
         c.device = opts.device.clone();
         c.data.batch_size = batch;
         if opts.quick {
-            c.method.begin_epoch = 2;
-            c.method.mining_start = 0;
+            c.method.begin_epoch = 4;
+            c.method.mining_start = 1;
             c.schedule = LrSchedule::Constant;
-            c.eval.every = 2;
+            c.eval.every = 3;
         }
         c
     };
@@ -219,15 +219,15 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
 
 /// The generic branch for one modality's decoder.
 fn branch(manifest: &Path, m: &ManifestModality, quick: bool) -> Result<BranchConfig, FitError> {
-    let out_dim = if quick { 8 } else { 64 };
+    let out_dim = if quick { 16 } else { 64 };
     let cnn = |in_channels: i64| BranchConfig::SmallCnn {
         in_channels,
-        channels: if quick { vec![4, 8] } else { vec![16, 32] },
+        channels: if quick { vec![8, 16] } else { vec![16, 32] },
         out_dim,
     };
     let mlp = |in_dim: i64| BranchConfig::Mlp {
         in_dim,
-        hidden: if quick { vec![16] } else { vec![128] },
+        hidden: if quick { vec![32] } else { vec![128] },
         out_dim,
     };
     Ok(match &m.decoder {

@@ -52,7 +52,7 @@ pub(crate) enum Command {
         /// Print the three inferred configs (TOML) and stop.
         #[arg(long)]
         dry_run: bool,
-        /// Tiny widths, 6 epochs: for smoke tests.
+        /// Small widths, 10 epochs: for smoke tests (seconds).
         #[arg(long)]
         quick: bool,
         /// `auto`, `cpu` or `cuda:N`.
