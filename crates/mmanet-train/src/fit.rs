@@ -24,10 +24,10 @@ use mmanet_data::manifest::{Inferred, ManifestDecoder, ManifestModality, Manifes
 use mmanet_data::{DataError, DataSource, Split};
 use mmanet_models::generic::{BranchConfig, GenericFusion, GenericNetConfig};
 
+use crate::TrainError;
 use crate::config::{Stage, TeacherConfig, TrainConfig};
 use crate::data_spec::DatasetSpec;
 use crate::schedule::LrSchedule;
-use crate::TrainError;
 
 /// What can stop `fit` before training.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +177,13 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
     let dataset = DatasetSpec::Manifest(source);
     let epochs = if opts.quick { 10 } else { 30 };
     let make = |stage: Stage| {
-        let mut c = crate::presets::small_classification("fit", stage, dataset.clone(), model.clone(), epochs);
+        let mut c = crate::presets::small_classification(
+            "fit",
+            stage,
+            dataset.clone(),
+            model.clone(),
+            epochs,
+        );
         c.device = opts.device.clone();
         c.data.batch_size = batch;
         if opts.quick {

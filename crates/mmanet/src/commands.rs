@@ -166,7 +166,9 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Data(DataCommand::ExampleManifest { mfeat, out, n, seed, missing }) => {
-            let s = mmanet_data::manifest::example::write_mfeat_example(&mfeat, &out, n, seed, missing)?;
+            let s = mmanet_data::manifest::example::write_mfeat_example(
+                &mfeat, &out, n, seed, missing,
+            )?;
             eprintln!(
                 "wrote {} ({} samples, {} missing one or two views)",
                 s.manifest.display(),
@@ -319,7 +321,10 @@ fn write_combined(out: &Path, report: &RunReport, teacher_line: &str) -> Result<
     mmanet_fs::write(&out.join("report.md"), report.to_markdown().as_bytes())?;
     let metric = if report.task == "segmentation" { "miou" } else { "accuracy" };
     crate::plot::write_svg(report, metric, &out.join("report.svg"))?;
-    println!("\n{} (test split, {metric}, each combination on the test samples that have it)\n", report.dataset);
+    println!(
+        "\n{} (test split, {metric}, each combination on the test samples that have it)\n",
+        report.dataset
+    );
     print!("{}", report.to_markdown());
     println!("\nteacher {teacher_line}");
     println!("\nwritten: {}/report.{{json,md,svg}}", out.display());

@@ -42,7 +42,11 @@ struct LabelRow {
 /// a folder name that is not a modality name, two files for one id in one folder (naming
 /// both), a file whose id `labels.csv` lacks (naming the file), a `labels.csv` line without
 /// an id or label, a duplicate id (naming both lines), and an id with no file at all.
-pub fn manifest_from_folders(root: &Path, labels: &Path, manifest: &Path) -> Result<FolderManifest> {
+pub fn manifest_from_folders(
+    root: &Path,
+    labels: &Path,
+    manifest: &Path,
+) -> Result<FolderManifest> {
     let label_rows = read_labels(labels)?;
     let mut folders: Vec<(String, PathBuf)> = Vec::new();
     for entry in std::fs::read_dir(root).map_err(|e| DataError::io(root, e))? {
@@ -78,7 +82,8 @@ pub fn manifest_from_folders(root: &Path, labels: &Path, manifest: &Path) -> Res
             .collect::<Result<_>>()?;
         files.sort();
         for file in files {
-            let fname = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let fname =
+                file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if fname.starts_with('.') || !file.is_file() {
                 continue;
             }
@@ -143,11 +148,13 @@ pub fn manifest_from_folders(root: &Path, labels: &Path, manifest: &Path) -> Res
         }
         w.write_record(&rec).map_err(csv_err)?;
     }
-    let bytes = w.into_inner().map_err(|e| DataError::Config(format!("writing the manifest: {e}")))?;
+    let bytes =
+        w.into_inner().map_err(|e| DataError::Config(format!("writing the manifest: {e}")))?;
     let complete = cells.iter().filter(|r| r.iter().all(Option::is_some)).count();
     tracing::info!(samples = label_rows.len(), complete, modalities = ?names, "manifest from folders");
     Ok(FolderManifest {
-        csv: String::from_utf8(bytes).map_err(|e| DataError::Config(format!("writing the manifest: {e}")))?,
+        csv: String::from_utf8(bytes)
+            .map_err(|e| DataError::Config(format!("writing the manifest: {e}")))?,
         modalities: names,
         samples: label_rows.len(),
         complete,
@@ -165,7 +172,9 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 /// `file` relative to `base` when it lies beneath it (with `/` separators), else as is.
 fn relative_to(file: &Path, base: &Path) -> String {
     match file.strip_prefix(base) {
-        Ok(rel) => rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+        Ok(rel) => {
+            rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+        }
         Err(_) => file.display().to_string(),
     }
 }
@@ -222,7 +231,13 @@ fn read_labels(path: &Path) -> Result<Vec<LabelRow>> {
         if let Some(first) = seen.insert(i.clone(), line) {
             return Err(DataError::list(path, line, format!("id `{i}` already on line {first}")));
         }
-        rows.push(LabelRow { line, id: i, label: l, split: optional(split), group: optional(group) });
+        rows.push(LabelRow {
+            line,
+            id: i,
+            label: l,
+            split: optional(split),
+            group: optional(group),
+        });
     }
     if rows.is_empty() {
         return Err(DataError::list(path, 1, "no sample"));
@@ -248,8 +263,11 @@ mod tests {
         touch(&root.join("imu/s1.txt"));
         touch(&root.join("imu/s3.txt"));
         touch(&root.join("notes.md"));
-        std::fs::write(root.join("labels.csv"), "id,label,split\ns1,walk,train\ns2,run,test\ns3,walk,\n")
-            .unwrap();
+        std::fs::write(
+            root.join("labels.csv"),
+            "id,label,split\ns1,walk,train\ns2,run,test\ns3,walk,\n",
+        )
+        .unwrap();
         let m = manifest_from_folders(root, &root.join("labels.csv"), &root.join("manifest.csv"))
             .unwrap();
         assert_eq!(m.modalities, ["camera", "imu"]);
@@ -268,26 +286,31 @@ mod tests {
         touch(&root.join("camera/s1.png"));
         std::fs::write(root.join("labels.csv"), "id,label\ns1,a\ns2,b\ns1,c\n").unwrap();
         let out = root.join("m.csv");
-        let e = manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
+        let e =
+            manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
         assert!(e.contains("labels.csv:4:") && e.contains("line 2"), "{e}");
 
         std::fs::write(root.join("labels.csv"), "id,label\ns1,a\ns2,b\n").unwrap();
-        let e = manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
+        let e =
+            manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
         assert!(e.contains("labels.csv:3:") && e.contains("`s2` has no file"), "{e}");
 
         touch(&root.join("camera/s2.png"));
         touch(&root.join("camera/s9.png"));
-        let e = manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
+        let e =
+            manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
         assert!(e.contains("s9.png") && e.contains("no line in"), "{e}");
 
         std::fs::remove_file(root.join("camera/s9.png")).unwrap();
         touch(&root.join("camera/s2.jpg"));
-        let e = manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
+        let e =
+            manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
         assert!(e.contains("s2.png") && e.contains("s2.jpg"), "{e}");
 
         std::fs::remove_file(root.join("camera/s2.jpg")).unwrap();
         touch(&root.join("Bad Name/s1.png"));
-        let e = manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
+        let e =
+            manifest_from_folders(root, &root.join("labels.csv"), &out).unwrap_err().to_string();
         assert!(e.contains("Bad Name"), "{e}");
     }
 }

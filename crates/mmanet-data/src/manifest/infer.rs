@@ -112,7 +112,8 @@ fn modality_columns(path: &Path, text: &str) -> Result<Vec<String>> {
         }
     } else {
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
-        let header = reader.headers().map_err(|e| DataError::list(path, 1, format!("header: {e}")))?;
+        let header =
+            reader.headers().map_err(|e| DataError::list(path, 1, format!("header: {e}")))?;
         for h in header.iter().map(str::trim) {
             if out.iter().any(|c| c == h) {
                 return Err(DataError::list(path, 1, format!("column `{h}` appears twice")));
@@ -159,7 +160,8 @@ fn infer_column(path: &Path, rows: &[Row], m: usize, name: &str) -> Result<Manif
     let Some((first_line, first)) = cells.first().cloned() else {
         return Err(DataError::list(path, 1, format!("column `{name}`: every cell is empty")));
     };
-    let err = |line: usize, msg: String| DataError::list(path, line, format!("column `{name}`: {msg}"));
+    let err =
+        |line: usize, msg: String| DataError::list(path, line, format!("column `{name}`: {msg}"));
     for (line, k) in &cells {
         if std::mem::discriminant(k) != std::mem::discriminant(&first) {
             return Err(err(
@@ -211,7 +213,9 @@ fn infer_column(path: &Path, rows: &[Row], m: usize, name: &str) -> Result<Manif
                 flip: false,
             }
         }
-        CellKind::Npy(shape) => npy_decoder(&cells, first_line, shape).map_err(|(l, m)| err(l, m))?,
+        CellKind::Npy(shape) => {
+            npy_decoder(&cells, first_line, shape).map_err(|(l, m)| err(l, m))?
+        }
     })
 }
 
@@ -230,7 +234,10 @@ fn is_grey(file: &Path) -> std::result::Result<bool, image::ImageError> {
     let decoder = image::ImageReader::open(file)?.with_guessed_format()?.into_decoder()?;
     Ok(matches!(
         decoder.color_type(),
-        image::ColorType::L8 | image::ColorType::La8 | image::ColorType::L16 | image::ColorType::La16
+        image::ColorType::L8
+            | image::ColorType::La8
+            | image::ColorType::L16
+            | image::ColorType::La16
     ))
 }
 
@@ -248,7 +255,10 @@ fn npy_decoder(
         1 | 3 => {
             for (line, s) in shapes {
                 if s.as_slice() != first {
-                    return Err((line, format!("shape {s:?}, but line {first_line} has {first:?}")));
+                    return Err((
+                        line,
+                        format!("shape {s:?}, but line {first_line} has {first:?}"),
+                    ));
                 }
             }
             if first.contains(&0) {
@@ -266,7 +276,10 @@ fn npy_decoder(
                 if s.len() != 2 || s[1] != first[1] {
                     return Err((
                         line,
-                        format!("shape {s:?}: a sequence of {} features (line {first_line}) was expected", first[1]),
+                        format!(
+                            "shape {s:?}: a sequence of {} features (line {first_line}) was expected",
+                            first[1]
+                        ),
                     ));
                 }
                 longest = longest.max(s[0]);
