@@ -845,7 +845,7 @@ impl Trainer {
                 self.scoring,
                 self.device,
             )?;
-            run_report.set_observed(self.cfg.model.set(), &observed);
+            run_report.set_observed(&self.cfg.model.set(), &observed);
         }
         write_atomic(&self.run.report("md"), run_report.to_markdown().as_bytes())?;
         write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;

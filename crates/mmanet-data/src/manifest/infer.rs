@@ -301,3 +301,68 @@ fn npy_decoder(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy(path: &Path, shape: &[usize]) {
+        let n: usize = shape.iter().product();
+        let body: Vec<u8> = (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        crate::npy::write_npy(path, "<f4", shape, &body).unwrap();
+    }
+
+    #[test]
+    fn decoders_follow_from_the_cells() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        image::RgbImage::new(120, 60).save(dir.join("a.png")).unwrap();
+        image::GrayImage::new(8, 8).save(dir.join("g.png")).unwrap();
+        npy(&dir.join("s1.npy"), &[5, 3]);
+        npy(&dir.join("s2.npy"), &[9, 3]);
+        npy(&dir.join("v.npy"), &[4]);
+        std::fs::write(
+            dir.join("m.csv"),
+            "id,label,group,cam,grey,seq,vec,imu\n\
+             1,a,g1,a.png,g.png,s1.npy,v.npy,0.1 0.2\n\
+             2,b,g2,,g.png,s2.npy,,0.3 0.4\n",
+        )
+        .unwrap();
+        let inf = infer_modalities(&dir.join("m.csv")).unwrap();
+        let names: Vec<&str> = inf.modalities.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["cam", "grey", "seq", "vec", "imu"]);
+        assert_eq!((inf.samples, inf.complete, inf.has_split), (2, 1, false));
+        let d: Vec<&ManifestDecoder> = inf.modalities.iter().map(|m| &m.decoder).collect();
+        assert!(
+            matches!(d[0], ManifestDecoder::Image { size: [32, 64], channels: 3, .. }),
+            "{:?}",
+            d[0]
+        );
+        assert!(matches!(d[1], ManifestDecoder::Image { size: [8, 8], channels: 1, .. }));
+        assert_eq!(*d[2], ManifestDecoder::Sequence { max_len: 9, features: 3 });
+        assert_eq!(*d[3], ManifestDecoder::Vector { len: 4, standardize: true });
+        assert_eq!(*d[4], ManifestDecoder::Vector { len: 2, standardize: true });
+    }
+
+    #[test]
+    fn inconsistent_columns_are_errors_naming_line_and_column() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("m.csv");
+        std::fs::write(&m, "id,label,imu\n1,a,0.1 0.2\n2,b,0.3\n").unwrap();
+        let e = infer_modalities(&m).unwrap_err().to_string();
+        assert!(e.contains("m.csv:3:") && e.contains("`imu`") && e.contains("1 numbers"), "{e}");
+
+        image::GrayImage::new(4, 4).save(d.path().join("x.png")).unwrap();
+        std::fs::write(&m, "id,label,imu\n1,a,0.1 0.2\n2,b,x.png\n").unwrap();
+        let e = infer_modalities(&m).unwrap_err().to_string();
+        assert!(e.contains("m.csv:3:") && e.contains("an image file"), "{e}");
+
+        std::fs::write(&m, "id,label,imu,cam\n1,a,0.1,\n2,b,0.3,\n").unwrap();
+        let e = infer_modalities(&m).unwrap_err().to_string();
+        assert!(e.contains("`cam`: every cell is empty"), "{e}");
+
+        std::fs::write(&m, "id,label,split\n1,a,train\n").unwrap();
+        let e = infer_modalities(&m).unwrap_err().to_string();
+        assert!(e.contains("no modality column"), "{e}");
+    }
+}
