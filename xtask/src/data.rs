@@ -23,6 +23,11 @@ commands:
   synth <surf|nyuv2> --out DIR [--n N] [--seed S] [--size PX]
                     write a seeded synthetic set in the CASIA-SURF or NYUv2 layout (runs
                     `mmanet data synth`: the generators live in mmanet-data, which links libtorch)
+  example-manifest [--out DIR] [--n N] [--seed S] [--missing F]
+                    fetch mfeat if needed, then write the example manifest data set (default
+                    datasets/cache/mfeat-manifest: manifest.csv, pixel/*.png; Fourier and
+                    Karhunen-Loeve views inline; 30 % of the digits missing one or two views;
+                    no split column) by running `mmanet data example-manifest`
 ";
 
 /// Entry point of `cargo xtask data ...`.
@@ -38,6 +43,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 .args(["run", "--release", "--quiet", "-p", "mmanet", "--", "data", "synth"])
                 .args(rest),
         ),
+        Some((cmd, rest)) if cmd == "example-manifest" => {
+            fetch(&root, "mfeat")?;
+            crate::util::sh(
+                crate::util::cargo()
+                    .args(["run", "--release", "--quiet", "-p", "mmanet", "--"])
+                    .args(["data", "example-manifest", "--mfeat", "datasets/cache/mfeat"])
+                    .args(rest),
+            )
+        }
         _ => bail!("{USAGE}"),
     }
 }

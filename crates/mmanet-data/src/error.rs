@@ -35,6 +35,16 @@ pub enum DataError {
         /// What is wrong with the line.
         message: String,
     },
+    /// A file or folder where a layout does not allow it (`mmanet data manifest --root`: a
+    /// second file for one sample and modality, a file of an unlisted id, a folder name that
+    /// is not a modality name).
+    #[error("{}: {message}", path.display())]
+    Layout {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// Sizes that must agree do not (image sizes of one sample, feature lengths, batch parts).
     #[error("{context}: size mismatch: expected {expected}, got {got}")]
     Shape {

@@ -114,9 +114,37 @@ fn check_body(path: &Path, descr: &str, shape: &[usize], body: &[u8]) -> Result<
     Ok(())
 }
 
+/// The shape a `.npy` file declares, from its header alone (the data is not read).
+pub fn read_npy_shape(path: &Path) -> Result<Vec<usize>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut head = vec![0u8; 12];
+    let n = f.read(&mut head).map_err(|e| DataError::io(path, e))?;
+    head.truncate(n);
+    let hlen = match head.get(6) {
+        Some(1) if head.len() >= 10 => usize::from(u16::from_le_bytes([head[8], head[9]])) + 10,
+        Some(2 | 3) if head.len() >= 12 => {
+            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize + 12
+        }
+        _ => 0,
+    };
+    let mut bytes = head;
+    if hlen > bytes.len() {
+        let mut rest = vec![0u8; hlen - bytes.len()];
+        f.read_exact(&mut rest).map_err(|e| DataError::io(path, e))?;
+        bytes.extend_from_slice(&rest);
+    }
+    parse_raw(path, bytes).map(|(_, shape, _)| shape)
+}
+
 /// `(descr, shape, data bytes)`.
 fn read_raw(path: &Path) -> Result<(String, Vec<usize>, Vec<u8>)> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_raw(path, bytes)
+}
+
+/// Parses the header of `bytes` (a whole `.npy` file, or its header alone).
+fn parse_raw(path: &Path, bytes: Vec<u8>) -> Result<(String, Vec<usize>, Vec<u8>)> {
     let bad = |m: &str| DataError::decode(path, m.to_string());
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file (bad magic)"));

@@ -323,7 +323,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<ModelFile> {
     let mut tensors = Vec::with_capacity(st.len());
     for (name, view) in st.tensors() {
         let kind = mmanet_models::checkpoint::tch_kind(view.dtype()).ok_or_else(|| {
-            DeployError::format(path, format!("tensor `{name}`: dtype {:?} is not read by this build", view.dtype()))
+            DeployError::format(
+                path,
+                format!("tensor `{name}`: dtype {:?} is not read by this build", view.dtype()),
+            )
         })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;

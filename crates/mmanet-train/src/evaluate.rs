@@ -222,6 +222,65 @@ pub fn evaluate_drawn_masks(
     Ok(report)
 }
 
+/// The "as observed" score of a split: each sample with the modalities it really has
+/// ([`Dataset::availability`]), grouped by availability pattern, and over all samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedScore {
+    /// Metric names, the columns of `values`.
+    pub metrics: Vec<String>,
+    /// `(pattern, samples, values)` per availability pattern that occurs, fewest modalities
+    /// first (then by mask bits).
+    pub patterns: Vec<(ModalityMask, usize, Vec<f64>)>,
+    /// Samples scored.
+    pub samples: usize,
+    /// The metrics over every sample.
+    pub overall: Vec<f64>,
+}
+
+/// Scores `net` once over the loader's data set, each sample with its own availability mask
+/// (`MaskPolicy::Observed`), streaming: counts are accumulated per batch, per pattern.
+pub fn evaluate_observed(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    scoring: Scoring,
+    device: Device,
+) -> Result<ObservedScore, TrainError> {
+    let loader = loader.with_policy(MaskPolicy::Observed)?;
+    let _guard = tch::no_grad_guard();
+    let mut overall = Tally::new(scoring)?;
+    let mut by_pattern: std::collections::BTreeMap<(usize, u32), (usize, Tally)> =
+        std::collections::BTreeMap::new();
+    let mut samples = 0;
+    for batch in loader.iter(0) {
+        let batch = batch?.to_device(device);
+        let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
+        let (labels, preds) = (labels_of(&batch), predictions(&out.logits, &batch.targets));
+        overall.update(&labels, &preds)?;
+        let rows = batch.combos.len();
+        // Per row: one label (classification) or H * W of them (segmentation).
+        let per = labels.len() / rows.max(1);
+        for (b, combo) in batch.combos.iter().enumerate() {
+            let entry = match by_pattern.entry((combo.count(), combo.bits())) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((0, Tally::new(scoring)?))
+                }
+            };
+            entry.0 += 1;
+            entry.1.update(&labels[b * per..(b + 1) * per], &preds[b * per..(b + 1) * per])?;
+        }
+        samples += rows;
+    }
+    let metrics = scoring.empty_report().metrics().to_vec();
+    let patterns = by_pattern
+        .into_iter()
+        .map(|((_, bits), (n, t))| Ok((ModalityMask::from_bits(bits)?, n, t.values())))
+        .collect::<Result<Vec<_>, mmanet_core::CoreError>>()
+        .map_err(|e| TrainError::config("eval", e.to_string()))?;
+    tracing::info!(samples, patterns = patterns.len(), values = ?overall.values(), "evaluated as observed");
+    Ok(ObservedScore { metrics, patterns, samples, overall: overall.values() })
+}
+
 /// The mean of `metric` over the report's combinations.
 pub fn mean_metric(report: &CombinationReport, metric: &str) -> Option<f64> {
     let i = report.metrics().iter().position(|m| m == metric)?;

@@ -21,6 +21,7 @@ pub mod data_spec;
 mod error;
 pub mod evaluate;
 pub mod export;
+pub mod fit;
 pub mod model_spec;
 pub mod optim;
 pub mod predict;

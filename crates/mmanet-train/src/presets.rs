@@ -155,7 +155,7 @@ fn teacher_of(prefix: &str, stage: Stage) -> Option<TeacherConfig> {
 }
 
 /// A small CPU-sized classification run on feature-vector / small-image data (Adam).
-fn small_classification(
+pub(crate) fn small_classification(
     name: &str,
     stage: Stage,
     dataset: DatasetSpec,
@@ -415,7 +415,7 @@ fn synth_nyuv2(stage: Stage) -> TrainConfig {
     c
 }
 
-fn without_teacher(mut c: TrainConfig, name: &str) -> TrainConfig {
+pub(crate) fn without_teacher(mut c: TrainConfig, name: &str) -> TrainConfig {
     c.name = name.into();
     c.method.distillation = Distillation::None;
     c.method.mar = false;

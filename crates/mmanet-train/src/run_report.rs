@@ -35,6 +35,33 @@ pub struct ModelResult {
     pub combinations: Vec<CombinationResult>,
     /// Mean of each metric over the combinations.
     pub average: BTreeMap<String, f64>,
+    /// The test samples as observed (each with the modalities it really has), when some
+    /// lack modalities; absent in reports of complete data and in reports written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedResult>,
+}
+
+/// The "as observed" results of one model: per availability pattern and overall.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObservedResult {
+    /// Samples scored.
+    pub samples: usize,
+    /// Metric name -> value over every sample.
+    pub overall: BTreeMap<String, f64>,
+    /// One entry per availability pattern that occurs, fewest modalities first.
+    pub patterns: Vec<PatternResult>,
+}
+
+/// One availability pattern's row of [`ObservedResult`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatternResult {
+    /// The modalities these samples have (symbols, canonical order).
+    pub present: Vec<String>,
+    /// How many samples have exactly these.
+    pub samples: usize,
+    /// Metric name -> value.
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
 }
 
 /// Results of several models on one data set.
@@ -69,7 +96,37 @@ impl RunReport {
             .collect();
         let average =
             report.average().map(|a| names.iter().cloned().zip(a).collect()).unwrap_or_default();
-        self.results.push(ModelResult { model: model.into(), combinations, average });
+        self.results.push(ModelResult {
+            model: model.into(),
+            combinations,
+            average,
+            observed: None,
+        });
+    }
+
+    /// Attaches `score` (over `set`) to the last model's results.
+    pub fn set_observed(
+        &mut self,
+        set: &mmanet_core::ModalitySet,
+        score: &crate::evaluate::ObservedScore,
+    ) {
+        let named = |v: &[f64]| score.metrics.iter().cloned().zip(v.iter().copied()).collect();
+        let observed = ObservedResult {
+            samples: score.samples,
+            overall: named(&score.overall),
+            patterns: score
+                .patterns
+                .iter()
+                .map(|(mask, n, v)| PatternResult {
+                    present: set.format(*mask).split('+').map(str::to_string).collect(),
+                    samples: *n,
+                    metrics: named(v),
+                })
+                .collect(),
+        };
+        if let Some(last) = self.results.last_mut() {
+            last.observed = Some(observed);
+        }
     }
 
     /// The report of model `index` back as a [`CombinationReport`] (for aggregation).
@@ -126,6 +183,44 @@ impl RunReport {
             s.push_str(&format!(" **{:.2}** |", 100.0 * self.results[*i].average[m]));
         }
         s.push('\n');
+        s.push_str(&self.observed_markdown(&cols));
+        s
+    }
+
+    /// The "as observed" table (empty when no model has one): one row per availability
+    /// pattern with its sample count, then every sample.
+    fn observed_markdown(&self, cols: &[(usize, String)]) -> String {
+        let Some(first) = self.results.iter().find_map(|r| r.observed.as_ref()) else {
+            return String::new();
+        };
+        let mut s = String::from(
+            "\nTest samples as observed (each with the modalities it really has):\n\n| Present | Samples |",
+        );
+        for (i, m) in cols {
+            s.push_str(&format!(" {} {} (%) |", self.results[*i].model, m));
+        }
+        s.push_str("\n| :--- | ---: |");
+        s.push_str(&" ---: |".repeat(cols.len()));
+        s.push('\n');
+        for p in &first.patterns {
+            s.push_str(&format!("| {} | {} |", p.present.join("+"), p.samples));
+            for (i, m) in cols {
+                let v = self.results[*i].observed.as_ref().and_then(|o| {
+                    o.patterns
+                        .iter()
+                        .find(|q| q.present == p.present)
+                        .and_then(|q| q.metrics.get(m))
+                });
+                s.push_str(&v.map_or(" - |".into(), |v| format!(" {:.2} |", 100.0 * v)));
+            }
+            s.push('\n');
+        }
+        s.push_str(&format!("| **All (as observed)** | {} |", first.samples));
+        for (i, m) in cols {
+            let v = self.results[*i].observed.as_ref().and_then(|o| o.overall.get(m));
+            s.push_str(&v.map_or(" - |".into(), |v| format!(" **{:.2}** |", 100.0 * v)));
+        }
+        s.push('\n');
         s
     }
 }
@@ -133,6 +228,36 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_as_observed_results_round_trip_and_are_absent_for_complete_data() {
+        let mut rep = CombinationReport::new(["accuracy"]).unwrap();
+        rep.insert("R", &[0.5]).unwrap();
+        rep.insert("R+D", &[0.75]).unwrap();
+        let mut run = RunReport::new("toy", "classification", vec!["R".into(), "D".into()]);
+        run.push("m", &rep);
+        assert!(!run.to_json().contains("observed"), "complete data: the old shape");
+        assert!(!run.to_markdown().contains("as observed"));
+        let set = mmanet_core::ModalitySet::from_names(["rgb", "depth"]).unwrap();
+        let score = crate::evaluate::ObservedScore {
+            metrics: vec!["accuracy".into()],
+            patterns: vec![
+                (set.parse_mask("R").unwrap(), 3, vec![1.0 / 3.0]),
+                (set.full(), 5, vec![0.8]),
+            ],
+            samples: 8,
+            overall: vec![0.625],
+        };
+        run.set_observed(&set, &score);
+        let back = RunReport::from_json(&run.to_json()).unwrap();
+        assert_eq!(back, run);
+        let o = back.results[0].observed.as_ref().unwrap();
+        assert_eq!(o.patterns[1].present, ["R", "D"]);
+        assert_eq!(o.patterns[1].samples, 5);
+        let md = run.to_markdown();
+        assert!(md.contains("| R | 3 | 33.33 |"), "{md}");
+        assert!(md.contains("| **All (as observed)** | 8 | **62.50** |"), "{md}");
+    }
 
     #[test]
     fn json_shape_and_round_trip() {

@@ -896,7 +896,18 @@ impl Trainer {
         let test = eval_loader(test, self.cfg.data.eval_loader(self.cfg.eval.batch_size))?;
         let report =
             evaluate(self.net.as_ref(), &test, &self.eval_combos(), self.scoring, self.device)?;
-        let run_report = self.run_report(&report);
+        let mut run_report = self.run_report(&report);
+        // Incomplete test data: also each sample with the modalities it really has.
+        let full = self.cfg.model.set().full();
+        if test.samples_with(full).len() < test.dataset().len() {
+            let observed = crate::evaluate::evaluate_observed(
+                self.net.as_ref(),
+                &test,
+                self.scoring,
+                self.device,
+            )?;
+            run_report.set_observed(&self.cfg.model.set(), &observed);
+        }
         write_atomic(&self.run.report("md"), run_report.to_markdown().as_bytes())?;
         write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;
         write_atomic(&self.run.report("json"), run_report.to_json().as_bytes())?;

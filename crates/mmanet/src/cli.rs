@@ -37,6 +37,28 @@ pub(crate) enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Train on a manifest of your own files: infers the modalities and decoders from its
+    /// columns and cells, trains the teacher (complete samples), the modality-dropout baseline
+    /// and MMANet, prints the per-combination table, and writes OUT with the runs, report.*
+    /// and the deployment model (model.safetensors + input_spec.json).
+    Fit {
+        /// The manifest (CSV with a header, or .jsonl): id, label, optional split and group,
+        /// one column per modality.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Where the runs and reports go.
+        #[arg(long, default_value = "runs/fit")]
+        out: PathBuf,
+        /// Print the three inferred configs (TOML) and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Small widths, 10 epochs: for smoke tests (seconds).
+        #[arg(long)]
+        quick: bool,
+        /// `auto`, `cpu` or `cuda:N`.
+        #[arg(long, default_value = "auto")]
+        device: String,
+    },
     /// Train what a TOML config describes.
     Train {
         /// The config (see `mmanet config print`).
@@ -198,6 +220,39 @@ pub(crate) enum DataCommand {
         /// The config.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Write a manifest from `ROOT/<modality>/<id>.<ext>` files and a labels CSV (a missing
+    /// file is a missing modality).
+    Manifest {
+        /// The folder holding one folder per modality.
+        #[arg(long)]
+        root: PathBuf,
+        /// `id,label` (optionally `split`, `group`), one line per sample.
+        #[arg(long)]
+        labels: PathBuf,
+        /// The manifest to write (default: ROOT/manifest.csv); paths in it are relative to it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write the example manifest data set from UCI mfeat (`cargo xtask data example-manifest`
+    /// runs this): pixel view as PNGs, Fourier and Karhunen-Loeve views inline, 30 % of the
+    /// samples missing one or two views.
+    ExampleManifest {
+        /// The fetched mfeat files (`cargo xtask data fetch mfeat`).
+        #[arg(long, default_value = "datasets/cache/mfeat")]
+        mfeat: PathBuf,
+        /// Output folder.
+        #[arg(long, default_value = "datasets/cache/mfeat-manifest")]
+        out: PathBuf,
+        /// A stratified subset of this many digits (default: all 2,000).
+        #[arg(long)]
+        n: Option<usize>,
+        /// Seed of the subset and of the missing views.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Fraction of samples lacking one or two views.
+        #[arg(long, default_value_t = 0.3)]
+        missing: f64,
     },
     /// Write a seeded synthetic data set.
     Synth {

@@ -17,6 +17,9 @@ use crate::progress::Bars;
 pub(crate) fn run(cmd: Command) -> Result<()> {
     match cmd {
         Command::Demo { out, compare, device, quick } => demo(&out, compare, &device, quick),
+        Command::Fit { manifest, out, dry_run, quick, device } => {
+            fit(&manifest, &out, dry_run, quick, &device)
+        }
         Command::Train { config, preset: name, run_dir, overrides } => {
             let mut cfg = match (config, name) {
                 (Some(path), _) => TrainConfig::from_toml_path(&path)?,
@@ -137,6 +140,31 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Data(DataCommand::Check { config }) => data_check(&config),
+        Command::Data(DataCommand::Manifest { root, labels, out }) => {
+            let out = out.unwrap_or_else(|| root.join("manifest.csv"));
+            let m = mmanet_data::manifest::manifest_from_folders(&root, &labels, &out)?;
+            mmanet_fs::write(&out, m.csv.as_bytes())?;
+            eprintln!(
+                "wrote {} ({} samples, {} with every modality; modalities {})",
+                out.display(),
+                m.samples,
+                m.complete,
+                m.modalities.join(", ")
+            );
+            Ok(())
+        }
+        Command::Data(DataCommand::ExampleManifest { mfeat, out, n, seed, missing }) => {
+            let s = mmanet_data::manifest::example::write_mfeat_example(
+                &mfeat, &out, n, seed, missing,
+            )?;
+            eprintln!(
+                "wrote {} ({} samples, {} missing one or two views)",
+                s.manifest.display(),
+                s.samples,
+                s.incomplete
+            );
+            Ok(())
+        }
         Command::Data(DataCommand::Synth { kind: SynthKind::Surf, out, n, seed, size }) => {
             let s = mmanet_data::surf::write_synthetic_surf(&out, n, seed, size)?;
             eprintln!("wrote {} (train/val/test: {:?})", s.root.display(), s.counts);
@@ -249,37 +277,120 @@ fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
             t.checkpoint = teacher_weights.clone();
         }
         let dir = out.join(&cfg.name);
-        let summary = train(cfg.clone(), &dir)?;
-        if cfg.stage == mmanet_train::Stage::Teacher {
-            // The teacher sees every modality by construction: report it, keep it out of the
-            // per-combination table.
-            let avg = summary.report.average().unwrap_or_default();
-            let cols: Vec<String> = summary
-                .report
-                .metrics()
-                .iter()
-                .zip(avg)
-                .map(|(m, v)| format!("{m} {:.2}%", 100.0 * v))
-                .collect();
-            teacher_line = format!("{} (all modalities): {}", cfg.name, cols.join(", "));
-            continue;
-        }
-        let text = std::fs::read_to_string(dir.join("report.json"))?;
-        let one = RunReport::from_json(&text)?;
-        match &mut combined {
-            None => combined = Some(one),
-            Some(c) => c.results.extend(one.results),
-        }
+        train_and_collect(cfg, &dir, &mut combined, &mut teacher_line)?;
     }
     let report = combined.context("no model was trained")?;
+    write_combined(out, &report, &teacher_line)
+}
+
+/// Trains `cfg` into `dir`; a teacher's result becomes `teacher_line` (it sees every
+/// modality by construction, so it stays out of the per-combination table), a student's
+/// report joins `combined`.
+fn train_and_collect(
+    cfg: TrainConfig,
+    dir: &Path,
+    combined: &mut Option<RunReport>,
+    teacher_line: &mut String,
+) -> Result<()> {
+    let summary = train(cfg.clone(), dir)?;
+    if cfg.stage == mmanet_train::Stage::Teacher {
+        let avg = summary.report.average().unwrap_or_default();
+        let cols: Vec<String> = summary
+            .report
+            .metrics()
+            .iter()
+            .zip(avg)
+            .map(|(m, v)| format!("{m} {:.2}%", 100.0 * v))
+            .collect();
+        *teacher_line = format!("{} (all modalities): {}", cfg.name, cols.join(", "));
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(dir.join("report.json"))?;
+    let one = RunReport::from_json(&text)?;
+    match combined {
+        None => *combined = Some(one),
+        Some(c) => c.results.extend(one.results),
+    }
+    Ok(())
+}
+
+/// Writes `out/report.{json,md,svg}` and prints the table and the teacher's line.
+fn write_combined(out: &Path, report: &RunReport, teacher_line: &str) -> Result<()> {
     mmanet_fs::write(&out.join("report.json"), report.to_json().as_bytes())?;
     mmanet_fs::write(&out.join("report.md"), report.to_markdown().as_bytes())?;
     let metric = if report.task == "segmentation" { "miou" } else { "accuracy" };
-    crate::plot::write_svg(&report, metric, &out.join("report.svg"))?;
-    println!("\n{} (test split, {metric})\n", report.dataset);
+    crate::plot::write_svg(report, metric, &out.join("report.svg"))?;
+    println!(
+        "\n{} (test split, {metric}, each combination on the test samples that have it)\n",
+        report.dataset
+    );
     print!("{}", report.to_markdown());
     println!("\nteacher {teacher_line}");
     println!("\nwritten: {}/report.{{json,md,svg}}", out.display());
+    Ok(())
+}
+
+/// `mmanet fit`: infers the teacher, unified and MMANet configs of a manifest
+/// (`mmanet_train::fit`), trains them into `out`, writes the reports and the deployment model.
+fn fit(manifest: &Path, out: &Path, dry_run: bool, quick: bool, device: &str) -> Result<()> {
+    use mmanet_train::fit::{FitOptions, FitRole};
+    let opts = FitOptions { quick, device: device.to_string() };
+    let plan = mmanet_train::fit::plan(manifest, out, &opts)?;
+    eprintln!(
+        "{}: {} samples ({} with every modality, {} of them in the training split), {} classes",
+        plan.manifest.display(),
+        plan.inferred.samples,
+        plan.inferred.complete,
+        plan.complete_train,
+        plan.classes.len()
+    );
+    for m in &plan.inferred.modalities {
+        eprintln!("  {}: {}", m.name, describe_decoder(&m.decoder));
+    }
+    if dry_run {
+        for run in &plan.runs {
+            println!("# {}/config.toml", run.dir.display());
+            println!("{}", run.config.to_toml());
+        }
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut combined: Option<RunReport> = None;
+    let mut teacher_line = String::new();
+    for run in &plan.runs {
+        train_and_collect(run.config.clone(), &run.dir, &mut combined, &mut teacher_line)?;
+    }
+    let report = combined.context("no model was trained")?;
+    write_combined(out, &report, &teacher_line)?;
+    write_model(&plan.run(FitRole::Mmanet).dir, out)?;
+    println!("deployment model: {}/model.safetensors (+ input_spec.json)", out.display());
+    println!(
+        "rerun one with changes: mmanet train --config {}/mmanet/config.toml --set epochs=40",
+        out.display()
+    );
+    eprintln!("fit took {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn describe_decoder(d: &mmanet_data::manifest::ManifestDecoder) -> String {
+    use mmanet_data::manifest::ManifestDecoder as D;
+    match d {
+        D::Image { size, channels, .. } => {
+            format!("image {}x{}, {channels} channel(s) -> small CNN", size[0], size[1])
+        }
+        D::Vector { len, .. } => format!("vector of {len} (standardised) -> MLP"),
+        D::Array { shape } => format!("array {shape:?}"),
+        D::Sequence { max_len, features } => {
+            format!("sequence of up to {max_len} steps x {features} -> 1-D conv")
+        }
+    }
+}
+
+/// The deployment model of a finished student run as one self-describing model file,
+/// `out/model.safetensors` (its best weights without the regularization head, the
+/// architecture, the input spec and the run's identity: docs/model_format.md).
+fn write_model(student_run: &Path, out: &Path) -> Result<()> {
+    mmanet_train::export::export_run(student_run, "best", &out.join("model.safetensors"), None)?;
     Ok(())
 }
 

@@ -13,6 +13,9 @@
 //! s2,dog,img/s2.png,,0.4 0.5 0.6
 //! ```
 
+pub mod example;
+pub mod from_folders;
+pub mod infer;
 mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +28,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use from_folders::{FolderManifest, manifest_from_folders};
+pub use infer::{Inferred, infer_modalities};
 pub use parse::{Cell, RESERVED, Row};
 
 use crate::dataset::index_error;
