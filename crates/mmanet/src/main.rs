@@ -4,8 +4,8 @@
 //! ```text
 //! mmanet demo                                   teacher + MMANet student on synthetic data
 //! mmanet train --config FILE [--set k=v]...     train what the config describes
-//! mmanet resume RUN_DIR                         continue an interrupted run exactly
-//! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json]
+//! mmanet resume RUN_DIR [--set data.dataset.root=DIR]   continue an interrupted run exactly
+//! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json] [--set k=v]
 //! mmanet export CHECKPOINT OUT                  drop the regularization head (auxi_*)
 //! mmanet report RUN_DIR...                      mean ± std across runs
 //! mmanet config print --preset NAME | config list
