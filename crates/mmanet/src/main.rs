@@ -4,8 +4,8 @@
 //! ```text
 //! mmanet demo                                   teacher + MMANet student on synthetic data
 //! mmanet train --config FILE [--set k=v]...     train what the config describes
-//! mmanet resume RUN_DIR                         continue an interrupted run exactly
-//! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json]
+//! mmanet resume RUN_DIR [--set data.dataset.root=DIR]   continue an interrupted run exactly
+//! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json] [--set k=v]
 //! mmanet export RUN_DIR [--out model.safetensors]   one self-describing model file
 //! mmanet serve MODEL [--addr 127.0.0.1:8080]   HTTP prediction with dynamic batching
 //! mmanet inspect MODEL                          print a model file's metadata

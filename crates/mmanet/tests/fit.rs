@@ -3,6 +3,7 @@
 //! manifest, synthetic so a bare clone runs it), `mmanet data manifest --root`, and, when the
 //! mfeat files are fetched, the real example manifest's structure.
 
+#![allow(clippy::print_stderr)] // the visible skip message
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
