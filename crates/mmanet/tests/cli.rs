@@ -187,9 +187,9 @@ fn errors_state_each_cause_once_one_per_line() {
 
     // Weights that are not a safetensors file, and weights that do not exist.
     std::fs::write(d.join("w.safetensors"), "not a checkpoint at all").unwrap();
-    let e = failing(d, &["export", "w.safetensors", "out.safetensors"]);
-    assert!(e.contains("w.safetensors: not a valid safetensors file"), "{e}");
-    let e = failing(d, &["export", "gone.safetensors", "out.safetensors"]);
+    let e = failing(d, &["inspect", "w.safetensors"]);
+    assert!(e.contains("w.safetensors: not a safetensors file"), "{e}");
+    let e = failing(d, &["predict", "gone.safetensors", "--input", "rgb=x.png"]);
     assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
 }
 
