@@ -7,7 +7,7 @@
 //!   `/metrics` (Prometheus text).
 //!
 //! Requests are decoded on tokio's blocking pool and queued (bounded: a full queue answers
-//! 503 with `Retry-After`) for the model's thread ([`batcher`]), which runs them together up
+//! 503 with `Retry-After`) for the model's thread (the `batcher` module), which runs them together up
 //! to `max_batch` samples or `max_delay`: one batch mixes modality subsets through the
 //! per-sample mask. A client that hung up is dropped from the queue. Shutdown stops accepting,
 //! answers what is in flight, then stops the model thread.
