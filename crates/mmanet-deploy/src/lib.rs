@@ -1,6 +1,6 @@
 //! The deployment network as one self-describing file, and prediction with it.
 //!
-//! - [`format`]: the model file (safetensors weights + `__metadata__`: architecture, input
+//! - [`format`](mod@format): the model file (safetensors weights + `__metadata__`: architecture, input
 //!   spec, identity; docs/model_format.md), written atomically and byte-identically.
 //! - [`input`]: raw inputs of any non-empty subset of the modalities to a [`Prepared`] sample,
 //!   as the file's input spec says (decoders and test transforms are data).
