@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use mmanet_data::input_spec::Decoder;
+use mmanet_data::input_spec::{Decoder, InputModality};
 use mmanet_data::{InputSpec, ModalityData, Task};
 
 use crate::format::ModelMetadata;
@@ -46,6 +46,14 @@ impl Prepared {
     pub fn shape_key(&self) -> Vec<Vec<i64>> {
         self.inputs.iter().map(|d| d.shape.clone()).collect()
     }
+}
+
+/// The modalities a [`Prepared::present`] vector marks, in the task's order.
+pub fn present_modalities<'a>(
+    spec: &'a InputSpec,
+    present: &'a [bool],
+) -> impl Iterator<Item = &'a InputModality> + 'a {
+    spec.modalities.iter().zip(present).filter(|(_, p)| **p).map(|(m, _)| m)
 }
 
 /// ESANet's encoder divides by 32 and its decoder adds the skips back, so segmentation inputs

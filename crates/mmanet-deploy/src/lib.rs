@@ -20,5 +20,5 @@ pub use error::{DeployError, Result};
 pub use format::{
     Identity, ModelFile, ModelMetadata, Network, read_metadata, read_model_file, write_model_file,
 };
-pub use input::{Prepared, RawInput, prepare, warmup_sample};
+pub use input::{Prepared, RawInput, prepare, present_modalities, warmup_sample};
 pub use predictor::{Output, Predictor};

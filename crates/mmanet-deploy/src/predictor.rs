@@ -161,6 +161,14 @@ impl Predictor {
     }
 }
 
+/// The most probable class of a softmax and its probability (the first on ties).
+pub fn best_class(probabilities: &[f64]) -> (usize, f64) {
+    probabilities
+        .iter()
+        .enumerate()
+        .fold((0, f64::MIN), |best, (k, &p)| if p > best.1 { (k, p) } else { best })
+}
+
 /// Pixels per label id of a label map (index = id, so index 0 counts void).
 pub fn histogram(labels: &[u8], num_classes: usize) -> Vec<usize> {
     let mut h = vec![0; num_classes + 1];

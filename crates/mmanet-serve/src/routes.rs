@@ -263,23 +263,14 @@ fn prepare_all(s: &State, instances: Vec<Instance>) -> Result<Vec<Prepared>, Api
 }
 
 fn render(meta: &ModelMetadata, output: Output, present: &[bool]) -> Value {
-    let present: Vec<&str> = meta
-        .input_spec
-        .modalities
-        .iter()
-        .zip(present)
-        .filter(|(_, p)| **p)
-        .map(|(m, _)| m.name.as_str())
+    let present: Vec<&str> = mmanet_deploy::present_modalities(&meta.input_spec, present)
+        .map(|m| m.name.as_str())
         .collect();
     match output {
         Output::Classes(probs) => {
             let name =
                 |k: usize| meta.input_spec.classes.get(k).cloned().unwrap_or_else(|| k.to_string());
-            let best = probs
-                .iter()
-                .enumerate()
-                .fold((0, f64::MIN), |b, (k, &p)| if p > b.1 { (k, p) } else { b })
-                .0;
+            let best = mmanet_deploy::predictor::best_class(&probs).0;
             let map: serde_json::Map<String, Value> =
                 probs.iter().enumerate().map(|(k, p)| (name(k), json!(p))).collect();
             json!({"class": name(best), "probabilities": map, "present": present})

@@ -89,7 +89,7 @@ fn raw_inputs(inputs: &[(String, PathBuf)]) -> Vec<(String, RawInput)> {
 }
 
 fn present_names(spec: &InputSpec, present: &[bool]) -> Vec<String> {
-    spec.modalities.iter().zip(present).filter(|(_, p)| **p).map(|(m, _)| m.name.clone()).collect()
+    mmanet_deploy::present_modalities(spec, present).map(|m| m.name.clone()).collect()
 }
 
 /// Predicts one sample from `inputs` (modality name or symbol, file); any non-empty subset of

@@ -147,13 +147,8 @@ pub(crate) fn predict(a: &PredictArgs) -> Result<()> {
 }
 
 fn present(meta: &ModelMetadata, present: &[bool]) -> String {
-    let s: Vec<&str> = meta
-        .input_spec
-        .modalities
-        .iter()
-        .zip(present)
-        .filter(|(_, p)| **p)
-        .map(|(m, _)| m.symbol.as_str())
+    let s: Vec<&str> = mmanet_deploy::present_modalities(&meta.input_spec, present)
+        .map(|m| m.symbol.as_str())
         .collect();
     s.join("+")
 }
@@ -243,9 +238,7 @@ fn predict_manifest(
             let used = present(meta, &prep.present);
             match output {
                 Output::Classes(probs) => {
-                    let (k, pk) = probs.iter().enumerate().fold((0, f64::MIN), |best, (k, &v)| {
-                        if v > best.1 { (k, v) } else { best }
-                    });
+                    let (k, pk) = mmanet_deploy::predictor::best_class(&probs);
                     let name =
                         meta.input_spec.classes.get(k).cloned().unwrap_or_else(|| k.to_string());
                     writeln!(csv, "{},{},{pk:.6},{used}", csv_field(&row.id), csv_field(&name))?;
