@@ -396,7 +396,7 @@ fn write_model(student_run: &Path, out: &Path) -> Result<()> {
     let named = mmanet_models::checkpoint::read_safetensors(&weights)
         .with_context(|| format!("reading {}", weights.display()))?;
     let kept = mmanet_models::checkpoint::without_regularizer(&named);
-    mmanet_models::checkpoint::write_safetensors_atomic(&kept, &out.join("model.safetensors"))?;
+    mmanet_models::checkpoint::write_safetensors_atomic(&kept, out.join("model.safetensors"))?;
     let spec = student_run.join(mmanet_train::predict::INPUT_SPEC_FILE);
     let bytes = std::fs::read(&spec).with_context(|| format!("reading {}", spec.display()))?;
     mmanet_fs::write(&out.join(mmanet_train::predict::INPUT_SPEC_FILE), &bytes)?;
