@@ -2,7 +2,9 @@
 //!
 //! Two problems are fixed here (see README, "libtorch"):
 //! 1. rustc gives binaries no RUNPATH, so nothing would start without `LD_LIBRARY_PATH`.
-//!    We add `RUNPATH=<libtorch>/lib` (`--enable-new-dtags`: `LD_LIBRARY_PATH` still wins elsewhere).
+//!    We add `RUNPATH=<libtorch>/lib:$ORIGIN` (`--enable-new-dtags`: `LD_LIBRARY_PATH` still wins
+//!    elsewhere); `$ORIGIN`, the binary's own folder, is where `cargo xtask bundle` puts the
+//!    libtorch libraries, so a bundled binary starts on a machine without libtorch.
 //! 2. rustc links with `--as-needed`, which drops `libtorch_cuda.so` because nothing references
 //!    its symbols; then `tch::Cuda::is_available()` is false even on a GPU machine. With the
 //!    crate feature `cuda` (or `MMANET_LINK_CUDA=1`) the CUDA libraries are kept as NEEDED.
@@ -16,7 +18,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=MMANET_LINK_CUDA");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags,-rpath,{lib}");
+        println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags,-rpath,{lib}:$ORIGIN");
     } else {
         println!("cargo:warning=DEP_TCH_LIBTORCH_LIB is not set: binaries get no RUNPATH");
     }

@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 use crate::util::{cargo, project_root, sh};
 
 const TORCH_VERSION: &str = "2.11.0";
+/// What the PyTorch reference environment holds besides torch: the step bench's loader needs
+/// numpy and cv2; the serve bench's anchor FastAPI, uvicorn and safetensors.
+const REF_PACKAGES: [&str; 5] =
+    ["numpy", "opencv-python-headless", "fastapi", "uvicorn", "safetensors"];
 const STEP_SCRIPT: &str = "benches/pytorch/surf_step.py";
 const GPU_RUN_SH: &str = "benches/pytorch/gpu_run.sh";
 const GPU_TABLE_PY: &str = "benches/pytorch/gpu_table.py";
@@ -108,6 +112,9 @@ impl Options {
 
 /// `cargo xtask bench [--quick] [--threads T] [--batches 16,64]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
+    if args.first().is_some_and(|a| a == "serve") {
+        return crate::bench_serve::run(&args[1..]);
+    }
     let opts = Options::parse(args)?;
     let root = project_root();
     let out_dir = root.join("target").join("bench");
@@ -294,11 +301,12 @@ fn ensure_data(bin: &Path, data: &Path, n: usize) -> Result<()> {
 }
 
 /// The `--target` folder holding torch for the reference script; installs it once.
-fn ensure_pytorch_env() -> Result<PathBuf> {
+pub(crate) fn ensure_pytorch_env() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
     let dir = PathBuf::from(home).join(format!(".cache/mmanet/pytorch-ref-{TORCH_VERSION}"));
     let marker = dir.join(".mmanet-complete");
-    if marker.is_file() {
+    let wanted = format!("torch=={TORCH_VERSION} {}\n", REF_PACKAGES.join(" "));
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
         return Ok(dir);
     }
     let importable = |dir: &Path| {
@@ -306,7 +314,8 @@ fn ensure_pytorch_env() -> Result<PathBuf> {
             .args([
                 "-c",
                 &format!(
-                    "import torch, numpy; assert torch.__version__.startswith('{TORCH_VERSION}')"
+                    "import torch, numpy, cv2, fastapi, uvicorn, safetensors; \
+                     assert torch.__version__.startswith('{TORCH_VERSION}')"
                 ),
             ])
             .env("PYTHONPATH", dir)
@@ -323,12 +332,13 @@ fn ensure_pytorch_env() -> Result<PathBuf> {
         sh(Command::new("python3")
             .args(["-m", "pip", "install", "--disable-pip-version-check", "--target"])
             .arg(&dir)
-            .args([&format!("torch=={TORCH_VERSION}"), "numpy", "opencv-python-headless"]))?;
+            .arg(format!("torch=={TORCH_VERSION}"))
+            .args(REF_PACKAGES))?;
         if !importable(&dir) {
             bail!("python3 cannot import torch {TORCH_VERSION} from {}", dir.display());
         }
     }
-    crate::util::write(&marker, format!("torch=={TORCH_VERSION} numpy opencv-python-headless\n"))?;
+    crate::util::write(&marker, wanted)?;
     Ok(dir)
 }
 
@@ -389,7 +399,7 @@ fn loadavg() -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

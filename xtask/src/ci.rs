@@ -26,14 +26,28 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// The full fault-injection campaign: the ignored test `full_campaign` of
 /// `crates/mmanet/tests/fault_injection.rs` (CI runs the same machinery on a smaller run).
 pub(crate) fn fault_inject(args: &[String]) -> Result<()> {
-    if let Some(a) = args.first() {
-        bail!("fault-inject takes no arguments, got `{a}` (MMANET_FAULT_SEED=N replays a seed)");
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "mmanet", "--test", "fault_injection", "--", "--ignored"])
+        .args(["--nocapture", "full_campaign"])
+        .env("OMP_NUM_THREADS", "1");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--random-only" => {
+                cmd.env("MMANET_FAULT_RANDOM_ONLY", "1");
+            }
+            "--trials" => {
+                let n: usize = it.next().context("--trials needs a number")?.parse()?;
+                cmd.env("MMANET_FAULT_TRIALS", n.to_string());
+            }
+            other => bail!(
+                "fault-inject: unknown option `{other}` (--random-only, --trials N per \
+                 scenario; MMANET_FAULT_SEED=N replays a seed)"
+            ),
+        }
     }
     let started = std::time::Instant::now();
-    sh(cargo()
-        .args(["test", "-p", "mmanet", "--test", "fault_injection", "--", "--ignored"])
-        .args(["--nocapture", "full_campaign"])
-        .env("OMP_NUM_THREADS", "1"))?;
+    sh(&mut cmd)?;
     eprintln!("fault-inject: all runs resumed bit for bit in {:.0?}", started.elapsed());
     Ok(())
 }

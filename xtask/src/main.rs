@@ -15,6 +15,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bench_serve;
+mod bundle;
 mod ci;
 mod data;
 mod fuzz;
@@ -37,6 +39,7 @@ commands:
                              datasets/cache/<name>/, verifying its sha256 (mfeat, avmnist,
                              basicmotions)
   bench [--quick]            criterion benches + MMANet SURF step, ours vs PyTorch (target/bench/)
+  bench serve [--quick]      `mmanet serve` under load vs a FastAPI + PyTorch anchor (target/bench/serve/)
   repro <name|all> [--seeds N] [--quick] [--out DIR]
                              reproduction study: mfeat3, mfeat6, avmnist, surf-synth,
                              nyuv2-synth (target/repro/<name>/results.{md,json,svg})
@@ -46,6 +49,7 @@ commands:
   fuzz [--cases N] [--target NAME] [--seed S]
                              the parser fuzz targets (crates/mmanet-train/tests/fuzz.rs) with
                              N cases each (default 20000; CI runs 96), printing cases per target
+  bundle [--out DIR]         target/bundle/mmanet: the release binary + its libtorch libraries (no Rust/Python needed)
   gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";
 
@@ -64,6 +68,7 @@ fn main() -> Result<()> {
         "cuda-link-check" => ci::cuda_link_check(),
         "data" => data::run(rest),
         "bench" => bench::run(rest),
+        "bundle" => bundle::run(rest),
         "gpu-bench" => bench::gpu_bench(rest),
         "repro" => repro::run(rest),
         "fault-inject" => ci::fault_inject(rest),

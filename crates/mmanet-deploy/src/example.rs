@@ -59,11 +59,23 @@ pub fn tiny_model(seed: i64) -> Result<ModelFile> {
             })
             .collect(),
     };
+    random_model(model, spec, seed, &format!("example-seed{seed}"))
+}
+
+/// The deployment network of `model` with a random initialisation drawn from `seed`, as a
+/// model file carrying `spec` (for benchmarks and smoke tests of an architecture before any
+/// training: `cargo xtask bench serve` serves the mfeat3 and CASIA-SURF architectures so).
+pub fn random_model(
+    model: NetConfig,
+    spec: InputSpec,
+    seed: i64,
+    run_name: &str,
+) -> Result<ModelFile> {
     tch::manual_seed(seed);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let _net = build_net(&vs.root(), &model, NetRole::Deployment)?;
     let identity = Identity {
-        run_name: format!("example-seed{seed}"),
+        run_name: run_name.to_string(),
         config_sha256: mmanet_fs::sha256_hex(format!("{model:?}").as_bytes()),
         checkpoint_sha256: String::new(),
         mmanet_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -75,6 +75,12 @@ impl Predictor {
         &self.metadata
     }
 
+    /// The network (in evaluation mode whenever it is called with `train = false`), for
+    /// callers that score it on a data set (`mmanet eval MODEL --config DATA`).
+    pub fn net(&self) -> &dyn MultiModalNet {
+        self.net.as_ref()
+    }
+
     /// The device the network runs on.
     pub fn device(&self) -> Device {
         self.device

@@ -342,3 +342,46 @@ pub fn evaluate_checkpoint(
     let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
     evaluate(net.as_ref(), &loader, &combos, scoring, cfg.device())
 }
+
+/// Scores a model file (docs/model_format.md) on one split of `cfg`'s data set, once per
+/// combination in `combos` (the file's default combinations when empty). Only `cfg`'s data,
+/// eval and device settings are used: the architecture and weights are the file's. The data
+/// set must have the file's modalities (by name, in order) and task, or the error says which
+/// differs.
+pub fn evaluate_model_file(
+    cfg: &crate::ValidConfig,
+    file: mmanet_deploy::ModelFile,
+    split: crate::data_spec::Split,
+    combos: &[ModalityMask],
+) -> Result<CombinationReport, TrainError> {
+    let spec_task = file.metadata.input_spec.task;
+    let set = file.metadata.model.modalities();
+    let data = cfg.data.open(split, cfg.seed)?;
+    let names = |s: &mmanet_core::ModalitySet| -> Vec<String> {
+        s.modalities().iter().map(|m| m.name().to_string()).collect()
+    };
+    if names(data.modalities()) != names(&set) {
+        return Err(TrainError::config(
+            "data",
+            format!(
+                "the data set has the modalities {:?}, the model file {:?}",
+                names(data.modalities()),
+                names(&set)
+            ),
+        ));
+    }
+    if data.task() != spec_task {
+        return Err(TrainError::config(
+            "data",
+            format!("the data set's task is {:?}, the model file's {spec_task:?}", data.task()),
+        ));
+    }
+    let combos = if combos.is_empty() { set.default_combinations() } else { combos.to_vec() };
+    for c in &combos {
+        set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
+    }
+    let predictor = mmanet_deploy::Predictor::new(file, cfg.device())?;
+    let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
+    let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
+    evaluate(predictor.net(), &loader, &combos, scoring, cfg.device())
+}

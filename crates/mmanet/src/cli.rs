@@ -85,8 +85,12 @@ pub(crate) enum Command {
     },
     /// Score a run's weights once per modality combination.
     Eval {
-        /// The run folder.
+        /// The run folder, or a model file (`mmanet export`) with `--config`.
         run_dir: PathBuf,
+        /// For a model file: the config whose `[data]` (and `[eval]`, `device`) to score it
+        /// on; its `[model]` is not used (the file's architecture is).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Weights: `best` (default), `last`, or a safetensors path.
         #[arg(long, default_value = "best")]
         weights: String,

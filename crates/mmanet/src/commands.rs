@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_metrics::CombinationReport;
 use mmanet_train::data_spec::Split;
 use mmanet_train::presets::{PRESETS, preset};
@@ -44,19 +45,28 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             print_report(&s.report, Format::Md);
             Ok(())
         }
-        Command::Eval { run_dir, weights, combos, split, format, overrides } => {
-            let run = RunDir::create(&run_dir)?;
-            let cfg = run_config(&run, &overrides)?.check()?;
-            let path = weights_path(&run, &weights)?;
-            let combos = combos
-                .iter()
-                .map(|c| cfg.set().parse_mask(c).with_context(|| format!("--combos `{c}`")))
-                .collect::<Result<Vec<_>>>()?;
+        Command::Eval { run_dir, config, weights, combos, split, format, overrides } => {
             let split = match split {
                 SplitArg::Val => Split::Val,
                 SplitArg::Test => Split::Test,
             };
-            let report = mmanet_train::evaluate::evaluate_checkpoint(&cfg, &path, split, &combos)?;
+            let report = if run_dir.is_file() {
+                eval_model_file(&run_dir, config.as_deref(), &combos, split, &overrides)?
+            } else {
+                if let Some(c) = &config {
+                    bail!(
+                        "--config {} is for a model file; {} is a run folder (its own \
+                         config.toml is used: change the data with --set data.dataset.root=...)",
+                        c.display(),
+                        run_dir.display()
+                    );
+                }
+                let run = RunDir::create(&run_dir)?;
+                let cfg = run_config(&run, &overrides)?.check()?;
+                let path = weights_path(&run, &weights)?;
+                let combos = parse_combos(cfg.set(), &combos)?;
+                mmanet_train::evaluate::evaluate_checkpoint(&cfg, &path, split, &combos)?
+            };
             print_report(&report, format);
             Ok(())
         }
@@ -176,6 +186,36 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--combos` values parsed against `set` (errors name the value).
+fn parse_combos(set: &ModalitySet, combos: &[String]) -> Result<Vec<ModalityMask>> {
+    combos.iter().map(|c| set.parse_mask(c).with_context(|| format!("--combos `{c}`"))).collect()
+}
+
+/// `mmanet eval MODEL_FILE --config DATA`: the file's network on the config's data.
+fn eval_model_file(
+    model: &Path,
+    config: Option<&Path>,
+    combos: &[String],
+    split: Split,
+    overrides: &[String],
+) -> Result<CombinationReport> {
+    let config = config.with_context(|| {
+        format!(
+            "{} is a model file: give the data to score it on with --config FILE (a config \
+             with a [data] section, e.g. the one it was trained with)",
+            model.display()
+        )
+    })?;
+    let file = mmanet_deploy::read_model_file(model)?;
+    let mut cfg = TrainConfig::from_toml_path(config)?;
+    for o in overrides {
+        cfg.set_for_run(o)?;
+    }
+    let cfg = cfg.check()?;
+    let combos = parse_combos(&file.metadata.model.modalities(), combos)?;
+    Ok(mmanet_train::evaluate::evaluate_model_file(&cfg, file, split, &combos)?)
 }
 
 /// A run's `config.toml` (paths inside relative to the run folder) with `--set` overrides of

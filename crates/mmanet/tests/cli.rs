@@ -78,11 +78,28 @@ fn quick_demo_writes_reports_and_export_drops_the_regularizer() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap().lines().count(),
-        4,
-        "header, 2 rows, average"
-    );
+    let from_run = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(from_run.lines().count(), 4, "header, 2 rows, average");
+
+    // The model file alone, copied elsewhere, scored on the data of a config: the same table.
+    let moved = tempfile::tempdir().unwrap();
+    let file = moved.path().join("model.safetensors");
+    std::fs::copy(&deploy, &file).unwrap();
+    let config = dir.path().join("toy-mmanet/config.toml");
+    let out = mmanet()
+        .arg("eval")
+        .arg(&file)
+        .arg("--config")
+        .arg(&config)
+        .args(["--combos", "R,D+I", "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), from_run);
+    let out = mmanet().arg("eval").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is a model file") && stderr.contains("--config"), "{stderr}");
 }
 
 #[test]
