@@ -53,7 +53,7 @@ class DenseBnRelu(nn.Module):
 class ConvStage(nn.Module):
     def __init__(self, c_in, c_out):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.conv = nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)
         self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS)
 
     def forward(self, x):
