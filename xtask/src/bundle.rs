@@ -1,6 +1,7 @@
 //! `cargo xtask bundle [--out DIR] [--no-check]`: a folder that runs `mmanet` (train, predict,
 //! serve...) on a Linux machine without Rust, Python or libtorch: the release binary and every
-//! shared library it loads from the libtorch install, side by side. The binary's RUNPATH ends
+//! shared library it loads from the libtorch install (libtorch's and the CUDA runtime stubs
+//! the CPU wheel's `libtorch_cpu.so` needs), side by side. The binary's RUNPATH ends
 //! with `$ORIGIN` (`build/link_libtorch.rs`), so the loader finds the copies beside it once the
 //! build machine's libtorch path is absent.
 //!
@@ -32,8 +33,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     sh(cargo().args(["build", "--release", "-p", "mmanet", "--bin", "mmanet"]))?;
     let bin = root.join("target/release/mmanet");
-    let libtorch = std::fs::canonicalize(root.join(".libtorch/torch/lib"))
-        .context("no .libtorch/torch/lib: run `cargo xtask setup` first")?;
+    // The whole install (torch/lib and the CUDA runtime stubs under nvidia/ that libtorch_cpu
+    // loads through its own RPATH, which ends with `$ORIGIN`).
+    let libtorch = std::fs::canonicalize(root.join(".libtorch"))
+        .context("no .libtorch: run `cargo xtask setup` first")?;
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
     }
@@ -68,7 +71,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// The libraries `bin` loads from `libtorch` (ldd's closure, resolved paths).
+/// The libraries `bin` loads from the libtorch install `libtorch` (ldd's closure, resolved
+/// paths).
 fn libtorch_deps(bin: &Path, libtorch: &Path) -> Result<Vec<PathBuf>> {
     let out = Command::new("ldd").arg(bin).output().context("cannot run ldd")?;
     if !out.status.success() {
