@@ -18,6 +18,7 @@ mod bench;
 mod ci;
 mod data;
 mod fuzz;
+mod gloo;
 mod repro;
 mod setup;
 mod util;
