@@ -6,7 +6,11 @@
 
 #![allow(clippy::print_stdout)] // cargo reads build-script instructions from stdout
 
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+
+const SHIM: &str = "cpp/c10d_shim.cpp";
+const LIB: &str = "mmanet_c10d_shim";
 
 fn libtorch_lib() -> PathBuf {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
@@ -22,7 +26,7 @@ fn libtorch_lib() -> PathBuf {
 }
 
 fn main() {
-    println!("cargo:rerun-if-changed=cpp/c10d_shim.cpp");
+    println!("cargo:rerun-if-changed={SHIM}");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=MMANET_GLOO_INCLUDE");
@@ -53,7 +57,8 @@ fn main() {
     };
     println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
 
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .pic(true)
         .std("c++17")
@@ -66,13 +71,61 @@ fn main() {
         .define("GLOG_USE_GLOG_EXPORT", None)
         // the c10d and gloo headers warn about unused parameters and the like; not ours
         .warnings(false)
-        .file("cpp/c10d_shim.cpp")
-        .compile("mmanet_c10d_shim");
+        .file(SHIM);
+    compile_cached(&build, &[c10d, gloo.join("gloo/config.h")]);
 
-    // c10d lives in libtorch_cpu (linking `torch` would pull libtorch_cuda on a GPU install
-    // only through torch-sys's own choice); torch-sys adds the search path.
+    // c10d lives in libtorch_cpu; `torch` would also pull libtorch_cuda on a CUDA install.
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags,-rpath,{}", lib.display());
+}
+
+/// Compiles the shim, or reuses the archive an earlier run of this script made with the same
+/// source, compiler, flags and headers. cargo runs the script once per tool and profile (build
+/// and test, clippy, doc: three times in `cargo xtask ci`), and each compile takes 25 s or more
+/// on 2 cores; the archive is kept under `<target>/<profile>/mmanet-sys-shim/<key>/`.
+fn compile_cached(build: &cc::Build, headers: &[PathBuf]) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let compiler = build.get_compiler();
+    let mut key = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(SHIM).expect("reading the shim").hash(&mut key);
+    compiler.path().hash(&mut key);
+    compiler.args().hash(&mut key);
+    let version = std::process::Command::new(compiler.path()).arg("--version").output();
+    version.map(|o| o.stdout).unwrap_or_default().hash(&mut key);
+    for h in headers {
+        h.hash(&mut key);
+        let meta = std::fs::metadata(h).ok();
+        meta.as_ref().map(|m| m.len()).hash(&mut key);
+        meta.and_then(|m| m.modified().ok()).hash(&mut key);
+    }
+    let archive = format!("lib{LIB}.a");
+    let cache = out
+        .ancestors()
+        .nth(3)
+        .map(|profile| profile.join("mmanet-sys-shim").join(format!("{:016x}", key.finish())));
+    let cached = cache.as_ref().map(|c| c.join(&archive)).filter(|a| a.is_file());
+    match cached {
+        Some(a) => {
+            std::fs::copy(&a, out.join(&archive)).expect("copying the cached shim");
+            println!("cargo:rustc-link-search=native={}", out.display());
+            println!("cargo:rustc-link-lib=static={LIB}");
+            // what cc prints for a C++ build on Linux
+            println!("cargo:rustc-link-lib=stdc++");
+        }
+        None => {
+            build.compile(LIB);
+            if let Some(dir) = cache {
+                // Publish with a rename, so a concurrent run never sees half an archive.
+                let tmp = dir.join(format!("{archive}.{}", std::process::id()));
+                let stored = std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::copy(out.join(&archive), &tmp))
+                    .and_then(|_| std::fs::rename(&tmp, dir.join(&archive)));
+                if let Err(e) = stored {
+                    println!("cargo:warning=mmanet-sys: not caching the shim: {e}");
+                }
+            }
+        }
+    }
 }
