@@ -20,6 +20,7 @@ mod bundle;
 mod ci;
 mod data;
 mod fuzz;
+mod gloo;
 mod repro;
 mod setup;
 mod util;

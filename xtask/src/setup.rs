@@ -47,7 +47,7 @@ impl Options {
     }
 }
 
-fn cache_root() -> Result<PathBuf> {
+pub(crate) fn cache_root() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("MMANET_CACHE") {
         return Ok(PathBuf::from(p));
     }
@@ -97,6 +97,7 @@ pub(crate) fn run(opts: &Options) -> Result<()> {
         ),
     }
     link(&dir)?;
+    crate::gloo::run(opts.force)?; // gloo's headers for mmanet-sys (the wheel lacks them)
     eprintln!(
         "ready: `.libtorch` -> {}\n  cargo build / test / run now work with nothing exported.",
         dir.display()
