@@ -231,8 +231,11 @@ pub(crate) fn from_mfeat3_preset(
     c.data.dataset = dataset.clone();
     c.model = NetConfig::Generic(model.clone());
     c.epochs = epochs;
-    c.schedule =
-        LrSchedule::WarmupMultiStep { warmup_epochs: 0, milestones: vec![epochs * 2 / 3], gamma: 0.1 };
+    c.schedule = LrSchedule::WarmupMultiStep {
+        warmup_epochs: 0,
+        milestones: vec![epochs * 2 / 3],
+        gamma: 0.1,
+    };
     c
 }
 

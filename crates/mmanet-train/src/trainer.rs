@@ -309,6 +309,10 @@ impl Trainer {
             (Stage::Student, false) => Role::Deployment,
         };
         let net = cfg.model.build(&vs.root(), role)?;
+        if state.next_epoch == 0 && state.partial.is_none() {
+            // A fresh run (a resumed one loads its checkpoint): ImageNet encoders if configured.
+            cfg.model.load_pretrained(&vs)?;
+        }
         let teacher = match (&cfg.teacher, cfg.stage, cfg.method.needs_teacher()) {
             (Some(t), Stage::Student, true) => Some(load_teacher(&cfg, &t.checkpoint, device)?),
             // `check` refuses a distilling student without a teacher checkpoint.

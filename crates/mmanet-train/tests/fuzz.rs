@@ -290,8 +290,7 @@ fn dotted_keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
 
 #[test]
 fn fuzz_config_set() {
-    let presets: Vec<TrainConfig> =
-        PRESETS.iter().map(|p| p.config()).collect();
+    let presets: Vec<TrainConfig> = PRESETS.iter().map(|p| p.config()).collect();
     let mut keys = Vec::new();
     for p in &presets {
         let doc: toml::Value = toml::from_str(&p.to_toml()).expect("a preset is TOML");
