@@ -35,39 +35,24 @@ names: mfeat3, mfeat6, avmnist, surf-synth, nyuv2-synth, all
 /// The experiment names, in the order `all` runs them.
 const NAMES: &[&str] = &["mfeat3", "mfeat6", "avmnist", "surf-synth", "nyuv2-synth"];
 
-/// One compared model: a run-folder key, a label and its `--set` overrides.
+/// One compared model: its run-folder key, which is also its preset's suffix (the experiment's
+/// preset prefix, `-`, the key: `mfeat3-unified`), and a label. The presets define the models
+/// (`crates/mmanet-train/presets/`); nothing here changes what a model trains.
 struct Model {
     key: &'static str,
     label: &'static str,
     /// Teacher stage (trained first, complete modalities only).
     teacher: bool,
-    sets: &'static [&'static str],
 }
 
-const TEACHER: Model = Model { key: "teacher", label: "teacher", teacher: true, sets: &[] };
-const UNIFIED: Model = Model {
-    key: "unified",
-    label: "modality dropout",
-    teacher: false,
-    sets: &["method.distillation=none", "method.mar=false"],
-};
-const SP: Model = Model {
-    key: "sp",
-    label: "SP-KD",
-    teacher: false,
-    sets: &["method.distillation=sp", "method.mar=false"],
-};
-const MAD: Model =
-    Model { key: "mad", label: "MAD only", teacher: false, sets: &["method.mar=false"] };
-const MAR: Model =
-    Model { key: "mar", label: "MAR only", teacher: false, sets: &["method.distillation=none"] };
-const MMANET: Model = Model { key: "mmanet", label: "MMANet (paper)", teacher: false, sets: &[] };
-const MMANET_REF: Model = Model {
-    key: "mmanet-ref",
-    label: "MMANet (reference code)",
-    teacher: false,
-    sets: &["method.fidelity=reference-code"],
-};
+const TEACHER: Model = Model { key: "teacher", label: "teacher", teacher: true };
+const UNIFIED: Model = Model { key: "unified", label: "modality dropout", teacher: false };
+const SP: Model = Model { key: "sp", label: "SP-KD", teacher: false };
+const MAD: Model = Model { key: "mad", label: "MAD only", teacher: false };
+const MAR: Model = Model { key: "mar", label: "MAR only", teacher: false };
+const MMANET: Model = Model { key: "mmanet", label: "MMANet (paper)", teacher: false };
+const MMANET_REF: Model =
+    Model { key: "mmanet-ref", label: "MMANet (reference code)", teacher: false };
 
 /// Where an experiment's data comes from.
 enum Data {
@@ -81,8 +66,8 @@ enum Data {
 struct Experiment {
     name: &'static str,
     data: Data,
-    teacher_preset: &'static str,
-    student_preset: &'static str,
+    /// The presets are `<preset_prefix>-<model key>`.
+    preset_prefix: &'static str,
     models: Vec<Model>,
     /// Overrides for every run of the experiment (besides seed, device, name, data root).
     sets: Vec<&'static str>,
@@ -99,8 +84,7 @@ fn experiment(name: &str) -> Result<Experiment> {
         "mfeat3" | "mfeat6" => Experiment {
             name: if name == "mfeat3" { "mfeat3" } else { "mfeat6" },
             data: Data::Fetch("mfeat"),
-            teacher_preset: if name == "mfeat3" { "mfeat3-teacher" } else { "mfeat6-teacher" },
-            student_preset: if name == "mfeat3" { "mfeat3-mmanet" } else { "mfeat6-mmanet" },
+            preset_prefix: if name == "mfeat3" { "mfeat3" } else { "mfeat6" },
             models: all(),
             sets: vec![],
             metric: "accuracy",
@@ -120,8 +104,7 @@ fn experiment(name: &str) -> Result<Experiment> {
         "avmnist" => Experiment {
             name: "avmnist",
             data: Data::Fetch("avmnist"),
-            teacher_preset: "avmnist-teacher",
-            student_preset: "avmnist-mmanet",
+            preset_prefix: "avmnist",
             models: all(),
             sets: vec![],
             metric: "accuracy",
@@ -133,8 +116,7 @@ fn experiment(name: &str) -> Result<Experiment> {
         "surf-synth" => Experiment {
             name: "surf-synth",
             data: Data::Synth { kind: "surf", n: 480, size: 128 },
-            teacher_preset: "demo-teacher",
-            student_preset: "demo-mmanet",
+            preset_prefix: "demo",
             models: vec![TEACHER, UNIFIED, MMANET],
             sets: vec![
                 "data.dataset.n=480",
@@ -155,8 +137,7 @@ fn experiment(name: &str) -> Result<Experiment> {
         "nyuv2-synth" => Experiment {
             name: "nyuv2-synth",
             data: Data::Synth { kind: "nyuv2", n: 160, size: 96 },
-            teacher_preset: "synth-nyuv2-teacher",
-            student_preset: "synth-nyuv2-mmanet",
+            preset_prefix: "synth-nyuv2",
             models: vec![TEACHER, UNIFIED, MMANET],
             // The NYUv2 layout has no validation split (the reference validates on test):
             // score only the last epoch, so no checkpoint is picked on the test split.
@@ -328,7 +309,7 @@ fn run_experiment(exp: &Experiment, opts: &Options, bin: &Path) -> Result<()> {
                 eprintln!("{} seed {seed} {}: finished, skipped", exp.name, model.key);
                 continue;
             }
-            let preset = if model.teacher { exp.teacher_preset } else { exp.student_preset };
+            let preset = format!("{}-{}", exp.preset_prefix, model.key);
             let mut sets = vec![
                 format!("seed={seed}"),
                 "device=cpu".to_string(),
@@ -339,12 +320,11 @@ fn run_experiment(exp: &Experiment, opts: &Options, bin: &Path) -> Result<()> {
             if !model.teacher {
                 sets.push(format!("teacher.checkpoint={}", teacher_weights.display()));
             }
-            sets.extend(model.sets.iter().map(|s| s.to_string()));
             if opts.quick {
                 sets.extend(quick_sets(exp));
             }
             let mut cmd = Command::new(bin);
-            cmd.args(["train", "--preset", preset, "--run-dir", &dir.display().to_string()])
+            cmd.args(["train", "--preset", &preset, "--run-dir", &dir.display().to_string()])
                 .env("OMP_NUM_THREADS", "1")
                 .env("MKL_NUM_THREADS", "1")
                 .current_dir(project_root());
@@ -723,4 +703,30 @@ fn by_size_table(s: &mut String, models: &[Value], order: &[String]) {
         let _ = writeln!(s, "| {k} of {max} ({n}) | {} |", cells.join(" | "));
     }
     let _ = writeln!(s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_compared_model_is_a_preset() {
+        let dir = project_root().join("crates/mmanet-train/presets");
+        let mut names = Vec::new();
+        for name in NAMES {
+            let exp = experiment(name).unwrap();
+            assert!(exp.models.first().is_some_and(|m| m.teacher), "{name}: teacher first");
+            for model in &exp.models {
+                let preset = format!("{}-{}", exp.preset_prefix, model.key);
+                let text = std::fs::read_to_string(dir.join(format!("{preset}.toml")))
+                    .unwrap_or_else(|e| panic!("{name}: preset {preset}: {e}"));
+                let doc: toml::Table = toml::from_str(&text).unwrap();
+                assert_eq!(doc["name"].as_str(), Some(preset.as_str()));
+                let stage = if model.teacher { "teacher" } else { "student" };
+                assert_eq!(doc["stage"].as_str(), Some(stage), "{preset}");
+                names.push(preset);
+            }
+        }
+        assert!(names.contains(&"mfeat6-mmanet-ref".to_string()) && names.len() == 27, "{names:?}");
+    }
 }

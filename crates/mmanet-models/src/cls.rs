@@ -20,7 +20,7 @@ use crate::{ModelError, Result};
 
 /// How the branch outputs are fused before the trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", from = "ClsFusionRepr")]
 pub enum ClsFusion {
     /// Channel concatenation in modality order (`SURF_Multi`, `SURF_MMANet`): `M * 2w` channels.
     Concat,
@@ -31,8 +31,27 @@ pub enum ClsFusion {
     },
 }
 
+/// How [`ClsFusion`] is read: `Concat` as a struct variant, so that a key beside `kind =
+/// "concat"` is refused (serde ignores extra keys of an internally tagged unit variant).
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+enum ClsFusionRepr {
+    Concat {},
+    MeanVar { fidelity: Fidelity },
+}
+
+impl From<ClsFusionRepr> for ClsFusion {
+    fn from(r: ClsFusionRepr) -> Self {
+        match r {
+            ClsFusionRepr::Concat {} => ClsFusion::Concat,
+            ClsFusionRepr::MeanVar { fidelity } => ClsFusion::MeanVar { fidelity },
+        }
+    }
+}
+
 /// Configuration of the classification networks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClsNetConfig {
     /// Modalities, one branch each, in input and fusion order.
     pub modalities: ModalitySet,

@@ -25,7 +25,7 @@ use crate::{ModelError, Result};
 
 /// One modality's branch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum BranchConfig {
     /// Feature vectors `[B, in_dim]`: (Linear -> BN -> ReLU) per hidden width, then
     /// Linear -> ReLU to `out_dim`.
@@ -78,7 +78,7 @@ impl BranchConfig {
 
 /// How branch outputs are fused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
+#[serde(rename_all = "snake_case", tag = "kind", from = "GenericFusionRepr")]
 pub enum GenericFusion {
     /// Concatenation `[B, Σ out_dim]` (masked branches are zeros).
     Concat,
@@ -87,6 +87,24 @@ pub enum GenericFusion {
         /// See [`mean_var_fusion`].
         fidelity: Fidelity,
     },
+}
+
+/// How [`GenericFusion`] is read: `Concat` as a struct variant, so that a key beside `kind =
+/// "concat"` is refused (serde ignores extra keys of an internally tagged unit variant).
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
+enum GenericFusionRepr {
+    Concat {},
+    MeanVar { fidelity: Fidelity },
+}
+
+impl From<GenericFusionRepr> for GenericFusion {
+    fn from(r: GenericFusionRepr) -> Self {
+        match r {
+            GenericFusionRepr::Concat {} => GenericFusion::Concat,
+            GenericFusionRepr::MeanVar { fidelity } => GenericFusion::MeanVar { fidelity },
+        }
+    }
 }
 
 /// Which of the three MMANet networks to build.
@@ -103,6 +121,7 @@ pub enum NetRole {
 
 /// Configuration of a [`GenericNet`]; teacher, deployment and student share it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GenericNetConfig {
     /// Modalities in input order.
     pub modalities: ModalitySet,

@@ -201,6 +201,7 @@ impl ModuleT for ResLayer {
 
 /// Configuration of a torchvision-style [`ResNetEncoder`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResNetConfig {
     /// Block type.
     pub block: BlockKind,

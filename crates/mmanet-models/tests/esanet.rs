@@ -1,8 +1,11 @@
 //! ESANet at 64x64 on CPU: shapes, masking at the fusion points, backward, names, init.
 
+use mmanet_models::checkpoint::{named_variables, write_safetensors_atomic};
+use mmanet_models::esanet::EsaNetPretrained;
 use mmanet_models::esanet::blocks::UpsamplePad;
+use mmanet_models::resnet::ResNetEncoder;
 use mmanet_models::resnet::{BlockKind, ResNetConfig};
-use mmanet_models::{EsaNet, EsaNetConfig, MultiModalNet, NetRole};
+use mmanet_models::{EsaNet, EsaNetConfig, ModelError, MultiModalNet, NetRole};
 use tch::{Device, Kind, Tensor, nn};
 
 fn tiny(block: BlockKind) -> EsaNetConfig {
@@ -15,6 +18,7 @@ fn tiny(block: BlockKind) -> EsaNetConfig {
         context_bins: vec![1, 5],
         se_reduction: 4,
         upsample_pad: UpsamplePad::Zero,
+        pretrained: None,
     }
 }
 
@@ -167,4 +171,88 @@ fn learned_upsampling_starts_bilinear_like() {
     );
     assert_eq!(up.size(), [1, 5, 8, 8]);
     assert!((up.get(0).get(0).get(3).get(3).double_value(&[]) - 1.0).abs() < 1e-6);
+}
+
+/// A torchvision-named ResNet file (`conv1`, `bn1`, `layer1..4`, `fc`; no
+/// `num_batches_tracked`, as torchvision's released files) for `cfg`'s encoder, written from an
+/// independently initialised encoder; returns its tensors by name.
+fn torchvision_file(
+    cfg: &EsaNetConfig,
+    path: &std::path::Path,
+    drop: &str,
+) -> std::collections::HashMap<String, Tensor> {
+    let src = nn::VarStore::new(Device::Cpu);
+    let _enc = ResNetEncoder::new(&src.root(), &cfg.encoder);
+    let mut named = named_variables(&src);
+    named.retain(|(n, _)| !n.ends_with("num_batches_tracked") && n != drop);
+    let o = (Kind::Float, Device::Cpu);
+    named.push(("fc.weight".into(), Tensor::randn([1000, cfg.encoder.channels()[4]], o)));
+    named.push(("fc.bias".into(), Tensor::randn([1000], o)));
+    write_safetensors_atomic(&named, path).unwrap();
+    named.into_iter().collect()
+}
+
+#[test]
+fn pretrained_encoders_load_torchvision_names_and_sum_the_depth_stem() {
+    tch::manual_seed(33);
+    let dir = tempfile::tempdir().unwrap();
+    for block in [BlockKind::Basic, BlockKind::Bottleneck] {
+        let cfg = tiny(block);
+        let (rgb_file, depth_file) =
+            (dir.path().join("rgb.safetensors"), dir.path().join("d.safetensors"));
+        let rgb = torchvision_file(&cfg, &rgb_file, "");
+        let depth = torchvision_file(&cfg, &depth_file, "");
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = EsaNet::new(&vs.root(), &cfg, NetRole::Student).unwrap();
+        let before = vs.variables();
+        let decoder_before = before["decoder.conv_out.weight"].copy();
+        let p = EsaNetPretrained { rgb: rgb_file.clone(), depth: depth_file.clone() };
+        let [r, d] = p.load(&vs).unwrap();
+        assert!(r.missing.iter().chain(&d.missing).all(|n| n.ends_with("num_batches_tracked")));
+        let v = vs.variables();
+        for name in rgb.keys().filter(|n| !n.starts_with("fc.")) {
+            assert!(v[&format!("encoder_rgb.{name}")].equal(&rgb[name]), "{block:?} rgb {name}");
+            if name != "conv1.weight" {
+                assert!(
+                    v[&format!("encoder_depth.{name}")].equal(&depth[name]),
+                    "{block:?} {name}"
+                );
+            }
+        }
+        // The depth stem [w, 1, 7, 7] is the file's [w, 3, 7, 7] summed over its input channels.
+        let stem = depth["conv1.weight"].sum_dim_intlist(1, true, None);
+        assert_eq!(v["encoder_depth.conv1.weight"].size(), [8, 1, 7, 7]);
+        assert!(v["encoder_depth.conv1.weight"].allclose(&stem, 1e-6, 1e-7, false));
+        // Nothing outside the encoders changes.
+        assert!(v["decoder.conv_out.weight"].equal(&decoder_before));
+    }
+
+    // A file that lacks an encoder weight is refused naming it.
+    let cfg = tiny(BlockKind::Basic);
+    let bad = dir.path().join("bad.safetensors");
+    torchvision_file(&cfg, &bad, "layer2.0.bn1.weight");
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _net = EsaNet::new(&vs.root(), &cfg, NetRole::Teacher).unwrap();
+    let p = EsaNetPretrained { rgb: bad.clone(), depth: bad };
+    match p.load(&vs) {
+        Err(ModelError::NameMismatch { missing, .. }) => {
+            assert_eq!(missing, ["encoder_rgb.layer2.0.bn1.weight"]);
+        }
+        other => panic!("expected a name mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_pretrained_setting_is_optional_and_checked_by_name() {
+    let mut cfg = tiny(BlockKind::Basic);
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert!(!text.contains("pretrained"), "unset, it is not written: {text}");
+    cfg.pretrained =
+        Some(EsaNetPretrained { rgb: "r.safetensors".into(), depth: "d.safetensors".into() });
+    let text = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(serde_json::from_str::<EsaNetConfig>(&text).unwrap(), cfg);
+    let typo = text.replace("\"depth\":\"d", "\"dept\":\"d");
+    assert_ne!(typo, text);
+    let err = serde_json::from_str::<EsaNetConfig>(&typo).unwrap_err().to_string();
+    assert!(err.contains("dept"), "{err}");
 }

@@ -250,6 +250,11 @@ impl TrainConfig {
     /// Makes relative paths absolute against `dir`.
     pub fn resolve_paths(&mut self, dir: &Path) {
         self.data.resolve_paths(dir);
+        for p in self.model.paths_mut() {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
         if let Some(t) = &mut self.teacher {
             if t.checkpoint.is_relative() {
                 t.checkpoint = dir.join(&t.checkpoint);
@@ -267,6 +272,9 @@ impl TrainConfig {
         let base = absolute(run_root);
         let mut cfg = self.clone();
         cfg.data.dataset.map_root(|root| relative_path(&absolute(root), &base));
+        for p in cfg.model.paths_mut() {
+            *p = relative_path(&absolute(p), &base);
+        }
         if let Some(t) = &mut cfg.teacher {
             t.checkpoint = relative_path(&absolute(&t.checkpoint), &base);
         }
@@ -278,6 +286,9 @@ impl TrainConfig {
     pub fn with_absolute_paths(&self) -> TrainConfig {
         let mut cfg = self.clone();
         cfg.data.dataset.map_root(absolute);
+        for p in cfg.model.paths_mut() {
+            *p = absolute(p);
+        }
         if let Some(t) = &mut cfg.teacher {
             t.checkpoint = absolute(&t.checkpoint);
         }
@@ -581,6 +592,31 @@ mod tests {
             bona_fide_label: None,
             selection,
             select_after,
+        }
+    }
+
+    #[test]
+    fn unknown_model_and_schedule_fields_are_refused() {
+        let cases = [
+            ("toy-mmanet", "[model]\n"),
+            ("toy-mmanet", "[model.fusion]\n"),
+            ("mfeat3-mmanet", "[model]\n"),
+            ("mfeat3-mmanet", "[[model.branches]]\n"),
+            ("synth-nyuv2-mmanet", "[model]\n"),
+            ("synth-nyuv2-mmanet", "[model.encoder]\n"),
+            // A unit variant (`kind = "constant"`, `"concat"`) with a leftover key.
+            ("toy-mmanet", "[schedule]\n"),
+            ("mfeat3-mmanet", "[model.fusion]\n"),
+        ];
+        for (name, table) in cases {
+            let text = crate::presets::find(name).unwrap().text;
+            assert!(text.contains(table), "{name} {table}");
+            let text = text.replacen(table, &format!("{table}n_clases = 3\n"), 1);
+            let err = match TrainConfig::from_toml_str(&text, Path::new(name)) {
+                Ok(_) => panic!("{name} {table}: an unknown field was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("n_clases"), "{name} {table}: {err}");
         }
     }
 

@@ -52,7 +52,7 @@ impl Scoring {
     pub fn selection_metric(&self) -> &'static str {
         match self {
             Scoring::Segmentation { .. } => "miou",
-            _ => "accuracy",
+            Scoring::AntiSpoofing(_) | Scoring::Accuracy => "accuracy",
         }
     }
 }

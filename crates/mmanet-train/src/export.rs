@@ -48,7 +48,13 @@ pub fn model_file(
         mmanet_version: env!("CARGO_PKG_VERSION").to_string(),
         created,
     };
-    let metadata = ModelMetadata::new(network, cfg.model.clone(), spec, identity)?;
+    // The weights are in the file; where the encoders' initial weights came from is not part
+    // of the architecture a model file describes.
+    let mut model = cfg.model.clone();
+    if let mmanet_models::factory::NetConfig::Esanet(c) = &mut model {
+        c.pretrained = None;
+    }
+    let metadata = ModelMetadata::new(network, model, spec, identity)?;
     Ok(ModelFile { metadata, tensors: checkpoint::named_variables(&vs) })
 }
 

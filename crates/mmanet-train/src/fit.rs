@@ -22,10 +22,11 @@ use std::path::{Path, PathBuf};
 use mmanet_core::ModalitySet;
 use mmanet_data::manifest::{Inferred, ManifestDecoder, ManifestModality, ManifestSource};
 use mmanet_data::{DataError, DataSource, Split};
+use mmanet_models::factory::NetConfig;
 use mmanet_models::generic::{BranchConfig, GenericFusion, GenericNetConfig};
 
 use crate::TrainError;
-use crate::config::{Stage, TeacherConfig, TrainConfig};
+use crate::config::{TeacherConfig, TrainConfig};
 use crate::data_spec::DatasetSpec;
 use crate::schedule::LrSchedule;
 
@@ -176,14 +177,8 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
     };
     let dataset = DatasetSpec::Manifest(source);
     let epochs = if opts.quick { 10 } else { 30 };
-    let make = |stage: Stage| {
-        let mut c = crate::presets::small_classification(
-            "fit",
-            stage,
-            dataset.clone(),
-            model.clone(),
-            epochs,
-        );
+    let make = |role: FitRole| {
+        let mut c = from_mfeat3_preset(role, &dataset, &model, epochs);
         c.device = opts.device.clone();
         c.data.batch_size = batch;
         if opts.quick {
@@ -197,11 +192,7 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
     let teacher_dir = out.join(FitRole::Teacher.name());
     let mut runs = Vec::new();
     for role in [FitRole::Teacher, FitRole::Unified, FitRole::Mmanet] {
-        let mut config = match role {
-            FitRole::Teacher => make(Stage::Teacher),
-            FitRole::Unified => crate::presets::without_teacher(make(Stage::Student), "unified"),
-            FitRole::Mmanet => make(Stage::Student),
-        };
+        let mut config = make(role);
         config.name = role.name().to_string();
         if role == FitRole::Mmanet {
             config.teacher = Some(TeacherConfig {
@@ -221,6 +212,31 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
         "fit plan"
     );
     Ok(FitPlan { manifest, inferred, classes: spec.classes, complete_train, runs })
+}
+
+/// The `mfeat3-*` preset of `role` (teacher, unified, MMANet) with the manifest's data set
+/// and network and `epochs` epochs (the learning-rate step at 2/3 of them).
+pub(crate) fn from_mfeat3_preset(
+    role: FitRole,
+    dataset: &DatasetSpec,
+    model: &GenericNetConfig,
+    epochs: usize,
+) -> TrainConfig {
+    let name = match role {
+        FitRole::Teacher => "mfeat3-teacher",
+        FitRole::Unified => "mfeat3-unified",
+        FitRole::Mmanet => "mfeat3-mmanet",
+    };
+    let mut c = crate::presets::preset(name).expect("an embedded preset");
+    c.data.dataset = dataset.clone();
+    c.model = NetConfig::Generic(model.clone());
+    c.epochs = epochs;
+    c.schedule = LrSchedule::WarmupMultiStep {
+        warmup_epochs: 0,
+        milestones: vec![epochs * 2 / 3],
+        gamma: 0.1,
+    };
+    c
 }
 
 /// The generic branch for one modality's decoder.

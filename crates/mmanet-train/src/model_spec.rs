@@ -1,6 +1,8 @@
 //! [`ModelSpec`]: which network a run trains (the models crate's [`NetConfig`]: `arch = "cls"`,
 //! `"generic"` or `"esanet"`), and building it in each role.
 
+use std::path::PathBuf;
+
 use mmanet_core::ModalitySet;
 use mmanet_models::factory::{NetConfig, build_net};
 use mmanet_models::{MultiModalNet, NetRole};
@@ -44,6 +46,11 @@ pub trait ModelSpecExt {
     fn validate(&self) -> Result<(), TrainError>;
     /// Builds the network under `p` (parameter names as the official code).
     fn build(&self, p: &nn::Path<'_>, role: Role) -> Result<Box<dyn MultiModalNet>, TrainError>;
+    /// Loads `model.pretrained` (ESANet's torchvision-named encoder weights) into a network
+    /// built on `vs.root()`; nothing for networks without the setting. Errors name the field.
+    fn load_pretrained(&self, vs: &nn::VarStore) -> Result<(), TrainError>;
+    /// The paths the model section names (`model.pretrained.*`), for resolving them.
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf>;
 }
 
 impl ModelSpecExt for NetConfig {
@@ -69,5 +76,31 @@ impl ModelSpecExt for NetConfig {
 
     fn build(&self, p: &nn::Path<'_>, role: Role) -> Result<Box<dyn MultiModalNet>, TrainError> {
         Ok(build_net(p, self, role.into())?)
+    }
+
+    fn load_pretrained(&self, vs: &nn::VarStore) -> Result<(), TrainError> {
+        let pretrained = match self {
+            NetConfig::Esanet(c) => c.pretrained.as_ref(),
+            NetConfig::Cls(_) | NetConfig::Generic(_) => None,
+        };
+        let Some(p) = pretrained else { return Ok(()) };
+        let [rgb, depth] =
+            p.load(vs).map_err(|e| TrainError::config("model.pretrained", e.to_string()))?;
+        tracing::info!(
+            rgb = %p.rgb.display(),
+            depth = %p.depth.display(),
+            loaded = rgb.loaded.len() + depth.loaded.len(),
+            "encoders initialised from ImageNet weights"
+        );
+        Ok(())
+    }
+
+    fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        match self {
+            NetConfig::Esanet(c) => {
+                c.pretrained.as_mut().map_or(Vec::new(), |p| p.paths_mut().into())
+            }
+            NetConfig::Cls(_) | NetConfig::Generic(_) => Vec::new(),
+        }
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A per-epoch schedule. The reference steps every scheduler once per epoch, at its start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "kebab-case", from = "LrScheduleRepr")]
 pub enum LrSchedule {
     /// The base rate at every epoch.
     Constant,
@@ -34,6 +34,51 @@ pub enum LrSchedule {
         /// Momentum at the rate's peak (reference: 0.85).
         base_momentum: f64,
     },
+}
+
+/// How [`LrSchedule`] is read: `Constant` as a struct variant, so that a key beside `kind =
+/// "constant"` (a leftover `milestones`) is refused; serde ignores extra keys of an internally
+/// tagged unit variant.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum LrScheduleRepr {
+    Constant {},
+    WarmupMultiStep {
+        warmup_epochs: usize,
+        milestones: Vec<usize>,
+        gamma: f64,
+    },
+    OneCycle {
+        pct_start: f64,
+        div_factor: f64,
+        final_div_factor: f64,
+        max_momentum: f64,
+        base_momentum: f64,
+    },
+}
+
+impl From<LrScheduleRepr> for LrSchedule {
+    fn from(r: LrScheduleRepr) -> Self {
+        match r {
+            LrScheduleRepr::Constant {} => LrSchedule::Constant,
+            LrScheduleRepr::WarmupMultiStep { warmup_epochs, milestones, gamma } => {
+                LrSchedule::WarmupMultiStep { warmup_epochs, milestones, gamma }
+            }
+            LrScheduleRepr::OneCycle {
+                pct_start,
+                div_factor,
+                final_div_factor,
+                max_momentum,
+                base_momentum,
+            } => LrSchedule::OneCycle {
+                pct_start,
+                div_factor,
+                final_div_factor,
+                max_momentum,
+                base_momentum,
+            },
+        }
+    }
 }
 
 impl LrSchedule {

@@ -54,6 +54,13 @@ pub(crate) fn class_weights(
 
 /// Labels resized (nearest) to the spatial size of `logits`.
 ///
+/// For the integer factors of the side outputs (8, 16, 32) this picks label pixel
+/// `(y·f, x·f)` for output pixel `(y, x)`, the pixel the released code's target pyramid takes:
+/// ESANet's `MultiScaleLabel` (`src/preprocessing.py`) resizes the cropped label with
+/// `cv2.resize(label, (w // rate, h // rate), interpolation=cv2.INTER_NEAREST)`, whose source
+/// index is `floor(x · rate)` as torch's `nearest` mode is (no half-pixel offset; that would
+/// be OpenCV's `INTER_NEAREST_EXACT`).
+///
 /// # Shapes
 /// - `labels`: `[B, H, W]` i64; `logits`: `[B, K, h, w]` -> `[B, h, w]` i64.
 pub fn labels_like(labels: &Tensor, logits: &Tensor) -> Tensor {

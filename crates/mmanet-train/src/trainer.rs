@@ -309,9 +309,20 @@ impl Trainer {
             (Stage::Student, false) => Role::Deployment,
         };
         let net = cfg.model.build(&vs.root(), role)?;
+        if state.next_epoch == 0 && state.partial.is_none() {
+            // A fresh run (a resumed one loads its checkpoint): ImageNet encoders if configured.
+            cfg.model.load_pretrained(&vs)?;
+        }
         let teacher = match (&cfg.teacher, cfg.stage, cfg.method.needs_teacher()) {
             (Some(t), Stage::Student, true) => Some(load_teacher(&cfg, &t.checkpoint, device)?),
-            _ => None,
+            // `check` refuses a distilling student without a teacher checkpoint.
+            (None, Stage::Student, true) => {
+                return Err(TrainError::config(
+                    "teacher.checkpoint",
+                    "distillation needs a teacher checkpoint",
+                ));
+            }
+            (_, Stage::Teacher, _) | (_, Stage::Student, false) => None,
         };
         let amp = cfg.compute.amp && device.is_cuda();
         let channels_last = cfg.compute.channels_last && device.is_cuda();
@@ -918,7 +929,7 @@ impl Trainer {
     pub fn run_report(&self, report: &CombinationReport) -> crate::run_report::RunReport {
         let task = match self.scoring {
             Scoring::Segmentation { .. } => "segmentation",
-            _ => "classification",
+            Scoring::AntiSpoofing(_) | Scoring::Accuracy => "classification",
         };
         let set = self.cfg.model.set();
         let mods = set.modalities().iter().map(|m| m.symbol().to_string()).collect();

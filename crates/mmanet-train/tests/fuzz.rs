@@ -23,7 +23,7 @@ use mmanet_data::npy::{read_npy_f32, read_npy_i64};
 use mmanet_data::nyuv2::Nyuv2Dataset;
 use mmanet_data::surf::parse_surf_list;
 use mmanet_data::{DataError, DataSource, Split};
-use mmanet_train::presets::{PRESETS, preset};
+use mmanet_train::presets::PRESETS;
 use mmanet_train::{TrainConfig, TrainError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -240,7 +240,7 @@ fn raw_text() -> impl Strategy<Value = Vec<u8>> {
 // ---- TOML configs and --set --------------------------------------------------------------------
 
 fn preset_texts() -> Vec<String> {
-    PRESETS.iter().map(|(n, _)| preset(n).expect("listed preset").to_toml()).collect()
+    PRESETS.iter().map(|p| p.text.to_string()).collect()
 }
 
 /// A parsed config: `check` and `to_toml` do not panic, and a checked config round-trips.
@@ -290,8 +290,7 @@ fn dotted_keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
 
 #[test]
 fn fuzz_config_set() {
-    let presets: Vec<TrainConfig> =
-        PRESETS.iter().map(|(n, _)| preset(n).expect("listed preset")).collect();
+    let presets: Vec<TrainConfig> = PRESETS.iter().map(|p| p.config()).collect();
     let mut keys = Vec::new();
     for p in &presets {
         let doc: toml::Value = toml::from_str(&p.to_toml()).expect("a preset is TOML");

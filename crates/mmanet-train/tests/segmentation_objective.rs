@@ -2,7 +2,8 @@
 //! (docs/method.md §2.2): MAR sums the class-weighted CE over all four outputs of the
 //! regularization decoder (full resolution, /8, /16, /32) on the weak samples only, so the
 //! decoder's side heads train; and SP distillation, which has no segmentation form, is refused
-//! at config check instead of silently training MAD.
+//! at config check instead of silently training MAD; and `model.pretrained` starts a fresh run's
+//! encoders from torchvision-named ImageNet weights.
 
 mod common;
 
@@ -171,4 +172,71 @@ fn sp_distillation_is_refused_for_segmentation_at_check_time() {
     let surf_sp = mmanet_train::presets::preset("surf-sp").unwrap();
     assert_eq!(surf_sp.method.distillation, Distillation::Sp);
     surf_sp.check().expect("SP on a classification net is valid");
+}
+
+#[test]
+fn pretrained_encoders_initialise_a_fresh_run_from_a_config_relative_file() {
+    use mmanet_models::checkpoint::{named_variables, write_safetensors_atomic};
+    use mmanet_models::esanet::EsaNetPretrained;
+    use mmanet_models::factory::NetConfig;
+    use mmanet_models::resnet::ResNetEncoder;
+    use mmanet_train::TrainConfig;
+    use mmanet_train::run_dir::RunDir;
+
+    tch::manual_seed(9);
+    let dir = tempfile::tempdir().unwrap();
+    // A torchvision-named file for the tiny encoder (no num_batches_tracked, with fc.*).
+    let encoder = tiny_esanet().encoder;
+    let src = nn::VarStore::new(Device::Cpu);
+    let _enc = ResNetEncoder::new(&src.root(), &encoder);
+    let mut named = named_variables(&src);
+    named.retain(|(n, _)| !n.ends_with("num_batches_tracked"));
+    named.push((
+        "fc.weight".into(),
+        Tensor::zeros([1000, encoder.channels()[4]], (Kind::Float, Device::Cpu)),
+    ));
+    named.push(("fc.bias".into(), Tensor::zeros([1000], (Kind::Float, Device::Cpu))));
+    std::fs::create_dir(dir.path().join("imagenet")).unwrap();
+    let file = dir.path().join("imagenet").join("r18.safetensors");
+    write_safetensors_atomic(&named, &file).unwrap();
+
+    // The config names the file relative to itself.
+    let mut cfg = tiny_segmentation(Stage::Teacher, dir.path().join("data"), 1);
+    let NetConfig::Esanet(m) = &mut cfg.model else { unreachable!("an ESANet config") };
+    let relative = std::path::PathBuf::from("imagenet/r18.safetensors");
+    m.pretrained = Some(EsaNetPretrained { rgb: relative.clone(), depth: relative });
+    let cfg_path = dir.path().join("cfg.toml");
+    std::fs::write(&cfg_path, cfg.to_toml()).unwrap();
+    let cfg = TrainConfig::from_toml_path(&cfg_path).unwrap();
+
+    let run = RunDir::create(dir.path().join("run")).unwrap();
+    let t = mmanet_train::Trainer::new(cfg.clone().check().unwrap(), run.clone()).unwrap();
+    let (v, sv) = (t.var_store().variables(), src.variables());
+    for name in ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer4.0.bn2.bias"] {
+        assert!(v[&format!("encoder_rgb.{name}")].equal(&sv[name]), "rgb {name}");
+    }
+    assert!(v["encoder_depth.layer3.0.conv2.weight"].equal(&sv["layer3.0.conv2.weight"]));
+    let stem = sv["conv1.weight"].sum_dim_intlist(1, true, None);
+    assert!(v["encoder_depth.conv1.weight"].allclose(&stem, 1e-6, 1e-7, false));
+
+    // The run folder's copy of the config still names the same file.
+    let stored = TrainConfig::from_toml_path(&run.config()).unwrap();
+    assert_eq!(stored.with_absolute_paths(), cfg.with_absolute_paths());
+    let NetConfig::Esanet(m) = &stored.model else { unreachable!() };
+    let p = m.pretrained.as_ref().unwrap();
+    assert!(p.rgb.is_absolute() && p.rgb.ends_with("imagenet/r18.safetensors"), "{p:?}");
+
+    // A missing file is an error naming the setting.
+    let mut gone = cfg;
+    let NetConfig::Esanet(m) = &mut gone.model else { unreachable!() };
+    m.pretrained.as_mut().unwrap().depth = dir.path().join("absent.safetensors");
+    let run = RunDir::create(dir.path().join("run2")).unwrap();
+    match mmanet_train::Trainer::new(gone.check().unwrap(), run) {
+        Err(TrainError::Config { field, message }) => {
+            assert_eq!(field, "model.pretrained");
+            assert!(message.contains("absent.safetensors"), "{message}");
+        }
+        Err(e) => panic!("expected a config error, got {e}"),
+        Ok(_) => panic!("a missing pretrained file must fail"),
+    }
 }

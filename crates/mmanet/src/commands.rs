@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_metrics::CombinationReport;
 use mmanet_train::data_spec::Split;
-use mmanet_train::presets::{PRESETS, preset};
+use mmanet_train::presets::{self, PRESETS, Preset};
 use mmanet_train::run_dir::RunDir;
 use mmanet_train::run_report::RunReport;
 use mmanet_train::state::FileRole;
@@ -24,7 +24,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
         Command::Train { config, preset: name, run_dir, overrides } => {
             let mut cfg = match (config, name) {
                 (Some(path), _) => TrainConfig::from_toml_path(&path)?,
-                (None, Some(name)) => preset_or_err(&name)?,
+                (None, Some(name)) => preset_or_err(&name)?.config(),
                 (None, None) => {
                     bail!("give --config FILE or --preset NAME (see `mmanet config list`)")
                 }
@@ -140,13 +140,14 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             Ok(())
         }
         Command::Config(ConfigCommand::List) => {
-            for (name, what) in PRESETS {
-                println!("{name:<14} {what}");
+            for p in PRESETS {
+                println!("{:<20} {}", p.name, p.description());
             }
             Ok(())
         }
         Command::Config(ConfigCommand::Print { preset: name }) => {
-            print!("{}", preset_or_err(&name)?.to_toml());
+            // The embedded file as it is, comments included.
+            print!("{}", preset_or_err(&name)?.text);
             Ok(())
         }
         Command::Data(DataCommand::Check { config }) => data_check(&config),
@@ -238,9 +239,9 @@ fn weights_path(run: &RunDir, weights: &str) -> Result<PathBuf> {
     })
 }
 
-fn preset_or_err(name: &str) -> Result<TrainConfig> {
-    preset(name).with_context(|| {
-        let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+fn preset_or_err(name: &str) -> Result<&'static Preset> {
+    presets::find(name).with_context(|| {
+        let names: Vec<&str> = PRESETS.iter().map(|p| p.name).collect();
         format!("unknown preset `{name}` (known: {})", names.join(", "))
     })
 }
@@ -308,7 +309,7 @@ fn demo(out: &Path, compare: bool, device: &str, quick: bool) -> Result<()> {
     let mut combined: Option<RunReport> = None;
     let mut teacher_line = String::new();
     for name in names {
-        let mut cfg = preset_or_err(name)?;
+        let mut cfg = preset_or_err(name)?.config();
         cfg.device = device.to_string();
         if let Some(root) = &data_root {
             cfg.set_data_root(root);

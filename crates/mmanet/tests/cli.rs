@@ -16,6 +16,9 @@ fn config_print_is_a_valid_config_and_unknown_presets_are_named() {
     let cfg =
         mmanet_train::TrainConfig::from_toml_str(&text, std::path::Path::new("stdout")).unwrap();
     assert_eq!(cfg.method.lambda_mad, 30.0);
+    // As the embedded file is, its description comment included.
+    assert_eq!(text, mmanet_train::presets::find("surf-mmanet").unwrap().text);
+    assert!(text.starts_with("# CASIA-SURF MMANet student"), "{text}");
 
     let out = mmanet().args(["config", "print", "--preset", "nope"]).output().unwrap();
     assert!(!out.status.success());

@@ -17,11 +17,14 @@ pub mod blocks;
 pub mod context;
 pub mod decoder;
 
+use std::path::PathBuf;
+
 use mmanet_core::ModalitySet;
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
+use crate::checkpoint::{LoadReport, load_torchvision_resnet};
 use crate::generic::NetRole;
 use crate::net::{MultiModalNet, NetOutput, check_inputs, mask_column};
 use crate::resnet::{ResNetConfig, ResNetEncoder};
@@ -32,6 +35,7 @@ use decoder::{Decoder, DecoderOutput};
 
 /// Configuration of [`EsaNet`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EsaNetConfig {
     /// Encoder of both streams (its `in_channels` is the RGB stem's).
     pub encoder: ResNetConfig,
@@ -49,6 +53,44 @@ pub struct EsaNetConfig {
     pub se_reduction: i64,
     /// Learned upsampling padding (`Zero` as in MMANet).
     pub upsample_pad: UpsamplePad,
+    /// ImageNet weights for the two encoders, loaded when a run starts (the released code
+    /// loads torchvision's ImageNet ResNet by default, `src/args.py`
+    /// `--pretrained_on_imagenet`); unset: both encoders start from random weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<EsaNetPretrained>,
+}
+
+/// Torchvision-named ResNet weights for each encoder of an [`EsaNet`], one safetensors file
+/// each (it may be the same file): `conv1.weight`, `bn1.*`, `layer1..4.*` as torchvision's
+/// `resnet34`/`resnet50` `state_dict` names them (`fc.*` is ignored). `scripts/torchvision_to_safetensors.py`
+/// converts a torchvision `.pth`. Relative paths are relative to the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EsaNetPretrained {
+    /// The RGB encoder's weights (stem `conv1.weight` `[w, 3, 7, 7]`).
+    pub rgb: PathBuf,
+    /// The depth encoder's weights: a 3-channel stem `[w, 3, 7, 7]` is summed over its input
+    /// channels into the 1-channel depth stem `[w, 1, 7, 7]`, as the released `ResNet50(...,
+    /// input_channels=1)` does (`torch.sum(weights['conv1.weight'], axis=1, keepdim=True)`).
+    pub depth: PathBuf,
+}
+
+impl EsaNetPretrained {
+    /// Loads both files into the encoders of an [`EsaNet`] built on `vs.root()`
+    /// (`encoder_rgb.*`, `encoder_depth.*`); every encoder variable but `num_batches_tracked`
+    /// must be in its file ([`ModelError::NameMismatch`] otherwise). Returns the RGB and the
+    /// depth load reports.
+    pub fn load(&self, vs: &nn::VarStore) -> Result<[LoadReport; 2]> {
+        Ok([
+            load_torchvision_resnet(vs, "encoder_rgb.", &self.rgb)?,
+            load_torchvision_resnet(vs, "encoder_depth.", &self.depth)?,
+        ])
+    }
+
+    /// Both paths, for resolving them against a folder.
+    pub fn paths_mut(&mut self) -> [&mut PathBuf; 2] {
+        [&mut self.rgb, &mut self.depth]
+    }
 }
 
 impl EsaNetConfig {
@@ -63,6 +105,7 @@ impl EsaNetConfig {
             context_bins: vec![1, 5],
             se_reduction: 16,
             upsample_pad: UpsamplePad::Zero,
+            pretrained: None,
         }
     }
 
