@@ -8,6 +8,9 @@
 //!             [--set key=value]...
 //! ```
 
+// A command-line tool: its output is the JSON line (or path) it prints.
+#![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
+
 use std::path::PathBuf;
 
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
