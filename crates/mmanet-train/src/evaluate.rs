@@ -334,10 +334,7 @@ pub fn evaluate_checkpoint(
     let (_vs, net) = load_for_eval(cfg, weights)?;
     let set = cfg.model.set();
     let data = cfg.data.open(split, cfg.seed)?;
-    let combos = if combos.is_empty() { set.default_combinations() } else { combos.to_vec() };
-    for c in &combos {
-        set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
-    }
+    let combos = checked_combos(&set, combos)?;
     let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
     let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
     evaluate(net.as_ref(), &loader, &combos, scoring, cfg.device())
@@ -376,12 +373,21 @@ pub fn evaluate_model_file(
             format!("the data set's task is {:?}, the model file's {spec_task:?}", data.task()),
         ));
     }
-    let combos = if combos.is_empty() { set.default_combinations() } else { combos.to_vec() };
-    for c in &combos {
-        set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
-    }
+    let combos = checked_combos(&set, combos)?;
     let predictor = mmanet_deploy::Predictor::new(file, cfg.device())?;
     let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
     let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
     evaluate(predictor.net(), &loader, &combos, scoring, cfg.device())
+}
+
+/// `combos` checked against `set` (the set's default combinations when empty).
+fn checked_combos(
+    set: &mmanet_core::ModalitySet,
+    combos: &[ModalityMask],
+) -> Result<Vec<ModalityMask>, TrainError> {
+    let combos = if combos.is_empty() { set.default_combinations() } else { combos.to_vec() };
+    for c in &combos {
+        set.check(*c).map_err(|e| TrainError::config("combos", e.to_string()))?;
+    }
+    Ok(combos)
 }
