@@ -155,6 +155,38 @@ impl Batch {
         self.indices.is_empty()
     }
 
+    /// The samples at `positions` (in that order) as a batch of their own, e.g. micro-batch
+    /// `j` of `K` for gradient accumulation (positions `j, j + K, ...`).
+    ///
+    /// # Shapes
+    /// Every tensor keeps its shape except the first dimension, which becomes
+    /// `positions.len()`; an error if a position is not below `B` or none is given.
+    pub fn select(&self, positions: &[usize]) -> Result<Batch> {
+        let b = self.len();
+        if positions.is_empty() {
+            return Err(DataError::Config("cannot select an empty batch".into()));
+        }
+        if let Some(&p) = positions.iter().find(|&&p| p >= b) {
+            return Err(DataError::shape("batch position", format!("< {b}"), p));
+        }
+        let device = self.mask.device();
+        let pos: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+        let idx = Tensor::f_from_slice(&pos)?.f_to_device(device)?;
+        let pick = |t: &Tensor| t.f_index_select(0, &idx.to_device(t.device()));
+        Ok(Batch {
+            inputs: self.inputs.iter().map(pick).collect::<std::result::Result<_, _>>()?,
+            lengths: self
+                .lengths
+                .iter()
+                .map(|l| l.as_ref().map(pick).transpose())
+                .collect::<std::result::Result<_, _>>()?,
+            mask: pick(&self.mask)?,
+            combos: positions.iter().map(|&p| self.combos[p]).collect(),
+            targets: pick(&self.targets)?,
+            indices: positions.iter().map(|&p| self.indices[p]).collect(),
+        })
+    }
+
     /// A copy with every tensor on `device`.
     pub fn to_device(&self, device: Device) -> Batch {
         Batch {

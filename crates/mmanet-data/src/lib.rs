@@ -58,7 +58,7 @@ pub use batch::Batch;
 pub use dataset::Dataset;
 pub use error::DataError;
 pub use input_spec::InputSpec;
-pub use loader::{BatchIter, DataLoader, LoaderConfig};
+pub use loader::{BatchIter, DataLoader, LoaderConfig, Shard};
 pub use mask_policy::MaskPolicy;
 pub use memory::InMemoryDataset;
 pub use sample::{ModalityData, Sample, Target, Task};

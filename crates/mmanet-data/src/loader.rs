@@ -37,6 +37,43 @@ pub struct LoaderConfig {
     /// pinning copy stays off its thread (PyTorch's `DataLoader(pin_memory=True)`). Only for
     /// data sets with fixed shapes; ignored without CUDA.
     pub pin_memory: Option<tch::Device>,
+    /// Which positions of every batch this loader yields (data-parallel training: rank `r` of
+    /// `W` takes positions `r, r + W, ...` of each batch of the single-process order, so the
+    /// samples, masks and augmentations do not depend on `W`). [`Shard::WHOLE`] by default.
+    pub shard: Shard,
+}
+
+/// Positions `index, index + count, index + 2 count, ...` of every batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// The first position, `0..count`.
+    pub index: usize,
+    /// The stride (the world size).
+    pub count: usize,
+}
+
+impl Shard {
+    /// Every position.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Shard `index` of `count`; an error unless `index < count`.
+    pub fn new(index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count {
+            return Err(DataError::Config(format!("shard {index} of {count}")));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The positions of this shard among `len` positions.
+    pub fn positions(self, len: usize) -> impl Iterator<Item = usize> {
+        (self.index..len).step_by(self.count)
+    }
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard::WHOLE
+    }
 }
 
 impl Default for LoaderConfig {
@@ -50,6 +87,7 @@ impl Default for LoaderConfig {
             prefetch: 2,
             skip_bad_samples: false,
             pin_memory: None,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -101,6 +139,13 @@ impl DataLoader {
             return Err(DataError::Config(
                 "batch_size, threads and prefetch must be at least 1".into(),
             ));
+        }
+        let shard = config.shard;
+        if shard.count == 0 || shard.index >= shard.count || config.batch_size % shard.count != 0 {
+            return Err(DataError::Config(format!(
+                "shard {} of {}: the batch size {} must divide by the number of shards",
+                shard.index, shard.count, config.batch_size
+            )));
         }
         policy.validate(dataset.modalities())?;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -193,6 +238,14 @@ impl DataLoader {
         if self.config.drop_last && chunks.last().is_some_and(|c| c.len() < self.config.batch_size)
         {
             chunks.pop();
+        }
+        let shard = self.config.shard;
+        if shard != Shard::WHOLE {
+            for c in &mut chunks {
+                *c = shard.positions(c.len()).map(|p| c[p]).collect();
+            }
+            // A last partial batch may leave this shard without a sample.
+            chunks.retain(|c| !c.is_empty());
         }
         let (tx, rx) = sync_channel::<Result<Decoded>>(self.config.prefetch);
         let skipped = Arc::new(AtomicUsize::new(0));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_data::{
     Batch, DataError, DataLoader, Dataset, InMemoryDataset, LoaderConfig, MaskPolicy, ModalityData,
-    Sample, Target, Task,
+    Sample, Shard, Target, Task,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -86,6 +86,38 @@ fn one_and_two_threads_give_identical_epochs() {
     assert_eq!(one, two);
     // A different epoch reshuffles and redraws.
     assert_ne!(run(1, 4), one);
+}
+
+/// Data-parallel shards: rank `r` of `W` gets positions `r, r + W, ...` of each batch of the
+/// single-process epoch, with the same masks and the same per-sample noise; micro-batches
+/// selected from a whole batch are the same samples.
+#[test]
+fn shards_take_strided_positions_of_the_single_process_batches() {
+    let ds = noisy(37, vec![]);
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
+    let loader = |shard: Shard| {
+        let cfg = LoaderConfig { shard, ..LoaderConfig::train(8, 42) };
+        DataLoader::new(ds.clone(), MaskPolicy::uniform_all(&set), cfg).unwrap()
+    };
+    let whole: Vec<Batch> = loader(Shard::WHOLE).iter(2).map(Result::unwrap).collect();
+    for w in [2, 4] {
+        for r in 0..w {
+            let shard = Shard::new(r, w).unwrap();
+            let part: Vec<Batch> = loader(shard).iter(2).map(Result::unwrap).collect();
+            assert_eq!(part.len(), whole.len());
+            for (p, b) in part.iter().zip(&whole) {
+                let positions: Vec<usize> = shard.positions(b.len()).collect();
+                assert_eq!(flat(p), flat(&b.select(&positions).unwrap()), "shard {r} of {w}");
+                assert_eq!(p.len(), 8 / w);
+            }
+        }
+    }
+    // The global batch must divide by the number of shards.
+    let cfg = LoaderConfig { shard: Shard::new(0, 3).unwrap(), ..LoaderConfig::train(8, 42) };
+    let err = DataLoader::new(ds.clone(), MaskPolicy::uniform_all(&set), cfg).unwrap_err();
+    assert!(err.to_string().contains("must divide"), "{err}");
+    assert!(Shard::new(2, 2).is_err());
+    assert!(whole[0].select(&[8]).is_err());
 }
 
 #[test]

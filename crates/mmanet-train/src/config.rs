@@ -165,7 +165,7 @@ impl EvalConfig {
 
 /// How the arithmetic runs on the device; none of these change what is computed beyond
 /// floating-point rounding, and every setting is inert on CPU, so one config serves both.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComputeConfig {
     /// Mixed precision on CUDA: fp16 autocast for the networks' forward passes (losses stay
@@ -176,6 +176,44 @@ pub struct ComputeConfig {
     /// under `amp`).
     #[serde(default)]
     pub channels_last: bool,
+    /// Gradient accumulation: each step splits its batch (a rank's share of it in
+    /// data-parallel training) into `accumulate` micro-batches, micro-batch `j` taking
+    /// positions `j, j + K, ...`, and averages their gradients; BatchNorm's running statistics
+    /// keep micro-batch 0's update (as DDP keeps rank 0's buffers). With `K = W` one process
+    /// computes what `W` data-parallel ranks compute (docs/distributed.md). The batch size must
+    /// divide by it.
+    #[serde(default = "one")]
+    pub accumulate: usize,
+    /// Data-parallel training: the longest any collective (and the rendezvous) may wait for
+    /// the other ranks, in seconds, before the run stops with an error.
+    #[serde(default = "default_collective_timeout")]
+    pub collective_timeout_s: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_collective_timeout() -> f64 {
+    300.0
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            amp: false,
+            channels_last: false,
+            accumulate: one(),
+            collective_timeout_s: default_collective_timeout(),
+        }
+    }
+}
+
+impl ComputeConfig {
+    /// The collective timeout as a duration.
+    pub fn collective_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.collective_timeout_s)
+    }
 }
 
 /// Where the frozen teacher comes from (student stage with distillation).
@@ -381,6 +419,20 @@ impl TrainConfig {
         }
         if self.eval.batch_size == 0 {
             return Err(TrainError::config("eval.batch_size", "must be at least 1"));
+        }
+        let k = self.compute.accumulate;
+        if k == 0 || self.data.batch_size % k != 0 {
+            return Err(TrainError::config(
+                "compute.accumulate",
+                format!("must be at least 1 and divide data.batch_size ({})", self.data.batch_size),
+            ));
+        }
+        let t = self.compute.collective_timeout_s;
+        if !(t.is_finite() && (0.001..=1e7).contains(&t)) {
+            return Err(TrainError::config(
+                "compute.collective_timeout_s",
+                format!("must be a number of seconds in [0.001, 1e7], got {t}"),
+            ));
         }
         match (self.eval.selection, self.eval.select_after) {
             (Selection::LastEpoch, Some(_)) => {
@@ -617,6 +669,24 @@ mod tests {
                 Err(e) => e.to_string(),
             };
             assert!(err.contains("n_clases"), "{name} {table}: {err}");
+        }
+    }
+
+    #[test]
+    fn accumulation_and_the_collective_timeout_are_checked() {
+        let mut cfg = crate::presets::preset("toy-mmanet").unwrap();
+        assert_eq!(cfg.compute.accumulate, 1);
+        cfg.set("compute.accumulate=4").unwrap();
+        assert_eq!(cfg.clone().check().unwrap().compute.accumulate, 4);
+        for (set, field) in [
+            ("compute.accumulate=3", "compute.accumulate"), // 16 does not divide by 3
+            ("compute.accumulate=0", "compute.accumulate"),
+            ("compute.collective_timeout_s=0", "compute.collective_timeout_s"),
+        ] {
+            let mut bad = cfg.clone();
+            bad.set(set).unwrap();
+            let err = bad.check().unwrap_err().to_string();
+            assert!(err.contains(field), "{set}: {err}");
         }
     }
 

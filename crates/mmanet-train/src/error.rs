@@ -78,6 +78,17 @@ pub enum TrainError {
     /// A libtorch operation failed.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+    /// A collective of data-parallel training failed (a rank died or hung past the timeout,
+    /// the rendezvous failed); this rank stops.
+    #[error("rank {rank} of {world}: {source}")]
+    Distributed {
+        /// This process's rank.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// What c10d reported.
+        source: mmanet_sys::DistError,
+    },
 }
 
 impl TrainError {

@@ -136,6 +136,41 @@ impl Gradients {
     pub fn flat_mut(&mut self) -> &mut Tensor {
         &mut self.flat
     }
+
+    /// Adds the gradients of another loss of the same optimizer (gradient accumulation); a
+    /// parameter is updated when either loss reached it.
+    pub fn accumulate(&mut self, other: &Gradients) {
+        let _guard = tch::no_grad_guard();
+        let _ = self.flat.g_add_(&other.flat);
+        self.active = match (self.active.take(), &other.active) {
+            (Some(a), Some(b)) => Some(a.maximum(b)),
+            (None, _) | (_, None) => None,
+        };
+    }
+
+    /// Multiplies every gradient by `factor` (the mean of accumulated micro-batches).
+    pub fn scale(&mut self, factor: f64) {
+        let _guard = tch::no_grad_guard();
+        let _ = self.flat.g_mul_scalar_(factor);
+    }
+
+    /// Whether some parameter got no gradient.
+    pub fn has_inactive(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// The `[N]` 0/1 mask of the parameters that got a gradient (ones when all did).
+    pub(crate) fn active_mask(&self) -> Tensor {
+        match &self.active {
+            Some(a) => a.copy(),
+            None => self.flat.ones_like(),
+        }
+    }
+
+    /// Replaces the active mask (`None`: every parameter is updated).
+    pub(crate) fn set_active(&mut self, active: Option<Tensor>) {
+        self.active = active;
+    }
 }
 
 impl Optimizer {
@@ -315,6 +350,17 @@ impl Optimizer {
                 let _ = p.g_sub_(&update);
             }
         }
+    }
+
+    /// The optimizer's state for data-parallel broadcast: the step count and the moment
+    /// buffers `[N]` (`None` before the first step).
+    pub(crate) fn state_mut(&mut self) -> (&mut i64, [&mut Option<Tensor>; 2]) {
+        (&mut self.step, [&mut self.first, &mut self.second])
+    }
+
+    /// The flat parameter buffer `[N]`, for creating moment buffers of its shape.
+    pub(crate) fn flat_params(&self) -> &Tensor {
+        &self.flat
     }
 
     /// Checks that every parameter still lives in the flat buffer (pointer comparisons only).

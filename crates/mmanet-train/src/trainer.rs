@@ -29,7 +29,8 @@ use crate::evaluate::{
     predict_combo,
 };
 use crate::model_spec::{ModelSpecExt, Role};
-use crate::optim::Optimizer;
+use crate::optim::{Gradients, Optimizer};
+use crate::parallel::DataParallel;
 use crate::run_dir::{RunDir, write_atomic};
 use crate::state::{
     Best, CheckpointFile, EpochRecord, FileRole, LossBreakdown, MiningEpoch, PartialEpoch,
@@ -115,6 +116,11 @@ pub struct Trainer {
     legacy_best: Option<std::path::PathBuf>,
     /// The data as opened now (recorded by a new run, compared by a resume).
     data: crate::state::DataFingerprint,
+    /// The other ranks of a data-parallel run (`None`: one process).
+    parallel: Option<DataParallel>,
+    /// The network's buffers (BatchNorm statistics), sorted by name: kept from micro-batch 0
+    /// under `compute.accumulate`, broadcast from rank 0 after every data-parallel step.
+    buffers: Vec<Tensor>,
 }
 
 /// The sha256 of the data set's list files (by path relative to the data root) and the split
@@ -137,7 +143,27 @@ fn fingerprint(
 impl Trainer {
     /// Starts a new run in `run` (which must not hold a started run: use [`Trainer::resume`]).
     pub fn new(cfg: ValidConfig, run: RunDir) -> Result<Self, TrainError> {
-        if run.state().exists() {
+        Self::new_in(cfg, run, None)
+    }
+
+    /// [`Trainer::new`] as one rank of a data-parallel run: every rank calls it with the same
+    /// config; rank 0 writes the run folder and its initial weights are broadcast
+    /// (docs/distributed.md).
+    pub fn new_parallel(
+        cfg: ValidConfig,
+        run: RunDir,
+        parallel: DataParallel,
+    ) -> Result<Self, TrainError> {
+        Self::new_in(cfg, run, Some(parallel))
+    }
+
+    fn new_in(
+        cfg: ValidConfig,
+        run: RunDir,
+        parallel: Option<DataParallel>,
+    ) -> Result<Self, TrainError> {
+        let writer = parallel.as_ref().is_none_or(DataParallel::is_writer);
+        if writer && run.state().exists() {
             return Err(TrainError::checkpoint(
                 &run.state(),
                 "this run folder already holds a run: resume it or choose another folder",
@@ -145,16 +171,36 @@ impl Trainer {
         }
         // Paths inside the run folder's config are relative to it (a moved run still finds its
         // data and teacher when they moved along; `--set data.dataset.root=` otherwise).
-        write_atomic(&run.config(), cfg.relative_to_run(run.root()).to_toml().as_bytes())?;
-        let mut t = Self::build(cfg, run, TrainState::default())?;
-        t.state.data = Some(t.data.clone());
-        // What prediction needs to read raw inputs as this run's data were read.
-        let spec = t.cfg.data.dataset.input_spec(t.cfg.seed)?;
-        crate::predict::save_input_spec(&spec, t.run.root())?;
-        if t.cfg.data.missing.is_some() {
-            write_atomic(&t.run.root().join(MISSING_FILE), t.missing_json()?.as_bytes())?;
+        if writer {
+            write_atomic(&run.config(), cfg.relative_to_run(run.root()).to_toml().as_bytes())?;
         }
+        let mut t = Self::build(cfg, run, TrainState::default(), parallel)?;
+        t.state.data = Some(t.data.clone());
+        if writer {
+            // What prediction needs to read raw inputs as this run's data were read.
+            let spec = t.cfg.data.dataset.input_spec(t.cfg.seed)?;
+            crate::predict::save_input_spec(&spec, t.run.root())?;
+            if t.cfg.data.missing.is_some() {
+                write_atomic(&t.run.root().join(MISSING_FILE), t.missing_json()?.as_bytes())?;
+            }
+        }
+        t.sync_from_rank0()?;
         Ok(t)
+    }
+
+    /// Data-parallel: rank 0's weights, buffers and optimizer state on every rank.
+    fn sync_from_rank0(&mut self) -> Result<(), TrainError> {
+        let Some(p) = &mut self.parallel else { return Ok(()) };
+        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let tensors: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
+        p.broadcast_tensors(&tensors)?;
+        p.broadcast_optimizer(&mut self.opt)
+    }
+
+    /// Whether this process writes the run folder (always, but for ranks other than 0).
+    fn writes(&self) -> bool {
+        self.parallel.as_ref().is_none_or(DataParallel::is_writer)
     }
 
     /// Continues the run in `run` exactly where its last checkpoint left it.
@@ -173,8 +219,51 @@ impl Trainer {
     /// changed number of training or validation samples an error (the loader position and the
     /// mining inputs would not fit).
     pub fn resume_with(run: RunDir, cfg: ValidConfig) -> Result<Self, TrainError> {
-        let state = run.read_state()?;
-        let mut t = Self::build(cfg, run, state)?;
+        Self::resume_in(run, cfg, None)
+    }
+
+    /// [`Trainer::resume_with`] as one rank of a data-parallel run: rank 0 reads the
+    /// checkpoint and broadcasts its state, weights and optimizer state (the other ranks need
+    /// no access to the run folder).
+    pub fn resume_parallel(
+        run: RunDir,
+        cfg: ValidConfig,
+        parallel: DataParallel,
+    ) -> Result<Self, TrainError> {
+        Self::resume_in(run, cfg, Some(parallel))
+    }
+
+    fn resume_in(
+        run: RunDir,
+        cfg: ValidConfig,
+        mut parallel: Option<DataParallel>,
+    ) -> Result<Self, TrainError> {
+        let state = match &mut parallel {
+            None => run.read_state()?,
+            Some(p) => {
+                // Rank 0 sends the state (empty when it could not read it, so that every
+                // rank stops instead of waiting for the next collective).
+                let read = if p.is_writer() { Some(run.read_state()) } else { None };
+                let json = match &read {
+                    Some(Ok(s)) => serde_json::to_vec(s).expect("state serialises"),
+                    Some(Err(_)) | None => Vec::new(),
+                };
+                let agreed = p.broadcast_bytes(&json)?;
+                match read {
+                    Some(r) => r?,
+                    None if agreed.is_empty() => {
+                        return Err(TrainError::checkpoint(
+                            &run.state(),
+                            "rank 0 could not read the checkpoint (its error is in its log)",
+                        ));
+                    }
+                    None => serde_json::from_slice(&agreed).map_err(|e| {
+                        TrainError::checkpoint(&run.state(), format!("from rank 0: {e}"))
+                    })?,
+                }
+            }
+        };
+        let mut t = Self::build(cfg, run, state, parallel)?;
         match &t.state.data {
             Some(then) => {
                 let now = &t.data;
@@ -204,7 +293,10 @@ impl Trainer {
             None => t.state.data = Some(t.data.clone()),
         }
         let started = t.state.next_epoch > 0 || t.state.partial.is_some();
-        if !t.state.checkpoint.is_empty() {
+        let writer = t.writes();
+        if !writer {
+            // Rank 0 loads the checkpoint; its values arrive below.
+        } else if !t.state.checkpoint.is_empty() {
             t.run.verify(&t.state.checkpoint)?;
             let path = |role: FileRole| -> Result<Option<std::path::PathBuf>, TrainError> {
                 t.state.file(role, None).map(|f| t.run.file_path(f)).transpose()
@@ -240,7 +332,8 @@ impl Trainer {
             let best = t.run.legacy_path(FileRole::Best);
             t.legacy_best = (t.state.best.is_some() && best.exists()).then_some(best);
         }
-        if started {
+        t.sync_from_rank0()?;
+        if started && writer {
             t.write_metrics()?;
             let at = match &t.state.partial {
                 Some(p) => format!("epoch {}, step {}", p.epoch, p.steps),
@@ -252,8 +345,20 @@ impl Trainer {
         Ok(t)
     }
 
-    fn build(cfg: ValidConfig, run: RunDir, state: TrainState) -> Result<Self, TrainError> {
+    fn build(
+        cfg: ValidConfig,
+        run: RunDir,
+        state: TrainState,
+        parallel: Option<DataParallel>,
+    ) -> Result<Self, TrainError> {
         let device = cfg.device();
+        let shard = match &parallel {
+            Some(p) => {
+                check_parallel(&cfg, p)?;
+                p.shard()
+            }
+            None => mmanet_data::Shard::WHOLE,
+        };
         let set = cfg.set().clone();
         let train = cfg.data.open(Split::Train, cfg.seed)?;
         let val = cfg.data.open(Split::Val, cfg.seed)?;
@@ -274,6 +379,7 @@ impl Trainer {
         let policy = cfg.data.train_policy(&set, cfg.train_combos(), teacher_stage);
         let loader_cfg = LoaderConfig {
             pin_memory: device.is_cuda().then_some(device),
+            shard,
             ..cfg.data.train_loader(cfg.seed)
         };
         let full = set.full();
@@ -334,6 +440,10 @@ impl Trainer {
             }
         }
         let opt = Optimizer::new(&vs, cfg.optimizer.clone());
+        let mut buffers: Vec<(String, Tensor)> =
+            vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
+        buffers.sort_by(|a, b| a.0.cmp(&b.0));
+        let buffers = buffers.into_iter().map(|(_, t)| t).collect();
         let weak = match &state.weak_set {
             Some(w) => {
                 let combos = set.parse_masks(w).map_err(|e| {
@@ -375,6 +485,8 @@ impl Trainer {
             state,
             weak,
             legacy_best: None,
+            parallel,
+            buffers,
         })
     }
 
@@ -451,7 +563,12 @@ impl Trainer {
     pub fn run(&mut self, obs: &mut dyn Observer) -> Result<TrainSummary, TrainError> {
         let first = self.state.next_epoch;
         self.train_epochs(usize::MAX, obs)?;
-        let report = self.test_report()?;
+        // Data-parallel: rank 0 scores the test split and writes the report.
+        let report = if self.writes() {
+            self.test_report()?
+        } else {
+            CombinationReport::new(std::iter::empty::<&str>())?
+        };
         Ok(TrainSummary {
             epochs_run: self.cfg.epochs.saturating_sub(first),
             best: self.state.best,
@@ -527,7 +644,18 @@ impl Trainer {
         };
         for batch in iter.by_ref() {
             let batch = transfer::to_device(batch?, self.device, self.transfer);
-            let (loss, parts) = self.objective(&batch, epoch)?;
+            let (mut grads, parts) = self.gradients(&batch, epoch)?;
+            let asked = obs.should_stop();
+            let (parts, stop) = match &mut self.parallel {
+                Some(p) => {
+                    let agreed = p.agree_step(&parts, asked, grads.has_inactive())?;
+                    if agreed.parts.total.is_finite() {
+                        p.average_gradients(&mut grads, agreed.inactive)?;
+                    }
+                    (agreed.parts, agreed.stop)
+                }
+                None => (parts, asked),
+            };
             if !parts.total.is_finite() {
                 let what = if !parts.ce.is_finite() {
                     "cross-entropy"
@@ -538,17 +666,74 @@ impl Trainer {
                 };
                 return Err(TrainError::NonFinite { epoch, step: steps, what: what.into() });
             }
-            let grads = self.opt.backward(&self.scaler.scale(&loss));
             self.scaler.step(&mut self.opt, grads);
+            if let Some(p) = &mut self.parallel {
+                // DDP's `broadcast_buffers`: BatchNorm statistics follow rank 0.
+                p.broadcast_tensors(&self.buffers)?;
+            }
             sum.add(&parts);
             steps += 1;
             obs.on_step(epoch, steps, &parts);
-            if obs.should_stop() && steps < self.train_loader.num_batches() {
+            if stop && steps < self.train_loader.num_batches() {
                 return Ok(EpochPass::Stopped(PartialEpoch { epoch, steps, sum }));
             }
         }
         let mean = if steps > 0 { sum.scaled(1.0 / steps as f64) } else { sum };
         Ok(EpochPass::Done { steps, mean, skipped: iter.skipped() })
+    }
+
+    /// The averaged gradients of one batch and its mean loss parts: one backward pass, or with
+    /// `compute.accumulate = K` one per micro-batch (positions `j, j + K, ...`), BatchNorm's
+    /// running statistics kept as micro-batch 0 left them.
+    ///
+    /// # Shapes
+    /// `batch`: as [`Trainer::objective`]; its size must divide by `K` (checked with the config).
+    fn gradients(
+        &mut self,
+        batch: &Batch,
+        epoch: usize,
+    ) -> Result<(Gradients, LossBreakdown), TrainError> {
+        let k = self.cfg.compute.accumulate;
+        if k <= 1 {
+            let (loss, parts) = self.objective(batch, epoch)?;
+            return Ok((self.opt.backward(&self.scaler.scale(&loss)), parts));
+        }
+        let mut total: Option<Gradients> = None;
+        let mut sum = LossBreakdown::default();
+        let mut kept: Option<Vec<Tensor>> = None;
+        let mut micro_batches = 0;
+        for j in 0..k {
+            let positions: Vec<usize> =
+                mmanet_data::Shard { index: j, count: k }.positions(batch.len()).collect();
+            if positions.is_empty() {
+                continue;
+            }
+            let micro = batch.select(&positions)?;
+            let (loss, parts) = self.objective(&micro, epoch)?;
+            let grads = self.opt.backward(&self.scaler.scale(&loss));
+            if kept.is_none() {
+                kept = Some(tch::no_grad(|| self.buffers.iter().map(Tensor::copy).collect()));
+            }
+            match &mut total {
+                Some(t) => t.accumulate(&grads),
+                None => total = Some(grads),
+            }
+            sum.add(&parts);
+            micro_batches += 1;
+        }
+        if let Some(kept) = kept {
+            tch::no_grad(|| {
+                for (b, k) in self.buffers.iter().zip(&kept) {
+                    b.shallow_clone().copy_(k);
+                }
+            });
+        }
+        let mut grads = total.ok_or_else(|| {
+            TrainError::config("compute.accumulate", "a batch without samples cannot be split")
+        })?;
+        let n = micro_batches as f64;
+        grads.scale(1.0 / n);
+        Ok((grads, sum.scaled(1.0 / n)))
     }
 
     /// Runs a network's forward pass, under fp16 autocast when `compute.amp` is on; the outputs
@@ -724,11 +909,13 @@ impl Trainer {
             "weak_set": combos,
             "mining_epochs": self.state.mining.iter().map(|m| m.epoch).collect::<Vec<_>>(),
         });
-        write_atomic(
-            &self.run.weak_set(),
-            serde_json::to_string_pretty(&json).expect("json").as_bytes(),
-        )?;
-        self.run.append_log(&format!("weak set: {}", json["weak_set"]))?;
+        if self.writes() {
+            write_atomic(
+                &self.run.weak_set(),
+                serde_json::to_string_pretty(&json).expect("json").as_bytes(),
+            )?;
+            self.run.append_log(&format!("weak set: {}", json["weak_set"]))?;
+        }
         self.state.weak_set = Some(combos.clone());
         obs.on_weak_set(&combos);
         self.weak = Some(weak);
@@ -801,6 +988,9 @@ impl Trainer {
         next.partial = None;
         next.history.push(record.clone());
         self.commit(next, Some(record.epoch), new_best)?;
+        if !self.writes() {
+            return Ok(());
+        }
         self.write_metrics()?;
         self.run.append_log(&format!(
             "epoch {} lr {:e} steps {} loss {:.6} ce {:.6} distill {:.6} mar {:.6} val {} ({:.1}s)",
@@ -841,6 +1031,11 @@ impl Trainer {
             (None, Some(e)) => format!("e{e:04}"),
             (None, None) => format!("e{:04}-s000000", next.next_epoch),
         };
+        if !self.writes() {
+            // Other ranks keep the same state without files (rank 0 writes them).
+            self.state = next;
+            return Ok(());
+        }
         let old = std::mem::take(&mut next.checkpoint);
         let path = self.run.fresh_checkpoint(&format!("weights-{tag}"), &old);
         let w = checkpoint::save_var_store(&self.vs, &path).map_err(TrainError::from_model)?;
@@ -983,6 +1178,30 @@ fn load_teacher(
     let (mut vs, net) = load_net(&cfg.model, Role::Teacher, device, path, missing)?;
     vs.freeze();
     Ok(Teacher { _vs: vs, net })
+}
+
+/// The checks data-parallel training needs beyond [`TrainConfig::check`]: CPU tensors (the
+/// Gloo backend; NCCL is not built) and a global batch that divides by the world size times
+/// `compute.accumulate`.
+fn check_parallel(cfg: &ValidConfig, p: &DataParallel) -> Result<(), TrainError> {
+    if cfg.device().is_cuda() {
+        return Err(TrainError::config(
+            "device",
+            "data-parallel training runs on CPU tensors over Gloo; the NCCL backend for CUDA \
+             is not built yet (docs/distributed.md): use device = \"cpu\" or one process",
+        ));
+    }
+    let (w, k, b) = (p.world_size(), cfg.compute.accumulate, cfg.data.batch_size);
+    if b % (w * k) != 0 {
+        return Err(TrainError::config(
+            "data.batch_size",
+            format!(
+                "the global batch {b} must divide by the world size {w} times \
+                 compute.accumulate {k}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The samples of `data` that have every modality; an error naming the count when they do not

@@ -73,6 +73,10 @@ pub(crate) enum Command {
         /// Override a field, e.g. `--set epochs=3 --set method.fidelity=reference-code`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Data-parallel training in N local worker processes (CPU, Gloo), the torch threads
+        /// split between them; under torchrun (`WORLD_SIZE` set) this is ignored.
+        #[arg(long, value_name = "N")]
+        nproc: Option<usize>,
     },
     /// Continue an interrupted run from its last finished epoch.
     Resume {
@@ -82,6 +86,9 @@ pub(crate) enum Command {
         /// `data.dataset.*`, `data.threads`, `data.prefetch` and `device`; repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
+        /// Data-parallel in N local worker processes, as `train --nproc`.
+        #[arg(long, value_name = "N")]
+        nproc: Option<usize>,
     },
     /// Score a run's weights once per modality combination.
     Eval {

@@ -21,7 +21,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
         Command::Fit { manifest, out, dry_run, quick, device } => {
             fit(&manifest, &out, dry_run, quick, &device)
         }
-        Command::Train { config, preset: name, run_dir, overrides } => {
+        Command::Train { config, preset: name, run_dir, overrides, nproc } => {
             let mut cfg = match (config, name) {
                 (Some(path), _) => TrainConfig::from_toml_path(&path)?,
                 (None, Some(name)) => preset_or_err(&name)?.config(),
@@ -33,16 +33,30 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                 cfg.set(o)?;
             }
             let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+            if let Some(n) = crate::distributed::launch_here(nproc) {
+                return crate::distributed::launch(n, cfg.compute.collective_timeout(), &dir);
+            }
             train(cfg, &dir).map(|_| ())
         }
-        Command::Resume { run_dir, overrides } => {
+        Command::Resume { run_dir, overrides, nproc } => {
             let run = RunDir::create(&run_dir)?;
             let cfg = run_config(&run, &overrides)?.check()?;
+            if let Some(n) = crate::distributed::launch_here(nproc) {
+                return crate::distributed::launch(n, cfg.compute.collective_timeout(), &run_dir);
+            }
             let (epochs, batch) = (cfg.epochs, cfg.data.batch_size);
-            let mut t = Trainer::resume_with(run, cfg)?;
-            let mut bars = Bars::new("resume", epochs, batch, false);
+            let (mut t, quiet) = match crate::distributed::join(&cfg)? {
+                Some(dp) => {
+                    let quiet = !dp.is_writer();
+                    (Trainer::resume_parallel(run, cfg, dp)?, quiet)
+                }
+                None => (Trainer::resume_with(run, cfg)?, false),
+            };
+            let mut bars = Bars::new("resume", epochs, batch, quiet);
             let s = t.run(&mut bars)?;
-            print_report(&s.report, Format::Md);
+            if !quiet {
+                print_report(&s.report, Format::Md);
+            }
             Ok(())
         }
         Command::Eval { run_dir, config, weights, combos, split, format, overrides } => {
@@ -253,20 +267,38 @@ fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary>
     cfg.resolve_paths(&std::env::current_dir()?);
     let cfg = cfg.check()?;
     let run = RunDir::create(dir)?;
-    eprintln!("{}: training on {:?} into {}", cfg.name, cfg.device(), dir.display());
-    let mut bars = Bars::new(&cfg.name, cfg.epochs, cfg.data.batch_size, false);
-    let mut trainer = if run.state().exists() {
-        let on_disk = TrainConfig::from_toml_path(&run.config())?;
+    let mut parallel = crate::distributed::join(&cfg)?;
+    let writer = parallel.as_ref().is_none_or(|p| p.is_writer());
+    if writer {
+        eprintln!("{}: training on {:?} into {}", cfg.name, cfg.device(), dir.display());
+    }
+    let mut bars = Bars::new(&cfg.name, cfg.epochs, cfg.data.batch_size, !writer);
+    let exists = writer && run.state().exists();
+    let exists = match &mut parallel {
+        // Rank 0's folder decides (the others may not see it).
+        Some(p) => p.agree_flag(exists)?,
+        None => exists,
+    };
+    let mut trainer = if exists {
         // The run's copy names paths relative to the run folder: compare the files named.
-        if on_disk.with_absolute_paths().to_toml() != cfg.with_absolute_paths().to_toml() {
+        let same = |on_disk: TrainConfig| {
+            on_disk.with_absolute_paths().to_toml() == cfg.with_absolute_paths().to_toml()
+        };
+        if writer && !same(TrainConfig::from_toml_path(&run.config())?) {
             bail!(
                 "{} holds a run of another config: resume it with `mmanet resume`, or use --run-dir",
                 dir.display()
             );
         }
-        Trainer::resume(run)?
+        match parallel {
+            Some(p) => Trainer::resume_parallel(run, cfg, p)?,
+            None => Trainer::resume(run)?,
+        }
     } else {
-        Trainer::new(cfg, run)?
+        match parallel {
+            Some(p) => Trainer::new_parallel(cfg, run, p)?,
+            None => Trainer::new(cfg, run)?,
+        }
     };
     let summary = match trainer.run(&mut bars) {
         Err(mmanet_train::TrainError::Interrupted { epoch, step }) => bail!(
@@ -275,11 +307,13 @@ fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary>
         ),
         other => other?,
     };
-    eprintln!(
-        "{}: report written to {}",
-        trainer.run_dir().root().display(),
-        trainer.run_dir().report("md").display()
-    );
+    if writer {
+        eprintln!(
+            "{}: report written to {}",
+            trainer.run_dir().root().display(),
+            trainer.run_dir().report("md").display()
+        );
+    }
     Ok(summary)
 }
 

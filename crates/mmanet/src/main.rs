@@ -19,6 +19,7 @@
 mod cli;
 mod commands;
 mod deploy;
+mod distributed;
 mod plot;
 mod progress;
 
@@ -32,9 +33,16 @@ fn main() -> std::process::ExitCode {
     if std::env::var("MMANET_KEEP_FREED_MEMORY").map_or(true, |v| v != "0") {
         mmanet_train::cpu_memory::keep_freed_memory();
     }
+    // A worker of a data-parallel run prefixes its log lines and errors with its rank.
+    let rank =
+        std::env::var("RANK").ok().filter(|_| mmanet_train::parallel::DataParallel::in_env());
+    let _rank_span = rank.as_ref().map(|r| tracing::error_span!("rank", r = %r).entered());
     match commands::run(cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(r) = &rank {
+                eprint!("[rank {r}] ");
+            }
             eprint!("{}", render_error(&e));
             std::process::ExitCode::FAILURE
         }

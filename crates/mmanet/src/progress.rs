@@ -50,7 +50,7 @@ fn throughput(steps: usize, batch_size: usize, seconds: f64) -> String {
 }
 
 /// Set by Ctrl-C: the trainer stops after the current step with a checkpoint written.
-fn stop_flag() -> Arc<AtomicBool> {
+pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
     FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
@@ -59,7 +59,9 @@ fn stop_flag() -> Arc<AtomicBool> {
             if f.swap(true, Ordering::SeqCst) {
                 std::process::exit(130); // a second Ctrl-C: leave now
             }
-            eprintln!("\nCtrl-C: stopping after this step (press again to quit at once)");
+            eprintln!(
+                "\nstop requested (Ctrl-C or SIGTERM): stopping after this step (again: quit at once)"
+            );
         });
         if let Err(e) = installed {
             tracing::warn!("cannot install the Ctrl-C handler: {e}");
