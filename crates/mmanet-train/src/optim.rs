@@ -129,6 +129,8 @@ pub struct Gradients {
     flat: Tensor,
     /// `[N]` 0/1 where some parameter got no gradient (such parameters are not updated).
     active: Option<Tensor>,
+    /// Per parameter (the optimizer's order), whether it got a gradient; `None` when all did.
+    pattern: Option<Vec<bool>>,
 }
 
 impl Gradients {
@@ -146,6 +148,10 @@ impl Gradients {
             (Some(a), Some(b)) => Some(a.maximum(b)),
             (None, _) | (_, None) => None,
         };
+        self.pattern = match (self.pattern.take(), &other.pattern) {
+            (Some(a), Some(b)) => Some(a.iter().zip(b).map(|(x, y)| *x || *y).collect()),
+            (None, _) | (_, None) => None,
+        };
     }
 
     /// Multiplies every gradient by `factor` (the mean of accumulated micro-batches).
@@ -159,17 +165,9 @@ impl Gradients {
         self.active.is_some()
     }
 
-    /// The `[N]` 0/1 mask of the parameters that got a gradient (ones when all did).
-    pub(crate) fn active_mask(&self) -> Tensor {
-        match &self.active {
-            Some(a) => a.copy(),
-            None => self.flat.ones_like(),
-        }
-    }
-
-    /// Replaces the active mask (`None`: every parameter is updated).
-    pub(crate) fn set_active(&mut self, active: Option<Tensor>) {
-        self.active = active;
+    /// Per parameter (the optimizer's order), whether it got a gradient; `None` when all did.
+    pub(crate) fn pattern(&self) -> Option<&[bool]> {
+        self.pattern.as_deref()
     }
 }
 
@@ -284,8 +282,25 @@ impl Optimizer {
             }
         }
         let flat = if pieces.is_empty() { self.flat.zeros_like() } else { Tensor::cat(&pieces, 0) };
-        let active = if active.iter().all(|&a| a) { None } else { Some(self.active_mask(active)) };
-        Gradients { flat, active }
+        let mut grads = Gradients { flat, active: None, pattern: None };
+        self.set_pattern(&mut grads, active);
+        grads
+    }
+
+    /// The number of parameters (the length of a gradient's activity pattern).
+    pub(crate) fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    /// Sets which parameters `grads` updates (one flag per parameter, the optimizer's order).
+    pub(crate) fn set_pattern(&mut self, grads: &mut Gradients, pattern: Vec<bool>) {
+        if pattern.iter().all(|&a| a) {
+            grads.active = None;
+            grads.pattern = None;
+        } else {
+            grads.active = Some(self.active_mask(pattern.clone()));
+            grads.pattern = Some(pattern);
+        }
     }
 
     /// `[N]` 0/1: which parameters got a gradient (built on the device, cached per pattern).

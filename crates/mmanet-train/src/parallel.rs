@@ -18,6 +18,45 @@ use crate::state::LossBreakdown;
 /// This process's place in a data-parallel run and its process group.
 pub struct DataParallel {
     group: ProcessGroup,
+    /// What this epoch's steps spent in collectives.
+    stats: CommStats,
+}
+
+/// Per-epoch cost of the step collectives, logged by the trainer (`cargo xtask bench ddp`
+/// reads it).
+#[derive(Clone, Debug, Default)]
+pub struct CommStats {
+    /// Seconds of each step's gradient all-reduce.
+    pub allreduce_s: Vec<f64>,
+    /// Bytes of one gradient all-reduce (the flat buffer).
+    pub allreduce_bytes: usize,
+    /// Seconds of each step's other collectives (the agreed loss vector, the buffers).
+    pub other_s: Vec<f64>,
+    /// Seconds of each whole step (forward, backward, collectives, update).
+    pub step_s: Vec<f64>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+impl CommStats {
+    /// Median seconds of the gradient all-reduce.
+    pub fn allreduce_median_s(&self) -> f64 {
+        median(&self.allreduce_s)
+    }
+
+    /// Median seconds of a whole step.
+    pub fn step_median_s(&self) -> f64 {
+        median(&self.step_s)
+    }
+
+    /// Median seconds of the other per-step collectives.
+    pub fn other_median_s(&self) -> f64 {
+        median(&self.other_s)
+    }
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -43,7 +82,17 @@ pub(crate) struct Agreed {
 impl DataParallel {
     /// Wraps a joined process group.
     pub fn new(group: ProcessGroup) -> Self {
-        DataParallel { group }
+        DataParallel { group, stats: CommStats::default() }
+    }
+
+    /// Records one whole step's wall time.
+    pub(crate) fn record_step(&mut self, seconds: f64) {
+        self.stats.step_s.push(seconds);
+    }
+
+    /// The collective costs since the last call (the trainer logs them per epoch).
+    pub fn take_stats(&mut self) -> CommStats {
+        std::mem::take(&mut self.stats)
     }
 
     /// Joins the group a launcher describes in the environment (`RANK`, `WORLD_SIZE`,
@@ -180,7 +229,9 @@ impl DataParallel {
             f64::from(u8::from(inactive)),
         ];
         let mut t = Tensor::from_slice(&v);
+        let started = std::time::Instant::now();
         self.group.all_reduce(&mut t, ReduceOp::Sum).map_err(|e| self.err(e))?;
+        self.stats.other_s.push(started.elapsed().as_secs_f64());
         let s = Vec::<f64>::try_from(&t)?;
         let w = self.world_size() as f64;
         Ok(Agreed {
@@ -196,8 +247,9 @@ impl DataParallel {
     }
 
     /// Averages the flat gradient over the ranks (one all-reduce); with `inactive` (some rank
-    /// left a parameter without gradient) the active masks are united first, so a parameter
-    /// any rank reached is updated everywhere, as DDP's `find_unused_parameters` does.
+    /// left a parameter without gradient) the per-parameter activity flags (`[P]`, small) are
+    /// united first, so a parameter any rank reached is updated everywhere, as DDP's
+    /// `find_unused_parameters` does.
     ///
     /// # Shapes
     /// `grads`: the optimizer's flat `[N]` gradient.
@@ -205,15 +257,35 @@ impl DataParallel {
         &mut self,
         grads: &mut Gradients,
         inactive: bool,
+        opt: &mut Optimizer,
     ) -> Result<(), TrainError> {
+        let started = std::time::Instant::now();
         if inactive {
-            let mut active = grads.active_mask();
-            self.group.all_reduce(&mut active, ReduceOp::Sum).map_err(|e| self.err(e))?;
-            let united = active.gt(0.0).to_kind(active.kind());
-            let all = united.min().double_value(&[]) > 0.0;
-            grads.set_active(if all { None } else { Some(united) });
+            let flags: Vec<f32> = match grads.pattern() {
+                Some(p) => p.iter().map(|&a| f32::from(u8::from(a))).collect(),
+                None => vec![1.0; opt.num_params()],
+            };
+            let mut t = Tensor::from_slice(&flags);
+            self.group.all_reduce(&mut t, ReduceOp::Sum).map_err(|e| self.err(e))?;
+            let united: Vec<bool> = Vec::<f32>::try_from(&t)?.iter().map(|&v| v > 0.0).collect();
+            opt.set_pattern(grads, united);
         }
-        self.group.all_reduce(grads.flat_mut(), ReduceOp::Mean).map_err(|e| self.err(e))
+        let flat = grads.flat_mut();
+        self.stats.allreduce_bytes = flat.numel() * flat.kind().elt_size_in_bytes();
+        self.group.all_reduce(flat, ReduceOp::Mean).map_err(|e| self.err(e))?;
+        self.stats.allreduce_s.push(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// [`DataParallel::broadcast_tensors`] of the buffers after a step, timed as a step
+    /// collective.
+    pub(crate) fn broadcast_buffers(&mut self, buffers: &[Tensor]) -> Result<(), TrainError> {
+        let started = std::time::Instant::now();
+        self.broadcast_tensors(buffers)?;
+        if let Some(last) = self.stats.other_s.last_mut() {
+            *last += started.elapsed().as_secs_f64();
+        }
+        Ok(())
     }
 
     /// Waits for every rank.

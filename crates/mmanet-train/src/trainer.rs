@@ -644,13 +644,14 @@ impl Trainer {
         };
         for batch in iter.by_ref() {
             let batch = transfer::to_device(batch?, self.device, self.transfer);
+            let step_started = Instant::now();
             let (mut grads, parts) = self.gradients(&batch, epoch)?;
             let asked = obs.should_stop();
             let (parts, stop) = match &mut self.parallel {
                 Some(p) => {
                     let agreed = p.agree_step(&parts, asked, grads.has_inactive())?;
                     if agreed.parts.total.is_finite() {
-                        p.average_gradients(&mut grads, agreed.inactive)?;
+                        p.average_gradients(&mut grads, agreed.inactive, &mut self.opt)?;
                     }
                     (agreed.parts, agreed.stop)
                 }
@@ -669,7 +670,8 @@ impl Trainer {
             self.scaler.step(&mut self.opt, grads);
             if let Some(p) = &mut self.parallel {
                 // DDP's `broadcast_buffers`: BatchNorm statistics follow rank 0.
-                p.broadcast_tensors(&self.buffers)?;
+                p.broadcast_buffers(&self.buffers)?;
+                p.record_step(step_started.elapsed().as_secs_f64());
             }
             sum.add(&parts);
             steps += 1;
@@ -679,6 +681,21 @@ impl Trainer {
             }
         }
         let mean = if steps > 0 { sum.scaled(1.0 / steps as f64) } else { sum };
+        if let Some(p) = &mut self.parallel {
+            let c = p.take_stats();
+            let median = c.allreduce_median_s();
+            tracing::info!(
+                target: "mmanet_train::parallel",
+                epoch,
+                steps,
+                allreduce_bytes = c.allreduce_bytes,
+                allreduce_median_ms = median * 1e3,
+                allreduce_gb_per_s = c.allreduce_bytes as f64 / median / 1e9,
+                other_collectives_median_ms = c.other_median_s() * 1e3,
+                step_median_ms = c.step_median_s() * 1e3,
+                "data-parallel step collectives"
+            );
+        }
         Ok(EpochPass::Done { steps, mean, skipped: iter.skipped() })
     }
 

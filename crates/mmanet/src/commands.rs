@@ -34,6 +34,8 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             }
             let dir = run_dir.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
             if let Some(n) = crate::distributed::launch_here(nproc) {
+                // A bad config fails here once, not once per worker.
+                cfg.clone().check()?;
                 return crate::distributed::launch(n, cfg.compute.collective_timeout(), &dir);
             }
             train(cfg, &dir).map(|_| ())
