@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! mmanet demo                                   teacher + MMANet student on synthetic data
-//! mmanet train --config FILE [--set k=v]...     train what the config describes
+//! mmanet train --config FILE [--set k=v]... [--nproc N]   train (N data-parallel workers)
 //! mmanet resume RUN_DIR [--set data.dataset.root=DIR]   continue an interrupted run exactly
 //! mmanet eval RUN_DIR [--combos R,R+D] [--split test|val] [--format md|csv|json] [--set k=v]
 //! mmanet export RUN_DIR [--out model.safetensors]   one self-describing model file
