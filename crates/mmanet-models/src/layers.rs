@@ -47,6 +47,53 @@ pub fn batch_norm(p: nn::Path<'_>, c: i64, eps: f64) -> BatchNorm {
     }
 }
 
+/// Replaces the training-mode arithmetic of every [`BatchNorm`] run on this thread while
+/// installed ([`with_train_batch_norm`]), e.g. SyncBatchNorm across data-parallel ranks.
+/// Evaluation mode always uses the running statistics.
+pub trait TrainBatchNorm: Send + Sync {
+    /// The normalised `xs`; must update `bn`'s running statistics as training-mode batch
+    /// normalisation does (`num_batches_tracked` is counted by the caller).
+    ///
+    /// # Shapes
+    /// - `xs`: `[B, C, ...]` -> same shape.
+    fn forward(&self, bn: &BatchNorm, xs: &Tensor) -> Tensor;
+}
+
+thread_local! {
+    static TRAIN_BATCH_NORM: std::cell::RefCell<Option<std::sync::Arc<dyn TrainBatchNorm>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `hook` doing every training-mode [`BatchNorm`] forward of this thread (the
+/// previous hook, if any, is restored afterwards).
+pub fn with_train_batch_norm<R>(
+    hook: std::sync::Arc<dyn TrainBatchNorm>,
+    f: impl FnOnce() -> R,
+) -> R {
+    let previous = TRAIN_BATCH_NORM.with(|h| h.borrow_mut().replace(hook));
+    struct Restore(Option<std::sync::Arc<dyn TrainBatchNorm>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            TRAIN_BATCH_NORM.with(|h| *h.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+impl BatchNorm {
+    /// The epsilon added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// The running statistics' momentum.
+    pub fn momentum(&self) -> f64 {
+        self.momentum
+    }
+}
+
 impl ModuleT for BatchNorm {
     /// # Shapes
     /// - `xs`: `[B, C, ...]` -> same shape.
@@ -56,6 +103,9 @@ impl ModuleT for BatchNorm {
                 let mut n = self.num_batches_tracked.shallow_clone();
                 let _ = n.g_add_scalar_(1);
             });
+            if let Some(hook) = TRAIN_BATCH_NORM.with(|h| h.borrow().clone()) {
+                return hook.forward(self, xs);
+            }
         }
         Tensor::batch_norm(
             xs,

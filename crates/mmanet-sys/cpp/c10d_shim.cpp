@@ -28,6 +28,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
+#include <torch/csrc/autograd/custom_function.h>
 
 // The handles the C ABI hands out (opaque to Rust).
 struct mmanet_c10d_pg {
@@ -107,9 +108,118 @@ std::shared_ptr<::gloo::transport::Device> make_device(const char* kind, const c
   TORCH_CHECK(false, "unknown Gloo device kind `", k, "` (interface, hostname, default)");
 }
 
+// SyncBatchNorm's autograd function: batch statistics summed over the ranks in the forward
+// pass, the two gradient sums of the input's gradient summed over the ranks in the backward
+// pass (torch.nn.SyncBatchNorm's arithmetic; the statistics in f64). The weight's and bias's
+// gradients stay local: the data-parallel gradient mean averages them like every parameter.
+// `pg_addr` is a mmanet_c10d_pg* the caller keeps alive until the backward pass has run.
+struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
+  static std::vector<int64_t> reduced_dims(const at::Tensor& x) {
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < x.dim(); ++d) {
+      if (d != 1) dims.push_back(d);
+    }
+    return dims;
+  }
+
+  static std::vector<int64_t> channel_shape(const at::Tensor& x) {
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[1] = x.size(1);
+    return shape;
+  }
+
+  static void allreduce(int64_t pg_addr, at::Tensor& t, int64_t timeout_ms) {
+    auto* pg = reinterpret_cast<mmanet_c10d_pg*>(pg_addr);
+    TORCH_CHECK(pg != nullptr, "SyncBatchNorm without a process group");
+    std::vector<at::Tensor> tensors{t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    o.timeout = ms(timeout_ms);
+    wait_for(pg->pg->allreduce(tensors, o), timeout_ms);
+  }
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
+                            at::Tensor weight, at::Tensor bias, at::Tensor running_mean,
+                            at::Tensor running_var, double momentum, double eps,
+                            int64_t pg_addr, int64_t timeout_ms) {
+    TORCH_CHECK(x.dim() >= 2, "SyncBatchNorm input needs [B, C, ...], got ", x.sizes());
+    const int64_t c = x.size(1);
+    const auto dims = reduced_dims(x);
+    const auto shape = channel_shape(x);
+    at::Tensor xd = x.to(at::kDouble);
+    at::Tensor stats = at::cat({xd.sum(dims), (xd * xd).sum(dims),
+                                at::full({1}, static_cast<double>(x.numel() / c), xd.options())})
+                           .contiguous();
+    allreduce(pg_addr, stats, timeout_ms);
+    const double n = stats[2 * c].item<double>();
+    TORCH_CHECK(n > 1, "SyncBatchNorm needs more than one value per channel over all ranks");
+    at::Tensor mean = stats.slice(0, 0, c) / n;
+    at::Tensor var = (stats.slice(0, c, 2 * c) / n - mean * mean).clamp_min(0);
+    {
+      at::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()) * momentum);
+      running_var.mul_(1 - momentum)
+          .add_((var * (n / (n - 1))).to(running_var.scalar_type()) * momentum);
+    }
+    at::Tensor invstd = (var + eps).rsqrt().to(x.scalar_type());
+    at::Tensor xhat = (x - mean.to(x.scalar_type()).view(shape)) * invstd.view(shape);
+    ctx->save_for_backward({xhat, weight, invstd});
+    ctx->saved_data["pg"] = pg_addr;
+    ctx->saved_data["n"] = n;
+    ctx->saved_data["timeout"] = timeout_ms;
+    return xhat * weight.view(shape) + bias.view(shape);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    at::Tensor xhat = saved[0], weight = saved[1], invstd = saved[2];
+    at::Tensor dy = grads[0];
+    const int64_t c = xhat.size(1);
+    const auto dims = reduced_dims(xhat);
+    const auto shape = channel_shape(xhat);
+    at::Tensor sum_dy = dy.sum(dims);
+    at::Tensor sum_dy_xhat = (dy * xhat).sum(dims);
+    at::Tensor both = at::cat({sum_dy, sum_dy_xhat}).contiguous();
+    allreduce(ctx->saved_data["pg"].toInt(), both, ctx->saved_data["timeout"].toInt());
+    const double n = ctx->saved_data["n"].toDouble();
+    at::Tensor mean_dy = both.slice(0, 0, c) / n;
+    at::Tensor mean_dy_xhat = both.slice(0, c, 2 * c) / n;
+    at::Tensor dx = (dy - mean_dy.view(shape) - xhat * mean_dy_xhat.view(shape)) *
+                    (invstd * weight).view(shape);
+    return {dx, sum_dy_xhat, sum_dy, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 extern "C" {
+
+// A second handle on the same process group (its store and Gloo group shared by reference).
+int mmanet_c10d_pg_share(mmanet_c10d_pg* pg, mmanet_c10d_pg** out, char** err) {
+  return guarded(err, [&] {
+    TORCH_CHECK(pg != nullptr && out != nullptr, "null argument");
+    *out = new mmanet_c10d_pg{pg->store, pg->pg, pg->rank, pg->world};
+  });
+}
+
+// SyncBatchNorm in training mode: `*out` gets a new tensor (tch's ownership) with autograd
+// through x, weight and bias; the running statistics are updated in place.
+int mmanet_c10d_sync_batch_norm(mmanet_c10d_pg* pg, at::Tensor* x, at::Tensor* weight,
+                                at::Tensor* bias, at::Tensor* running_mean,
+                                at::Tensor* running_var, double momentum, double eps,
+                                int64_t timeout_ms, at::Tensor** out, char** err) {
+  return guarded(err, [&] {
+    TORCH_CHECK(pg != nullptr && x != nullptr && weight != nullptr && bias != nullptr &&
+                    running_mean != nullptr && running_var != nullptr && out != nullptr,
+                "null argument");
+    at::Tensor y = SyncBatchNormFn::apply(*x, *weight, *bias, *running_mean, *running_var,
+                                          momentum, eps, reinterpret_cast<int64_t>(pg),
+                                          timeout_ms);
+    *out = new at::Tensor(std::move(y));
+  });
+}
 
 
 void mmanet_c10d_string_free(char* s) {

@@ -18,6 +18,8 @@ pub enum Op {
     Barrier,
     /// [`crate::ProcessGroup::all_gather_u64`] / [`crate::ProcessGroup::all_gather_f64`].
     AllGather,
+    /// [`crate::SyncBatchNorm::forward`] (its statistics' all-reduce).
+    SyncBatchNorm,
 }
 
 impl Op {
@@ -30,6 +32,7 @@ impl Op {
             Op::Broadcast => "broadcast",
             Op::Barrier => "barrier",
             Op::AllGather => "all_gather",
+            Op::SyncBatchNorm => "sync_batch_norm",
         }
     }
 }

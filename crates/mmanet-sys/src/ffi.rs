@@ -83,4 +83,25 @@ unsafe extern "C" {
         timeout_ms: i64,
         err: *mut *mut c_char,
     ) -> c_int;
+
+    pub(crate) fn mmanet_c10d_pg_share(
+        pg: *mut RawProcessGroup,
+        out: *mut *mut RawProcessGroup,
+        err: *mut *mut c_char,
+    ) -> c_int;
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn mmanet_c10d_sync_batch_norm(
+        pg: *mut RawProcessGroup,
+        x: *mut C_tensor,
+        weight: *mut C_tensor,
+        bias: *mut C_tensor,
+        running_mean: *mut C_tensor,
+        running_var: *mut C_tensor,
+        momentum: f64,
+        eps: f64,
+        timeout_ms: i64,
+        out: *mut *mut C_tensor,
+        err: *mut *mut c_char,
+    ) -> c_int;
 }

@@ -341,6 +341,146 @@ impl ProcessGroup {
     }
 }
 
+impl ProcessGroup {
+    /// A [`SyncBatchNorm`] over this group (a second handle on the same c10d group).
+    pub fn sync_batch_norm(&self) -> Result<SyncBatchNorm, DistError> {
+        let mut raw: *mut ffi::RawProcessGroup = ptr::null_mut();
+        let this = self.raw.as_ptr();
+        // SAFETY: `this` is this group's live handle; `raw` is a live local the shim writes
+        // only on success (a new handle sharing the group by reference count).
+        call(|err| unsafe { ffi::mmanet_c10d_pg_share(this, &mut raw, err) })
+            .map_err(|message| self.sync_error(message))?;
+        let raw = NonNull::new(raw).ok_or_else(|| self.sync_error("no handle".into()))?;
+        Ok(SyncBatchNorm {
+            raw,
+            timeout: self.config.timeout,
+            rank: self.config.rank,
+            world_size: self.config.world_size,
+        })
+    }
+
+    fn sync_error(&self, message: String) -> DistError {
+        DistError::Collective {
+            op: Op::SyncBatchNorm,
+            rank: self.config.rank,
+            world_size: self.config.world_size,
+            timeout: self.config.timeout,
+            message,
+        }
+    }
+}
+
+/// SyncBatchNorm's training-mode forward (`torch.nn.SyncBatchNorm`): the batch statistics of
+/// every rank's batch together, through a C++ autograd function whose backward pass all-reduces
+/// the input gradient's two sums. Every rank must call it for the same layers in the same order
+/// (the forward and backward passes of identical networks do).
+///
+/// A collective failing in the backward pass surfaces as libtorch's backward error (tch's
+/// `run_backward` panics on it); one failing in the forward pass is an error here.
+pub struct SyncBatchNorm {
+    raw: NonNull<ffi::RawProcessGroup>,
+    timeout: Duration,
+    rank: usize,
+    world_size: usize,
+}
+
+// SAFETY: the handle shares a c10d group, which serialises its own work queue; nothing is tied
+// to the creating thread. Concurrent forwards from two threads would be memory-safe but break
+// the collective order, which the docs forbid as for `ProcessGroup`.
+unsafe impl Send for SyncBatchNorm {}
+// SAFETY: as above: `forward` only reads the Rust fields and enqueues c10d work.
+unsafe impl Sync for SyncBatchNorm {}
+
+impl SyncBatchNorm {
+    /// Normalises `x` with the statistics over all ranks and updates the running statistics
+    /// in place (PyTorch's rule: unbiased variance, `momentum`).
+    ///
+    /// The autograd graph of the result refers to this handle's group: keep the handle alive
+    /// until the backward pass of that graph has run (the trainer holds it for the run).
+    ///
+    /// # Shapes
+    /// - `x`: `[B, C, ...]` f32 on the CPU -> same shape;
+    /// - `weight`, `bias`, `running_mean`, `running_var`: `[C]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        running_mean: &Tensor,
+        running_var: &Tensor,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<Tensor, DistError> {
+        let op = Op::SyncBatchNorm;
+        check_tensor(op, &x.contiguous())?;
+        let c = x.size().get(1).copied().unwrap_or(0);
+        for (name, t) in [("weight", weight), ("bias", bias), ("running_mean", running_mean)]
+            .into_iter()
+            .chain([("running_var", running_var)])
+        {
+            if t.size() != [c] || t.device() != Device::Cpu {
+                return Err(DistError::InvalidTensor {
+                    op,
+                    reason: format!("{name} must be [{c}] on the CPU, got {:?}", t.size()),
+                });
+            }
+        }
+        let mut out: *mut torch_sys::C_tensor = ptr::null_mut();
+        let raw = self.raw.as_ptr();
+        let ptrs = [x, weight, bias, running_mean, running_var].map(Tensor::as_ptr);
+        // SAFETY: every pointer is a live at::Tensor borrowed for this call (checked shapes and
+        // device above; the shim only reads them and updates the running statistics in place,
+        // as `Tensor::batch_norm` does); `raw` is this handle's live group; on success `out`
+        // holds a new at::Tensor the Rust side now owns.
+        call(|err| unsafe {
+            ffi::mmanet_c10d_sync_batch_norm(
+                raw,
+                ptrs[0] as *mut _,
+                ptrs[1] as *mut _,
+                ptrs[2] as *mut _,
+                ptrs[3] as *mut _,
+                ptrs[4] as *mut _,
+                momentum,
+                eps,
+                timeout_ms(self.timeout),
+                &mut out,
+                err,
+            )
+        })
+        .map_err(|message| DistError::Collective {
+            op,
+            rank: self.rank,
+            world_size: self.world_size,
+            timeout: self.timeout,
+            message,
+        })?;
+        if out.is_null() {
+            return Err(DistError::InvalidTensor {
+                op,
+                reason: "the shim returned no tensor".into(),
+            });
+        }
+        // SAFETY: `out` is a heap at::Tensor the shim allocated with `new` for us, as tch's own
+        // wrappers hand them out; `from_ptr` takes ownership exactly once.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+}
+
+impl Drop for SyncBatchNorm {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from `mmanet_c10d_pg_share` and is freed exactly once, here (the
+        // group itself lives on while another handle holds it).
+        unsafe { ffi::mmanet_c10d_pg_free(self.raw.as_ptr()) };
+    }
+}
+
+impl std::fmt::Debug for SyncBatchNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncBatchNorm").field("rank", &self.rank).finish()
+    }
+}
+
 fn torch(op: Op, source: tch::TchError) -> DistError {
     DistError::Torch { op, source }
 }

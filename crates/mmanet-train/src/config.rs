@@ -188,6 +188,11 @@ pub struct ComputeConfig {
     /// the other ranks, in seconds, before the run stops with an error.
     #[serde(default = "default_collective_timeout")]
     pub collective_timeout_s: f64,
+    /// Data-parallel training: BatchNorm's training-mode statistics over the global batch (all
+    /// ranks' samples, `torch.nn.SyncBatchNorm`) instead of each rank's share. Inert in one
+    /// process, which normalises over the whole batch anyway; needs `accumulate = 1`.
+    #[serde(default)]
+    pub sync_batchnorm: bool,
 }
 
 fn one() -> usize {
@@ -205,6 +210,7 @@ impl Default for ComputeConfig {
             channels_last: false,
             accumulate: one(),
             collective_timeout_s: default_collective_timeout(),
+            sync_batchnorm: false,
         }
     }
 }
@@ -425,6 +431,13 @@ impl TrainConfig {
             return Err(TrainError::config(
                 "compute.accumulate",
                 format!("must be at least 1 and divide data.batch_size ({})", self.data.batch_size),
+            ));
+        }
+        if self.compute.sync_batchnorm && k > 1 {
+            return Err(TrainError::config(
+                "compute.sync_batchnorm",
+                "normalises over all ranks' samples of one step, which micro-batches computed \
+                 one after another cannot share: use compute.accumulate = 1 with it",
             ));
         }
         let t = self.compute.collective_timeout_s;
@@ -682,6 +695,7 @@ mod tests {
             ("compute.accumulate=3", "compute.accumulate"), // 16 does not divide by 3
             ("compute.accumulate=0", "compute.accumulate"),
             ("compute.collective_timeout_s=0", "compute.collective_timeout_s"),
+            ("compute.sync_batchnorm=true", "compute.sync_batchnorm"), // with accumulate 4
         ] {
             let mut bad = cfg.clone();
             bad.set(set).unwrap();

@@ -7,8 +7,11 @@
 //! parameter got no gradient) and the optimizer's flat gradient (mean); BatchNorm buffers follow
 //! rank 0 after every step (DDP's `broadcast_buffers`); only rank 0 writes the run folder.
 
+use std::sync::{Arc, Mutex};
+
 use mmanet_data::Shard;
-use mmanet_sys::{DistError, ProcessGroup, ReduceOp};
+use mmanet_models::layers::{BatchNorm, TrainBatchNorm};
+use mmanet_sys::{DistError, ProcessGroup, ReduceOp, SyncBatchNorm};
 use tch::{Kind, Tensor};
 
 use crate::TrainError;
@@ -288,8 +291,53 @@ impl DataParallel {
         Ok(())
     }
 
+    /// The SyncBatchNorm hook over this group (`compute.sync_batchnorm`).
+    pub(crate) fn sync_batch_norm(&self) -> Result<Arc<SyncBnHook>, TrainError> {
+        let sync = self.group.sync_batch_norm().map_err(|e| self.err(e))?;
+        Ok(Arc::new(SyncBnHook {
+            sync,
+            rank: self.rank(),
+            world: self.world_size(),
+            error: Mutex::new(None),
+        }))
+    }
+
     /// Waits for every rank.
     pub fn barrier(&mut self) -> Result<(), TrainError> {
         self.group.barrier().map_err(|e| self.err(e))
+    }
+}
+
+/// Every training-mode [`BatchNorm`] of the student as SyncBatchNorm over the process group
+/// (installed by the trainer around the student's forward pass).
+pub(crate) struct SyncBnHook {
+    sync: SyncBatchNorm,
+    rank: usize,
+    world: usize,
+    /// The first collective failure of a forward pass (the output is NaN then).
+    error: Mutex<Option<DistError>>,
+}
+
+impl SyncBnHook {
+    /// The failure of a forward pass since the last call, as the trainer reports it.
+    pub(crate) fn take_error(&self) -> Option<TrainError> {
+        let e = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        e.map(|source| TrainError::Distributed { rank: self.rank, world: self.world, source })
+    }
+}
+
+impl TrainBatchNorm for SyncBnHook {
+    /// # Shapes
+    /// - `xs`: `[B, C, ...]` -> same shape.
+    fn forward(&self, bn: &BatchNorm, xs: &Tensor) -> Tensor {
+        let (w, b, m, v) = (&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var);
+        match self.sync.forward(xs, w, b, m, v, bn.momentum(), bn.eps()) {
+            Ok(y) => y,
+            Err(e) => {
+                let mut slot = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                slot.get_or_insert(e);
+                xs * f64::NAN
+            }
+        }
     }
 }

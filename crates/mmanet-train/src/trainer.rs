@@ -121,6 +121,8 @@ pub struct Trainer {
     /// The network's buffers (BatchNorm statistics), sorted by name: kept from micro-batch 0
     /// under `compute.accumulate`, broadcast from rank 0 after every data-parallel step.
     buffers: Vec<Tensor>,
+    /// SyncBatchNorm over the ranks (`compute.sync_batchnorm` in a data-parallel run).
+    sync_bn: Option<Arc<crate::parallel::SyncBnHook>>,
 }
 
 /// The sha256 of the data set's list files (by path relative to the data root) and the split
@@ -444,6 +446,10 @@ impl Trainer {
             vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
         buffers.sort_by(|a, b| a.0.cmp(&b.0));
         let buffers = buffers.into_iter().map(|(_, t)| t).collect();
+        let sync_bn = match (&parallel, cfg.compute.sync_batchnorm) {
+            (Some(p), true) => Some(p.sync_batch_norm()?),
+            (Some(_), false) | (None, _) => None,
+        };
         let weak = match &state.weak_set {
             Some(w) => {
                 let combos = set.parse_masks(w).map_err(|e| {
@@ -487,6 +493,7 @@ impl Trainer {
             legacy_best: None,
             parallel,
             buffers,
+            sync_bn,
         })
     }
 
@@ -712,7 +719,19 @@ impl Trainer {
     ) -> Result<(Gradients, LossBreakdown), TrainError> {
         let k = self.cfg.compute.accumulate;
         if k <= 1 {
-            let (loss, parts) = self.objective(batch, epoch)?;
+            let (loss, parts) = match self.sync_bn.clone() {
+                Some(hook) => {
+                    let hook_dyn: Arc<dyn mmanet_models::layers::TrainBatchNorm> = hook.clone();
+                    let out = mmanet_models::layers::with_train_batch_norm(hook_dyn, || {
+                        self.objective(batch, epoch)
+                    });
+                    if let Some(e) = hook.take_error() {
+                        return Err(e);
+                    }
+                    out?
+                }
+                None => self.objective(batch, epoch)?,
+            };
             return Ok((self.opt.backward(&self.scaler.scale(&loss)), parts));
         }
         let mut total: Option<Gradients> = None;

@@ -157,6 +157,39 @@ fn two_ranks_equal_one_process_accumulating_two_and_rank_0_alone_writes() {
     assert!(two.join("report.json").is_file());
 }
 
+/// The toy teacher, 2 epochs of 4 steps: SGD with momentum on this tiny net amplifies
+/// rounding (SyncBatchNorm's f64 statistics, sums in another order) to O(1) relative weight
+/// differences within 80 steps; after 8 they are about 3e-5 here.
+fn teacher_args(run: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["-q", "train", "--preset", "toy-teacher"].map(String::from).to_vec();
+    let sets = ["device=\"cpu\"", "data.threads=1", "data.dataset.sizes=[64, 32, 32]", "epochs=2"];
+    for s in sets {
+        args.extend(["--set".into(), s.into()]);
+    }
+    args.extend(extra.iter().map(|e| e.to_string()));
+    args.extend(["--run-dir".into(), run.display().to_string()]);
+    args
+}
+
+#[test]
+fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        check(&mmanet().args(teacher_args(&path, extra)).output().unwrap());
+        last_weights(&path)
+    };
+    let one = run("one", &[]);
+    let sync = run("sync", &["--nproc", "2", "--set", "compute.sync_batchnorm=true"]);
+    let worst = max_relative_difference(&one, &sync);
+    assert!(worst <= 1e-4, "largest per-tensor relative difference {worst:e}");
+    // The control: per-rank BatchNorm (8 samples each) is another run.
+    let per_rank = run("per-rank", &["--nproc", "2"]);
+    let control = max_relative_difference(&one, &per_rank);
+    assert!(control > 1e-3, "per-rank BatchNorm differs by only {control:e}");
+}
+
 /// The pids of `parent`'s children, with the `RANK` each was given.
 fn children_by_rank(parent: u32) -> Vec<(u32, String)> {
     let list = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
