@@ -28,7 +28,8 @@
 //! ```
 //!
 //! `BENCH_SEG_DEBUG=1` prints, per tapped scale and step, the largest magnitudes and that
-//! scale's MAD alone (stderr).
+//! scale's MAD alone (stderr), from one extra forward of both networks per step (without
+//! gradient, BatchNorm statistics updated as in the step's own forward).
 //!
 //! Output (one JSON line on stdout): `step_ms_median`, `step_ms_all` (each timed step, CUDA
 //! synchronised), `samples_per_s`, `last_loss` and its parts, `n_params_teacher`,
