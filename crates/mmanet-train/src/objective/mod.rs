@@ -143,3 +143,38 @@ pub fn for_task(
 pub(crate) fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Distillation;
+
+    fn method(distillation: Distillation) -> MethodConfig {
+        MethodConfig { distillation, ..MethodConfig::mmanet_classification() }
+    }
+
+    #[test]
+    fn the_task_decides_which_distillation_variants_exist() {
+        let kinds = [TaskKind::Classification, TaskKind::Segmentation];
+        assert_eq!(
+            kinds,
+            [
+                TaskKind::of(Task::Classification { num_classes: 2 }),
+                TaskKind::of(Task::Segmentation { num_classes: 40 })
+            ]
+        );
+        for d in [Distillation::None, Distillation::Sp, Distillation::Mad] {
+            assert!(TaskKind::Classification.check_method(&method(d)).is_ok(), "{d:?}");
+        }
+        for d in [Distillation::None, Distillation::Mad] {
+            assert!(TaskKind::Segmentation.check_method(&method(d)).is_ok(), "{d:?}");
+        }
+        match TaskKind::Segmentation.check_method(&method(Distillation::Sp)) {
+            Err(TrainError::Config { field, message }) => {
+                assert_eq!(field, "method.distillation");
+                assert_eq!(message, segmentation::SP_SEGMENTATION_UNSUPPORTED);
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+}
