@@ -12,6 +12,9 @@
 //!   head, prediction-based mining.
 //! - [`segmentation`]: the class weights, multi-scale weighted CE, MAD over the tapped fused
 //!   maps, MAR of the regularization decoder, mIoU-based mining.
+//!
+//! A new objective implements [`Objective`]; `examples/custom_objective.rs` adds logit
+//! distillation to [`ClassificationObjective`] and runs it on a tiny batch.
 
 pub mod classification;
 pub mod segmentation;
