@@ -18,7 +18,7 @@ parameter counts are equal (checked: both programs print `n_params_teacher`, `n_
   NonBottleneck1D (BN eps 1e-3) -> side output 1x1 (train) -> learned-3x3-zeropad x2 upsample
   (+ skip), then conv_out 3x3 and two learned x2 upsamplings.
 
-The step (the Rust trainer's `objective_segmentation` past `begin_epoch`, preset nyuv2-mmanet):
+The step (the Rust trainer's `SegmentationObjective::loss` past `begin_epoch`, preset nyuv2-mmanet):
 one random combination per sample from (RGB, depth, RGB-D); the teacher (all-ones mask, no grad)
 in eval mode (`Fidelity::Paper`, the preset's) or, with `--reference-code`, in train mode with the
 teacher decoder's first-stage feature as MAD's prediction map (the released code's quirk);

@@ -1,8 +1,7 @@
 //! One MMANet student training step on NYUv2-sized ESANet, timed (issue 8, segmentation).
 //!
-//! The step is the trainer's segmentation objective after `begin_epoch`, computed by the same
-//! functions (`mmanet_train::segmentation::{multiscale_ce, segmentation_mad,
-//! segmentation_mar}`): the student
+//! The step is the trainer's segmentation objective after `begin_epoch`, the same
+//! `mmanet_train::objective::SegmentationObjective` the trainer calls: the student
 //! (ESANet with `auxi_decoder`, train mode) with one random combination per sample (RGB, depth,
 //! RGB-D, 1/3 each); the frozen teacher (ESANet, no grad, all-ones mask; eval mode under the
 //! preset's `Fidelity::Paper`, train mode under `--reference-code`); the loss
@@ -29,7 +28,8 @@
 //! ```
 //!
 //! `BENCH_SEG_DEBUG=1` prints, per tapped scale and step, the largest magnitudes and that
-//! scale's MAD alone (stderr).
+//! scale's MAD alone (stderr), from one extra forward of both networks per step (without
+//! gradient, BatchNorm statistics updated as in the step's own forward).
 //!
 //! Output (one JSON line on stdout): `step_ms_median`, `step_ms_all` (each timed step, CUDA
 //! synchronised), `samples_per_s`, `last_loss` and its parts, `n_params_teacher`,
@@ -43,15 +43,17 @@ mod common;
 use common::{BoxResult, idle_mark, median, status_kib, sync};
 use std::time::Instant;
 
-use mmanet_core::Fidelity;
+use mmanet_core::{Fidelity, ModalityMask};
+use mmanet_data::Batch;
 use mmanet_losses::{SegMadConfig, WeakSet, f_mad_segmentation};
 use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetOutput, NetRole, build_net};
+use mmanet_train::MethodConfig;
 use mmanet_train::amp::GradScaler;
+use mmanet_train::objective::segmentation::teacher_prediction;
+use mmanet_train::objective::{Objective, SegmentationObjective, Step};
 use mmanet_train::optim::Optimizer;
-use mmanet_train::segmentation::{
-    multiscale_ce, segmentation_mad, segmentation_mar, teacher_prediction,
-};
+use mmanet_train::state::LossBreakdown;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -189,8 +191,6 @@ struct Inputs {
     images: Vec<Tensor>,
     /// Labels at full resolution (`[B, H, W]` i64, 0 = void).
     labels: Tensor,
-    /// `[40]` f32 ones.
-    class_weights: Tensor,
 }
 
 fn make_inputs(args: &Args, n_classes: i64) -> Inputs {
@@ -199,27 +199,34 @@ fn make_inputs(args: &Args, n_classes: i64) -> Inputs {
     let rgb = layout(Tensor::randn([b, 3, h, w], (Kind::Float, dev)));
     let depth = layout(Tensor::randn([b, 1, h, w], (Kind::Float, dev)));
     let labels = Tensor::randint_low(0, n_classes + 1, [b, h, w], (Kind::Int64, dev));
-    Inputs {
-        images: vec![rgb, depth],
-        labels,
-        class_weights: Tensor::ones([n_classes], (Kind::Float, dev)),
+    Inputs { images: vec![rgb, depth], labels }
+}
+
+/// The batch of one step: the constant inputs with one random combination per sample
+/// (`mask` `[B, 2]` f32 on the device).
+fn random_batch(rng: &mut ChaCha8Rng, x: &Inputs, batch: i64, device: Device) -> Batch {
+    let picks: Vec<[f32; 2]> =
+        (0..batch).map(|_| COMBINATIONS[rng.random_range(0..COMBINATIONS.len())]).collect();
+    let rows: Vec<f32> = picks.iter().flatten().copied().collect();
+    let combos = picks
+        .iter()
+        .map(|[rgb, depth]| {
+            ModalityMask::from_bits(u32::from(*rgb > 0.0) | u32::from(*depth > 0.0) << 1)
+                .expect("a non-empty combination")
+        })
+        .collect();
+    Batch {
+        inputs: x.images.iter().map(Tensor::shallow_clone).collect(),
+        lengths: vec![None, None],
+        mask: Tensor::from_slice(&rows).view([batch, 2]).to_device(device),
+        combos,
+        targets: x.labels.shallow_clone(),
+        indices: (0..batch as usize).collect(),
     }
 }
 
-/// One random combination per sample, `[B, 2]` f32 on the device.
-fn random_mask(rng: &mut ChaCha8Rng, batch: i64, device: Device) -> Tensor {
-    let rows: Vec<f32> =
-        (0..batch).flat_map(|_| COMBINATIONS[rng.random_range(0..COMBINATIONS.len())]).collect();
-    Tensor::from_slice(&rows).view([batch, 2]).to_device(device)
-}
-
-struct Parts {
-    ce: f64,
-    mad: f64,
-    mar: f64,
-}
-
 struct Setup {
+    objective: SegmentationObjective,
     teacher: Box<dyn MultiModalNet>,
     student: Box<dyn MultiModalNet>,
     _s_vs: VarStore,
@@ -231,44 +238,15 @@ struct Setup {
     fidelity: Fidelity,
 }
 
-/// The network outputs `(student, teacher)`: the student in train mode with `mask`, the teacher
-/// without gradient with an all-ones mask (train mode only under `--reference-code`).
-fn forward(s: &Setup, x: &Inputs, mask: &Tensor) -> (NetOutput, NetOutput) {
-    let out = s.student.forward_t(&x.images, mask, true);
+/// The network outputs `(student, teacher)` as the objective runs them (for `BENCH_SEG_DEBUG`):
+/// the student in train mode with `mask`, the teacher without gradient with an all-ones mask
+/// (train mode only under `--reference-code`).
+fn forward(s: &Setup, batch: &Batch) -> (NetOutput, NetOutput) {
+    let out = s.student.forward_t(&batch.inputs, &batch.mask, true);
     let teacher_train = s.fidelity == Fidelity::ReferenceCode;
-    let t = tch::no_grad(|| s.teacher.forward_t(&x.images, &mask.ones_like(), teacher_train));
+    let ones = batch.mask.ones_like();
+    let t = tch::no_grad(|| s.teacher.forward_t(&batch.inputs, &ones, teacher_train));
     (out, t)
-}
-
-/// The student objective (trainer.rs `objective_segmentation` past `begin_epoch`), as
-/// `(CE, λ_MAD · MAD, λ_MAR · MAR)`. `keep_kind`: use the outputs' kind as they are (fp16 under
-/// `--amp-losses`), else f32.
-fn objective(
-    s: &Setup,
-    x: &Inputs,
-    mask: &Tensor,
-    out: &NetOutput,
-    t: &NetOutput,
-    keep_kind: bool,
-) -> BoxResult<(Tensor, Tensor, Tensor)> {
-    let (out, t) = if keep_kind {
-        (out.to_kind(out.logits.kind()), t.to_kind(t.logits.kind()))
-    } else {
-        (out.to_kind(Kind::Float), t.to_kind(Kind::Float))
-    };
-    if out.side_logits.len() != 3 {
-        return Err(format!("expected 3 side outputs, got {}", out.side_logits.len()).into());
-    }
-    let (ce, labels) = multiscale_ce(&out, &x.labels, &x.class_weights)?;
-    let mad = segmentation_mad(&out, &t, s.fidelity)? * s.lambda_mad;
-    if std::env::var_os("BENCH_SEG_DEBUG").is_some() {
-        let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
-        debug_mad(&pairs, &teacher_prediction(&t, s.fidelity)?)?;
-    }
-    // auxi_decoder's four outputs (full resolution, /8, /16, /32), as the trainer.
-    let mar = segmentation_mar(&out, &labels, mask, &s.weak, &x.class_weights, s.fidelity)?
-        * s.lambda_mar;
-    Ok((ce, mad, mar))
 }
 
 /// `BENCH_SEG_DEBUG=1`: per tapped scale, the largest magnitudes and the scale's MAD alone.
@@ -290,24 +268,31 @@ fn debug_mad(pairs: &[(&Tensor, &Tensor)], pred: &Tensor) -> BoxResult<()> {
     Ok(())
 }
 
-/// Forward under autocast (`--amp`), losses in f32 (or under autocast too with
-/// `--amp-losses`), scaled backward, SGD step (skipped by the scaler on Inf/NaN gradients).
-fn train_step(s: &mut Setup, x: &Inputs, mask: &Tensor, args: &Args) -> BoxResult<(f64, Parts)> {
-    let (ce, mad, mar) = if args.amp_losses {
-        tch::autocast(args.amp, || {
-            let (out, t) = forward(s, x, mask);
-            objective(s, x, mask, &out, &t, true)
-        })?
-    } else {
-        let (out, t) = tch::autocast(args.amp, || forward(s, x, mask));
-        objective(s, x, mask, &out, &t, false)?
+/// The trainer's objective past `begin_epoch` (forwards under autocast with `--amp`, losses in
+/// f32, or under autocast too with `--amp-losses`), scaled backward, SGD step (skipped by the
+/// scaler on Inf/NaN gradients).
+fn train_step(s: &mut Setup, batch: &Batch, args: &Args) -> BoxResult<(f64, LossBreakdown)> {
+    if std::env::var_os("BENCH_SEG_DEBUG").is_some() {
+        let (out, t) = tch::no_grad(|| tch::autocast(args.amp, || forward(s, batch)));
+        let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
+        debug_mad(&pairs, &teacher_prediction(&t, s.fidelity)?)?;
+    }
+    let step = |amp: bool| Step {
+        student: s.student.as_ref(),
+        teacher: Some(s.teacher.as_ref()),
+        weak: Some(&s.weak),
+        available: None,
+        amp,
     };
-    let loss = &ce + &mad + &mar;
+    let (loss, parts) = if args.amp_losses {
+        // The whole objective under autocast: the outputs keep their fp16 kind.
+        tch::autocast(args.amp, || s.objective.loss(&step(false), batch))?
+    } else {
+        s.objective.loss(&step(args.amp), batch)?
+    };
     let grads = s.opt.backward(&s.scaler.scale(&loss));
     s.scaler.step(&mut s.opt, grads);
-    let parts =
-        Parts { ce: ce.double_value(&[]), mad: mad.double_value(&[]), mar: mar.double_value(&[]) };
-    Ok((loss.double_value(&[]), parts))
+    Ok((parts.total, parts))
 }
 
 fn main() -> BoxResult<()> {
@@ -344,7 +329,10 @@ fn main() -> BoxResult<()> {
     let rgbd = mmanet_data::nyuv2::rgbd_modalities();
     let weak = WeakSet::new(rgbd.clone(), vec![rgbd.parse_mask("D")?])?;
     let scaler = GradScaler::new(args.amp, args.device);
+    let method = MethodConfig { fidelity, ..cfg.method.clone() };
+    let class_weights = Tensor::ones([esa.n_classes], (Kind::Float, args.device));
     let mut setup = Setup {
+        objective: SegmentationObjective::new(&method, rgbd, class_weights),
         teacher,
         student,
         _s_vs: s_vs,
@@ -359,7 +347,8 @@ fn main() -> BoxResult<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
 
     let mut times = Vec::with_capacity(args.steps);
-    let mut last = (f64::NAN, Parts { ce: f64::NAN, mad: f64::NAN, mar: f64::NAN });
+    let nan = LossBreakdown { total: f64::NAN, ce: f64::NAN, distill: f64::NAN, mar: f64::NAN };
+    let mut last = (f64::NAN, nan);
     let mut timed_total = 0.0;
     for step in 0..args.warmup + args.steps {
         if step == args.warmup {
@@ -367,8 +356,8 @@ fn main() -> BoxResult<()> {
         }
         sync(args.device);
         let t0 = Instant::now();
-        let mask = random_mask(&mut rng, args.batch, args.device);
-        last = train_step(&mut setup, &inputs, &mask, &args)?;
+        let batch = random_batch(&mut rng, &inputs, args.batch, args.device);
+        last = train_step(&mut setup, &batch, &args)?;
         sync(args.device);
         let dt = t0.elapsed().as_secs_f64();
         if step >= args.warmup {
@@ -407,7 +396,7 @@ fn main() -> BoxResult<()> {
         "step_ms_all": times,
         "last_loss": last.0,
         "last_ce": last.1.ce,
-        "last_mad": last.1.mad,
+        "last_mad": last.1.distill,
         "last_mar": last.1.mar,
     });
     if args.device.is_cuda() {

@@ -1,9 +1,9 @@
 //! One MMANet student training step on the CASIA-SURF architecture, timed (issue 8).
 //!
-//! The step: frozen teacher forward (eval, no grad), student forward (train) with one random
-//! modality combination per sample, `CE + 30 * MAD + 0.5 * MAR` (weak set R+I, R, I; the
-//! released code's reductions, `Fidelity::ReferenceCode`), backward, SGD (Nesterov 0.9, weight
-//! decay 5e-4). Data come from the real [`DataLoader`] over CASIA-SURF list files with the train
+//! The step: the trainer's objective ([`ClassificationObjective`] past `begin_epoch`): student
+//! forward (train) with one random modality combination per sample, frozen teacher forward
+//! (eval, no grad), `CE + 30 * MAD + 0.5 * MAR` (weak set R+I, R, I; the released code's
+//! reductions, `Fidelity::ReferenceCode`); then backward, SGD (Nesterov 0.9, weight decay 5e-4). Data come from the real [`DataLoader`] over CASIA-SURF list files with the train
 //! augmentation. `benches/pytorch/surf_step.py` is the PyTorch twin; both print the same JSON.
 //!
 //! ```text
@@ -42,10 +42,12 @@ use std::time::Instant;
 use mmanet_core::{Fidelity, ModalityMask, ModalitySet};
 use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
 use mmanet_data::{Batch, BatchIter, DataLoader, LoaderConfig, MaskPolicy};
-use mmanet_losses::{WeakSet, f_mad_classification, f_mar_classification};
+use mmanet_losses::WeakSet;
 use mmanet_models::layout::{channels_last, to_channels_last};
-use mmanet_models::{ClsNetConfig, MultiModalNet, StudentNet, TeacherNet};
+use mmanet_models::{ClsNetConfig, StudentNet, TeacherNet};
+use mmanet_train::MethodConfig;
 use mmanet_train::amp::GradScaler;
+use mmanet_train::objective::{ClassificationObjective, Objective, Step};
 use mmanet_train::optim::{Optimizer, OptimizerConfig};
 use mmanet_train::transfer::{self, TransferOptions};
 use tch::{Device, Kind, Tensor, nn::VarStore};
@@ -185,6 +187,7 @@ impl<'a> Batches<'a> {
 }
 
 struct Nets {
+    objective: ClassificationObjective,
     teacher: TeacherNet,
     student: StudentNet,
     opt: Optimizer,
@@ -223,42 +226,33 @@ fn build_nets(args: &Args) -> BoxResult<Nets> {
     } else {
         set.parse_masks(&["R+I", "R", "I"])?
     };
-    let weak = WeakSet::new(set, weak_combos)?;
+    let weak = WeakSet::new(set.clone(), weak_combos)?;
     let scaler = GradScaler::new(args.amp, args.device);
-    Ok(Nets { teacher, student, opt, scaler, weak, amp: args.amp, t_vs, s_vs })
+    let method = MethodConfig {
+        lambda_mad: LAMBDA_MAD,
+        lambda_mar: LAMBDA_MAR,
+        fidelity: Fidelity::ReferenceCode,
+        ..MethodConfig::mmanet_classification()
+    };
+    let objective = ClassificationObjective::new(&method, set, cfg.n_classes as usize);
+    Ok(Nets { objective, teacher, student, opt, scaler, weak, amp: args.amp, t_vs, s_vs })
 }
 
-/// Network outputs in f32 (the forward pass may have run under fp16 autocast).
-fn float(t: &Tensor) -> Tensor {
-    t.to_kind(Kind::Float)
-}
-
-/// One training step on a batch already on the device: forwards under autocast (`--amp`),
-/// losses in f32, scaled backward, SGD step (skipped by the scaler on Inf/NaN gradients).
+/// One training step on a batch already on the device: the trainer's objective (forwards
+/// under autocast with `--amp`, losses in f32), scaled backward, SGD step (skipped by the scaler
+/// on Inf/NaN gradients).
 fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
-    let (t_out, s_out) = tch::autocast(nets.amp, || -> BoxResult<_> {
-        let t_out = tch::no_grad(|| nets.teacher.forward_t(&batch.inputs, &batch.mask, false));
-        Ok((t_out, nets.student.f_forward(&batch.inputs, &batch.mask, true)?))
-    })?;
-    let aux = s_out.aux_logits.as_ref().ok_or("the student has no regularization head")?;
-    let ce = float(&s_out.logits).cross_entropy_for_logits(&batch.targets);
-    let mad = f_mad_classification(
-        &float(&s_out.features[1]),
-        &float(&t_out.features[1]),
-        &float(&t_out.logits),
-        Fidelity::ReferenceCode,
-    )?;
-    let mar = f_mar_classification(
-        &float(aux),
-        &batch.targets,
-        &batch.mask,
-        &nets.weak,
-        Fidelity::ReferenceCode,
-    )?;
-    let loss = ce + mad * LAMBDA_MAD + mar * LAMBDA_MAR;
+    let step = Step {
+        student: &nets.student,
+        teacher: Some(&nets.teacher),
+        weak: Some(&nets.weak),
+        available: None,
+        amp: nets.amp,
+    };
+    let (loss, parts) = nets.objective.loss(&step, batch)?;
     let grads = nets.opt.backward(&nets.scaler.scale(&loss));
     nets.scaler.step(&mut nets.opt, grads);
-    Ok(loss.double_value(&[]))
+    Ok(parts.total)
 }
 
 /// A batch of random inputs on the device: `M` modalities `[B, 3, size, size]`, one random

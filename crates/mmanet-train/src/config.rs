@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::data_spec::DataConfig;
 use crate::model_spec::{ModelSpec, ModelSpecExt};
+use crate::objective::TaskKind;
 use crate::optim::OptimizerConfig;
 use crate::schedule::LrSchedule;
 
@@ -33,18 +34,12 @@ pub enum Distillation {
     /// No teacher (the paper's "unified" / SF-MD baseline when MAR is off too).
     None,
     /// Plain similarity-preserving distillation (SP, Tung & Mori 2019), on classification
-    /// networks; [`TrainConfig::check`] refuses it for segmentation (ESANet), which has no SP form.
+    /// networks; [`TrainConfig::check`] refuses it for segmentation (ESANet), which has no SP form
+    /// ([`SegmentationObjective::check_method`](crate::objective::SegmentationObjective::check_method)).
     Sp,
     /// Margin-aware distillation (MAD): SP weighted by the teacher's prediction entropy.
     Mad,
 }
-
-/// Why `method.distillation = "sp"` is refused for segmentation networks: the segmentation
-/// objective has MAD (docs/method.md §1.2) but no SP form (the released code's
-/// `segmentation/train_missing_mmanet.py` leaves `kd_loss = SP()` commented out, and its `SP`
-/// takes no teacher prediction, so it could not be called there either).
-pub const SP_SEGMENTATION_UNSUPPORTED: &str =
-    "`sp` is for classification only: a segmentation (ESANet) student distils with `mad` or `none`";
 
 /// The student's losses: CE, then from `begin_epoch` on CE + λ_MAD·MAD + λ_MAR·MAR.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -483,15 +478,13 @@ impl TrainConfig {
             }
         }
         if self.stage == Stage::Student {
-            match m.distillation {
-                Distillation::Sp if self.model.is_segmentation() => {
-                    return Err(TrainError::config(
-                        "method.distillation",
-                        SP_SEGMENTATION_UNSUPPORTED,
-                    ));
-                }
-                Distillation::None | Distillation::Sp | Distillation::Mad => {}
-            }
+            // The task's objective refuses a variant it has no form of.
+            let task = if self.model.is_segmentation() {
+                TaskKind::Segmentation
+            } else {
+                TaskKind::Classification
+            };
+            task.check_method(m)?;
             if m.mar && m.mining_start >= m.begin_epoch {
                 return Err(TrainError::config(
                     "method.mining_start",

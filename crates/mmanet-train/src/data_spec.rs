@@ -34,7 +34,7 @@ pub struct DataConfig {
     pub skip_bad_samples: bool,
     /// Segmentation class weighting of the cross-entropy.
     #[serde(default)]
-    pub class_weighting: crate::segmentation::ClassWeighting,
+    pub class_weighting: crate::objective::segmentation::ClassWeighting,
     /// Simulated missingness (`{ rate = 0.3, seed = 1 }`): that fraction of the samples of
     /// each configured split loses a uniformly drawn non-empty proper subset of its
     /// modalities, fixed per sample (saved in the run folder as `missing.json`).

@@ -3,6 +3,7 @@
 //! - [`schedule`]: the reference's per-epoch learning-rate and momentum schedules.
 //! - [`optim`]: SGD (Nesterov) and Adam with PyTorch's update rules and savable state.
 //! - [`run_dir`]: the files of a run, written atomically.
+//! - [`objective`]: each task's loss and weak-set mining behind one trait, chosen once.
 //! - [`amp`]: dynamic loss scaling for fp16 autocast; [`transfer`]: pinned, asynchronous
 //!   host-to-device copies.
 //!
@@ -24,6 +25,7 @@ pub mod export;
 pub mod fit;
 pub mod launch;
 pub mod model_spec;
+pub mod objective;
 pub mod optim;
 pub mod parallel;
 pub mod predict;
@@ -32,7 +34,6 @@ pub mod readers;
 pub mod run_dir;
 pub mod run_report;
 pub mod schedule;
-pub mod segmentation;
 pub mod state;
 pub mod trainer;
 pub mod transfer;

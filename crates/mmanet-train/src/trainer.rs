@@ -11,30 +11,27 @@ use std::time::Instant;
 
 use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig};
-use mmanet_losses::{ClassificationMiner, SegmentationMiner, WeakSet};
+use mmanet_losses::WeakSet;
 use mmanet_metrics::CombinationReport;
+use mmanet_models::MultiModalNet;
 use mmanet_models::checkpoint::{self, LoadMode};
-use mmanet_models::{MultiModalNet, NetOutput};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::TrainError;
 use crate::amp::GradScaler;
-use crate::config::{
-    Distillation, SP_SEGMENTATION_UNSUPPORTED, Selection, Stage, TrainConfig, ValidConfig,
-};
+use crate::config::{Selection, Stage, TrainConfig, ValidConfig};
 use crate::data_spec::Split;
 use crate::evaluate::{
-    Scoring, eval_loader, evaluate, evaluate_drawn_masks, load_net, mean_metric, net_inputs,
-    predict_combo,
+    Scoring, eval_loader, evaluate, evaluate_drawn_masks, load_net, mean_metric,
 };
 use crate::model_spec::{ModelSpecExt, Role};
+use crate::objective::{Objective, Step};
 use crate::optim::{Gradients, Optimizer};
 use crate::parallel::DataParallel;
 use crate::run_dir::{RunDir, write_atomic};
 use crate::state::{
-    Best, CheckpointFile, EpochRecord, FileRole, LossBreakdown, MiningEpoch, PartialEpoch,
-    TrainState,
+    Best, CheckpointFile, EpochRecord, FileRole, LossBreakdown, PartialEpoch, TrainState,
 };
 use crate::transfer::{self, TransferOptions};
 
@@ -109,8 +106,8 @@ pub struct Trainer {
     scoring: Scoring,
     state: TrainState,
     weak: Option<WeakSet>,
-    /// Segmentation class weights `[C]` (ones unless median-frequency weighting is set).
-    class_weights: Option<Tensor>,
+    /// The task's loss and weak-set mining, chosen once from the data's task.
+    objective: Box<dyn Objective>,
     /// The best weights of a resumed run written before the commit protocol
     /// (`checkpoints/best.safetensors`), until the first commit gives them a physical name.
     legacy_best: Option<std::path::PathBuf>,
@@ -463,14 +460,9 @@ impl Trainer {
             None => None,
         };
         let scaler = GradScaler::new(amp, device);
-        let class_weights = match val_task {
-            mmanet_data::Task::Segmentation { num_classes } => {
-                Some(crate::segmentation::class_weights(&cfg, num_classes, device)?)
-            }
-            mmanet_data::Task::Classification { .. } => None,
-        };
+        let objective = crate::objective::for_task(&cfg, val_task, device)?;
         Ok(Trainer {
-            class_weights,
+            objective,
             data,
             cfg,
             run,
@@ -711,7 +703,7 @@ impl Trainer {
     /// running statistics kept as micro-batch 0 left them.
     ///
     /// # Shapes
-    /// `batch`: as [`Trainer::objective`]; its size must divide by `K` (checked with the config).
+    /// `batch`: as [`Trainer::loss`]; its size must divide by `K` (checked with the config).
     fn gradients(
         &mut self,
         batch: &Batch,
@@ -723,14 +715,14 @@ impl Trainer {
                 Some(hook) => {
                     let hook_dyn: Arc<dyn mmanet_models::layers::TrainBatchNorm> = hook.clone();
                     let out = mmanet_models::layers::with_train_batch_norm(hook_dyn, || {
-                        self.objective(batch, epoch)
+                        self.loss(batch, epoch)
                     });
                     if let Some(e) = hook.take_error() {
                         return Err(e);
                     }
                     out?
                 }
-                None => self.objective(batch, epoch)?,
+                None => self.loss(batch, epoch)?,
             };
             return Ok((self.opt.backward(&self.scaler.scale(&loss)), parts));
         }
@@ -745,7 +737,7 @@ impl Trainer {
                 continue;
             }
             let micro = batch.select(&positions)?;
-            let (loss, parts) = self.objective(&micro, epoch)?;
+            let (loss, parts) = self.loss(&micro, epoch)?;
             let grads = self.opt.backward(&self.scaler.scale(&loss));
             if kept.is_none() {
                 kept = Some(tch::no_grad(|| self.buffers.iter().map(Tensor::copy).collect()));
@@ -772,137 +764,29 @@ impl Trainer {
         Ok((grads, sum.scaled(1.0 / n)))
     }
 
-    /// Runs a network's forward pass, under fp16 autocast when `compute.amp` is on; the outputs
-    /// come back in f32 so that every loss is computed in f32.
-    fn forward(&self, f: impl FnOnce() -> NetOutput) -> NetOutput {
-        if !self.amp {
-            return f();
-        }
-        tch::autocast(true, f).to_kind(Kind::Float)
-    }
-
-    /// For a training set with incomplete samples, the batch's `[B, M]` availability mask and
-    /// its `[B]` complete-row indicator (on the batch's device); `None` for complete data.
-    fn complete_rows(&self, batch: &Batch) -> Result<Option<(Tensor, Tensor)>, TrainError> {
-        if !self.train_incomplete {
-            return Ok(None);
-        }
-        let data = self.train_loader.dataset();
-        let set = data.modalities();
-        let available: Vec<ModalityMask> =
-            batch.indices.iter().map(|&i| data.availability(i)).collect();
-        let device = batch.mask.device();
-        let mask = mmanet_losses::presence_tensor(set, &available, Kind::Float, device)?;
-        let rows: Vec<f32> =
-            available.iter().map(|a| if *a == set.full() { 1.0 } else { 0.0 }).collect();
-        Ok(Some((mask, Tensor::from_slice(&rows).to_device(device))))
-    }
-
-    /// The loss of one batch and its parts.
+    /// The loss of one batch and its parts, from the run's [`Objective`]: its CE alone up to
+    /// `begin_epoch`, then (students) with the teacher and, under MAR, the weak set.
     ///
     /// # Shapes
-    /// - `batch.inputs[m]`: `[B, ...]`; `batch.mask`: `[B, M]`; `batch.targets`: `[B]`.
-    fn objective(
-        &self,
-        batch: &Batch,
-        epoch: usize,
-    ) -> Result<(Tensor, LossBreakdown), TrainError> {
-        if let Some(w) = &self.class_weights {
-            return self.objective_segmentation(batch, epoch, w);
-        }
-        let inputs = net_inputs(batch);
-        let out = self.forward(|| self.net.forward_t(&inputs, &batch.mask, true));
-        let ce = out.logits.cross_entropy_for_logits(&batch.targets);
-        let mut total = ce.shallow_clone();
-        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
+    /// - `batch.inputs[m]`: `[B, ...]`; `batch.mask`: `[B, M]`; `batch.targets`: `[B]` or
+    ///   `[B, H, W]`.
+    fn loss(&self, batch: &Batch, epoch: usize) -> Result<(Tensor, LossBreakdown), TrainError> {
         let m = &self.cfg.method;
         let active = self.is_student() && epoch > m.begin_epoch;
-        if active {
-            if let Some(teacher) = &self.teacher {
-                // The teacher sees each sample with the modalities it has (all of them for
-                // complete data), and MAD runs on the rows it sees completely.
-                let complete = self.complete_rows(batch)?;
-                let t_mask = match &complete {
-                    Some((available, _)) => available.shallow_clone(),
-                    None => batch.mask.ones_like(),
-                };
-                let t = tch::no_grad(|| {
-                    self.forward(|| teacher.net.forward_t(&inputs, &t_mask, false))
-                });
-                let rows = complete.as_ref().map(|(_, rows)| rows);
-                let d = distillation(&out, &t, m.distillation, m.fidelity, rows)? * m.lambda_mad;
-                parts.distill = scalar(&d);
-                total += d;
-            }
-            if let (true, Some(weak), Some(aux)) = (m.mar, &self.weak, &out.aux_logits) {
-                let r = mmanet_losses::f_mar_classification(
-                    aux,
-                    &batch.targets,
-                    &batch.mask,
-                    weak,
-                    m.fidelity,
-                )? * m.lambda_mar;
-                parts.mar = scalar(&r);
-                total += r;
-            }
-        }
-        parts.total = scalar(&total);
-        Ok((total, parts))
-    }
-
-    /// The segmentation loss of one batch: multi-scale weighted CE, then from `begin_epoch` on
-    /// plus λ·MAD over the three tapped fused maps plus λ·MAR of `auxi_decoder`'s four outputs
-    /// (full resolution, /8, /16, /32) on the weak samples.
-    ///
-    /// # Shapes
-    /// - `batch.targets`: `[B, H, W]` (0 = void); `class_weights`: `[C]`.
-    fn objective_segmentation(
-        &self,
-        batch: &Batch,
-        epoch: usize,
-        class_weights: &Tensor,
-    ) -> Result<(Tensor, LossBreakdown), TrainError> {
-        use crate::segmentation::{multiscale_ce, segmentation_mad, segmentation_mar};
-        let inputs = net_inputs(batch);
-        let out = self.forward(|| self.net.forward_t(&inputs, &batch.mask, true));
-        let (ce, labels) = multiscale_ce(&out, &batch.targets, class_weights)?;
-        let mut total = ce.shallow_clone();
-        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
-        let m = &self.cfg.method;
-        if self.is_student() && epoch > m.begin_epoch {
-            if let Some(teacher) = &self.teacher {
-                // reference-code: the teacher runs in train mode (batch statistics), as released.
-                let teacher_train = m.fidelity == mmanet_core::Fidelity::ReferenceCode;
-                let t = tch::no_grad(|| {
-                    self.forward(|| {
-                        teacher.net.forward_t(&inputs, &batch.mask.ones_like(), teacher_train)
-                    })
-                });
-                let d = match m.distillation {
-                    Distillation::None => out.logits.zeros_like().sum(Kind::Float),
-                    Distillation::Mad => segmentation_mad(&out, &t, m.fidelity)?,
-                    // Rejected by `TrainConfig::check`; never MAD in its place.
-                    Distillation::Sp => {
-                        return Err(TrainError::config(
-                            "method.distillation",
-                            SP_SEGMENTATION_UNSUPPORTED,
-                        ));
-                    }
-                } * m.lambda_mad;
-                parts.distill = scalar(&d);
-                total += d;
-            }
-            if let (true, Some(weak)) = (m.mar, &self.weak) {
-                // All four outputs of auxi_decoder (full resolution, /8, /16, /32).
-                let r =
-                    segmentation_mar(&out, &labels, &batch.mask, weak, class_weights, m.fidelity)?
-                        * m.lambda_mar;
-                parts.mar = scalar(&r);
-                total += r;
-            }
-        }
-        parts.total = scalar(&total);
-        Ok((total, parts))
+        let teacher = self.teacher.as_ref().filter(|_| active).map(|t| t.net.as_ref());
+        // The modalities each sample really has, for a teacher on incomplete data.
+        let available = (teacher.is_some() && self.train_incomplete).then(|| {
+            let data = self.train_loader.dataset();
+            batch.indices.iter().map(|&i| data.availability(i)).collect()
+        });
+        let step = Step {
+            student: self.net.as_ref(),
+            teacher,
+            weak: self.weak.as_ref().filter(|_| active && m.mar),
+            available,
+            amp: self.amp,
+        };
+        self.objective.loss(&step, batch)
     }
 
     /// Weak-set mining after the training pass of the mining epochs.
@@ -914,26 +798,11 @@ impl Trainer {
         if epoch < m.mining_start || epoch >= m.begin_epoch {
             return Ok(());
         }
-        if self.class_weights.is_some() {
-            return self.mine_segmentation(epoch, obs);
-        }
-        let set = self.cfg.model.set();
-        let miner = ClassificationMiner::new(set.clone(), self.cfg.model.num_classes())?;
-        let (_, full) =
-            predict_combo(self.net.as_ref(), &self.val_mining, set.full(), self.device)?;
-        let mut candidates = Vec::new();
-        for &c in miner.candidates() {
-            candidates.push(predict_combo(self.net.as_ref(), &self.val_mining, c, self.device)?.1);
-        }
-        self.state.mining.push(MiningEpoch { epoch, full, candidates, miou: Vec::new() });
+        let record =
+            self.objective.mine_epoch(self.net.as_ref(), &self.val_mining, epoch, self.device)?;
+        self.state.mining.push(record);
         if epoch + 1 == m.begin_epoch {
-            let mut miner = miner;
-            for e in &self.state.mining {
-                let per: Vec<&[i64]> = e.candidates.iter().map(Vec::as_slice).collect();
-                miner.add_epoch(&e.full, &per)?;
-            }
-            let weak = miner.weak_set()?;
-            tracing::info!(scores = ?miner.scores(), weak = %weak, "weak set selected");
+            let weak = self.objective.select_weak_set(&self.state.mining)?;
             self.record_weak_set(weak, obs)?;
         }
         Ok(())
@@ -955,34 +824,6 @@ impl Trainer {
         self.state.weak_set = Some(combos.clone());
         obs.on_weak_set(&combos);
         self.weak = Some(weak);
-        Ok(())
-    }
-
-    /// Segmentation mining: (mIoU_full - mIoU_m)^2 per single modality, summed over epochs.
-    fn mine_segmentation(
-        &mut self,
-        epoch: usize,
-        obs: &mut dyn Observer,
-    ) -> Result<(), TrainError> {
-        let set = self.cfg.model.set();
-        let miner = SegmentationMiner::new(set.clone())?;
-        let mut combos = vec![set.full()];
-        combos.extend(miner.candidates().iter().copied());
-        let report =
-            evaluate(self.net.as_ref(), &self.val_mining, &combos, self.scoring, self.device)?;
-        // Rows come in the order of `combos`.
-        let miou: Vec<f64> =
-            combos.iter().map(|c| report.value(&set.format(*c), "miou").unwrap_or(0.0)).collect();
-        self.state.mining.push(MiningEpoch { epoch, miou, ..Default::default() });
-        if epoch + 1 == self.cfg.method.begin_epoch {
-            let mut miner = miner;
-            for e in &self.state.mining {
-                miner.add_epoch(e.miou[0], &e.miou[1..])?;
-            }
-            let weak = miner.weak_set()?;
-            tracing::info!(scores = ?miner.scores(), weak = %weak, "weak set selected");
-            self.record_weak_set(weak, obs)?;
-        }
         Ok(())
     }
 
@@ -1178,33 +1019,6 @@ enum EpochPass {
     Stopped(PartialEpoch),
 }
 
-/// The distillation term (unweighted) between student and teacher outputs.
-///
-/// # Shapes
-/// - `features.last()`: `[B, ...]` for both; teacher `logits`: `[B, K]`.
-fn distillation(
-    student: &NetOutput,
-    teacher: &NetOutput,
-    kind: Distillation,
-    fidelity: mmanet_core::Fidelity,
-    rows: Option<&Tensor>,
-) -> Result<Tensor, TrainError> {
-    let (s, t) = match (student.features.last(), teacher.features.last()) {
-        (Some(s), Some(t)) => (s, t),
-        _ => return Err(TrainError::config("model", "the network exposes no features for MAD")),
-    };
-    let z = &teacher.logits;
-    Ok(match (kind, rows) {
-        (Distillation::None, _) => s.zeros_like().sum(Kind::Float),
-        (Distillation::Sp, None) => mmanet_losses::f_sp_loss(s, t)?,
-        (Distillation::Sp, Some(r)) => mmanet_losses::f_sp_loss_rows(s, t, r)?,
-        (Distillation::Mad, None) => mmanet_losses::f_mad_classification(s, t, z, fidelity)?,
-        (Distillation::Mad, Some(r)) => {
-            mmanet_losses::f_mad_classification_rows(s, t, z, fidelity, r)?
-        }
-    })
-}
-
 fn load_teacher(
     cfg: &TrainConfig,
     path: &std::path::Path,
@@ -1290,10 +1104,6 @@ fn check_dataset(
         ));
     }
     Ok(())
-}
-
-fn scalar(t: &Tensor) -> f64 {
-    t.double_value(&[])
 }
 
 /// The libtorch seed of an epoch: a resumed run reseeds exactly as an uninterrupted one.

@@ -12,7 +12,7 @@ use mmanet_core::{Fidelity, ModalitySet};
 use mmanet_losses::WeakSet;
 use mmanet_models::{EsaNet, MultiModalNet, NetRole};
 use mmanet_train::config::TeacherConfig;
-use mmanet_train::segmentation::{multiscale_ce, segmentation_mar};
+use mmanet_train::objective::segmentation::{multiscale_ce, segmentation_mar};
 use mmanet_train::{Distillation, Stage, TrainError};
 use tch::{Device, Kind, Tensor, nn};
 

@@ -52,7 +52,7 @@ pub fn tiny_segmentation(stage: Stage, root: PathBuf, epochs: usize) -> TrainCon
             prefetch: 2,
             train_combos: vec![],
             skip_bad_samples: false,
-            class_weighting: mmanet_train::segmentation::ClassWeighting::None,
+            class_weighting: mmanet_train::objective::segmentation::ClassWeighting::None,
             missing: None,
         },
         model: NetConfig::Esanet(tiny_esanet()),

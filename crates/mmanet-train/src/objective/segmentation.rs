@@ -1,20 +1,153 @@
-//! Segmentation helpers of the trainer: class weights, label pyramids, the teacher's
-//! prediction map for MAD's entropy weights, and the three terms of the student objective
-//! (multi-scale CE, MAD over the tapped fused maps, MAR of the regularization decoder), public
-//! so that benchmarks and other drivers compute exactly the trainer's loss.
+//! The segmentation objective (docs/method.md §2.2), [`SegmentationObjective`], and its
+//! pieces: class weights, label pyramids, the teacher's prediction map for MAD's entropy
+//! weights, and the three terms (multi-scale CE, MAD over the tapped fused maps, MAR of the
+//! regularization decoder), public so that other drivers compute exactly the trainer's loss.
 
-use mmanet_core::Fidelity;
-use mmanet_data::Target;
-use mmanet_losses::{ClassPixelCounts, SegMadConfig, WeakSet};
-use mmanet_models::NetOutput;
+use mmanet_core::{Fidelity, ModalitySet};
+use mmanet_data::{Batch, DataLoader, Target};
+use mmanet_losses::{ClassPixelCounts, SegMadConfig, SegmentationMiner, WeakSet};
+use mmanet_models::{MultiModalNet, NetOutput};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::{Objective, Step, scalar};
 use crate::TrainError;
-use crate::config::ValidConfig;
+use crate::config::{Distillation, MethodConfig, ValidConfig};
 use crate::data_spec::Split;
+use crate::evaluate::{Scoring, evaluate, net_inputs};
+use crate::state::{LossBreakdown, MiningEpoch};
+
+/// Why `method.distillation = "sp"` is refused for segmentation networks: the segmentation
+/// objective has MAD (docs/method.md §1.2) but no SP form (the released code's
+/// `segmentation/train_missing_mmanet.py` leaves `kd_loss = SP()` commented out, and its `SP`
+/// takes no teacher prediction, so it could not be called there either).
+pub const SP_SEGMENTATION_UNSUPPORTED: &str =
+    "`sp` is for classification only: a segmentation (ESANet) student distils with `mad` or `none`";
+
+/// Multi-scale class-weighted CE + λ_MAD·MAD + λ_MAR·MAR for one-label-per-pixel tasks.
+pub struct SegmentationObjective {
+    set: ModalitySet,
+    /// `[C]` f32 on the training device.
+    class_weights: Tensor,
+    distillation: Distillation,
+    lambda_mad: f64,
+    lambda_mar: f64,
+    fidelity: Fidelity,
+}
+
+impl SegmentationObjective {
+    /// The objective of `method` for a network over `set`, weighting class `c` by
+    /// `class_weights[c]` (see [`class_weights`] for a run's).
+    ///
+    /// # Shapes
+    /// - `class_weights`: `[C]` f32, on the device of the batches.
+    pub fn new(method: &MethodConfig, set: ModalitySet, class_weights: Tensor) -> Self {
+        SegmentationObjective {
+            set,
+            class_weights,
+            distillation: method.distillation,
+            lambda_mad: method.lambda_mad,
+            lambda_mar: method.lambda_mar,
+            fidelity: method.fidelity,
+        }
+    }
+
+    /// Refuses SP distillation, which has no segmentation form.
+    pub fn check_method(method: &MethodConfig) -> Result<(), TrainError> {
+        match method.distillation {
+            Distillation::None | Distillation::Mad => Ok(()),
+            Distillation::Sp => {
+                Err(TrainError::config("method.distillation", SP_SEGMENTATION_UNSUPPORTED))
+            }
+        }
+    }
+
+    /// The class weights, `[C]`.
+    pub fn class_weights(&self) -> &Tensor {
+        &self.class_weights
+    }
+}
+
+impl Objective for SegmentationObjective {
+    /// Multi-scale weighted CE; with a teacher plus λ·MAD over the three tapped fused maps;
+    /// with a weak set plus λ·MAR of `auxi_decoder`'s four outputs (full resolution, /8, /16,
+    /// /32) on the weak samples.
+    ///
+    /// # Shapes
+    /// - `batch.targets`: `[B, H, W]` i64 (0 = void); `batch.mask`: `[B, M]`.
+    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError> {
+        let inputs = net_inputs(batch);
+        let out = step.forward(step.student, &inputs, &batch.mask, true);
+        let (ce, labels) = multiscale_ce(&out, &batch.targets, &self.class_weights)?;
+        let mut total = ce.shallow_clone();
+        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
+        if let Some(teacher) = step.teacher {
+            // reference-code: the teacher runs in train mode (batch statistics), as released.
+            let teacher_train = self.fidelity == Fidelity::ReferenceCode;
+            let ones = batch.mask.ones_like();
+            let t = tch::no_grad(|| step.forward(teacher, &inputs, &ones, teacher_train));
+            let d = match self.distillation {
+                Distillation::None => out.logits.zeros_like().sum(Kind::Float),
+                Distillation::Mad => segmentation_mad(&out, &t, self.fidelity)?,
+                // Refused by `check_method` at config check; never MAD in its place.
+                Distillation::Sp => {
+                    return Err(TrainError::config(
+                        "method.distillation",
+                        SP_SEGMENTATION_UNSUPPORTED,
+                    ));
+                }
+            } * self.lambda_mad;
+            parts.distill = scalar(&d);
+            total += d;
+        }
+        if let Some(weak) = step.weak {
+            let w = &self.class_weights;
+            let r = segmentation_mar(&out, &labels, &batch.mask, weak, w, self.fidelity)?
+                * self.lambda_mar;
+            parts.mar = scalar(&r);
+            total += r;
+        }
+        parts.total = scalar(&total);
+        Ok((total, parts))
+    }
+
+    /// The mIoU of the full combination, then of each single-modality candidate.
+    fn mine_epoch(
+        &self,
+        net: &dyn MultiModalNet,
+        val: &DataLoader,
+        epoch: usize,
+        device: Device,
+    ) -> Result<MiningEpoch, TrainError> {
+        let miner = SegmentationMiner::new(self.set.clone())?;
+        let mut combos = vec![self.set.full()];
+        combos.extend(miner.candidates().iter().copied());
+        let num_classes = self.class_weights.size()[0] as usize;
+        let report = evaluate(net, val, &combos, Scoring::Segmentation { num_classes }, device)?;
+        // Rows come in the order of `combos`.
+        let miou: Vec<f64> = combos
+            .iter()
+            .map(|c| report.value(&self.set.format(*c), "miou").unwrap_or(0.0))
+            .collect();
+        Ok(MiningEpoch { epoch, miou, ..Default::default() })
+    }
+
+    /// (mIoU_full - mIoU_m)^2 per single modality, summed over the mining epochs.
+    fn select_weak_set(&self, history: &[MiningEpoch]) -> Result<WeakSet, TrainError> {
+        let mut miner = SegmentationMiner::new(self.set.clone())?;
+        for e in history {
+            let (full, per) = e.miou.split_first().ok_or_else(|| {
+                TrainError::config("method.mar", format!("mining epoch {} has no mIoU", e.epoch))
+            })?;
+            miner.add_epoch(*full, per)?;
+        }
+        let weak = miner.weak_set()?;
+        tracing::info!(scores = ?miner.scores(), weak = %weak, "weak set selected");
+        Ok(weak)
+    }
+}
 
 /// How segmentation classes are weighted in the cross-entropy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,7 +162,7 @@ pub enum ClassWeighting {
 
 /// The class weights `[C]` of a segmentation run (median frequency is counted over the
 /// training split's samples as the loader produces them).
-pub(crate) fn class_weights(
+pub fn class_weights(
     cfg: &ValidConfig,
     num_classes: usize,
     device: Device,

@@ -1,0 +1,183 @@
+//! The objective seam: each task's training loss (CE, the distillation variants, MAR) and its
+//! weak-set mining behind one trait, [`Objective`], chosen once from the task by [`for_task`].
+//!
+//! The trainer keeps the loop (batches, phases, backward, checkpoints) and asks the objective
+//! for the loss of a batch; the benchmarks (`examples/bench_step.rs`,
+//! `examples/bench_seg_step.rs`) call the same objectives. Every match over
+//! [`Distillation`](crate::Distillation) in an objective is exhaustive, so a variant a task has
+//! no form of is refused by [`TaskKind::check_method`] when the config is checked
+//! (docs/architecture.md, "The objective seam").
+//!
+//! - [`classification`]: CE, SP or MAD on the deepest tapped feature, MAR of the `auxi_bone`
+//!   head, prediction-based mining.
+//! - [`segmentation`]: the class weights, multi-scale weighted CE, MAD over the tapped fused
+//!   maps, MAR of the regularization decoder, mIoU-based mining.
+//!
+//! A new objective implements [`Objective`]; `examples/custom_objective.rs` adds logit
+//! distillation to [`ClassificationObjective`] and runs it on a tiny batch.
+
+pub mod classification;
+pub mod segmentation;
+
+use mmanet_core::ModalityMask;
+use mmanet_data::{Batch, DataLoader, Task};
+use mmanet_losses::WeakSet;
+use mmanet_models::{MultiModalNet, NetOutput};
+use tch::{Device, Kind, Tensor};
+
+use crate::TrainError;
+use crate::config::{MethodConfig, ValidConfig};
+use crate::state::{LossBreakdown, MiningEpoch};
+
+pub use classification::ClassificationObjective;
+pub use segmentation::SegmentationObjective;
+
+/// What the loss of one batch needs besides the batch: the networks and what this epoch's
+/// phase switches on. The caller (the trainer) gates the phases: before `begin_epoch`
+/// `teacher` and `weak` are `None` and the loss is the task's CE alone.
+pub struct Step<'a> {
+    /// The trained network; run in train mode on the batch's mask.
+    pub student: &'a dyn MultiModalNet,
+    /// The frozen teacher when distillation is on in this epoch (run without gradient).
+    pub teacher: Option<&'a dyn MultiModalNet>,
+    /// The weak set when MAR is on in this epoch.
+    pub weak: Option<&'a WeakSet>,
+    /// The modalities each sample of the batch really has, when the training data are
+    /// incomplete (`None`: every sample is complete). Classification runs the teacher with
+    /// them and distils on the complete rows.
+    pub available: Option<Vec<ModalityMask>>,
+    /// Run the forward passes under fp16 autocast (their outputs come back in f32, so every
+    /// loss is computed in f32).
+    pub amp: bool,
+}
+
+impl Step<'_> {
+    /// Runs `net` on `inputs`, under fp16 autocast when [`Step::amp`] is set.
+    ///
+    /// # Shapes
+    /// - `inputs[m]`: `[B, ...]`; `mask`: `[B, M]`; output: as the network's.
+    pub fn forward(
+        &self,
+        net: &dyn MultiModalNet,
+        inputs: &[Tensor],
+        mask: &Tensor,
+        train: bool,
+    ) -> NetOutput {
+        if !self.amp {
+            return net.forward_t(inputs, mask, train);
+        }
+        tch::autocast(true, || net.forward_t(inputs, mask, train)).to_kind(Kind::Float)
+    }
+}
+
+/// A task's training objective: the loss of a batch, and the weak-set mining MAR relies on.
+pub trait Objective: Send {
+    /// The loss of one batch and its parts (each term already multiplied by its λ).
+    ///
+    /// # Shapes
+    /// - `batch.inputs[m]`: `[B, ...]`; `batch.mask`: `[B, M]`; `batch.targets`: `[B]`
+    ///   (classification) or `[B, H, W]` (segmentation, 0 = void).
+    /// - output: a scalar to back-propagate, and its parts as numbers.
+    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError>;
+
+    /// Scores `net` on `val` (the complete validation samples) with the full combination and
+    /// each mining candidate after the training pass of mining epoch `epoch`; the trainer
+    /// records the result in the run state, so that a resumed run mines exactly.
+    fn mine_epoch(
+        &self,
+        net: &dyn MultiModalNet,
+        val: &DataLoader,
+        epoch: usize,
+        device: Device,
+    ) -> Result<MiningEpoch, TrainError>;
+
+    /// The weak set that the recorded mining epochs select.
+    fn select_weak_set(&self, history: &[MiningEpoch]) -> Result<WeakSet, TrainError>;
+}
+
+/// The kinds of task, each with its objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    /// One label per sample ([`ClassificationObjective`]).
+    Classification,
+    /// One label per pixel ([`SegmentationObjective`]).
+    Segmentation,
+}
+
+impl TaskKind {
+    /// The kind of a data set's task.
+    pub fn of(task: Task) -> Self {
+        match task {
+            Task::Classification { .. } => TaskKind::Classification,
+            Task::Segmentation { .. } => TaskKind::Segmentation,
+        }
+    }
+
+    /// Refuses a method whose loss variants the task's objective has no form of (called by
+    /// [`TrainConfig::check`](crate::TrainConfig::check) for students).
+    pub fn check_method(self, method: &MethodConfig) -> Result<(), TrainError> {
+        match self {
+            TaskKind::Classification => ClassificationObjective::check_method(method),
+            TaskKind::Segmentation => SegmentationObjective::check_method(method),
+        }
+    }
+}
+
+/// The objective of a run, chosen once from the task of its data (segmentation class weights
+/// are computed here, over the training split when median-frequency weighting is set).
+pub fn for_task(
+    cfg: &ValidConfig,
+    task: Task,
+    device: Device,
+) -> Result<Box<dyn Objective>, TrainError> {
+    let set = cfg.set().clone();
+    Ok(match task {
+        Task::Classification { num_classes } => {
+            Box::new(ClassificationObjective::new(&cfg.method, set, num_classes))
+        }
+        Task::Segmentation { num_classes } => {
+            let weights = segmentation::class_weights(cfg, num_classes, device)?;
+            Box::new(SegmentationObjective::new(&cfg.method, set, weights))
+        }
+    })
+}
+
+/// A scalar tensor's value.
+pub(crate) fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Distillation;
+
+    fn method(distillation: Distillation) -> MethodConfig {
+        MethodConfig { distillation, ..MethodConfig::mmanet_classification() }
+    }
+
+    #[test]
+    fn the_task_decides_which_distillation_variants_exist() {
+        let kinds = [TaskKind::Classification, TaskKind::Segmentation];
+        assert_eq!(
+            kinds,
+            [
+                TaskKind::of(Task::Classification { num_classes: 2 }),
+                TaskKind::of(Task::Segmentation { num_classes: 40 })
+            ]
+        );
+        for d in [Distillation::None, Distillation::Sp, Distillation::Mad] {
+            assert!(TaskKind::Classification.check_method(&method(d)).is_ok(), "{d:?}");
+        }
+        for d in [Distillation::None, Distillation::Mad] {
+            assert!(TaskKind::Segmentation.check_method(&method(d)).is_ok(), "{d:?}");
+        }
+        match TaskKind::Segmentation.check_method(&method(Distillation::Sp)) {
+            Err(TrainError::Config { field, message }) => {
+                assert_eq!(field, "method.distillation");
+                assert_eq!(message, segmentation::SP_SEGMENTATION_UNSUPPORTED);
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+}
