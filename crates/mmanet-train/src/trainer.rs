@@ -645,16 +645,18 @@ impl Trainer {
             let batch = transfer::to_device(batch?, self.device, self.transfer);
             let step_started = Instant::now();
             let (mut grads, parts) = self.gradients(&batch, epoch)?;
-            let asked = obs.should_stop();
-            let (parts, stop) = match &mut self.parallel {
+            // Data-parallel: a stop request (polled here, so one made during step s takes
+            // effect after step s + 1) travels in the step's agreement, so all ranks stop after
+            // the same step.
+            let (parts, agreed_stop) = match &mut self.parallel {
                 Some(p) => {
-                    let agreed = p.agree_step(&parts, asked, grads.has_inactive())?;
+                    let agreed = p.agree_step(&parts, obs.should_stop(), grads.has_inactive())?;
                     if agreed.parts.total.is_finite() {
                         p.average_gradients(&mut grads, agreed.inactive, &mut self.opt)?;
                     }
-                    (agreed.parts, agreed.stop)
+                    (agreed.parts, Some(agreed.stop))
                 }
-                None => (parts, asked),
+                None => (parts, None),
             };
             if !parts.total.is_finite() {
                 let what = if !parts.ce.is_finite() {
@@ -675,6 +677,7 @@ impl Trainer {
             sum.add(&parts);
             steps += 1;
             obs.on_step(epoch, steps, &parts);
+            let stop = agreed_stop.unwrap_or_else(|| obs.should_stop());
             if stop && steps < self.train_loader.num_batches() {
                 return Ok(EpochPass::Stopped(PartialEpoch { epoch, steps, sum }));
             }
