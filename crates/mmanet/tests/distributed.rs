@@ -265,6 +265,36 @@ fn a_killed_rank_ends_the_run_with_an_error_naming_it_and_leaves_no_worker() {
 }
 
 #[test]
+fn a_hung_rank_times_the_others_out_and_is_killed_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("hung");
+    let extra = ["--nproc", "2", "--set", "epochs=40", "--set", "compute.collective_timeout_s=3"];
+    let child = mmanet()
+        .args(student_args(&run, &extra))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let parent = child.id();
+    wait_for(&run.join("metrics.csv"), Duration::from_secs(120));
+    let workers = children_by_rank(parent);
+    let (stuck, _) = workers.iter().find(|(_, r)| r == "1").unwrap();
+    send("-STOP", *stuck);
+    let started = Instant::now();
+    // Rank 0's collective times out after about 3 s; the launcher then gives rank 1 the
+    // timeout plus 5 s and kills it.
+    let out = wait_bounded(child, Duration::from_secs(40));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[rank 0] error"), "{err}");
+    assert!(err.contains("killed after the grace period: ranks [1]"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    for (pid, rank) in &workers {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "rank {rank} (pid {pid}) is left");
+    }
+}
+
+#[test]
 fn sigterm_stops_both_ranks_at_one_step_and_the_run_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("stopped");
