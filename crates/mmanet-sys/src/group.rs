@@ -376,7 +376,8 @@ impl ProcessGroup {
 /// (the forward and backward passes of identical networks do).
 ///
 /// A collective failing in the backward pass surfaces as libtorch's backward error (tch's
-/// `run_backward` panics on it); one failing in the forward pass is an error here.
+/// `f_run_backward` returns it; `run_backward` panics); one failing in the forward pass is an
+/// error here.
 pub struct SyncBatchNorm {
     raw: NonNull<ffi::RawProcessGroup>,
     timeout: Duration,

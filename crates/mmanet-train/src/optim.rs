@@ -249,10 +249,19 @@ impl Optimizer {
     }
 
     /// The gradients of `loss` (`[]`), computed without touching the parameters' `.grad`.
+    ///
+    /// # Panics
+    /// If libtorch's backward pass fails (see [`Optimizer::try_backward`]).
     pub fn backward(&mut self, loss: &Tensor) -> Gradients {
+        self.try_backward(loss).expect("backward pass")
+    }
+
+    /// [`Optimizer::backward`], with a failure of libtorch's backward pass (e.g. a collective
+    /// inside SyncBatchNorm's backward that timed out) as an error.
+    pub fn try_backward(&mut self, loss: &Tensor) -> Result<Gradients, TrainError> {
         let inputs: Vec<&Tensor> = self.params.iter().map(|(_, p)| p).collect();
-        let grads = Tensor::run_backward(&[loss], &inputs, false, false);
-        self.gather(grads)
+        let grads = Tensor::f_run_backward(&[loss], &inputs, false, false)?;
+        Ok(self.gather(grads))
     }
 
     /// One update from the parameters' accumulated `.grad` (after `loss.backward()`);

@@ -727,7 +727,7 @@ impl Trainer {
                 }
                 None => self.loss(batch, epoch)?,
             };
-            return Ok((self.opt.backward(&self.scaler.scale(&loss)), parts));
+            return Ok((self.opt.try_backward(&self.scaler.scale(&loss))?, parts));
         }
         let mut total: Option<Gradients> = None;
         let mut sum = LossBreakdown::default();
@@ -741,7 +741,7 @@ impl Trainer {
             }
             let micro = batch.select(&positions)?;
             let (loss, parts) = self.loss(&micro, epoch)?;
-            let grads = self.opt.backward(&self.scaler.scale(&loss));
+            let grads = self.opt.try_backward(&self.scaler.scale(&loss))?;
             if kept.is_none() {
                 kept = Some(tch::no_grad(|| self.buffers.iter().map(Tensor::copy).collect()));
             }
