@@ -127,9 +127,9 @@ impl Segment {
 pub struct Gradients {
     /// `[N]`, zeros where a parameter got no gradient.
     flat: Tensor,
-    /// `[N]` 0/1 where some parameter got no gradient (such parameters are not updated).
-    active: Option<Tensor>,
-    /// Per parameter (the optimizer's order), whether it got a gradient; `None` when all did.
+    /// Per parameter (the optimizer's order), whether it got a gradient; `None` when all did
+    /// (parameters without one are not updated; [`Optimizer::apply`] turns this into its `[N]`
+    /// mask, cached per pattern).
     pattern: Option<Vec<bool>>,
 }
 
@@ -144,10 +144,6 @@ impl Gradients {
     pub fn accumulate(&mut self, other: &Gradients) {
         let _guard = tch::no_grad_guard();
         let _ = self.flat.g_add_(&other.flat);
-        self.active = match (self.active.take(), &other.active) {
-            (Some(a), Some(b)) => Some(a.maximum(b)),
-            (None, _) | (_, None) => None,
-        };
         self.pattern = match (self.pattern.take(), &other.pattern) {
             (Some(a), Some(b)) => Some(a.iter().zip(b).map(|(x, y)| *x || *y).collect()),
             (None, _) | (_, None) => None,
@@ -162,12 +158,18 @@ impl Gradients {
 
     /// Whether some parameter got no gradient.
     pub fn has_inactive(&self) -> bool {
-        self.active.is_some()
+        self.pattern.is_some()
     }
 
     /// Per parameter (the optimizer's order), whether it got a gradient; `None` when all did.
     pub(crate) fn pattern(&self) -> Option<&[bool]> {
         self.pattern.as_deref()
+    }
+
+    /// Sets which parameters these gradients update (one flag per parameter, the optimizer's
+    /// order; all `true` is stored as `None`).
+    pub(crate) fn set_pattern(&mut self, pattern: Vec<bool>) {
+        self.pattern = (!pattern.iter().all(|&a| a)).then_some(pattern);
     }
 }
 
@@ -291,25 +293,14 @@ impl Optimizer {
             }
         }
         let flat = if pieces.is_empty() { self.flat.zeros_like() } else { Tensor::cat(&pieces, 0) };
-        let mut grads = Gradients { flat, active: None, pattern: None };
-        self.set_pattern(&mut grads, active);
+        let mut grads = Gradients { flat, pattern: None };
+        grads.set_pattern(active);
         grads
     }
 
     /// The number of parameters (the length of a gradient's activity pattern).
     pub(crate) fn num_params(&self) -> usize {
         self.params.len()
-    }
-
-    /// Sets which parameters `grads` updates (one flag per parameter, the optimizer's order).
-    pub(crate) fn set_pattern(&mut self, grads: &mut Gradients, pattern: Vec<bool>) {
-        if pattern.iter().all(|&a| a) {
-            grads.active = None;
-            grads.pattern = None;
-        } else {
-            grads.active = Some(self.active_mask(pattern.clone()));
-            grads.pattern = Some(pattern);
-        }
     }
 
     /// `[N]` 0/1: which parameters got a gradient (built on the device, cached per pattern).
@@ -337,13 +328,14 @@ impl Optimizer {
         self.assert_views();
         self.step += 1;
         let _guard = tch::no_grad_guard();
+        let active = grads.pattern.clone().map(|pattern| self.active_mask(pattern));
         let p = &mut self.flat;
         let g = &grads.flat;
         match self.config {
             OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
                 let momentum = self.momentum_override.unwrap_or(momentum);
                 let mut d = if weight_decay != 0.0 { g + &*p * weight_decay } else { g.copy() };
-                if let Some(active) = &grads.active {
+                if let Some(active) = &active {
                     d *= active;
                 }
                 if momentum != 0.0 {
@@ -357,7 +349,7 @@ impl Optimizer {
             OptimizerConfig::Adam { beta1, beta2, eps, weight_decay, .. } => {
                 let beta1 = self.momentum_override.unwrap_or(beta1);
                 let mut d = if weight_decay != 0.0 { g + &*p * weight_decay } else { g.copy() };
-                if let Some(active) = &grads.active {
+                if let Some(active) = &active {
                     d *= active;
                 }
                 let m = self.first.get_or_insert_with(|| p.zeros_like());
@@ -368,7 +360,7 @@ impl Optimizer {
                 let bc2 = 1.0 - beta2.powi(self.step as i32);
                 let denom = (&*v / bc2).sqrt() + eps;
                 let mut update = &*m / denom * (self.lr / bc1);
-                if let Some(active) = &grads.active {
+                if let Some(active) = &active {
                     update *= active;
                 }
                 let _ = p.g_sub_(&update);

@@ -25,8 +25,8 @@ pub struct DataParallel {
     stats: CommStats,
 }
 
-/// Per-epoch cost of the step collectives, logged by the trainer (`cargo xtask bench ddp`
-/// reads it).
+/// Per-epoch cost of the step collectives, logged by the trainer (`benches/ddp_compare.sh`
+/// reads the log line).
 #[derive(Clone, Debug, Default)]
 pub struct CommStats {
     /// Seconds of each step's gradient all-reduce.
@@ -260,7 +260,7 @@ impl DataParallel {
         &mut self,
         grads: &mut Gradients,
         inactive: bool,
-        opt: &mut Optimizer,
+        opt: &Optimizer,
     ) -> Result<(), TrainError> {
         let started = std::time::Instant::now();
         if inactive {
@@ -271,7 +271,7 @@ impl DataParallel {
             let mut t = Tensor::from_slice(&flags);
             self.group.all_reduce(&mut t, ReduceOp::Sum).map_err(|e| self.err(e))?;
             let united: Vec<bool> = Vec::<f32>::try_from(&t)?.iter().map(|&v| v > 0.0).collect();
-            opt.set_pattern(grads, united);
+            grads.set_pattern(united);
         }
         let flat = grads.flat_mut();
         self.stats.allreduce_bytes = flat.numel() * flat.kind().elt_size_in_bytes();
@@ -300,11 +300,6 @@ impl DataParallel {
             world: self.world_size(),
             error: Mutex::new(None),
         }))
-    }
-
-    /// Waits for every rank.
-    pub fn barrier(&mut self) -> Result<(), TrainError> {
-        self.group.barrier().map_err(|e| self.err(e))
     }
 }
 

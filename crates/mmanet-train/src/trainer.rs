@@ -190,10 +190,7 @@ impl Trainer {
     /// Data-parallel: rank 0's weights, buffers and optimizer state on every rank.
     fn sync_from_rank0(&mut self) -> Result<(), TrainError> {
         let Some(p) = &mut self.parallel else { return Ok(()) };
-        let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let tensors: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
-        p.broadcast_tensors(&tensors)?;
+        p.broadcast_tensors(&variables_by_name(&self.vs, |_| true))?;
         p.broadcast_optimizer(&mut self.opt)
     }
 
@@ -439,10 +436,7 @@ impl Trainer {
             }
         }
         let opt = Optimizer::new(&vs, cfg.optimizer.clone());
-        let mut buffers: Vec<(String, Tensor)> =
-            vs.variables().into_iter().filter(|(_, t)| !t.requires_grad()).collect();
-        buffers.sort_by(|a, b| a.0.cmp(&b.0));
-        let buffers = buffers.into_iter().map(|(_, t)| t).collect();
+        let buffers = variables_by_name(&vs, |t| !t.requires_grad());
         let sync_bn = match (&parallel, cfg.compute.sync_batchnorm) {
             (Some(p), true) => Some(p.sync_batch_norm()?),
             (Some(_), false) | (None, _) => None,
@@ -652,7 +646,7 @@ impl Trainer {
                 Some(p) => {
                     let agreed = p.agree_step(&parts, obs.should_stop(), grads.has_inactive())?;
                     if agreed.parts.total.is_finite() {
-                        p.average_gradients(&mut grads, agreed.inactive, &mut self.opt)?;
+                        p.average_gradients(&mut grads, agreed.inactive, &self.opt)?;
                     }
                     (agreed.parts, Some(agreed.stop))
                 }
@@ -714,19 +708,7 @@ impl Trainer {
     ) -> Result<(Gradients, LossBreakdown), TrainError> {
         let k = self.cfg.compute.accumulate;
         if k <= 1 {
-            let (loss, parts) = match self.sync_bn.clone() {
-                Some(hook) => {
-                    let hook_dyn: Arc<dyn mmanet_models::layers::TrainBatchNorm> = hook.clone();
-                    let out = mmanet_models::layers::with_train_batch_norm(hook_dyn, || {
-                        self.loss(batch, epoch)
-                    });
-                    if let Some(e) = hook.take_error() {
-                        return Err(e);
-                    }
-                    out?
-                }
-                None => self.loss(batch, epoch)?,
-            };
+            let (loss, parts) = self.step_loss(batch, epoch)?;
             return Ok((self.opt.try_backward(&self.scaler.scale(&loss))?, parts));
         }
         let mut total: Option<Gradients> = None;
@@ -740,7 +722,7 @@ impl Trainer {
                 continue;
             }
             let micro = batch.select(&positions)?;
-            let (loss, parts) = self.loss(&micro, epoch)?;
+            let (loss, parts) = self.step_loss(&micro, epoch)?;
             let grads = self.opt.try_backward(&self.scaler.scale(&loss))?;
             if kept.is_none() {
                 kept = Some(tch::no_grad(|| self.buffers.iter().map(Tensor::copy).collect()));
@@ -765,6 +747,26 @@ impl Trainer {
         let n = micro_batches as f64;
         grads.scale(1.0 / n);
         Ok((grads, sum.scaled(1.0 / n)))
+    }
+
+    /// [`Trainer::loss`] of a training step: with `compute.sync_batchnorm` in a data-parallel
+    /// run, every training-mode BatchNorm of the forward pass normalises over all ranks.
+    ///
+    /// # Shapes
+    /// As [`Trainer::loss`].
+    fn step_loss(
+        &self,
+        batch: &Batch,
+        epoch: usize,
+    ) -> Result<(Tensor, LossBreakdown), TrainError> {
+        let Some(hook) = &self.sync_bn else { return self.loss(batch, epoch) };
+        let hook_dyn: Arc<dyn mmanet_models::layers::TrainBatchNorm> = hook.clone();
+        let out =
+            mmanet_models::layers::with_train_batch_norm(hook_dyn, || self.loss(batch, epoch));
+        match hook.take_error() {
+            Some(e) => Err(e),
+            None => out,
+        }
     }
 
     /// The loss of one batch and its parts, from the run's [`Objective`]: its CE alone up to
@@ -1031,6 +1033,14 @@ fn load_teacher(
     let (mut vs, net) = load_net(&cfg.model, Role::Teacher, device, path, missing)?;
     vs.freeze();
     Ok(Teacher { _vs: vs, net })
+}
+
+/// The variables of `vs` that `keep` selects, sorted by name (the same order on every rank).
+fn variables_by_name(vs: &VarStore, keep: impl Fn(&Tensor) -> bool) -> Vec<Tensor> {
+    let mut vars: Vec<(String, Tensor)> =
+        vs.variables().into_iter().filter(|(_, t)| keep(t)).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars.into_iter().map(|(_, t)| t).collect()
 }
 
 /// The checks data-parallel training needs beyond [`TrainConfig::check`]: CPU tensors (the

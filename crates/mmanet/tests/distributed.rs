@@ -235,22 +235,41 @@ fn send(signal: &str, pid: u32) {
     assert!(ok, "kill {signal} {pid}");
 }
 
-#[test]
-fn a_killed_rank_ends_the_run_with_an_error_naming_it_and_leaves_no_worker() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("killed");
+/// A 40-epoch `--nproc 2` run in `run` (extra `--set`s after), once its epoch 0 is committed:
+/// the launcher and its workers' pids by rank.
+fn long_two_rank_run(run: &Path, sets: &[&str]) -> (std::process::Child, Vec<(u32, String)>) {
+    let mut extra = vec!["--nproc", "2", "--set", "epochs=40"];
+    for s in sets {
+        extra.extend(["--set", s]);
+    }
     let child = mmanet()
-        .args(student_args(&run, &["--nproc", "2", "--set", "epochs=40"]))
+        .args(student_args(run, &extra))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let parent = child.id();
     wait_for(&run.join("metrics.csv"), Duration::from_secs(120));
-    let workers = children_by_rank(parent);
+    let workers = children_by_rank(child.id());
     assert_eq!(workers.len(), 2, "{workers:?}");
-    let (victim, _) = workers.iter().find(|(_, r)| r == "1").unwrap();
-    send("-KILL", *victim);
+    (child, workers)
+}
+
+fn pid_of_rank(workers: &[(u32, String)], rank: &str) -> u32 {
+    workers.iter().find(|(_, r)| r == rank).map(|(pid, _)| *pid).unwrap()
+}
+
+fn assert_no_worker_left(workers: &[(u32, String)]) {
+    for (pid, rank) in workers {
+        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        assert!(gone, "rank {rank} (pid {pid}) is still running");
+    }
+}
+
+#[test]
+fn a_killed_rank_ends_the_run_with_an_error_naming_it_and_leaves_no_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, workers) = long_two_rank_run(&dir.path().join("killed"), &[]);
+    send("-KILL", pid_of_rank(&workers, "1"));
     let started = Instant::now();
     // Within the collective timeout (20 s) plus the launcher's margin.
     let out = wait_bounded(child, Duration::from_secs(40));
@@ -258,28 +277,15 @@ fn a_killed_rank_ends_the_run_with_an_error_naming_it_and_leaves_no_worker() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rank 1 signal: 9"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
-    for (pid, rank) in &workers {
-        let gone = !Path::new(&format!("/proc/{pid}")).exists();
-        assert!(gone, "rank {rank} (pid {pid}) is still running");
-    }
+    assert_no_worker_left(&workers);
 }
 
 #[test]
 fn a_hung_rank_times_the_others_out_and_is_killed_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("hung");
-    let extra = ["--nproc", "2", "--set", "epochs=40", "--set", "compute.collective_timeout_s=3"];
-    let child = mmanet()
-        .args(student_args(&run, &extra))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let parent = child.id();
-    wait_for(&run.join("metrics.csv"), Duration::from_secs(120));
-    let workers = children_by_rank(parent);
-    let (stuck, _) = workers.iter().find(|(_, r)| r == "1").unwrap();
-    send("-STOP", *stuck);
+    let sets = ["compute.collective_timeout_s=3"];
+    let (child, workers) = long_two_rank_run(&dir.path().join("hung"), &sets);
+    send("-STOP", pid_of_rank(&workers, "1"));
     let started = Instant::now();
     // Rank 0's collective times out after about 3 s; the launcher then gives rank 1 the
     // timeout plus 5 s and kills it.
@@ -289,9 +295,7 @@ fn a_hung_rank_times_the_others_out_and_is_killed_and_named() {
     assert!(err.contains("[rank 0] error"), "{err}");
     assert!(err.contains("killed after the grace period: ranks [1]"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
-    for (pid, rank) in &workers {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "rank {rank} (pid {pid}) is left");
-    }
+    assert_no_worker_left(&workers);
 }
 
 #[test]
