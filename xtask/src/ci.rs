@@ -12,15 +12,44 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("ci takes no arguments, got `{a}`");
     }
     let started = std::time::Instant::now();
-    sh(cargo().args(["fmt", "--all", "--check"]))?;
-    sh(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    sh(ci_cargo().args(["fmt", "--all", "--check"]))?;
+    sh(ci_cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // One OpenMP thread: two threads on two shared cores collapse when anything else runs.
-    sh(cargo().args(["test", "--workspace", "--all-targets"]).env("OMP_NUM_THREADS", "1"))?;
-    sh(cargo().args(["test", "--workspace", "--doc"]).env("OMP_NUM_THREADS", "1"))?;
-    sh(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
+    sh(ci_cargo().args(["test", "--workspace", "--all-targets"]).env("OMP_NUM_THREADS", "1"))?;
+    sh(ci_cargo().args(["test", "--workspace", "--doc"]).env("OMP_NUM_THREADS", "1"))?;
+    sh(ci_cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))?;
     cuda_link_check()?;
-    eprintln!("ci: all green in {:.0?}", started.elapsed());
+    let target = project_root().join("target");
+    eprintln!(
+        "ci: all green in {:.0?}; {} holds {:.1} GB",
+        started.elapsed(),
+        target.display(),
+        disk_bytes(&target) as f64 / 1e9
+    );
     Ok(())
+}
+
+/// `cargo` for one full pass: without incremental state (a one-off build gains nothing from it,
+/// and it was a third of `target/` on CI's disk) unless the caller set `CARGO_INCREMENTAL`.
+fn ci_cargo() -> Command {
+    let mut c = cargo();
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        c.env("CARGO_INCREMENTAL", "0");
+    }
+    c
+}
+
+/// Bytes of the regular files under `dir` (0 where it cannot be read): the disk CI must have.
+fn disk_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The full fault-injection campaign: the ignored test `full_campaign` of
@@ -57,11 +86,11 @@ pub(crate) fn fault_inject(args: &[String]) -> Result<()> {
 pub(crate) fn cuda_link_check() -> Result<()> {
     // Same target dir as every other build, so torch-sys is not compiled twice; only the crates
     // whose `cuda` feature flips are rebuilt (once; both variants stay cached).
-    sh(cargo().args(["build", "-p", "mmanet", "--features", "cuda"]))?;
+    sh(ci_cargo().args(["build", "-p", "mmanet", "--features", "cuda"]))?;
     let bin = project_root().join("target").join("debug").join("mmanet");
     let dynamic = dynamic_section(&bin);
     // Put the ordinary CPU binary back at target/debug/mmanet (a fresh build only re-links it).
-    sh(cargo().args(["build", "-p", "mmanet"]))?;
+    sh(ci_cargo().args(["build", "-p", "mmanet"]))?;
     check_needed(&dynamic?).with_context(|| format!("checking {}", bin.display()))?;
     eprintln!("cuda-link-check: `mmanet --features cuda` keeps libtorch_cuda.so and a RUNPATH");
     Ok(())
