@@ -11,7 +11,7 @@
 //! | --- | --- | --- |
 //! | teacher entropy weights | §1.1 steps 4–6 | [`softmax_entropy`], [`entropy_weights`] |
 //! | MAD / SP, classification | §1.1 | [`mad_classification`], [`sp_loss`], [`relation_error`] |
-//! | MAD, segmentation | §1.2 | [`mad_segmentation`], [`blocked_relation_error`] |
+//! | MAD, segmentation | §1.2 | [`mad_segmentation`], [`f_mad_segmentation_rows`], [`blocked_relation_error`] |
 //! | MAR, classification | §2.1 | [`mar_classification`], [`mar_classification_combos`] |
 //! | MAR, segmentation | §2.2 | [`mar_segmentation`] |
 //! | weak-set mining | §2.1, §2.2 | [`ClassificationMiner`], [`SegmentationMiner`], [`WeakSet`] |
@@ -62,7 +62,7 @@ pub use mad::{
 };
 pub use mad_seg::{
     GramBlocks, SegMadConfig, blocked_relation_error, f_blocked_relation_error, f_mad_segmentation,
-    mad_segmentation, pixel_rows,
+    f_mad_segmentation_rows, mad_segmentation, pixel_rows,
 };
 pub use mar::{
     f_mar_classification, f_per_sample_cross_entropy, f_weak_sample_mask, mar_classification,

@@ -185,8 +185,12 @@ fn scale_term(
     teacher: &Tensor,
     pred: &Tensor,
     cfg: &SegMadConfig,
+    rows: Option<&Tensor>,
 ) -> Result<ScaleTerm> {
     let (xs, xt, w) = pixel_rows(student, teacher, pred, cfg)?;
+    if let Some(rows) = rows {
+        return masked_scale_term(xs, xt, w, rows, cfg);
+    }
     let n = xs.size()[0];
     let (kind, device) = (xs.f_kind()?, xs.device());
     let want_grad = xs.requires_grad();
@@ -228,6 +232,100 @@ fn scale_term(
     Ok(ScaleTerm { rows: xs, value, grad })
 }
 
+/// [`scale_term`] on the pixels of the samples `rows` keeps, with static shapes: the other
+/// samples' pixel rows are zeroed in both feature matrices and their entropy left out of the
+/// normaliser, and each column block is a 0/1 column mask over the kept pixels' ranks (block
+/// `h` of the sub-batch's `N'` pixels, e.g. ranks `[0, ⌊N'/2⌋)` for halves), so the result
+/// equals [`scale_term`] on the index-selected sub-batch. Tiles span all `N` columns (the
+/// mask zeroes the others), twice the work of the unmasked halves.
+///
+/// # Shapes
+/// - `xs`, `xt`: `[N, C]` pixel rows in `(b, h, w)` order; `w`: `[N]`; `rows`: `[B]` in {0, 1}
+///   with `N = B · P`.
+fn masked_scale_term(
+    xs: Tensor,
+    xt: Tensor,
+    w: Tensor,
+    rows: &Tensor,
+    cfg: &SegMadConfig,
+) -> Result<ScaleTerm> {
+    check::rank(OP, "rows", rows, 1)?;
+    let (n, b) = (xs.size()[0], rows.size()[0]);
+    if b == 0 || n % b != 0 {
+        return Err(LossError::Invalid(format!(
+            "{OP}: {n} pixel rows do not split into the {b} samples of `rows`"
+        )));
+    }
+    let (kind, device) = (xs.f_kind()?, xs.device());
+    let keep = rows
+        .f_detach()?
+        .f_to_kind(kind)?
+        .f_to_device(device)?
+        .f_view([b, 1])?
+        .f_expand([b, n / b], false)?
+        .f_reshape([n])?;
+    let col = keep.f_unsqueeze(1)?;
+    let xs = xs.f_mul(&col)?;
+    let xt = xt.f_mul(&col)?;
+    // w was normalised over every pixel: renormalise over the kept ones.
+    let w = f_entropy_weights(&w.f_mul(&keep)?)?;
+    let rank = keep.f_cumsum(0, kind)?.f_sub_scalar(1.0)?;
+    let kept = keep.f_sum(kind)?;
+    let masks: Vec<Tensor> = match cfg.blocks {
+        GramBlocks::Halves => {
+            let half = kept.f_div_scalar(2.0)?.f_floor()?;
+            let first = rank.f_lt_tensor(&half)?.f_to_kind(kind)?;
+            vec![keep.f_mul(&first)?, keep.f_mul(&first.f_neg()?.f_add_scalar(1.0)?)?]
+        }
+        GramBlocks::Size(0) => return Err(LossError::Invalid("block size 0".into())),
+        GramBlocks::Size(size) => {
+            let size = i64::try_from(size).unwrap_or(i64::MAX).min(n.max(1));
+            let block = rank.f_div_scalar(size as f64)?.f_floor()?;
+            (0..(n + size - 1) / size)
+                .map(|h| Ok(keep.f_mul(&block.f_eq(h as f64)?.f_to_kind(kind)?)?))
+                .collect::<Result<_>>()?
+        }
+    };
+    let want_grad = xs.requires_grad();
+    let xd = xs.f_detach()?;
+    let grad = if want_grad { Some(Tensor::f_zeros_like(&xd)?) } else { None };
+    let mut value = Tensor::f_zeros([], (kind, device))?;
+    for (r0, rl) in row_ranges(n, cfg.row_chunk)? {
+        let wr = w.f_narrow(0, r0, rl)?;
+        let tr = xt.f_narrow(0, r0, rl)?;
+        for m in &masks {
+            let m = m.f_unsqueeze(1)?;
+            let gt = tch::no_grad(|| f_normalized_gram(&tr, &xt.f_mul(&m)?))?;
+            let tile = |xr: &Tensor, xc: &Tensor| -> Result<Tensor> {
+                let gs = f_normalized_gram(xr, xc)?;
+                let e = gs.f_sub(&gt)?.f_square()?.f_sum_dim_intlist(1, false, None)?;
+                Ok(e.f_mul(&wr)?.f_sum(None)?)
+            };
+            let xc = xd.f_mul(&m)?;
+            match &grad {
+                Some(g) => {
+                    let xr = xd.f_narrow(0, r0, rl)?.f_detach()?.f_set_requires_grad(true)?;
+                    let xc = xc.f_set_requires_grad(true)?;
+                    let l = tch::with_grad(|| tile(&xr, &xc))?;
+                    let grads = Tensor::f_run_backward(&[&l], &[&xr, &xc], false, false)?;
+                    tch::no_grad(|| -> Result<()> {
+                        let _ = g.f_narrow(0, r0, rl)?.f_add_(&grads[0])?;
+                        // xc = xd ⊙ m: its gradient reaches xd through the mask.
+                        let _ = g.shallow_clone().f_add_(&grads[1].f_mul(&m)?)?;
+                        value = value.f_add(&l.f_detach()?)?;
+                        Ok(())
+                    })?;
+                }
+                None => {
+                    let l = tch::no_grad(|| tile(&xd.f_narrow(0, r0, rl)?, &xc))?;
+                    value = value.f_add(&l)?;
+                }
+            }
+        }
+    }
+    Ok(ScaleTerm { rows: xs, value, grad })
+}
+
 /// Margin-aware distillation for segmentation (docs/method.md §1.2), summed over the tapped scales
 /// (`(student_map, teacher_map)` pairs, the reference's fuse_cache[0..3]) and set to 0 when the
 /// sum is NaN. Not scaled by kd_scale. The teacher maps and `teacher_pred` get no gradient.
@@ -255,13 +353,43 @@ pub fn f_mad_segmentation(
     teacher_pred: &Tensor,
     cfg: &SegMadConfig,
 ) -> Result<Tensor> {
+    mad_segmentation_on(scales, teacher_pred, cfg, None)
+}
+
+/// [`f_mad_segmentation`] on the samples whose `rows` entry is 1 (e.g. those the teacher sees
+/// completely), computed with static shapes: it equals [`f_mad_segmentation`] on the sub-batch
+/// selected by index (same pixel relation blocks over the kept pixels, entropy weights
+/// normalised over them), and the other samples get no gradient. No kept sample gives exactly 0,
+/// with a graph.
+///
+/// # Shapes
+/// - `scales`, `teacher_pred`: as [`mad_segmentation`] (batch `B`); `rows`: `[B]` in {0, 1}.
+/// - output: scalar.
+pub fn f_mad_segmentation_rows(
+    scales: &[(&Tensor, &Tensor)],
+    teacher_pred: &Tensor,
+    cfg: &SegMadConfig,
+    rows: &Tensor,
+) -> Result<Tensor> {
+    if let Some((first, _)) = scales.first() {
+        check::same_dim(OP, first, 0, rows, 0)?;
+    }
+    mad_segmentation_on(scales, teacher_pred, cfg, Some(rows))
+}
+
+fn mad_segmentation_on(
+    scales: &[(&Tensor, &Tensor)],
+    teacher_pred: &Tensor,
+    cfg: &SegMadConfig,
+    rows: Option<&Tensor>,
+) -> Result<Tensor> {
     let Some((first, _)) = scales.first() else {
         return Err(LossError::Invalid("mad_segmentation needs at least one scale".into()));
     };
     let kind = check::float(OP, "student", first)?;
     let terms = scales
         .iter()
-        .map(|(s, t)| scale_term(s, t, teacher_pred, cfg))
+        .map(|(s, t)| scale_term(s, t, teacher_pred, cfg, rows))
         .collect::<Result<Vec<_>>>()?;
     let mut total = Tensor::f_zeros([], (kind, first.device()))?;
     for t in &terms {

@@ -240,3 +240,84 @@ fn pretrained_encoders_initialise_a_fresh_run_from_a_config_relative_file() {
         Ok(_) => panic!("a missing pretrained file must fail"),
     }
 }
+
+/// `NetOutput` restricted to the samples `idx` (features and main logits; the rest unused by
+/// segmentation MAD).
+fn select_rows(out: &mmanet_models::NetOutput, idx: &Tensor) -> mmanet_models::NetOutput {
+    mmanet_models::NetOutput {
+        logits: out.logits.index_select(0, idx),
+        features: out.features.iter().map(|f| f.index_select(0, idx)).collect(),
+        aux_logits: None,
+        side_logits: Vec::new(),
+        aux_side_logits: Vec::new(),
+    }
+}
+
+#[test]
+fn mad_on_incomplete_data_distils_on_the_complete_samples_only() {
+    use mmanet_data::Batch;
+    use mmanet_train::MethodConfig;
+    use mmanet_train::objective::segmentation::{SegmentationObjective, segmentation_mad};
+    use mmanet_train::objective::{Objective, Step};
+
+    tch::manual_seed(11);
+    let (vs_s, vs_t) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let student = EsaNet::new(&vs_s.root(), &tiny_esanet(), NetRole::Student).unwrap();
+    let teacher = EsaNet::new(&vs_t.root(), &tiny_esanet(), NetRole::Teacher).unwrap();
+    let o = (Kind::Float, Device::Cpu);
+    let inputs = vec![Tensor::randn([B, 3, HW, HW], o), Tensor::randn([B, 1, HW, HW], o)];
+    let set = ModalitySet::from_names(["rgb", "depth"]).unwrap();
+    // Samples 0 and 2 are complete; 1 lacks RGB, 3 lacks depth. Each trains on a mask its
+    // modalities allow.
+    let available: Vec<_> = ["R+D", "D", "R+D", "R"].map(|m| set.parse_mask(m).unwrap()).into();
+    let combos: Vec<_> = ["R+D", "D", "R", "R"].map(|m| set.parse_mask(m).unwrap()).into();
+    let mask = mmanet_losses::presence_tensor(&set, &combos, Kind::Float, Device::Cpu).unwrap();
+    let batch = Batch {
+        inputs: inputs.iter().map(Tensor::shallow_clone).collect(),
+        lengths: vec![None, None],
+        mask: mask.shallow_clone(),
+        combos,
+        targets: Tensor::randint_low(0, K + 1, [B, HW, HW], (Kind::Int64, Device::Cpu)),
+        indices: (0..B as usize).collect(),
+    };
+    let method = MethodConfig {
+        distillation: Distillation::Mad,
+        fidelity: Fidelity::Paper,
+        ..MethodConfig::mmanet_classification()
+    };
+    let objective = SegmentationObjective::new(&method, set.clone(), Tensor::ones([K], o));
+    let step = Step {
+        student: &student,
+        teacher: Some(&teacher),
+        weak: None,
+        available: Some(available.clone()),
+        amp: false,
+    };
+    let (_, parts) = objective.loss(&step, &batch).unwrap();
+
+    // Independently: MAD of the index-selected complete samples, with the same forward passes.
+    let out = tch::no_grad(|| step.forward(&student, &inputs, &mask, true));
+    let t_mask =
+        mmanet_losses::presence_tensor(&set, &available, Kind::Float, Device::Cpu).unwrap();
+    let t = tch::no_grad(|| step.forward(&teacher, &inputs, &t_mask, false));
+    let complete = Tensor::from_slice(&[0i64, 2]);
+    let sub = segmentation_mad(
+        &select_rows(&out, &complete),
+        &select_rows(&t, &complete),
+        Fidelity::Paper,
+        None,
+    )
+    .unwrap()
+    .double_value(&[])
+        * method.lambda_mad;
+    assert!(sub > 0.0);
+    assert!(
+        (parts.distill - sub).abs() <= 1e-4 * sub,
+        "MAD {} vs MAD of the complete sub-batch {sub}",
+        parts.distill
+    );
+    // Control: MAD over every sample (placeholders included) is a different number.
+    let all = segmentation_mad(&out, &t, Fidelity::Paper, None).unwrap().double_value(&[])
+        * method.lambda_mad;
+    assert!((all - sub).abs() > 1e-3 * sub, "the control must differ: {all} vs {sub}");
+}

@@ -8,7 +8,7 @@ use mmanet_losses::{ClassificationMiner, WeakSet};
 use mmanet_models::{MultiModalNet, NetOutput};
 use tch::{Device, Kind, Tensor};
 
-use super::{Objective, Step, scalar};
+use super::{Objective, Step, complete_rows, scalar};
 use crate::TrainError;
 use crate::config::{Distillation, MethodConfig};
 use crate::evaluate::{net_inputs, predict_combo};
@@ -43,21 +43,6 @@ impl ClassificationObjective {
             Distillation::None | Distillation::Sp | Distillation::Mad => Ok(()),
         }
     }
-
-    /// For incomplete data, the batch's `[B, M]` availability mask and its `[B]` complete-row
-    /// indicator (on the batch's device); `None` for complete data.
-    fn complete_rows(
-        &self,
-        step: &Step<'_>,
-        batch: &Batch,
-    ) -> Result<Option<(Tensor, Tensor)>, TrainError> {
-        let Some(available) = &step.available else { return Ok(None) };
-        let device = batch.mask.device();
-        let mask = mmanet_losses::presence_tensor(&self.set, available, Kind::Float, device)?;
-        let full = self.set.full();
-        let rows: Vec<f32> = available.iter().map(|a| if *a == full { 1.0 } else { 0.0 }).collect();
-        Ok(Some((mask, Tensor::from_slice(&rows).to_device(device))))
-    }
 }
 
 impl Objective for ClassificationObjective {
@@ -70,7 +55,7 @@ impl Objective for ClassificationObjective {
         if let Some(teacher) = step.teacher {
             // The teacher sees each sample with the modalities it has (all of them for
             // complete data), and MAD runs on the rows it sees completely.
-            let complete = self.complete_rows(step, batch)?;
+            let complete = complete_rows(step, &self.set, batch)?;
             let t_mask = match &complete {
                 Some((available, _)) => available.shallow_clone(),
                 None => batch.mask.ones_like(),

@@ -19,7 +19,7 @@
 pub mod classification;
 pub mod segmentation;
 
-use mmanet_core::ModalityMask;
+use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_data::{Batch, DataLoader, Task};
 use mmanet_losses::WeakSet;
 use mmanet_models::{MultiModalNet, NetOutput};
@@ -43,8 +43,8 @@ pub struct Step<'a> {
     /// The weak set when MAR is on in this epoch.
     pub weak: Option<&'a WeakSet>,
     /// The modalities each sample of the batch really has, when the training data are
-    /// incomplete (`None`: every sample is complete). Classification runs the teacher with
-    /// them and distils on the complete rows.
+    /// incomplete (`None`: every sample is complete). Both objectives run the teacher with
+    /// them and distil on the complete rows.
     pub available: Option<Vec<ModalityMask>>,
     /// Run the forward passes under fp16 autocast (their outputs come back in f32, so every
     /// loss is computed in f32).
@@ -140,6 +140,22 @@ pub fn for_task(
             Box::new(SegmentationObjective::new(&cfg.method, set, weights))
         }
     })
+}
+
+/// For incomplete data ([`Step::available`]), the batch's `[B, M]` availability mask over `set`
+/// (the mask the teacher runs with) and its `[B]` complete-row indicator (the rows distillation
+/// uses), both on the batch's device; `None` for complete data.
+pub(crate) fn complete_rows(
+    step: &Step<'_>,
+    set: &ModalitySet,
+    batch: &Batch,
+) -> Result<Option<(Tensor, Tensor)>, TrainError> {
+    let Some(available) = &step.available else { return Ok(None) };
+    let device = batch.mask.device();
+    let mask = mmanet_losses::presence_tensor(set, available, Kind::Float, device)?;
+    let full = set.full();
+    let rows: Vec<f32> = available.iter().map(|a| if *a == full { 1.0 } else { 0.0 }).collect();
+    Ok(Some((mask, Tensor::from_slice(&rows).to_device(device))))
 }
 
 /// A scalar tensor's value.

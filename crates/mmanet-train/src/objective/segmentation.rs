@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{Objective, Step, scalar};
+use super::{Objective, Step, complete_rows, scalar};
 use crate::TrainError;
 use crate::config::{Distillation, MethodConfig, ValidConfig};
 use crate::data_spec::Split;
@@ -86,11 +86,18 @@ impl Objective for SegmentationObjective {
         if let Some(teacher) = step.teacher {
             // reference-code: the teacher runs in train mode (batch statistics), as released.
             let teacher_train = self.fidelity == Fidelity::ReferenceCode;
-            let ones = batch.mask.ones_like();
-            let t = tch::no_grad(|| step.forward(teacher, &inputs, &ones, teacher_train));
+            // The teacher sees each sample with the modalities it has (all of them for
+            // complete data), and MAD runs on the samples it sees completely.
+            let complete = complete_rows(step, &self.set, batch)?;
+            let t_mask = match &complete {
+                Some((available, _)) => available.shallow_clone(),
+                None => batch.mask.ones_like(),
+            };
+            let t = tch::no_grad(|| step.forward(teacher, &inputs, &t_mask, teacher_train));
+            let rows = complete.as_ref().map(|(_, rows)| rows);
             let d = match self.distillation {
                 Distillation::None => out.logits.zeros_like().sum(Kind::Float),
-                Distillation::Mad => segmentation_mad(&out, &t, self.fidelity)?,
+                Distillation::Mad => segmentation_mad(&out, &t, self.fidelity, rows)?,
                 // Refused by `check_method` at config check; never MAD in its place.
                 Distillation::Sp => {
                     return Err(TrainError::config(
@@ -245,20 +252,27 @@ pub fn multiscale_ce(
 }
 
 /// Segmentation MAD between the first three tapped fused maps of student and teacher, weighted
-/// by the entropy of [`teacher_prediction`] (unscaled: multiply by λ_MAD).
+/// by the entropy of [`teacher_prediction`] (unscaled: multiply by λ_MAD), on the samples
+/// `rows` marks (all when `None`; with static shapes, equal to MAD on the selected sub-batch).
 ///
 /// # Shapes
 /// - `student.features[j]`, `teacher.features[j]`: `[B, C_j, h_j, w_j]` for j < 3.
+/// - `rows`: `[B]` of 0/1.
 /// - output: scalar.
 pub fn segmentation_mad(
     student: &NetOutput,
     teacher: &NetOutput,
     fidelity: Fidelity,
+    rows: Option<&Tensor>,
 ) -> Result<Tensor, TrainError> {
     let pairs: Vec<(&Tensor, &Tensor)> =
         student.features.iter().zip(&teacher.features).take(3).collect();
     let pred = teacher_prediction(teacher, fidelity)?;
-    Ok(mmanet_losses::f_mad_segmentation(&pairs, &pred, &SegMadConfig::default())?)
+    let cfg = SegMadConfig::default();
+    Ok(match rows {
+        Some(rows) => mmanet_losses::f_mad_segmentation_rows(&pairs, &pred, &cfg, rows)?,
+        None => mmanet_losses::f_mad_segmentation(&pairs, &pred, &cfg)?,
+    })
 }
 
 /// Segmentation MAR (docs/method.md §2.2): the regularization decoder's class-weighted CE on
