@@ -202,6 +202,20 @@ impl DataLoader {
         })
     }
 
+    /// This loader yielding only positions `shard.index, shard.index + shard.count, ...` of
+    /// every batch (same data, policy, masks and thread pool), e.g. one rank's part of a
+    /// data-parallel evaluation. Unlike training shards, the batch size need not divide by
+    /// `shard.count` (a rank may get fewer samples of a batch, or none).
+    pub fn sharded(&self, shard: Shard) -> Result<DataLoader> {
+        let shard = Shard::new(shard.index, shard.count)?;
+        Ok(DataLoader {
+            dataset: Arc::clone(&self.dataset),
+            policy: self.policy.clone(),
+            config: LoaderConfig { shard, ..self.config.clone() },
+            pool: Arc::clone(&self.pool),
+        })
+    }
+
     /// The indices of the samples that have every modality of `combo`.
     pub fn samples_with(&self, combo: ModalityMask) -> Vec<usize> {
         (0..self.dataset.len())

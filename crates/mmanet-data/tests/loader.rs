@@ -120,6 +120,26 @@ fn shards_take_strided_positions_of_the_single_process_batches() {
     assert!(whole[0].select(&[8]).is_err());
 }
 
+/// An evaluation shard (`DataLoader::sharded`) needs no divisible batch: 3 ranks over batches
+/// of 8 of 37 samples together yield every sample once, each with the single-process mask.
+#[test]
+fn evaluation_shards_cover_the_split_once_with_the_same_masks() {
+    let ds = noisy(37, vec![]);
+    let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
+    let whole = DataLoader::new(ds, MaskPolicy::uniform_all(&set), LoaderConfig::eval(8)).unwrap();
+    let mut seen: Vec<(usize, ModalityMask)> = Vec::new();
+    for r in 0..3 {
+        let part = whole.sharded(Shard::new(r, 3).unwrap()).unwrap();
+        for b in part.iter(0).map(Result::unwrap) {
+            seen.extend(b.indices.iter().copied().zip(b.combos.iter().copied()));
+        }
+    }
+    seen.sort_by_key(|(i, _)| *i);
+    let expected: Vec<(usize, ModalityMask)> = (0..37).map(|i| (i, whole.mask_of(0, i))).collect();
+    assert_eq!(seen, expected);
+    assert!(whole.sharded(Shard { index: 3, count: 3 }).is_err());
+}
+
 #[test]
 fn shuffle_and_drop_last_cover_the_set_once() {
     let ds = surf_set(10);

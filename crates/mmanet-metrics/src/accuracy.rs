@@ -40,6 +40,17 @@ impl AccuracyCounter {
         self.total += other.total;
     }
 
+    /// Adds raw counts (e.g. [`Self::correct`] and [`Self::total`] summed over other
+    /// processes); fails (adding nothing) when `correct > total`.
+    pub fn add_counts(&mut self, correct: u64, total: u64) -> Result<()> {
+        if correct > total {
+            return Err(MetricsError::InvalidCounts(format!("{correct} correct of {total}")));
+        }
+        self.correct += correct;
+        self.total += total;
+        Ok(())
+    }
+
     /// Number of correct predictions.
     pub fn correct(&self) -> u64 {
         self.correct

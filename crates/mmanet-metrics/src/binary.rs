@@ -147,6 +147,29 @@ impl BinaryCounts {
         }
     }
 
+    /// Adds raw counts (e.g. [`Self::attacks`], [`Self::attack_errors`], [`Self::bona_fide`]
+    /// and [`Self::bona_fide_errors`] summed over other processes); fails (adding nothing)
+    /// when the errors exceed their totals.
+    pub fn add_counts(
+        &mut self,
+        attacks: u64,
+        attack_errors: u64,
+        bona_fide: u64,
+        bona_fide_errors: u64,
+    ) -> Result<()> {
+        if attack_errors > attacks || bona_fide_errors > bona_fide {
+            return Err(MetricsError::InvalidCounts(format!(
+                "{attack_errors} errors of {attacks} attacks, {bona_fide_errors} of {bona_fide} \
+                 bona fide"
+            )));
+        }
+        self.attacks += attacks;
+        self.attack_errors += attack_errors;
+        self.bona_fide += bona_fide;
+        self.bona_fide_errors += bona_fide_errors;
+        Ok(())
+    }
+
     /// The label convention.
     pub fn convention(&self) -> LabelConvention {
         self.convention

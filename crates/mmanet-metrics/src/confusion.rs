@@ -95,6 +95,28 @@ impl ConfusionMatrix {
         Ok(())
     }
 
+    /// Every count, row-major `[ground truth][prediction]` (`C * C` of them).
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Adds raw counts laid out as [`Self::counts`] (e.g. summed over other processes); fails
+    /// (adding nothing) unless there are `C * C` of them.
+    pub fn add_counts(&mut self, counts: &[u64]) -> Result<()> {
+        if counts.len() != self.counts.len() {
+            return Err(MetricsError::InvalidCounts(format!(
+                "{} counts for {} classes (expected {})",
+                counts.len(),
+                self.num_classes,
+                self.counts.len()
+            )));
+        }
+        for (a, b) in self.counts.iter_mut().zip(counts) {
+            *a += b;
+        }
+        Ok(())
+    }
+
     /// Pixels with ground truth class `gt` predicted as `pred` (both 0-based), or `None` when
     /// either is out of range.
     pub fn count(&self, gt: usize, pred: usize) -> Option<u64> {

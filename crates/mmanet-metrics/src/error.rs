@@ -109,6 +109,9 @@ pub enum MetricsError {
     /// A serialized report that is well-formed JSON but not a valid report.
     #[error("invalid report: {0}")]
     InvalidReport(String),
+    /// Raw counts (e.g. summed across processes) that no accumulation could produce.
+    #[error("invalid raw counts: {0}")]
+    InvalidCounts(String),
 }
 
 /// Result alias of this crate.

@@ -18,6 +18,7 @@ use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_data::{Batch, DataLoader};
 use mmanet_losses::WeakSet;
 use mmanet_models::{MultiModalNet, NetOutput};
+use mmanet_train::evaluate::Ranks;
 use mmanet_train::objective::{ClassificationObjective, Objective, Step, TaskKind};
 use mmanet_train::state::{LossBreakdown, MiningEpoch};
 use mmanet_train::{Distillation, MethodConfig, TrainError};
@@ -62,8 +63,9 @@ impl Objective for LogitKd {
         val: &DataLoader,
         epoch: usize,
         device: Device,
+        ranks: Ranks<'_>,
     ) -> Result<MiningEpoch, TrainError> {
-        self.base.mine_epoch(net, val, epoch, device)
+        self.base.mine_epoch(net, val, epoch, device, ranks)
     }
 
     fn select_weak_set(&self, history: &[MiningEpoch]) -> Result<WeakSet, TrainError> {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mmanet_core::ModalityMask;
-use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig, MaskPolicy, Task};
+use mmanet_data::{Batch, DataLoader, Dataset, LoaderConfig, MaskPolicy, Shard, Task};
 use mmanet_metrics::{
     AccuracyCounter, BinaryCounts, CombinationReport, ConfusionMatrix, LabelConvention,
 };
@@ -12,6 +12,39 @@ use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
 use crate::model_spec::ModelSpecExt;
+use crate::parallel::DataParallel;
+
+/// The ranks of a data-parallel run an evaluation is split over: this rank scores positions
+/// `rank, rank + W, ...` of every batch, and the raw counts (correct and total, the binary
+/// error counts, confusion matrices) are summed over the ranks, so every rank gets exactly the
+/// single-process metrics, never an average of per-rank ones (docs/distributed.md). `None`:
+/// one process.
+pub type Ranks<'a> = Option<&'a mut DataParallel>;
+
+/// The loader's positions this rank scores (all of them in one process).
+fn this_rank(loader: &DataLoader, ranks: &Ranks<'_>) -> Result<DataLoader, TrainError> {
+    let shard = match ranks {
+        Some(p) => Shard::new(p.rank(), p.world_size())?,
+        None => Shard::WHOLE,
+    };
+    Ok(loader.sharded(shard)?)
+}
+
+/// Sums every tally's raw counts over the ranks (one collective for all of them).
+fn sum_over_ranks(tallies: &mut [&mut Tally], ranks: &mut Ranks<'_>) -> Result<(), TrainError> {
+    let Some(p) = ranks else { return Ok(()) };
+    let mut flat: Vec<f64> = tallies.iter().flat_map(|t| t.counts()).collect();
+    p.sum_f64(&mut flat)?;
+    let mut at = 0;
+    for t in tallies.iter_mut() {
+        let n = t.counts().len();
+        let mut summed = t.empty()?;
+        summed.add_counts(&flat[at..at + n])?;
+        **t = summed;
+        at += n;
+    }
+    Ok(())
+}
 
 /// Which metrics a data set is scored with.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,6 +124,39 @@ impl Tally {
             Tally::Confusion(c) => c.metric_values().to_vec(),
         }
     }
+
+    /// An empty tally of the same scoring.
+    fn empty(&self) -> Result<Self, TrainError> {
+        Ok(match self {
+            Tally::Binary(b) => Tally::Binary(BinaryCounts::new(b.convention())),
+            Tally::Accuracy(_) => Tally::Accuracy(AccuracyCounter::new()),
+            Tally::Confusion(c) => Tally::Confusion(ConfusionMatrix::new(c.num_classes())?),
+        })
+    }
+
+    /// The raw counts, as f64 (exact below 2^53) for summing over ranks.
+    fn counts(&self) -> Vec<f64> {
+        match self {
+            Tally::Binary(b) => {
+                [b.attacks(), b.attack_errors(), b.bona_fide(), b.bona_fide_errors()]
+                    .map(|c| c as f64)
+                    .to_vec()
+            }
+            Tally::Accuracy(a) => vec![a.correct() as f64, a.total() as f64],
+            Tally::Confusion(c) => c.counts().iter().map(|&n| n as f64).collect(),
+        }
+    }
+
+    /// Adds raw counts laid out as [`Tally::counts`].
+    fn add_counts(&mut self, counts: &[f64]) -> Result<(), TrainError> {
+        let n: Vec<u64> = counts.iter().map(|&c| c as u64).collect();
+        match self {
+            Tally::Binary(b) => b.add_counts(n[0], n[1], n[2], n[3])?,
+            Tally::Accuracy(a) => a.add_counts(n[0], n[1])?,
+            Tally::Confusion(c) => c.add_counts(&n)?,
+        }
+        Ok(())
+    }
 }
 
 /// Predicted labels of a batch.
@@ -149,16 +215,49 @@ pub fn predict_combo(
     combo: ModalityMask,
     device: Device,
 ) -> Result<(Vec<i64>, Vec<i64>), TrainError> {
-    let loader = loader.with_policy(MaskPolicy::Fixed(combo))?;
+    predict_combo_on(net, loader, combo, device, None)
+}
+
+/// [`predict_combo`] split over `ranks`: each rank predicts its positions and the per-sample
+/// labels and predictions are gathered in data-set order (one sum of position-filled
+/// vectors), so every rank returns exactly the single-process vectors. With ranks, one label
+/// per sample (classification).
+pub fn predict_combo_on(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    combo: ModalityMask,
+    device: Device,
+    ranks: Ranks<'_>,
+) -> Result<(Vec<i64>, Vec<i64>), TrainError> {
+    let loader = this_rank(&loader.with_policy(MaskPolicy::Fixed(combo))?, &ranks)?;
     let _guard = tch::no_grad_guard();
-    let (mut labels, mut preds) = (Vec::new(), Vec::new());
+    let (mut labels, mut preds, mut indices) = (Vec::new(), Vec::new(), Vec::new());
     for batch in loader.iter(0) {
         let batch = batch?.to_device(device);
         let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
         preds.extend(predictions(&out.logits, &batch.targets));
         labels.extend(labels_of(&batch));
+        indices.extend(batch.indices.iter().copied());
     }
-    Ok((labels, preds))
+    let Some(p) = ranks else { return Ok((labels, preds)) };
+    if labels.len() != indices.len() {
+        return Err(TrainError::config(
+            "eval",
+            "per-sample predictions across ranks are for one label per sample",
+        ));
+    }
+    // [seen | label | prediction] per data-set index: a skipped sample stays unseen.
+    let n = loader.dataset().len();
+    let mut flat = vec![0.0; 3 * n];
+    for ((&i, &l), &q) in indices.iter().zip(&labels).zip(&preds) {
+        (flat[i], flat[n + i], flat[2 * n + i]) = (1.0, l as f64, q as f64);
+    }
+    p.sum_f64(&mut flat)?;
+    let seen: Vec<usize> = (0..n).filter(|&i| flat[i] > 0.0).collect();
+    Ok((
+        seen.iter().map(|&i| flat[n + i] as i64).collect(),
+        seen.iter().map(|&i| flat[2 * n + i] as i64).collect(),
+    ))
 }
 
 /// Scores `net` on the loader's data set once per combination and returns the report (one
@@ -170,6 +269,19 @@ pub fn evaluate(
     combos: &[ModalityMask],
     scoring: Scoring,
     device: Device,
+) -> Result<CombinationReport, TrainError> {
+    evaluate_on(net, loader, combos, scoring, device, None)
+}
+
+/// [`evaluate`] split over `ranks` (every rank gets the whole report). Streams: counts are
+/// accumulated per batch, so memory does not grow with the split.
+pub fn evaluate_on(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    combos: &[ModalityMask],
+    scoring: Scoring,
+    device: Device,
+    mut ranks: Ranks<'_>,
 ) -> Result<CombinationReport, TrainError> {
     let mut report = scoring.empty_report();
     let set = loader.dataset().modalities().clone();
@@ -188,9 +300,15 @@ pub fn evaluate(
             restricted = loader.restricted(having)?;
             &restricted
         };
-        let (labels, preds) = predict_combo(net, on, combo, device)?;
         let mut tally = Tally::new(scoring)?;
-        tally.update(&labels, &preds)?;
+        let part = this_rank(&on.with_policy(MaskPolicy::Fixed(combo))?, &ranks)?;
+        let _guard = tch::no_grad_guard();
+        for batch in part.iter(0) {
+            let batch = batch?.to_device(device);
+            let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
+            tally.update(&labels_of(&batch), &predictions(&out.logits, &batch.targets))?;
+        }
+        sum_over_ranks(&mut [&mut tally], &mut ranks)?;
         let name = set.format(combo);
         tracing::info!(combo = %name, values = ?tally.values(), "evaluated");
         report.insert(name, &tally.values())?;
@@ -209,13 +327,27 @@ pub fn evaluate_drawn_masks(
     device: Device,
     label: &str,
 ) -> Result<CombinationReport, TrainError> {
+    evaluate_drawn_masks_on(net, loader, scoring, device, label, None)
+}
+
+/// [`evaluate_drawn_masks`] split over `ranks` (each sample keeps the mask it draws in one
+/// process: masks are drawn per sample index).
+pub fn evaluate_drawn_masks_on(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    scoring: Scoring,
+    device: Device,
+    label: &str,
+    mut ranks: Ranks<'_>,
+) -> Result<CombinationReport, TrainError> {
     let _guard = tch::no_grad_guard();
     let mut tally = Tally::new(scoring)?;
-    for batch in loader.iter(0) {
+    for batch in this_rank(loader, &ranks)?.iter(0) {
         let batch = batch?.to_device(device);
         let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
         tally.update(&labels_of(&batch), &predictions(&out.logits, &batch.targets))?;
     }
+    sum_over_ranks(&mut [&mut tally], &mut ranks)?;
     let mut report = scoring.empty_report();
     tracing::info!(combo = label, values = ?tally.values(), "evaluated");
     report.insert(label, &tally.values())?;
@@ -245,38 +377,62 @@ pub fn evaluate_observed(
     scoring: Scoring,
     device: Device,
 ) -> Result<ObservedScore, TrainError> {
+    evaluate_observed_on(net, loader, scoring, device, None)
+}
+
+/// [`evaluate_observed`] split over `ranks`: the patterns come from the data set's
+/// availability (the same on every rank), and every count is summed.
+pub fn evaluate_observed_on(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    scoring: Scoring,
+    device: Device,
+    mut ranks: Ranks<'_>,
+) -> Result<ObservedScore, TrainError> {
     let loader = loader.with_policy(MaskPolicy::Observed)?;
-    let _guard = tch::no_grad_guard();
+    let dataset = loader.dataset();
+    // Fewest modalities first, then by mask bits.
+    let keys: std::collections::BTreeSet<(usize, u32)> = (0..dataset.len())
+        .map(|i| dataset.availability(i))
+        .map(|a| (a.count(), a.bits()))
+        .collect();
+    let keys: Vec<(usize, u32)> = keys.into_iter().collect();
+    let mut tallies = keys.iter().map(|_| Tally::new(scoring)).collect::<Result<Vec<_>, _>>()?;
     let mut overall = Tally::new(scoring)?;
-    let mut by_pattern: std::collections::BTreeMap<(usize, u32), (usize, Tally)> =
-        std::collections::BTreeMap::new();
-    let mut samples = 0;
-    for batch in loader.iter(0) {
+    let mut counts = vec![0.0f64; keys.len()]; // samples per pattern
+    let _guard = tch::no_grad_guard();
+    for batch in this_rank(&loader, &ranks)?.iter(0) {
         let batch = batch?.to_device(device);
         let out = net.forward_t(&net_inputs(&batch), &batch.mask, false);
         let (labels, preds) = (labels_of(&batch), predictions(&out.logits, &batch.targets));
         overall.update(&labels, &preds)?;
-        let rows = batch.combos.len();
         // Per row: one label (classification) or H * W of them (segmentation).
-        let per = labels.len() / rows.max(1);
+        let per = labels.len() / batch.combos.len().max(1);
         for (b, combo) in batch.combos.iter().enumerate() {
-            let entry = match by_pattern.entry((combo.count(), combo.bits())) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => {
-                    e.insert((0, Tally::new(scoring)?))
-                }
-            };
-            entry.0 += 1;
-            entry.1.update(&labels[b * per..(b + 1) * per], &preds[b * per..(b + 1) * per])?;
+            let k = keys.binary_search(&(combo.count(), combo.bits())).map_err(|_| {
+                TrainError::config("eval", "a sample's observed mask is not its availability")
+            })?;
+            counts[k] += 1.0;
+            tallies[k].update(&labels[b * per..(b + 1) * per], &preds[b * per..(b + 1) * per])?;
         }
-        samples += rows;
+    }
+    let mut all: Vec<&mut Tally> = tallies.iter_mut().collect();
+    all.push(&mut overall);
+    sum_over_ranks(&mut all, &mut ranks)?;
+    if let Some(p) = &mut ranks {
+        p.sum_f64(&mut counts)?;
     }
     let metrics = scoring.empty_report().metrics().to_vec();
-    let patterns = by_pattern
-        .into_iter()
-        .map(|((_, bits), (n, t))| Ok((ModalityMask::from_bits(bits)?, n, t.values())))
-        .collect::<Result<Vec<_>, mmanet_core::CoreError>>()
-        .map_err(|e| TrainError::config("eval", e.to_string()))?;
+    let mut patterns = Vec::new();
+    for ((&(_, bits), t), &n) in keys.iter().zip(&tallies).zip(&counts) {
+        let n = n as usize;
+        if n > 0 {
+            let mask = ModalityMask::from_bits(bits)
+                .map_err(|e| TrainError::config("eval", e.to_string()))?;
+            patterns.push((mask, n, t.values()));
+        }
+    }
+    let samples = patterns.iter().map(|(_, n, _)| n).sum();
     tracing::info!(samples, patterns = patterns.len(), values = ?overall.values(), "evaluated as observed");
     Ok(ObservedScore { metrics, patterns, samples, overall: overall.values() })
 }

@@ -147,6 +147,18 @@ impl DataParallel {
         Ok(t.int64_value(&[0]) != 0)
     }
 
+    /// `values` summed element-wise over the ranks, in place on every rank (one all-reduce of
+    /// an f64 tensor): the evaluation counts, exact for integers below 2^53.
+    pub fn sum_f64(&mut self, values: &mut [f64]) -> Result<(), TrainError> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut t = Tensor::from_slice(values);
+        self.group.all_reduce(&mut t, ReduceOp::Sum).map_err(|e| self.err(e))?;
+        values.copy_from_slice(&Vec::<f64>::try_from(&t)?);
+        Ok(())
+    }
+
     /// Rank 0's bytes on every rank (`bytes` is read on rank 0 only): a length, then the
     /// bytes.
     pub fn broadcast_bytes(&mut self, bytes: &[u8]) -> Result<Vec<u8>, TrainError> {

@@ -23,7 +23,8 @@ use crate::amp::GradScaler;
 use crate::config::{Selection, Stage, TrainConfig, ValidConfig};
 use crate::data_spec::Split;
 use crate::evaluate::{
-    Scoring, eval_loader, evaluate, evaluate_drawn_masks, load_net, mean_metric,
+    Scoring, eval_loader, evaluate_drawn_masks_on, evaluate_observed_on, evaluate_on, load_net,
+    mean_metric,
 };
 use crate::model_spec::{ModelSpecExt, Role};
 use crate::objective::{Objective, Step};
@@ -556,12 +557,8 @@ impl Trainer {
     pub fn run(&mut self, obs: &mut dyn Observer) -> Result<TrainSummary, TrainError> {
         let first = self.state.next_epoch;
         self.train_epochs(usize::MAX, obs)?;
-        // Data-parallel: rank 0 scores the test split and writes the report.
-        let report = if self.writes() {
-            self.test_report()?
-        } else {
-            CombinationReport::new(std::iter::empty::<&str>())?
-        };
+        // Data-parallel: every rank scores its part of the test split; rank 0 writes.
+        let report = self.test_report()?;
         Ok(TrainSummary {
             epochs_run: self.cfg.epochs.saturating_sub(first),
             best: self.state.best,
@@ -803,8 +800,13 @@ impl Trainer {
         if epoch < m.mining_start || epoch >= m.begin_epoch {
             return Ok(());
         }
-        let record =
-            self.objective.mine_epoch(self.net.as_ref(), &self.val_mining, epoch, self.device)?;
+        let record = self.objective.mine_epoch(
+            self.net.as_ref(),
+            &self.val_mining,
+            epoch,
+            self.device,
+            self.parallel.as_mut(),
+        )?;
         self.state.mining.push(record);
         if epoch + 1 == m.begin_epoch {
             let weak = self.objective.select_weak_set(&self.state.mining)?;
@@ -834,16 +836,19 @@ impl Trainer {
 
     /// The selection metric on the validation split: its mean over the evaluation
     /// combinations, or (`random-masks`) its value with one drawn mask per sample.
-    fn validate(&self) -> Result<f64, TrainError> {
+    /// Data-parallel: split over the ranks, every rank gets the same score.
+    fn validate(&mut self) -> Result<f64, TrainError> {
         let (net, metric) = (self.net.as_ref(), self.scoring.selection_metric());
+        let (scoring, device, combos) = (self.scoring, self.device, self.eval_combos());
+        let ranks = self.parallel.as_mut();
         let report = match (&self.val_random, self.cfg.eval.selection) {
             (Some(drawn), Selection::RandomMasks) => {
-                evaluate_drawn_masks(net, drawn, self.scoring, self.device, "random-masks")?
+                evaluate_drawn_masks_on(net, drawn, scoring, device, "random-masks", ranks)?
             }
             (
                 _,
                 Selection::MeanOverCombinations | Selection::RandomMasks | Selection::LastEpoch,
-            ) => evaluate(net, &self.val, &self.eval_combos(), self.scoring, self.device)?,
+            ) => evaluate_on(net, &self.val, &combos, scoring, device, ranks)?,
         };
         Ok(mean_metric(&report, metric).unwrap_or(f64::NAN))
     }
@@ -972,29 +977,36 @@ impl Trainer {
     }
 
     /// Scores the best (else the last) weights on the test split and writes the report files.
+    /// Data-parallel: rank 0 reads the weights and broadcasts them, every rank scores its part
+    /// of the split (the counts are summed), and rank 0 alone writes.
     pub fn test_report(&mut self) -> Result<CombinationReport, TrainError> {
-        let best = match self.state.file(FileRole::Best, None) {
-            Some(f) => Some(self.run.file_path(f)?),
-            None => self.state.best.map(|_| self.run.legacy_path(FileRole::Best)),
-        };
-        if let Some(best) = best.filter(|p| p.exists()) {
-            checkpoint::load_var_store(&self.vs, best, LoadMode::Strict)?;
+        if self.writes() {
+            let best = match self.state.file(FileRole::Best, None) {
+                Some(f) => Some(self.run.file_path(f)?),
+                None => self.state.best.map(|_| self.run.legacy_path(FileRole::Best)),
+            };
+            if let Some(best) = best.filter(|p| p.exists()) {
+                checkpoint::load_var_store(&self.vs, best, LoadMode::Strict)?;
+            }
+        }
+        if let Some(p) = &mut self.parallel {
+            p.broadcast_tensors(&variables_by_name(&self.vs, |_| true))?;
         }
         let test = self.cfg.data.open(Split::Test, self.cfg.seed)?;
         let test = eval_loader(test, self.cfg.data.eval_loader(self.cfg.eval.batch_size))?;
-        let report =
-            evaluate(self.net.as_ref(), &test, &self.eval_combos(), self.scoring, self.device)?;
+        let (scoring, device, combos) = (self.scoring, self.device, self.eval_combos());
+        let net = self.net.as_ref();
+        let report = evaluate_on(net, &test, &combos, scoring, device, self.parallel.as_mut())?;
         let mut run_report = self.run_report(&report);
         // Incomplete test data: also each sample with the modalities it really has.
         let full = self.cfg.model.set().full();
         if test.samples_with(full).len() < test.dataset().len() {
-            let observed = crate::evaluate::evaluate_observed(
-                self.net.as_ref(),
-                &test,
-                self.scoring,
-                self.device,
-            )?;
+            let ranks = self.parallel.as_mut();
+            let observed = evaluate_observed_on(net, &test, scoring, device, ranks)?;
             run_report.set_observed(&self.cfg.model.set(), &observed);
+        }
+        if !self.writes() {
+            return Ok(report);
         }
         write_atomic(&self.run.report("md"), run_report.to_markdown().as_bytes())?;
         write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;

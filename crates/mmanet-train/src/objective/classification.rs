@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use super::{Objective, Step, complete_rows, scalar};
 use crate::TrainError;
 use crate::config::{Distillation, MethodConfig};
-use crate::evaluate::{net_inputs, predict_combo};
+use crate::evaluate::{Ranks, net_inputs, predict_combo_on};
 use crate::state::{LossBreakdown, MiningEpoch};
 
 /// CE + λ_MAD·(SP | MAD) + λ_MAR·MAR for one-label-per-sample tasks.
@@ -88,12 +88,13 @@ impl Objective for ClassificationObjective {
         val: &DataLoader,
         epoch: usize,
         device: Device,
+        mut ranks: Ranks<'_>,
     ) -> Result<MiningEpoch, TrainError> {
         let miner = ClassificationMiner::new(self.set.clone(), self.num_classes)?;
-        let (_, full) = predict_combo(net, val, self.set.full(), device)?;
+        let (_, full) = predict_combo_on(net, val, self.set.full(), device, ranks.as_deref_mut())?;
         let mut candidates = Vec::new();
         for &c in miner.candidates() {
-            candidates.push(predict_combo(net, val, c, device)?.1);
+            candidates.push(predict_combo_on(net, val, c, device, ranks.as_deref_mut())?.1);
         }
         Ok(MiningEpoch { epoch, full, candidates, miou: Vec::new() })
     }

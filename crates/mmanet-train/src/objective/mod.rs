@@ -27,6 +27,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::TrainError;
 use crate::config::{MethodConfig, ValidConfig};
+use crate::evaluate::Ranks;
 use crate::state::{LossBreakdown, MiningEpoch};
 
 pub use classification::ClassificationObjective;
@@ -81,14 +82,16 @@ pub trait Objective: Send {
     fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError>;
 
     /// Scores `net` on `val` (the complete validation samples) with the full combination and
-    /// each mining candidate after the training pass of mining epoch `epoch`; the trainer
-    /// records the result in the run state, so that a resumed run mines exactly.
+    /// each mining candidate after the training pass of mining epoch `epoch`, split over
+    /// `ranks` in a data-parallel run (every rank gets the same record); the trainer records
+    /// the result in the run state, so that a resumed run mines exactly.
     fn mine_epoch(
         &self,
         net: &dyn MultiModalNet,
         val: &DataLoader,
         epoch: usize,
         device: Device,
+        ranks: Ranks<'_>,
     ) -> Result<MiningEpoch, TrainError>;
 
     /// The weak set that the recorded mining epochs select.

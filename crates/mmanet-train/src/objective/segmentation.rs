@@ -16,7 +16,7 @@ use super::{Objective, Step, complete_rows, scalar};
 use crate::TrainError;
 use crate::config::{Distillation, MethodConfig, ValidConfig};
 use crate::data_spec::Split;
-use crate::evaluate::{Scoring, evaluate, net_inputs};
+use crate::evaluate::{Ranks, Scoring, evaluate_on, net_inputs};
 use crate::state::{LossBreakdown, MiningEpoch};
 
 /// Why `method.distillation = "sp"` is refused for segmentation networks: the segmentation
@@ -127,12 +127,14 @@ impl Objective for SegmentationObjective {
         val: &DataLoader,
         epoch: usize,
         device: Device,
+        ranks: Ranks<'_>,
     ) -> Result<MiningEpoch, TrainError> {
         let miner = SegmentationMiner::new(self.set.clone())?;
         let mut combos = vec![self.set.full()];
         combos.extend(miner.candidates().iter().copied());
         let num_classes = self.class_weights.size()[0] as usize;
-        let report = evaluate(net, val, &combos, Scoring::Segmentation { num_classes }, device)?;
+        let scoring = Scoring::Segmentation { num_classes };
+        let report = evaluate_on(net, val, &combos, scoring, device, ranks)?;
         // Rows come in the order of `combos`.
         let miou: Vec<f64> = combos
             .iter()
