@@ -12,7 +12,7 @@ use tch::Tensor;
 use tch::nn::{self, Module, ModuleT};
 
 use crate::hemis::mean_var_fusion;
-use crate::layers::{BN_EPS, BatchNorm, Conv2d, ConvSpec, batch_norm, conv2d, linear};
+use crate::layers::{BN_EPS, BatchNorm, Conv2d, ConvSpec, batch_norm, conv2d, in_branch, linear};
 use crate::net::{MultiModalNet, NetOutput, check_inputs, mask_column};
 use crate::resnet::{BlockKind, ResLayer};
 use crate::se::SeLayer;
@@ -172,14 +172,22 @@ impl ClsEncoder {
         ClsEncoder { branches, fusion: cfg.fusion }
     }
 
-    /// Runs every branch and fuses; `mask = None` means all present (teacher).
+    /// Runs every branch and fuses; `mask = None` means all present (teacher). Branch `m` runs
+    /// inside [`in_branch`]`(m, ..)`, so under an installed availability its training-mode
+    /// BatchNorms use the rows that have modality `m` only.
     ///
     /// # Shapes
     /// - `inputs[m]`: `[B, C_in, H, W]`; `mask`: `[B, M]`.
     /// - returns `[B, C_fused, H/8, W/8]`.
     pub fn forward_t(&self, inputs: &[Tensor], mask: Option<&Tensor>, train: bool) -> Tensor {
-        let feats: Vec<Tensor> =
-            self.branches.iter().zip(inputs).map(|(b, x)| b.forward_t(x, train)).collect();
+        // Each `special_bone_*` is modality m's branch (the BatchNorm rule, `layers`).
+        let feats: Vec<Tensor> = self
+            .branches
+            .iter()
+            .zip(inputs)
+            .enumerate()
+            .map(|(m, (b, x))| in_branch(m, || b.forward_t(x, train))) // [B, 2w, H/8, W/8]
+            .collect();
         match (self.fusion, mask) {
             (ClsFusion::Concat, None) => Tensor::cat(&feats, 1),
             (ClsFusion::Concat, Some(mask)) => {

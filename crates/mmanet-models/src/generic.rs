@@ -19,7 +19,7 @@ use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
 use crate::hemis::mean_var_fusion;
-use crate::layers::{BN_EPS, BatchNorm, Conv2d, ConvSpec, batch_norm, conv2d, linear};
+use crate::layers::{BN_EPS, BatchNorm, Conv2d, ConvSpec, batch_norm, conv2d, in_branch, linear};
 use crate::net::{MultiModalNet, NetOutput, check_inputs, mask_column};
 use crate::{ModelError, Result};
 
@@ -389,6 +389,8 @@ impl GenericNet {
     }
 
     /// Masked, fused branch outputs (the trunks' input); the teacher uses an all-ones mask.
+    /// Branch `i` runs inside [`in_branch`]`(i, ..)` (the BatchNorm rule for placeholders,
+    /// [`crate::layers`]).
     ///
     /// # Shapes
     /// - `inputs`: `M` modality tensors, then optionally one `[B]` length per sequence branch.
@@ -410,14 +412,17 @@ impl GenericNet {
         };
         let mut seq = 0;
         let mut feats = Vec::with_capacity(m);
-        for (br, (cfg, x)) in self.branches.iter().zip(self.cfg.branches.iter().zip(inputs)) {
+        for (i, (br, (cfg, x))) in
+            self.branches.iter().zip(self.cfg.branches.iter().zip(inputs)).enumerate()
+        {
             let len = if cfg.is_sequence() {
                 seq += 1;
                 lengths[seq - 1]
             } else {
                 None
             };
-            feats.push(br.forward_t(x, len, train)); // [B, D_m]
+            // Modality i's branch: the BatchNorm rule for placeholders (`layers`).
+            feats.push(in_branch(i, || br.forward_t(x, len, train))); // [B, D_m]
         }
         let mask = match self.role {
             NetRole::Teacher => Tensor::ones([b, m as i64], (Kind::Float, mask.device())),

@@ -74,6 +74,13 @@ pub struct TrainSummary {
 /// The file of a run folder listing the samples that simulated missingness made incomplete.
 pub const MISSING_FILE: &str = "missing.json";
 
+/// Why `compute.sync_batchnorm` is refused on incomplete training data: the branch
+/// BatchNorms' statistics over the rows that have their modality (the BatchNorm rule for
+/// placeholders, `mmanet_models::layers`) are computed per process, not across ranks.
+pub const SYNC_BN_INCOMPLETE: &str = "SyncBatchNorm is not implemented for incomplete training \
+     data (the branch BatchNorms normalise over the samples that have their modality, per \
+     process); set compute.sync_batchnorm = false or train on complete samples";
+
 struct Teacher {
     _vs: VarStore,
     net: Box<dyn MultiModalNet>,
@@ -98,8 +105,9 @@ pub struct Trainer {
     val: DataLoader,
     /// The complete validation samples (weak-set mining).
     val_mining: DataLoader,
-    /// Whether some training samples lack a modality (then the teacher runs with each
-    /// sample's availability and MAD on the complete rows).
+    /// Whether some training samples lack a modality (then the student's branch BatchNorms
+    /// use the rows that have their modality, the teacher runs with each sample's
+    /// availability and MAD on the complete rows).
     train_incomplete: bool,
     /// The validation split with one mask per sample drawn from the training combinations,
     /// seeded by the run seed (`eval.selection = "random-masks"` only).
@@ -381,6 +389,11 @@ impl Trainer {
         };
         let full = set.full();
         let train_incomplete = (0..train.len()).any(|i| train.availability(i) != full);
+        if train_incomplete && cfg.compute.sync_batchnorm {
+            // The BatchNorm rule for placeholders (masked branch statistics) has no
+            // SyncBatchNorm form yet.
+            return Err(TrainError::config("compute.sync_batchnorm", SYNC_BN_INCOMPLETE));
+        }
         let train_loader = DataLoader::new(train, policy, loader_cfg)?;
         let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
         let val_task = val.task();
@@ -776,8 +789,10 @@ impl Trainer {
         let m = &self.cfg.method;
         let active = self.is_student() && epoch > m.begin_epoch;
         let teacher = self.teacher.as_ref().filter(|_| active).map(|t| t.net.as_ref());
-        // The modalities each sample really has, for a teacher on incomplete data.
-        let available = (teacher.is_some() && self.train_incomplete).then(|| {
+        // The modalities each sample really has, on incomplete data: the student's branch
+        // BatchNorms normalise over the rows that have their modality, and a teacher sees
+        // each sample with its own modalities.
+        let available = self.train_incomplete.then(|| {
             let data = self.train_loader.dataset();
             batch.indices.iter().map(|&i| data.availability(i)).collect()
         });

@@ -94,3 +94,24 @@ fn data_check_counts_the_missingness_patterns_per_split() {
         assert!(summary.patterns.len() > 1, "{:?}", summary.patterns);
     }
 }
+
+#[test]
+fn sync_batchnorm_on_incomplete_training_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = with_missing("toy-unified", 0.3, 1);
+    cfg.compute.sync_batchnorm = true;
+    let run = RunDir::create(dir.path().join("student")).unwrap();
+    match Trainer::new(cfg.check().unwrap(), run) {
+        Err(mmanet_train::TrainError::Config { field, message }) => {
+            assert_eq!(field, "compute.sync_batchnorm");
+            assert_eq!(message, mmanet_train::trainer::SYNC_BN_INCOMPLETE);
+        }
+        Err(other) => panic!("expected a config error, got {other}"),
+        Ok(_) => panic!("sync_batchnorm on incomplete data was accepted"),
+    }
+    // Complete data (the teacher trains on its complete samples) keeps the setting.
+    let mut cfg = with_missing("toy-teacher", 0.3, 1);
+    cfg.compute.sync_batchnorm = true;
+    let run = RunDir::create(dir.path().join("teacher")).unwrap();
+    assert!(Trainer::new(cfg.check().unwrap(), run).is_ok());
+}

@@ -26,6 +26,7 @@ use tch::{Kind, Tensor};
 
 use crate::checkpoint::{LoadReport, load_torchvision_resnet};
 use crate::generic::NetRole;
+use crate::layers::in_branch;
 use crate::net::{MultiModalNet, NetOutput, check_inputs, mask_column};
 use crate::resnet::{ResNetConfig, ResNetEncoder};
 use crate::{ModelError, Result};
@@ -220,7 +221,10 @@ impl EsaNet {
         &self.cfg
     }
 
-    /// Full forward. Teachers use an all-ones mask.
+    /// Full forward. Teachers use an all-ones mask. Under an installed availability
+    /// ([`crate::layers::with_availability`]) the training-mode BatchNorms of RGB's stem use
+    /// the rows that have RGB only, and those of the whole depth encoder the rows that have
+    /// depth; the RGB stages after the first fusion carry fused maps and use every row.
     ///
     /// # Shapes
     /// - `inputs = [rgb [B, 3, H, W], depth [B, 1, H, W]]`, H and W multiples of 32;
@@ -250,8 +254,11 @@ impl EsaNet {
         let (p_rgb, p_depth) = (mask_column(&mask, 0, 4, like), mask_column(&mask, 1, 4, like));
         let (er, ed) = (&self.encoder_rgb, &self.encoder_depth);
 
-        let rgb = er.forward_first_conv(&inputs[0], train); // [B, w, H/2, W/2]
-        let mut depth = ed.forward_first_conv(&inputs[1], train);
+        // The branches of the BatchNorm rule (`layers`): RGB's stem (conv1, bn1) is the only
+        // part of `encoder_rgb` whose input is RGB alone (its stages take the fused maps); the
+        // depth stream never receives RGB, so all of `encoder_depth` is the depth branch.
+        let rgb = in_branch(0, || er.forward_first_conv(&inputs[0], train)); // [B, w, H/2, W/2]
+        let mut depth = in_branch(1, || ed.forward_first_conv(&inputs[1], train));
         let fuse = self.se_layers[0].forward(&rgb, &depth, &p_rgb, &p_depth);
         let mut rgb = fuse.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false); // /4
         depth = depth.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
@@ -259,7 +266,7 @@ impl EsaNet {
         let mut fuse = rgb.shallow_clone();
         for i in 0..4 {
             rgb = er.forward_layer(i, &rgb, train);
-            depth = ed.forward_layer(i, &depth, train);
+            depth = in_branch(1, || ed.forward_layer(i, &depth, train));
             fuse = self.se_layers[i + 1].forward(&rgb, &depth, &p_rgb, &p_depth);
             if i < 3 {
                 skips.push(self.skips[i].forward_t(&fuse, train)); // skip1 /4, skip2 /8, skip3 /16

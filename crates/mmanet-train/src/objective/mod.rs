@@ -44,7 +44,9 @@ pub struct Step<'a> {
     /// The weak set when MAR is on in this epoch.
     pub weak: Option<&'a WeakSet>,
     /// The modalities each sample of the batch really has, when the training data are
-    /// incomplete (`None`: every sample is complete). Both objectives run the teacher with
+    /// incomplete (`None`: every sample is complete). [`Step::forward`] installs them around
+    /// the student's training-mode forward (the BatchNorm rule for placeholders:
+    /// [`mmanet_models::layers::with_availability`]); both objectives run the teacher with
     /// them and distil on the complete rows.
     pub available: Option<Vec<ModalityMask>>,
     /// Run the forward passes under fp16 autocast (their outputs come back in f32, so every
@@ -53,7 +55,11 @@ pub struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// Runs `net` on `inputs`, under fp16 autocast when [`Step::amp`] is set.
+    /// Runs `net` on `inputs`, under fp16 autocast when [`Step::amp`] is set. When `net` is
+    /// [`Step::student`] in training mode on incomplete data ([`Step::available`]), each
+    /// modality branch's BatchNorms compute their statistics over the rows that really have
+    /// the modality ([`mmanet_models::layers::with_availability`]); the teacher, evaluation
+    /// mode and complete data run as before.
     ///
     /// # Shapes
     /// - `inputs[m]`: `[B, ...]`; `mask`: `[B, M]`; output: as the network's.
@@ -64,10 +70,43 @@ impl Step<'_> {
         mask: &Tensor,
         train: bool,
     ) -> NetOutput {
-        if !self.amp {
-            return net.forward_t(inputs, mask, train);
+        let run = || {
+            if !self.amp {
+                return net.forward_t(inputs, mask, train);
+            }
+            tch::autocast(true, || net.forward_t(inputs, mask, train)).to_kind(Kind::Float)
+        };
+        match self.branch_availability(net, mask, train) {
+            Some(avail) => mmanet_models::layers::with_availability(&avail, run),
+            None => run(),
         }
-        tch::autocast(true, || net.forward_t(inputs, mask, train)).to_kind(Kind::Float)
+    }
+
+    /// The `[B, M]` 0/1 availability the BatchNorm rule uses for a forward of `net`: `Some`
+    /// only for the student in training mode on incomplete data.
+    ///
+    /// # Shapes
+    /// - `mask`: `[B, M]` (gives the device) -> `[B, M]` f32.
+    fn branch_availability(
+        &self,
+        net: &dyn MultiModalNet,
+        mask: &Tensor,
+        train: bool,
+    ) -> Option<Tensor> {
+        let available = self.available.as_ref()?;
+        let student = std::ptr::eq(
+            std::ptr::from_ref(net).cast::<u8>(),
+            std::ptr::from_ref(self.student).cast::<u8>(),
+        );
+        if !train || !student {
+            return None;
+        }
+        let m = net.modalities().len();
+        let bits: Vec<f32> = available
+            .iter()
+            .flat_map(|a| (0..m).map(move |i| if a.contains(i) { 1.0 } else { 0.0 }))
+            .collect();
+        Some(Tensor::from_slice(&bits).view([available.len() as i64, m as i64]).to(mask.device()))
     }
 }
 
@@ -170,6 +209,64 @@ pub(crate) fn scalar(t: &Tensor) -> f64 {
 mod tests {
     use super::*;
     use crate::config::Distillation;
+    use mmanet_models::{BranchConfig, GenericFusion, GenericNet, GenericNetConfig, NetRole};
+
+    /// A two-modality MLP net (BatchNorm in each branch) on its own var store.
+    fn mlp_net(role: NetRole) -> (tch::nn::VarStore, GenericNet) {
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let cfg = GenericNetConfig {
+            modalities: ModalitySet::from_names(["a", "b"]).unwrap(),
+            branches: vec![BranchConfig::Mlp { in_dim: 3, hidden: vec![4], out_dim: 4 }; 2],
+            trunk_hidden: vec![5],
+            n_classes: 2,
+            fusion: GenericFusion::Concat,
+        };
+        let net = GenericNet::new(&vs.root(), &cfg, role).unwrap();
+        (vs, net)
+    }
+
+    /// `special_bone_a`'s running mean after one training-mode `Step::forward` of the
+    /// student or of the teacher, from running statistics (0, 1), for each placeholder value
+    /// in row 1 of modality `a` (which row 1 lacks).
+    fn branch_means(of_teacher: bool) -> Vec<Tensor> {
+        let (vs, student) = mlp_net(NetRole::Student);
+        let (tvs, teacher) = mlp_net(NetRole::Teacher);
+        let o = (Kind::Float, Device::Cpu);
+        let (a, b) = (Tensor::randn([3, 3], o), Tensor::randn([3, 3], o));
+        let set = student.modalities().clone();
+        let (full, only_b) = (set.full(), ModalityMask::single(1));
+        let available = vec![full, only_b, full];
+        let mask =
+            mmanet_losses::presence_tensor(&set, &available, Kind::Float, Device::Cpu).unwrap();
+        let step = Step {
+            student: &student,
+            teacher: Some(&teacher),
+            weak: None,
+            available: Some(available),
+            amp: false,
+        };
+        let (net, store): (&dyn MultiModalNet, _) =
+            if of_teacher { (&teacher, &tvs) } else { (&student, &vs) };
+        let mean = store.variables()["special_bone_a.0.bn.running_mean"].shallow_clone();
+        [0.0, 7.0]
+            .iter()
+            .map(|&p| {
+                let a = a.copy();
+                let _ = a.narrow(0, 1, 1).fill_(p);
+                let _ = tch::no_grad(|| mean.shallow_clone().zero_());
+                let _ = step.forward(net, &[a, b.shallow_clone()], &mask, true);
+                mean.copy()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_students_branch_statistics_skip_the_placeholders_and_the_teachers_do_not() {
+        let student = branch_means(false);
+        assert_eq!(student[0], student[1], "the student's placeholder moved its statistics");
+        let teacher = branch_means(true);
+        assert_ne!(teacher[0], teacher[1], "the teacher runs without the rule");
+    }
 
     fn method(distillation: Distillation) -> MethodConfig {
         MethodConfig { distillation, ..MethodConfig::mmanet_classification() }
