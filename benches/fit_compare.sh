@@ -11,9 +11,9 @@ cargo xtask data example-manifest >/dev/null
 BIN=$PWD/target/release/mmanet
 OUT=${1:-target/bench/fit-compare}
 rm -rf "$OUT" && mkdir -p "$OUT"
-start=$(date +%s.%N)
+start=$(date +%s%N)
 $BIN fit -q --manifest datasets/cache/mfeat-manifest/manifest.csv --out "$OUT/fit"
-echo "fit wall: $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "fit wall: $(( ($(date +%s%N) - start) / 1000000 )) ms"
 for s in 0 1 2; do
   $BIN train -q --config "$OUT/fit/teacher/config.toml" --set seed=$s --run-dir "$OUT/fit-teacher-$s"
   $BIN train -q --config "$OUT/fit/mmanet/config.toml" --set seed=$s \
