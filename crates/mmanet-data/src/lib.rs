@@ -62,7 +62,7 @@ pub use loader::{BatchIter, DataLoader, LoaderConfig, Shard};
 pub use mask_policy::MaskPolicy;
 pub use memory::InMemoryDataset;
 pub use sample::{ModalityData, Sample, Target, Task};
-pub use source::{DataSource, Split};
+pub use source::{DataSource, Opened, Split};
 pub use subset::Subset;
 
 /// Result alias of this crate.

@@ -41,6 +41,17 @@ pub trait DataSource: std::fmt::Debug + Send + Sync {
     /// Opens (or makes, for synthetic sets) one split; `seed` is the run seed.
     fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>>;
 
+    /// [`DataSource::open`] with `skip_bad_samples`: the lines of the source's index that
+    /// cannot be samples (a manifest line with a missing file, an unknown class, a duplicate
+    /// id, ...) are left out instead of failing the open, and listed as `file:line: reason`
+    /// (all of them, whichever split is opened: which split a bad line belongs to may be
+    /// unknown). Errors of the index as a whole (its header, an undeclared column) stay
+    /// errors. The default opens normally and lists nothing: readers that check no lines
+    /// when opening leave unreadable samples to the loader, which skips and counts them.
+    fn open_skipping(&self, split: Split, seed: u64) -> Result<Opened> {
+        Ok(Opened { data: self.open(split, seed)?, skipped: Vec::new() })
+    }
+
     /// What prediction needs to turn raw inputs into network inputs: per modality its decoder
     /// and test-time transform as parameters, the class names and the task.
     fn input_spec(&self, seed: u64) -> Result<InputSpec>;
@@ -51,6 +62,14 @@ pub trait DataSource: std::fmt::Debug + Send + Sync {
     fn validation_is_test(&self) -> bool {
         false
     }
+}
+
+/// A split opened by [`DataSource::open_skipping`].
+pub struct Opened {
+    /// The split, without the bad lines.
+    pub data: Arc<dyn Dataset>,
+    /// The bad lines left out, each `file:line: reason`.
+    pub skipped: Vec<String>,
 }
 
 /// Resolves a relative `path` against `dir`.

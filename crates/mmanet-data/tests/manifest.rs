@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use mmanet_data::manifest::{ManifestDecoder, ManifestModality, ManifestSource, SplitFractions};
-use mmanet_data::{DataSource, Split};
+use mmanet_data::{DataSource, Dataset, Split};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -59,6 +59,7 @@ fn source(path: &Path) -> ManifestSource {
         ],
         classes: vec![],
         split: SplitFractions { val: 0.2, test: 0.2, seed: 3 },
+        cache: Default::default(),
     }
 }
 
@@ -174,7 +175,7 @@ fn bad_manifests_name_the_file_line_and_column() {
         ("id,label,img\ns1,cat,img/1.png\n", "declares modality `vec`"),
         (
             "id,label,img,vec\ns1,cat,img/1.png,1 2 3\ns1,dog,img/2.png,1 2 3\n",
-            "id `s1` already on line 2",
+            "3: column `id`: `s1` already on line 2",
         ),
         ("id,label,img,vec\ns1,cat,img/1.png,1 2 3\ns2,dog,img/2.png,1 2\n", "column `vec`"),
         ("label,img,vec\ncat,img/1.png,1 2 3\n", "`id` and a `label`"),
@@ -204,4 +205,110 @@ fn bad_manifests_name_the_file_line_and_column() {
     let src = ManifestSource { path: p, classes: vec!["cat".into(), "dog".into()], ..base };
     let err = src.open(Split::Train, 0).err().unwrap().to_string();
     assert!(err.contains("classes.csv:2") && err.contains("unknown class `bird`"), "{err}");
+}
+
+/// `write_set`'s 40 samples followed by one bad line of each kind the reader finds when it
+/// opens (lines 42-49), and the expected `line: message` starts.
+fn write_with_bad_lines(dir: &Path) -> (std::path::PathBuf, Vec<&'static str>) {
+    let path = write_set(dir);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text += "s40,cat,img/1.png\n"; // 42
+    text += "s41,cat,,\n"; // 43
+    text += "s42,dog,img/none.png,1 2 3\n"; // 44
+    text += "s1,dog,img/1.png,1 2 3\n"; // 45
+    text += "s43,dog,img/1.png,1 nan 3\n"; // 46
+    text += ",dog,img/1.png,1 2 3\n"; // 47
+    text += "s44,,img/1.png,1 2 3\n"; // 48
+    text += "s45,bird,img/1.png,1 2 3\n"; // 49
+    std::fs::write(&path, text).unwrap();
+    let want = vec![
+        "42: 3 columns, the header has 4",
+        "43: sample `s41` has no modality at all",
+        "44: column `img`:",
+        "45: column `id`: `s1` already on line 3",
+        "46: column `vec`: value 2 is not finite",
+        "47: column `id` is empty",
+        "48: column `label` is empty",
+        "49: column `label`: unknown class `bird`",
+    ];
+    (path, want)
+}
+
+#[test]
+fn skip_bad_samples_leaves_bad_lines_out_and_lists_each_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, want) = write_with_bad_lines(dir.path());
+    let src = ManifestSource { classes: vec!["cat".into(), "dog".into()], ..source(&path) };
+    // Without skipping: the first bad line is the error.
+    let err = src.open(Split::Train, 0).err().unwrap().to_string();
+    assert!(err.contains("data.csv:42: 3 columns"), "{err}");
+    // Skipping: every split holds exactly the 40 good samples, and every bad line is listed.
+    let mut total = 0;
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let opened = src.open_skipping(split, 0).unwrap();
+        total += opened.data.len();
+        assert_eq!(opened.skipped.len(), want.len());
+        for (got, want) in opened.skipped.iter().zip(&want) {
+            let tail = got.rsplit("data.csv:").next().unwrap();
+            assert!(tail.starts_with(want), "{got} does not start with {want}");
+        }
+    }
+    assert_eq!(total, 40);
+    // The good lines split as they do without the bad ones.
+    let clean = source(&write_set(&dir.path().join("clean")));
+    for split in [Split::Train, Split::Val, Split::Test] {
+        let (a, b) = (src.open_skipping(split, 0).unwrap().data, clean.open(split, 0).unwrap());
+        let values = |d: &dyn Dataset| -> Vec<Vec<f32>> {
+            let mut rng = ChaCha8Rng::seed_from_u64(0);
+            (0..d.len()).map(|i| d.get(i, &mut rng).unwrap().inputs[1].data.clone()).collect()
+        };
+        assert_eq!(values(a.as_ref()), values(b.as_ref()), "{split:?}");
+    }
+    // Errors of the file as a whole are not skipped.
+    for (k, text) in ["label,img,vec\ncat,img/1.png,1 2 3\n", "id,label,img\ns1,cat,img/1.png\n"]
+        .iter()
+        .enumerate()
+    {
+        let p = dir.path().join(format!("whole{k}.csv"));
+        std::fs::write(&p, text).unwrap();
+        let s = ManifestSource { path: p, ..src.clone() };
+        assert!(s.open_skipping(Split::Train, 0).is_err(), "case {k}");
+    }
+    // A manifest without one good line is an error, naming the first bad one.
+    let p = dir.path().join("allbad.csv");
+    std::fs::write(&p, "id,label,img,vec\ns1,cat,,\n").unwrap();
+    let err = ManifestSource { path: p, ..src.clone() }.open_skipping(Split::Train, 0);
+    let err = err.err().unwrap().to_string();
+    assert!(err.contains("allbad.csv:2: sample `s1` has no modality at all"), "{err}");
+}
+
+#[test]
+fn the_manifest_is_read_once_until_its_file_or_config_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_set(dir.path());
+    let src = source(&path);
+    let copy = src.clone();
+    for split in [Split::Train, Split::Val, Split::Test, Split::Train] {
+        src.open(split, 0).unwrap();
+        copy.open_skipping(split, 0).unwrap();
+    }
+    src.input_spec(0).unwrap();
+    assert_eq!(src.cache.reads(), 1, "clones share one read");
+    // Another config (class order) reads again; so does a changed file.
+    let other = ManifestSource { classes: vec!["dog".into(), "cat".into()], ..src.clone() };
+    assert_eq!(other.input_spec(0).unwrap().classes, ["dog", "cat"]);
+    assert_eq!(src.cache.reads(), 2);
+    let text = std::fs::read_to_string(&path).unwrap() + "s99,dog,img/1.png,1 2 3\n";
+    std::fs::write(&path, text).unwrap();
+    let n: usize = [Split::Train, Split::Val, Split::Test]
+        .iter()
+        .map(|s| src.open(*s, 0).unwrap().len())
+        .sum();
+    assert_eq!(n, 41);
+    assert_eq!(src.cache.reads(), 3);
+    // A failed read is not kept.
+    std::fs::write(&path, "id,label,img\n").unwrap();
+    assert!(src.open(Split::Train, 0).is_err());
+    assert!(src.open(Split::Train, 0).is_err());
+    assert_eq!(src.cache.reads(), 5);
 }

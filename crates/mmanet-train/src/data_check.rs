@@ -24,24 +24,50 @@ pub struct SplitSummary {
     pub bad: Vec<String>,
 }
 
-/// Reads every sample of every split (without augmentation randomness mattering) and reports
-/// counts, label balance, missingness patterns and unreadable samples. Fails only when a split
-/// cannot be opened at all (missing or malformed list file).
-pub fn check_data(spec: &DatasetSpec, seed: u64) -> Result<Vec<SplitSummary>, TrainError> {
-    let mut out = Vec::new();
-    for split in [Split::Train, Split::Val, Split::Test] {
-        out.push(summarise(split, spec.open(split, seed)?.as_ref(), seed));
+/// What a data set holds: one summary per split, and the index lines that are not samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataCheck {
+    /// Train, validation and test.
+    pub splits: Vec<SplitSummary>,
+    /// Lines of the index (a manifest) that cannot be samples, each `file:line: reason`:
+    /// errors when a run opens the data, skipped with `data.skip_bad_samples`.
+    pub bad_lines: Vec<String>,
+}
+
+impl DataCheck {
+    /// Bad lines plus unreadable samples of every split.
+    pub fn problems(&self) -> usize {
+        self.bad_lines.len() + self.splits.iter().map(|s| s.bad.len()).sum::<usize>()
     }
-    Ok(out)
+}
+
+/// Reads every sample of every split (without augmentation randomness mattering) and reports
+/// counts, label balance, missingness patterns, bad index lines and unreadable samples. Fails
+/// only when a split cannot be opened at all (missing list file, a manifest without an `id`
+/// column, ...).
+pub fn check_data(spec: &DatasetSpec, seed: u64) -> Result<DataCheck, TrainError> {
+    collect(|split| spec.open_skipping(split, seed), seed)
 }
 
 /// [`check_data`] of a config's `[data]` table, with its simulated missingness.
-pub fn check_data_config(data: &DataConfig, seed: u64) -> Result<Vec<SplitSummary>, TrainError> {
-    let mut out = Vec::new();
+pub fn check_data_config(data: &DataConfig, seed: u64) -> Result<DataCheck, TrainError> {
+    collect(|split| data.open_skipping(split, seed), seed)
+}
+
+fn collect(
+    open: impl Fn(Split) -> Result<mmanet_data::Opened, TrainError>,
+    seed: u64,
+) -> Result<DataCheck, TrainError> {
+    let mut check = DataCheck { splits: Vec::new(), bad_lines: Vec::new() };
     for split in [Split::Train, Split::Val, Split::Test] {
-        out.push(summarise(split, data.open(split, seed)?.as_ref(), seed));
+        let opened = open(split)?;
+        check.splits.push(summarise(split, opened.data.as_ref(), seed));
+        // Every split lists the source's bad lines: keep them once.
+        if check.bad_lines.is_empty() {
+            check.bad_lines = opened.skipped;
+        }
     }
-    Ok(out)
+    Ok(check)
 }
 
 fn summarise(split: Split, data: &dyn Dataset, seed: u64) -> SplitSummary {
@@ -113,7 +139,7 @@ mod tests {
             crop: [4, 8],
             eval_size: None,
         });
-        let s = check_data(&spec, 0).unwrap();
+        let s = check_data(&spec, 0).unwrap().splits;
         assert_eq!(s.len(), 3);
         // Validation and test both read `valid`: 16 void pixels (top row), 7 * 16 of label 7.
         assert_eq!(s[2].samples, 1);
@@ -124,7 +150,7 @@ mod tests {
         // A missing depth file is reported with its name, not a failure.
         std::fs::remove_file(dir.path().join("valid/depth_raw/bonn/bonn_000000_000019.npy"))
             .unwrap();
-        let s = check_data(&spec, 0).unwrap();
+        let s = check_data(&spec, 0).unwrap().splits;
         assert_eq!(s[1].bad.len(), 1);
         assert!(s[1].bad[0].contains("bonn_000000_000019.npy"), "{}", s[1].bad[0]);
     }

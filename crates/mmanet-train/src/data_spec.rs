@@ -7,7 +7,7 @@ pub use mmanet_data::Split;
 use std::sync::Arc;
 
 use mmanet_data::missing::{MissingConfig, WithMissing};
-use mmanet_data::{Dataset, LoaderConfig, MaskPolicy};
+use mmanet_data::{Dataset, LoaderConfig, MaskPolicy, Opened};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -29,7 +29,9 @@ pub struct DataConfig {
     /// teacher stage always trains on the complete combination unless this is set.
     #[serde(default)]
     pub train_combos: Vec<String>,
-    /// Skip (and count) unreadable samples instead of failing.
+    /// Skip (and count) bad samples instead of failing: index lines that cannot be samples
+    /// (a manifest's missing files, unknown classes, duplicate ids, ...; logged with file and
+    /// line when the split is opened) and samples that do not decode (counted per epoch).
     #[serde(default)]
     pub skip_bad_samples: bool,
     /// Segmentation class weighting of the cross-entropy.
@@ -60,9 +62,28 @@ impl DataConfig {
         self.dataset.check()
     }
 
-    /// Opens one split of the data set, with the configured simulated missingness.
+    /// Opens one split of the data set, with the configured simulated missingness; with
+    /// `skip_bad_samples` the index lines that cannot be samples are left out.
     pub fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>, TrainError> {
-        let data = self.dataset.open(split, seed)?;
+        if self.skip_bad_samples {
+            Ok(self.open_skipping(split, seed)?.data)
+        } else {
+            self.with_missing(self.dataset.open(split, seed)?, split)
+        }
+    }
+
+    /// Opens one split leaving out (and listing, as `file:line: reason`) the index lines
+    /// that cannot be samples, whatever `skip_bad_samples` says (`mmanet data check`).
+    pub fn open_skipping(&self, split: Split, seed: u64) -> Result<Opened, TrainError> {
+        let Opened { data, skipped } = self.dataset.open_skipping(split, seed)?;
+        Ok(Opened { data: self.with_missing(data, split)?, skipped })
+    }
+
+    fn with_missing(
+        &self,
+        data: Arc<dyn Dataset>,
+        split: Split,
+    ) -> Result<Arc<dyn Dataset>, TrainError> {
         match &self.missing {
             Some(m) if m.splits.contains(&split) => Ok(Arc::new(WithMissing::new(data, m, split)?)),
             _ => Ok(data),

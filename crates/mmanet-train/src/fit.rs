@@ -147,6 +147,7 @@ pub fn plan(manifest: &Path, out: &Path, opts: &FitOptions) -> Result<FitPlan, F
         modalities: inferred.modalities.clone(),
         classes: vec![],
         split: Default::default(),
+        cache: Default::default(),
     };
     source.check()?;
     let spec = source.input_spec(0)?;

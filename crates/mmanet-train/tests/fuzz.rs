@@ -817,6 +817,7 @@ fn fuzz_manifest() {
         ],
         classes: vec![],
         split: SplitFractions { val: 0.25, test: 0.25, seed: 3 },
+        cache: Default::default(),
     };
     fuzz("manifest", manifest_text(), |(jsonl, bytes)| {
         let name = if jsonl { "data.jsonl" } else { "data.csv" };

@@ -112,3 +112,45 @@ fn a_manifest_with_missing_modalities_trains_teacher_and_student_and_predicts() 
     let q = predict(&valid, &spec, &run.last_weights(), &[("imu".into(), v)]).unwrap();
     assert_eq!(q.present, ["imu"]);
 }
+
+#[test]
+fn a_run_reads_its_manifest_once_and_skip_bad_samples_leaves_bad_lines_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(dir.path());
+    // Lines 62-64: a file that does not exist, a duplicate id, a wrong column count.
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text += "s60,calm,img/none.png,1 1 1\ns0,busy,img/2.png,1 1 1\ns61,busy,img/2.png\n";
+    std::fs::write(&manifest, text).unwrap();
+
+    let cfg = config(&manifest, Stage::Teacher);
+    let run = RunDir::create(dir.path().join("strict")).unwrap();
+    let Err(err) =
+        Trainer::new(cfg.clone().check().unwrap(), run).and_then(|mut t| t.run(&mut Silent))
+    else {
+        panic!("a bad line fails the run without skip_bad_samples");
+    };
+    let err = err.to_string();
+    assert!(err.contains("own.csv:62") && err.contains("column `camera`"), "{err}");
+
+    let mut cfg = cfg;
+    cfg.data.skip_bad_samples = true;
+    let valid = cfg.check().unwrap();
+    let DatasetSpec::Manifest(source) = &valid.data.dataset else { unreachable!() };
+    let cache = source.cache.clone();
+    let check = mmanet_train::data_check::check_data_config(&valid.data, valid.seed).unwrap();
+    let lines: Vec<&str> =
+        check.bad_lines.iter().map(|l| l.rsplit("own.csv:").next().unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("62: column `camera`"), "{lines:?}");
+    assert!(lines[1].starts_with("63: column `id`: `s0` already on line 2"), "{lines:?}");
+    assert!(lines[2].starts_with("64: 3 columns, the header has 4"), "{lines:?}");
+    let samples: usize = check.splits.iter().map(|s| s.samples).sum();
+    assert_eq!(samples, 60, "the good lines stay");
+    assert_eq!(cache.reads(), 1);
+
+    let run = RunDir::create(dir.path().join("skip")).unwrap();
+    let summary = Trainer::new(valid, run).unwrap().run(&mut Silent).unwrap();
+    assert!(summary.report.value("C+I", "accuracy").is_some());
+    // Opening three splits several times, the input spec and the test report: one read.
+    assert_eq!(cache.reads(), 1, "the manifest is read once per run");
+}

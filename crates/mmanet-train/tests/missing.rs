@@ -86,7 +86,7 @@ fn mmanet_student_distils_on_the_complete_rows_of_incomplete_data() {
 fn data_check_counts_the_missingness_patterns_per_split() {
     let cfg = with_missing("toy-teacher", 0.25, 1);
     let s = mmanet_train::data_check::check_data_config(&cfg.data, cfg.seed).unwrap();
-    for summary in &s {
+    for summary in &s.splits {
         let total: usize = summary.patterns.values().sum();
         assert_eq!(total, summary.samples);
         let complete = summary.patterns.get("R+D+I").copied().unwrap_or(0);

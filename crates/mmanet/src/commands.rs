@@ -505,9 +505,14 @@ fn ensure_fetched(name: &str, probe_file: &str) -> Result<PathBuf> {
 
 fn data_check(config: &Path) -> Result<()> {
     let cfg = TrainConfig::from_toml_path(config)?.check()?;
-    let summaries = mmanet_train::data_check::check_data_config(&cfg.data, cfg.seed)?;
-    let mut bad = 0;
-    for s in &summaries {
+    let check = mmanet_train::data_check::check_data_config(&cfg.data, cfg.seed)?;
+    if !check.bad_lines.is_empty() {
+        println!("{} lines are not valid samples:", check.bad_lines.len());
+        for b in check.bad_lines.iter().take(20) {
+            println!("  {b}");
+        }
+    }
+    for s in &check.splits {
         println!(
             "{:?}: {} samples, labels {:?}, unreadable {}",
             s.split,
@@ -520,10 +525,14 @@ fn data_check(config: &Path) -> Result<()> {
         for b in s.bad.iter().take(20) {
             println!("  {b}");
         }
-        bad += s.bad.len();
     }
-    if bad > 0 {
-        bail!("{bad} unreadable samples (set data.skip_bad_samples = true to train anyway)");
+    let bad = check.problems();
+    if bad > 0 && cfg.data.skip_bad_samples {
+        println!("{bad} bad lines or samples will be skipped (data.skip_bad_samples = true)");
+    } else if bad > 0 {
+        bail!(
+            "{bad} bad lines or unreadable samples (set data.skip_bad_samples = true to train anyway)"
+        );
     }
     Ok(())
 }

@@ -305,3 +305,54 @@ fn a_moved_run_resumes_and_evaluates_with_its_data_root_set() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && e.contains("16 training") && e.contains("now has 17"), "{e}");
 }
+
+/// `mmanet data check` on a manifest with a bad line: the line is listed and the check fails;
+/// with `data.skip_bad_samples` it passes and says what will be skipped.
+#[test]
+fn data_check_lists_bad_manifest_lines_and_skip_bad_samples_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut csv = String::from("id,label,a,b\n");
+    for i in 0..20 {
+        csv += &format!("s{i},{},{i} 1,{}\n", i % 2, if i % 4 == 0 { "" } else { "2 3" });
+    }
+    csv += "s3,1,1 1,2 3\n"; // line 22: a duplicate id
+    std::fs::write(d.join("m.csv"), csv).unwrap();
+    use mmanet_data::manifest::{ManifestDecoder, ManifestModality, ManifestSource};
+    let vector = |name: &str| ManifestModality {
+        name: name.into(),
+        symbol: None,
+        decoder: ManifestDecoder::Vector { len: 2, standardize: true },
+    };
+    let mut cfg = mmanet_train::presets::preset("mfeat3-teacher").unwrap();
+    cfg.data.dataset = mmanet_train::data_spec::DatasetSpec::Manifest(ManifestSource {
+        path: "m.csv".into(),
+        modalities: vec![vector("a"), vector("b")],
+        classes: vec![],
+        split: Default::default(),
+        cache: Default::default(),
+    });
+    cfg.model = mmanet_models::factory::NetConfig::Generic(mmanet_models::GenericNetConfig {
+        modalities: mmanet_core::ModalitySet::from_names(["a", "b"]).unwrap(),
+        branches: vec![
+            mmanet_models::BranchConfig::Mlp { in_dim: 2, hidden: vec![4], out_dim: 4 };
+            2
+        ],
+        trunk_hidden: vec![4],
+        n_classes: 2,
+        fusion: mmanet_models::GenericFusion::Concat,
+    });
+    for (skip, name) in [(false, "strict.toml"), (true, "skip.toml")] {
+        cfg.data.skip_bad_samples = skip;
+        std::fs::write(d.join(name), cfg.to_toml()).unwrap();
+    }
+    let e = failing(d, &["data", "check", "--config", "strict.toml"]);
+    assert!(e.contains("1 bad lines or unreadable samples"), "{e}");
+    let out = mmanet().args(["data", "check", "--config", "skip.toml"]).current_dir(d).output();
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("m.csv:22: column `id`: `s3` already on line 5"), "{text}");
+    assert!(text.contains("will be skipped"), "{text}");
+    assert_eq!(text.matches("modalities present: A: ").count(), 3, "{text}");
+}

@@ -72,7 +72,7 @@ pub fn infer_modalities(path: &Path) -> Result<Inferred> {
         ));
     }
     let numeric = vec![true; columns.len()];
-    let rows = parse::parse(path, &text, &columns, &numeric)?;
+    let rows = parse::parse(path, &text, &columns, &numeric)?.strict(path)?;
     let mut modalities = Vec::with_capacity(columns.len());
     for (m, name) in columns.iter().enumerate() {
         let decoder = infer_column(path, &rows, m, name)?;

@@ -13,6 +13,7 @@
 //! s2,dog,img/s2.png,,0.4 0.5 0.6
 //! ```
 
+mod cache;
 pub mod example;
 pub mod from_folders;
 pub mod infer;
@@ -28,13 +29,15 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use cache::ManifestCache;
 pub use from_folders::{FolderManifest, manifest_from_folders};
 pub use infer::{Inferred, infer_modalities};
-pub use parse::{Cell, RESERVED, Row};
+pub use parse::{BadRow, Cell, RESERVED, Row};
 
 use crate::dataset::index_error;
 use crate::input_spec::{ColorOrder, Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
 use crate::seeding::{Stream, derive_rng};
+use crate::source::Opened;
 use crate::split::Standardizer;
 use crate::{DataError, DataSource, Dataset, ModalityData, Result, Sample, Split, Target, Task};
 
@@ -54,6 +57,11 @@ pub struct ManifestSource {
     /// Fractions of the seeded split when the manifest has no `split` column.
     #[serde(default)]
     pub split: SplitFractions,
+    /// The manifest as read, shared by clones: a run reads and checks the file once however
+    /// often it opens a split. Not part of the config (`ManifestCache::default()` when building
+    /// a source in code); it re-reads when the config or the file's size or time changes.
+    #[serde(skip)]
+    pub cache: ManifestCache,
 }
 
 /// The seeded split of a manifest without a `split` column.
@@ -153,8 +161,39 @@ impl ManifestSource {
         ModalitySet::from_decls(decls).map_err(|e| DataError::field("modalities", e.to_string()))
     }
 
-    /// Reads and checks the whole manifest: rows, class indices and each row's split.
-    fn load(&self) -> Result<Loaded> {
+    /// The manifest read and checked (through the cache): its valid rows with class indices,
+    /// splits and decoders, and its bad lines. Without `skip` a bad line is an error (the
+    /// first, by line); with it the bad lines are left out (and logged once).
+    fn load(&self, skip: bool) -> Result<Arc<Loaded>> {
+        let loaded = self.loaded()?;
+        if let Some(first) = loaded.bad.first() {
+            if !skip {
+                return Err(DataError::list(&self.path, first.line, first.message.clone()));
+            }
+            if !loaded.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                for b in loaded.bad.iter().take(20) {
+                    tracing::warn!("skipping {}:{}: {}", self.path.display(), b.line, b.message);
+                }
+                tracing::warn!(
+                    skipped = loaded.bad.len(),
+                    kept = loaded.rows.len(),
+                    "{}: {} bad lines skipped (data.skip_bad_samples)",
+                    self.path.display(),
+                    loaded.bad.len()
+                );
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The manifest as read (through the cache), bad lines included.
+    fn loaded(&self) -> Result<Arc<Loaded>> {
+        self.cache.get_or_read(self, || self.read())
+    }
+
+    /// Reads the file: rows, class indices, each row's split and the decoders (vector
+    /// statistics from the training rows); lines that cannot be samples go to `bad`.
+    fn read(&self) -> Result<Loaded> {
         let set = self.set()?;
         let names: Vec<String> = self.modalities.iter().map(|m| m.name.clone()).collect();
         let numeric: Vec<bool> = self
@@ -163,26 +202,55 @@ impl ManifestSource {
             .map(|m| matches!(m.decoder, ManifestDecoder::Vector { .. }))
             .collect();
         let text = std::fs::read_to_string(&self.path).map_err(|e| DataError::io(&self.path, e))?;
-        let rows = parse::parse(&self.path, &text, &names, &numeric)?;
+        let parse::Parsed { rows, mut bad } = parse::parse(&self.path, &text, &names, &numeric)?;
         let classes = self.class_names(&rows);
+        let mut kept = Vec::with_capacity(rows.len());
         let mut labels = Vec::with_capacity(rows.len());
-        for r in &rows {
+        for r in rows {
             let k = classes.iter().position(|c| *c == r.label).or_else(|| {
                 r.label
                     .parse::<usize>()
                     .ok()
                     .filter(|k| *k < classes.len() && !self.classes.is_empty())
             });
-            labels.push(k.ok_or_else(|| {
-                DataError::list(
-                    &self.path,
-                    r.line,
-                    format!("column `label`: unknown class `{}` (classes {classes:?})", r.label),
-                )
-            })? as i64);
+            match k {
+                Some(k) => {
+                    labels.push(k as i64);
+                    kept.push(r);
+                }
+                None => bad.push(BadRow {
+                    line: r.line,
+                    message: format!(
+                        "column `label`: unknown class `{}` (classes {classes:?})",
+                        r.label
+                    ),
+                }),
+            }
         }
-        let splits = self.splits(&rows, &labels);
-        Ok(Loaded { set, rows, labels, classes, splits })
+        let splits = self.splits(&kept, &labels);
+        let mut loaded = Loaded {
+            set,
+            rows: kept,
+            labels,
+            classes,
+            splits,
+            decoders: Vec::new(),
+            bad,
+            warned: Default::default(),
+        };
+        loaded.decoders = self.decoders(&mut loaded);
+        loaded.bad.sort_by_key(|b| b.line);
+        if loaded.rows.is_empty() {
+            return Err(match loaded.bad.first() {
+                Some(b) => DataError::list(
+                    &self.path,
+                    b.line,
+                    format!("{} (and no line is a valid sample)", b.message),
+                ),
+                None => DataError::list(&self.path, 1, "no sample"),
+            });
+        }
+        Ok(loaded)
     }
 
     fn class_names(&self, rows: &[Row]) -> Vec<String> {
@@ -250,66 +318,83 @@ impl ManifestSource {
         out
     }
 
-    /// The input-spec decoders, with the vector statistics of the training split.
-    fn decoders(&self, loaded: &Loaded) -> Result<Vec<Decoder>> {
-        self.modalities
-            .iter()
-            .enumerate()
-            .map(|(m, md)| {
-                Ok(match &md.decoder {
-                    ManifestDecoder::Image { size, channels, mean, std, .. } => {
-                        let color = match channels {
-                            1 => ColorOrder::Grey,
-                            _ => ColorOrder::Rgb,
-                        };
-                        Decoder::Image {
-                            color,
-                            size: Some(*size),
-                            mean: [mean * 255.0; 3],
-                            std: [std * 255.0; 3],
-                        }
+    /// The input-spec decoders, with the vector statistics of the training split. A training
+    /// row whose vector cell does not decode moves to `loaded.bad` (it would fail later too).
+    fn decoders(&self, loaded: &mut Loaded) -> Vec<Decoder> {
+        let mut out = Vec::with_capacity(self.modalities.len());
+        for (m, md) in self.modalities.iter().enumerate() {
+            out.push(match &md.decoder {
+                ManifestDecoder::Image { size, channels, mean, std, .. } => {
+                    let color = match channels {
+                        1 => ColorOrder::Grey,
+                        _ => ColorOrder::Rgb,
+                    };
+                    Decoder::Image {
+                        color,
+                        size: Some(*size),
+                        mean: [mean * 255.0; 3],
+                        std: [std * 255.0; 3],
                     }
-                    ManifestDecoder::Array { shape } => {
-                        Decoder::Vector { shape: shape.clone(), standardize: None }
-                    }
-                    ManifestDecoder::Vector { len, standardize } => {
-                        let raw = Decoder::Vector { shape: vec![*len as i64], standardize: None };
-                        let stats = if *standardize {
-                            let mut rows = Vec::new();
-                            for (i, r) in loaded.rows.iter().enumerate() {
-                                if loaded.splits[i] != Split::Train {
-                                    continue;
-                                }
-                                if let Some(c) = &r.cells[m] {
-                                    rows.push(
-                                        decode_cell(&raw, c, &self.path, r.line, &md.name)?.data,
-                                    );
-                                }
-                            }
-                            Some(Standardizer::fit(rows.iter().map(Vec::as_slice), *len))
-                        } else {
-                            None
-                        };
-                        Decoder::Vector { shape: vec![*len as i64], standardize: stats }
-                    }
-                    ManifestDecoder::Sequence { max_len, features } => Decoder::Sequence {
-                        max_len: *max_len,
-                        features: *features,
-                        standardize: None,
-                    },
-                })
-            })
-            .collect()
+                }
+                ManifestDecoder::Array { shape } => {
+                    Decoder::Vector { shape: shape.clone(), standardize: None }
+                }
+                ManifestDecoder::Vector { len, standardize } => {
+                    let stats = standardize.then(|| self.vector_stats(loaded, m, *len));
+                    Decoder::Vector { shape: vec![*len as i64], standardize: stats }
+                }
+                ManifestDecoder::Sequence { max_len, features } => {
+                    Decoder::Sequence { max_len: *max_len, features: *features, standardize: None }
+                }
+            });
+        }
+        out
+    }
+
+    /// Mean and deviation of vector modality `m` (`len` values) over the training rows that
+    /// have it; rows whose cell does not decode move to `loaded.bad`.
+    fn vector_stats(&self, loaded: &mut Loaded, m: usize, len: usize) -> Standardizer {
+        let raw = Decoder::Vector { shape: vec![len as i64], standardize: None };
+        let name = &self.modalities[m].name;
+        let mut values = Vec::new();
+        let mut failed = Vec::new();
+        for (i, r) in loaded.rows.iter().enumerate() {
+            let Some(c) = r.cells[m].as_ref().filter(|_| loaded.splits[i] == Split::Train) else {
+                continue;
+            };
+            match decode_cell(&raw, c, &self.path, r.line, name) {
+                Ok(x) => values.push(x.data),
+                Err(e) => failed.push((i, e)),
+            }
+        }
+        for (i, e) in failed.into_iter().rev() {
+            let message = match e {
+                DataError::ListFormat { message, .. } => message,
+                other => other.to_string(),
+            };
+            loaded.bad.push(BadRow { line: loaded.rows[i].line, message });
+            loaded.rows.remove(i);
+            loaded.labels.remove(i);
+            loaded.splits.remove(i);
+        }
+        Standardizer::fit(values.iter().map(Vec::as_slice), len)
     }
 }
 
-/// A manifest read once.
+/// A manifest read once: the valid rows (with class index and split), the decoders and the
+/// lines that are not valid samples.
+#[derive(Debug)]
 struct Loaded {
     set: ModalitySet,
     rows: Vec<Row>,
     labels: Vec<i64>,
     classes: Vec<String>,
     splits: Vec<Split>,
+    decoders: Vec<Decoder>,
+    /// Sorted by line.
+    bad: Vec<BadRow>,
+    /// Whether the skipped lines were logged.
+    warned: std::sync::atomic::AtomicBool,
 }
 
 fn decode_cell(
@@ -366,8 +451,48 @@ impl DataSource for ManifestSource {
     }
 
     fn open(&self, split: Split, _seed: u64) -> Result<Arc<dyn Dataset>> {
-        let loaded = self.load()?;
-        let decoders = self.decoders(&loaded)?;
+        self.open_split(split, false)
+    }
+
+    fn open_skipping(&self, split: Split, _seed: u64) -> Result<Opened> {
+        let data = self.open_split(split, true)?;
+        let loaded = self.load(true)?;
+        let skipped = loaded
+            .bad
+            .iter()
+            .map(|b| format!("{}:{}: {}", self.path.display(), b.line, b.message))
+            .collect();
+        Ok(Opened { data, skipped })
+    }
+
+    fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
+        // The spec describes the valid rows whatever the skip setting: a strict run fails
+        // when it opens a split.
+        let loaded = self.loaded()?;
+        Ok(InputSpec {
+            version: INPUT_SPEC_VERSION,
+            dataset: self.name().to_string(),
+            task: Task::Classification { num_classes: loaded.classes.len() },
+            modalities: loaded
+                .set
+                .modalities()
+                .iter()
+                .zip(loaded.decoders.iter().cloned())
+                .map(|(m, decoder)| InputModality {
+                    name: m.name().into(),
+                    symbol: m.symbol().into(),
+                    decoder,
+                })
+                .collect(),
+            classes: loaded.classes.clone(),
+        })
+    }
+}
+
+impl ManifestSource {
+    /// One split of the (cached) manifest; `skip`: leave bad lines out instead of failing.
+    fn open_split(&self, split: Split, skip: bool) -> Result<Arc<dyn Dataset>> {
+        let loaded = self.load(skip)?;
         let flips = self
             .modalities
             .iter()
@@ -383,33 +508,11 @@ impl DataSource for ManifestSource {
             path: self.path.clone(),
             rows: keep.iter().map(|&i| loaded.rows[i].clone()).collect(),
             labels: keep.iter().map(|&i| loaded.labels[i]).collect(),
-            set: loaded.set,
+            set: loaded.set.clone(),
             task,
-            decoders,
+            decoders: loaded.decoders.clone(),
             flips,
         }))
-    }
-
-    fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
-        let loaded = self.load()?;
-        let decoders = self.decoders(&loaded)?;
-        Ok(InputSpec {
-            version: INPUT_SPEC_VERSION,
-            dataset: self.name().to_string(),
-            task: Task::Classification { num_classes: loaded.classes.len() },
-            modalities: loaded
-                .set
-                .modalities()
-                .iter()
-                .zip(decoders)
-                .map(|(m, decoder)| InputModality {
-                    name: m.name().into(),
-                    symbol: m.symbol().into(),
-                    decoder,
-                })
-                .collect(),
-            classes: loaded.classes,
-        })
     }
 }
 

@@ -34,27 +34,69 @@ pub struct Row {
     pub cells: Vec<Option<Cell>>,
 }
 
+/// A line of the manifest that cannot be a sample (wrong column count, a path that does not
+/// exist, an unknown class, a duplicate id, ...): an error, or with `skip_bad_samples` a
+/// counted skip.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadRow {
+    /// 1-based line of the file.
+    pub line: usize,
+    /// What is wrong, naming the column where one is at fault.
+    pub message: String,
+}
+
+/// The rows of a manifest, and the lines that are not valid samples.
+#[derive(Debug, Default)]
+pub(crate) struct Parsed {
+    pub rows: Vec<Row>,
+    pub bad: Vec<BadRow>,
+}
+
+impl Parsed {
+    /// The rows, or the first bad line as an error.
+    pub(crate) fn strict(self, path: &Path) -> Result<Vec<Row>> {
+        match self.bad.first() {
+            Some(b) => Err(DataError::list(path, b.line, b.message.clone())),
+            None => Ok(self.rows),
+        }
+    }
+
+    /// Files a row-level error as a bad line; any other error (the file itself, the header)
+    /// is returned.
+    fn file(&mut self, e: DataError) -> Result<()> {
+        match e {
+            DataError::ListFormat { line, message, .. } => {
+                self.bad.push(BadRow { line, message });
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+}
+
 /// Parses `text` (the file at `path`) as CSV or, for a `.jsonl` / `.ndjson` file, JSON Lines.
 /// `modalities` are the declared modality names; `numeric[m]` says whether modality `m`'s
-/// cells may hold numbers (vector decoders) rather than paths.
+/// cells may hold numbers (vector decoders) rather than paths. Errors of the file as a whole
+/// (no `id`/`label` header, a column the config does not declare or lacks) are returned;
+/// errors of one line are collected in [`Parsed::bad`].
 pub(crate) fn parse(
     path: &Path,
     text: &str,
     modalities: &[String],
     numeric: &[bool],
-) -> Result<Vec<Row>> {
+) -> Result<Parsed> {
     let jsonl = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson"));
     let dir = path.parent().unwrap_or(Path::new(""));
-    let rows = if jsonl {
+    let mut parsed = if jsonl {
         parse_jsonl(path, dir, text, modalities, numeric)?
     } else {
         parse_csv(path, dir, text, modalities, numeric)?
     };
-    check_rows(path, &rows)?;
-    Ok(rows)
+    check_rows(path, &mut parsed)?;
+    Ok(parsed)
 }
 
 fn parse_csv(
@@ -63,7 +105,7 @@ fn parse_csv(
     text: &str,
     modalities: &[String],
     numeric: &[bool],
-) -> Result<Vec<Row>> {
+) -> Result<Parsed> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
     let header: Vec<String> = reader
         .headers()
@@ -79,44 +121,52 @@ fn parse_csv(
     check_columns(path, &header, modalities)?;
     let mod_cols: Vec<usize> = modalities.iter().map(|m| col(m).expect("checked")).collect();
     let (split, group) = (col("split"), col("group"));
-    let mut rows = Vec::new();
+    let mut parsed = Parsed::default();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            DataError::list(path, line, e.to_string())
-        })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        if record.iter().all(|f| f.trim().is_empty()) {
-            continue;
-        }
-        if record.len() != header.len() {
-            return Err(DataError::list(
-                path,
-                line,
-                format!("{} columns, the header has {}", record.len(), header.len()),
-            ));
-        }
-        let field = |c: usize| record.get(c).unwrap_or("").trim().to_string();
-        let optional = |c: Option<usize>| c.map(field).filter(|v| !v.is_empty());
-        let mut cells = Vec::with_capacity(modalities.len());
-        for (m, &c) in mod_cols.iter().enumerate() {
-            let v = field(c);
-            cells.push(if v.is_empty() {
-                None
-            } else {
-                Some(text_cell(path, line, &modalities[m], &v, numeric[m], dir)?)
+        let row = record
+            .map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                DataError::list(path, line, e.to_string())
+            })
+            .and_then(|record| {
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                if record.iter().all(|f| f.trim().is_empty()) {
+                    return Ok(None);
+                }
+                if record.len() != header.len() {
+                    return Err(DataError::list(
+                        path,
+                        line,
+                        format!("{} columns, the header has {}", record.len(), header.len()),
+                    ));
+                }
+                let field = |c: usize| record.get(c).unwrap_or("").trim().to_string();
+                let optional = |c: Option<usize>| c.map(field).filter(|v| !v.is_empty());
+                let mut cells = Vec::with_capacity(modalities.len());
+                for (m, &c) in mod_cols.iter().enumerate() {
+                    let v = field(c);
+                    cells.push(if v.is_empty() {
+                        None
+                    } else {
+                        Some(text_cell(path, line, &modalities[m], &v, numeric[m], dir)?)
+                    });
+                }
+                Ok(Some(Row {
+                    line,
+                    id: field(id),
+                    label: field(label),
+                    split: optional(split),
+                    group: optional(group),
+                    cells,
+                }))
             });
+        match row {
+            Ok(Some(row)) => parsed.rows.push(row),
+            Ok(None) => {}
+            Err(e) => parsed.file(e)?,
         }
-        rows.push(Row {
-            line,
-            id: field(id),
-            label: field(label),
-            split: optional(split),
-            group: optional(group),
-            cells,
-        });
     }
-    Ok(rows)
+    Ok(parsed)
 }
 
 fn parse_jsonl(
@@ -125,67 +175,80 @@ fn parse_jsonl(
     text: &str,
     modalities: &[String],
     numeric: &[bool],
-) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
+) -> Result<Parsed> {
+    let mut parsed = Parsed::default();
     for (k, raw) in text.lines().enumerate() {
         let line = k + 1;
         if raw.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| DataError::list(path, line, format!("not a JSON object: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| DataError::list(path, line, "not a JSON object"))?;
-        let keys: Vec<String> = obj.keys().cloned().collect();
-        check_columns(path, &keys, modalities).map_err(|e| match e {
-            DataError::ListFormat { message, .. } => DataError::list(path, line, message),
-            other => other,
-        })?;
-        let scalar = |key: &str| -> Result<Option<String>> {
-            match obj.get(key) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s.trim().to_string())),
-                Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
-                Some(other) => Err(DataError::list(
+        match jsonl_row(path, dir, line, raw, modalities, numeric) {
+            Ok(row) => parsed.rows.push(row),
+            Err(e) => parsed.file(e)?,
+        }
+    }
+    Ok(parsed)
+}
+
+/// One JSON Lines line (1-based `line`) as a row.
+fn jsonl_row(
+    path: &Path,
+    dir: &Path,
+    line: usize,
+    raw: &str,
+    modalities: &[String],
+    numeric: &[bool],
+) -> Result<Row> {
+    let v: serde_json::Value = serde_json::from_str(raw)
+        .map_err(|e| DataError::list(path, line, format!("not a JSON object: {e}")))?;
+    let obj = v.as_object().ok_or_else(|| DataError::list(path, line, "not a JSON object"))?;
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    check_columns(path, &keys, modalities).map_err(|e| match e {
+        DataError::ListFormat { message, .. } => DataError::list(path, line, message),
+        other => other,
+    })?;
+    let scalar = |key: &str| -> Result<Option<String>> {
+        match obj.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(serde_json::Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(DataError::list(
+                path,
+                line,
+                format!("column `{key}`: {other} is not a string or number"),
+            )),
+        }
+    };
+    let id = scalar("id")?.ok_or_else(|| DataError::list(path, line, "column `id` is missing"))?;
+    let label =
+        scalar("label")?.ok_or_else(|| DataError::list(path, line, "column `label` is missing"))?;
+    let mut cells = Vec::with_capacity(modalities.len());
+    for (m, name) in modalities.iter().enumerate() {
+        cells.push(match obj.get(name) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
+            Some(serde_json::Value::String(s)) => {
+                Some(text_cell(path, line, name, s.trim(), numeric[m], dir)?)
+            }
+            Some(serde_json::Value::Array(_)) if numeric[m] => {
+                let mut values = Vec::new();
+                flatten_numbers(&obj[name], &mut values)
+                    .map_err(|w| DataError::list(path, line, format!("column `{name}`: {w}")))?;
+                Some(Cell::Values(values))
+            }
+            Some(other) => {
+                return Err(DataError::list(
                     path,
                     line,
-                    format!("column `{key}`: {other} is not a string or number"),
-                )),
+                    format!(
+                        "column `{name}`: expected a path{}, got {other}",
+                        if numeric[m] { " or an array of numbers" } else { "" }
+                    ),
+                ));
             }
-        };
-        let id =
-            scalar("id")?.ok_or_else(|| DataError::list(path, line, "column `id` is missing"))?;
-        let label = scalar("label")?
-            .ok_or_else(|| DataError::list(path, line, "column `label` is missing"))?;
-        let mut cells = Vec::with_capacity(modalities.len());
-        for (m, name) in modalities.iter().enumerate() {
-            cells.push(match obj.get(name) {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
-                Some(serde_json::Value::String(s)) => {
-                    Some(text_cell(path, line, name, s.trim(), numeric[m], dir)?)
-                }
-                Some(serde_json::Value::Array(_)) if numeric[m] => {
-                    let mut values = Vec::new();
-                    flatten_numbers(&obj[name], &mut values).map_err(|w| {
-                        DataError::list(path, line, format!("column `{name}`: {w}"))
-                    })?;
-                    Some(Cell::Values(values))
-                }
-                Some(other) => {
-                    return Err(DataError::list(
-                        path,
-                        line,
-                        format!(
-                            "column `{name}`: expected a path{}, got {other}",
-                            if numeric[m] { " or an array of numbers" } else { "" }
-                        ),
-                    ));
-                }
-            });
-        }
-        rows.push(Row { line, id, label, split: scalar("split")?, group: scalar("group")?, cells });
+        });
     }
-    Ok(rows)
+    Ok(Row { line, id, label, split: scalar("split")?, group: scalar("group")?, cells })
 }
 
 /// Every column is `id`, `label`, `split`, `group` or a declared modality, and every declared
@@ -267,41 +330,39 @@ fn flatten_numbers(v: &serde_json::Value, out: &mut Vec<f32>) -> std::result::Re
     }
 }
 
-/// Ids are unique, and every row has at least one modality.
-fn check_rows(path: &Path, rows: &[Row]) -> Result<()> {
+/// Ids are unique, and every row has an id, a label, a known split and at least one
+/// modality; rows that break a rule move to [`Parsed::bad`] (a duplicate id: every occurrence
+/// after the first).
+fn check_rows(path: &Path, parsed: &mut Parsed) -> Result<()> {
     let mut seen = std::collections::HashMap::new();
+    let rows = std::mem::take(&mut parsed.rows);
     for r in rows {
-        if r.id.is_empty() {
-            return Err(DataError::list(path, r.line, "column `id` is empty"));
-        }
-        if r.label.is_empty() {
-            return Err(DataError::list(path, r.line, "column `label` is empty"));
-        }
-        if let Some(first) = seen.insert(r.id.clone(), r.line) {
-            return Err(DataError::list(
-                path,
-                r.line,
-                format!("id `{}` already on line {first}", r.id),
-            ));
-        }
-        if r.cells.iter().all(Option::is_none) {
-            return Err(DataError::list(
-                path,
-                r.line,
-                format!("sample `{}` has no modality at all", r.id),
-            ));
-        }
-        if let Some(s) = &r.split {
-            if !matches!(s.as_str(), "train" | "val" | "test") {
-                return Err(DataError::list(
-                    path,
-                    r.line,
-                    format!("column `split`: `{s}` is not train, val or test"),
-                ));
+        let problem = if r.id.is_empty() {
+            Some("column `id` is empty".to_string())
+        } else if r.label.is_empty() {
+            Some("column `label` is empty".to_string())
+        } else if let Some(first) = seen.get(&r.id) {
+            Some(format!("column `id`: `{}` already on line {first}", r.id))
+        } else if r.cells.iter().all(Option::is_none) {
+            Some(format!("sample `{}` has no modality at all", r.id))
+        } else {
+            match &r.split {
+                Some(s) if !matches!(s.as_str(), "train" | "val" | "test") => {
+                    Some(format!("column `split`: `{s}` is not train, val or test"))
+                }
+                _ => None,
+            }
+        };
+        match problem {
+            Some(message) => parsed.bad.push(BadRow { line: r.line, message }),
+            None => {
+                seen.insert(r.id.clone(), r.line);
+                parsed.rows.push(r);
             }
         }
     }
-    if rows.is_empty() {
+    parsed.bad.sort_by_key(|b| b.line);
+    if parsed.rows.is_empty() && parsed.bad.is_empty() {
         return Err(DataError::list(path, 1, "no sample"));
     }
     Ok(())
