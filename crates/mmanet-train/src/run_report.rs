@@ -225,9 +225,67 @@ impl RunReport {
     }
 }
 
+/// A run's `report.csv`: `report`'s CSV (`combination,<metric>,...` and a final `average`
+/// line, [`CombinationReport::to_csv`]) unchanged for complete test data. With `observed`, a
+/// last column `samples` (empty on those lines) and, after `average`, one line per
+/// availability pattern (`observed:R+D`, fewest modalities first) and `observed:all` over
+/// every test sample, each with its sample count.
+pub fn report_csv(report: &CombinationReport, observed: Option<&ObservedResult>) -> String {
+    let plain = report.to_csv();
+    let Some(o) = observed else {
+        return plain;
+    };
+    let metrics = report.metrics();
+    let mut lines: Vec<String> = plain.lines().map(str::to_string).collect();
+    for (k, line) in lines.iter_mut().enumerate() {
+        line.push_str(if k == 0 { ",samples" } else { "," });
+    }
+    let line = |name: String, values: &BTreeMap<String, f64>, samples: usize| {
+        let cells =
+            metrics.iter().map(|m| values.get(m).map_or(String::new(), |v| format!("{v:?}")));
+        std::iter::once(name)
+            .chain(cells)
+            .chain([samples.to_string()])
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    for p in &o.patterns {
+        lines.push(line(format!("observed:{}", p.present.join("+")), &p.metrics, p.samples));
+    }
+    lines.push(line("observed:all".into(), &o.overall, o.samples));
+    lines.join("\n") + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_csv_gains_the_observed_lines_only_for_incomplete_data() {
+        let mut rep = CombinationReport::new(["acer", "accuracy"]).unwrap();
+        rep.insert("R", &[0.25, 0.5]).unwrap();
+        rep.insert("R+D", &[0.125, 0.75]).unwrap();
+        assert_eq!(report_csv(&rep, None), rep.to_csv());
+        let observed = ObservedResult {
+            samples: 8,
+            overall: BTreeMap::from([("acer".into(), 0.2), ("accuracy".into(), 0.625)]),
+            patterns: vec![PatternResult {
+                present: vec!["R".into()],
+                samples: 3,
+                metrics: BTreeMap::from([("acer".into(), 0.5), ("accuracy".into(), 0.25)]),
+            }],
+        };
+        let csv = report_csv(&rep, Some(&observed));
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "combination,acer,accuracy,samples");
+        assert_eq!(lines[1], "R,0.25,0.5,");
+        assert_eq!(lines[3], "average,0.1875,0.625,");
+        assert_eq!(lines[4], "observed:R,0.5,0.25,3");
+        assert_eq!(lines[5], "observed:all,0.2,0.625,8");
+        assert_eq!(lines.len(), 6);
+        // Every line has the header's number of cells.
+        assert!(lines.iter().all(|l| l.split(',').count() == 4), "{csv}");
+    }
 
     #[test]
     fn the_as_observed_results_round_trip_and_are_absent_for_complete_data() {

@@ -1024,7 +1024,9 @@ impl Trainer {
             return Ok(report);
         }
         write_atomic(&self.run.report("md"), run_report.to_markdown().as_bytes())?;
-        write_atomic(&self.run.report("csv"), report.to_csv().as_bytes())?;
+        let observed = run_report.results.first().and_then(|r| r.observed.as_ref());
+        let csv = crate::run_report::report_csv(&report, observed);
+        write_atomic(&self.run.report("csv"), csv.as_bytes())?;
         write_atomic(&self.run.report("json"), run_report.to_json().as_bytes())?;
         Ok(report)
     }

@@ -99,6 +99,14 @@ fn a_manifest_with_missing_modalities_trains_teacher_and_student_and_predicts() 
     let acc = summary.report.value("C+I", "accuracy").unwrap();
     assert!(acc > 0.5, "above chance with both modalities: {acc}");
     assert!(summary.weak_set.is_some());
+    // Both tables in every report file: the test split has samples without the camera.
+    let csv = std::fs::read_to_string(run.report("csv")).unwrap();
+    assert!(csv.starts_with("combination,accuracy,samples\n"), "{csv}");
+    assert!(csv.contains("\nobserved:I,") && csv.contains("\nobserved:all,"), "{csv}");
+    let md = std::fs::read_to_string(run.report("md")).unwrap();
+    assert!(md.contains("| **All (as observed)** |"), "{md}");
+    let json = std::fs::read_to_string(run.report("json")).unwrap();
+    assert!(json.contains("\"observed\""), "{json}");
 
     // Prediction from a raw image file alone and from a vector file alone.
     let spec = input_spec_for_run(&valid, run.root()).unwrap();
