@@ -49,6 +49,7 @@ fn source(path: &Path) -> ManifestSource {
                     mean: 0.5,
                     std: 0.5,
                     flip: false,
+                    augment: None,
                 },
             },
             ManifestModality {
@@ -311,4 +312,105 @@ fn the_manifest_is_read_once_until_its_file_or_config_changes() {
     assert!(src.open(Split::Train, 0).is_err());
     assert!(src.open(Split::Train, 0).is_err());
     assert_eq!(src.cache.reads(), 5);
+}
+
+/// A manifest over the synthetic CASIA-SURF files with SURF's training chain (`augment`),
+/// against the SURF reader with the same chain: the same values (the colour modality in RGB
+/// instead of BGR), one geometry for every modality of a sample, and zeros for a missing one.
+#[test]
+fn augment_runs_the_surf_training_chain_with_shared_draws() {
+    use mmanet_data::manifest::ImageAugment;
+    use mmanet_data::surf::{SurfAugment, SurfDataset, write_synthetic_surf};
+    let dir = tempfile::tempdir().unwrap();
+    let info = write_synthetic_surf(dir.path(), 6, 0, 40).unwrap();
+    let surf = SurfDataset::open(dir.path(), &info.lists[0])
+        .unwrap()
+        .with_augment(SurfAugment::sized(true, 32, 24))
+        .unwrap();
+    let mut csv = String::from("id,label,split,rgb,depth,ir\n");
+    for (i, e) in surf.entries().iter().enumerate() {
+        let p: Vec<String> = e.paths.iter().map(|p| p.display().to_string()).collect();
+        // Sample 1 lacks its depth map.
+        let depth = if i == 1 { "" } else { p[1].as_str() };
+        csv += &format!("s{i},{},train,{},{depth},{}\n", e.label, p[0], p[2]);
+    }
+    let path = dir.path().join("surf.csv");
+    std::fs::write(&path, csv).unwrap();
+    let image = || ManifestDecoder::Image {
+        size: [24, 24],
+        channels: 3,
+        mean: 0.5,
+        std: 128.0 / 255.0,
+        flip: true,
+        augment: Some(ImageAugment { resize: 32, max_angle: 30, canvas_ratio: 0.8 }),
+    };
+    let modality =
+        |name: &str| ManifestModality { name: name.into(), symbol: None, decoder: image() };
+    let src = ManifestSource {
+        path,
+        modalities: vec![modality("rgb"), modality("depth"), modality("ir")],
+        classes: vec!["0".into(), "1".into()],
+        split: SplitFractions::default(),
+        cache: Default::default(),
+    };
+    src.check().unwrap();
+    let train = src.open(Split::Train, 0).unwrap();
+    assert_eq!(train.len(), surf.len());
+    let plane = 24 * 24;
+    for i in 0..surf.len() {
+        let rng = ChaCha8Rng::seed_from_u64(100 + i as u64);
+        let want = surf.get(i, &mut rng.clone()).unwrap();
+        let got = train.get(i, &mut rng.clone()).unwrap();
+        for m in 0..3 {
+            let (w, g) = (&want.inputs[m].data, &got.inputs[m].data);
+            assert_eq!(got.inputs[m].shape, [3, 24, 24]);
+            if i == 1 && m == 1 {
+                assert!(g.iter().all(|v| *v == 0.0), "a missing modality is zeros");
+                continue;
+            }
+            for k in 0..3 {
+                // SURF writes BGR, the manifest RGB.
+                let kk = if m == 0 { 2 - k } else { k };
+                let (w, g) = (&w[kk * plane..][..plane], &g[k * plane..][..plane]);
+                let worst = w.iter().zip(g).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(worst < 1e-5, "sample {i} modality {m} channel {k}: {worst}");
+            }
+        }
+        // The loader's path (straight into the batch buffers) gives the same values.
+        let mut outs = vec![vec![f32::NAN; 3 * plane]; 3];
+        let mut slots: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+        train.get_into(i, &mut rng.clone(), &mut slots).unwrap();
+        for m in 0..3 {
+            assert_eq!(outs[m], got.inputs[m].data);
+        }
+    }
+    // Checked settings, each naming the field.
+    let with = |f: &dyn Fn(&mut ManifestDecoder)| {
+        let mut s = src.clone();
+        f(&mut s.modalities[1].decoder);
+        s.check().err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    let set_size = |d: &mut ManifestDecoder| {
+        if let ManifestDecoder::Image { size, .. } = d {
+            *size = [24, 20];
+        }
+    };
+    let set_grey = |d: &mut ManifestDecoder| {
+        if let ManifestDecoder::Image { channels, .. } = d {
+            *channels = 1;
+        }
+    };
+    let set_crop = |d: &mut ManifestDecoder| {
+        if let ManifestDecoder::Image { size, .. } = d {
+            *size = [30, 30];
+        }
+    };
+    for (f, want) in [
+        (&set_size as &dyn Fn(&mut ManifestDecoder), "square"),
+        (&set_grey, "channels = 3"),
+        (&set_crop, "crop 30 must fit"),
+    ] {
+        let e = with(f);
+        assert!(e.contains("modalities[1].decoder.augment") && e.contains(want), "{e}");
+    }
 }

@@ -807,6 +807,7 @@ fn fuzz_manifest() {
                     mean: 0.5,
                     std: 0.5,
                     flip: true,
+                    augment: None,
                 },
             },
             ManifestModality {

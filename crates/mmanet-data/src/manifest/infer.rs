@@ -211,6 +211,7 @@ fn infer_column(path: &Path, rows: &[Row], m: usize, name: &str) -> Result<Manif
                 mean: 0.5,
                 std: 0.5,
                 flip: false,
+                augment: None,
             }
         }
         CellKind::Npy(shape) => {

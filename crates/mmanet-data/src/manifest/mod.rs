@@ -13,7 +13,9 @@
 //! s2,dog,img/s2.png,,0.4 0.5 0.6
 //! ```
 
+mod augment;
 mod cache;
+mod dataset;
 pub mod example;
 pub mod from_folders;
 pub mod infer;
@@ -23,23 +25,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mmanet_core::{ModalityDecl, ModalityMask, ModalitySet};
-use rand::Rng;
+use mmanet_core::{ModalityDecl, ModalitySet};
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use augment::ImageAugment;
 pub use cache::ManifestCache;
 pub use from_folders::{FolderManifest, manifest_from_folders};
 pub use infer::{Inferred, infer_modalities};
 pub use parse::{BadRow, Cell, RESERVED, Row};
 
-use crate::dataset::index_error;
 use crate::input_spec::{ColorOrder, Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
 use crate::seeding::{Stream, derive_rng};
 use crate::source::Opened;
 use crate::split::Standardizer;
-use crate::{DataError, DataSource, Dataset, ModalityData, Result, Sample, Split, Target, Task};
+use crate::{DataError, DataSource, Dataset, ModalityData, Result, Split, Task};
+use dataset::ManifestDataset;
 
 /// `[data.dataset] kind = "manifest"`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,7 +102,7 @@ pub struct ManifestModality {
 pub enum ManifestDecoder {
     /// A PNG or JPEG file (8 or 16 bit, grey or colour), resized bilinearly to `size`, as
     /// `(x / 255 - mean) / std`; `channels` 3 (RGB) or 1 (grey); `flip`: random horizontal
-    /// flips in training.
+    /// flips in training; `augment`: the CASIA-SURF training chain ([`ImageAugment`]).
     Image {
         /// `[height, width]`.
         size: [usize; 2],
@@ -117,6 +118,10 @@ pub enum ManifestDecoder {
         /// Random horizontal flips in training.
         #[serde(default)]
         flip: bool,
+        /// The training transform of CASIA-SURF (resize, rotation, random crop to `size`,
+        /// the flip above) through the 8-bit pipeline; absent: a resize to `size`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        augment: Option<ImageAugment>,
     },
     /// A `.npy` file of this shape (any float dtype).
     Array {
@@ -435,6 +440,9 @@ impl DataSource for ManifestSource {
                     "sizes must be >= 1 (images: 1 or 3 channels, std > 0)",
                 ));
             }
+            if let ManifestDecoder::Image { size, channels, augment: Some(a), .. } = &md.decoder {
+                a.check(&format!("modalities[{m}].decoder.augment"), *size, *channels)?;
+            }
         }
         let f = &self.split;
         if !(f.val >= 0.0 && f.test >= 0.0 && f.val + f.test < 1.0) {
@@ -493,109 +501,18 @@ impl ManifestSource {
     /// One split of the (cached) manifest; `skip`: leave bad lines out instead of failing.
     fn open_split(&self, split: Split, skip: bool) -> Result<Arc<dyn Dataset>> {
         let loaded = self.load(skip)?;
-        let flips = self
-            .modalities
-            .iter()
-            .map(|m| {
-                split == Split::Train
-                    && matches!(m.decoder, ManifestDecoder::Image { flip: true, .. })
-            })
-            .collect();
+        let train = split == Split::Train;
         let keep: Vec<usize> =
             (0..loaded.rows.len()).filter(|&i| loaded.splits[i] == split).collect();
         let task = Task::Classification { num_classes: loaded.classes.len() };
-        Ok(Arc::new(ManifestDataset {
-            path: self.path.clone(),
-            rows: keep.iter().map(|&i| loaded.rows[i].clone()).collect(),
-            labels: keep.iter().map(|&i| loaded.labels[i]).collect(),
-            set: loaded.set.clone(),
+        Ok(Arc::new(ManifestDataset::new(
+            self.path.clone(),
+            keep.iter().map(|&i| loaded.rows[i].clone()).collect(),
+            keep.iter().map(|&i| loaded.labels[i]).collect(),
+            loaded.set.clone(),
             task,
-            decoders: loaded.decoders.clone(),
-            flips,
-        }))
-    }
-}
-
-/// One split of a manifest: rows decoded on demand, missing cells as zero placeholders.
-struct ManifestDataset {
-    path: PathBuf,
-    rows: Vec<Row>,
-    labels: Vec<i64>,
-    set: ModalitySet,
-    task: Task,
-    decoders: Vec<Decoder>,
-    flips: Vec<bool>,
-}
-
-impl Dataset for ManifestDataset {
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn modalities(&self) -> &ModalitySet {
-        &self.set
-    }
-
-    fn task(&self) -> Task {
-        self.task
-    }
-
-    fn availability(&self, index: usize) -> ModalityMask {
-        self.rows
-            .get(index)
-            .and_then(|r| {
-                ModalityMask::from_positions(
-                    r.cells.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(m, _)| m),
-                )
-                .ok()
-            })
-            .unwrap_or_else(|| self.set.full())
-    }
-
-    fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
-        let row = self.rows.get(index).ok_or_else(|| index_error(index, self.rows.len()))?;
-        let mut inputs = Vec::with_capacity(self.decoders.len());
-        for (m, decoder) in self.decoders.iter().enumerate() {
-            // One draw per flipped modality whether present or not: the stream does not
-            // depend on what a sample lacks.
-            let flip = self.flips[m] && rng.random_bool(0.5);
-            let x = match &row.cells[m] {
-                Some(cell) => {
-                    let mut x = decode_cell(
-                        decoder,
-                        cell,
-                        &self.path,
-                        row.line,
-                        self.set.modalities()[m].name(),
-                    )?;
-                    if flip {
-                        flip_horizontal(&mut x);
-                    }
-                    x
-                }
-                None => placeholder(decoder),
-            };
-            inputs.push(x);
-        }
-        Ok(Sample { inputs, target: Target::Class(self.labels[index]) })
-    }
-}
-
-/// The zero input of a modality a sample lacks.
-fn placeholder(decoder: &Decoder) -> ModalityData {
-    let shape = decoder.fixed_shape().expect("manifest decoders have fixed shapes");
-    let n = shape.iter().product::<i64>() as usize;
-    match decoder {
-        Decoder::Sequence { .. } => ModalityData::sequence(vec![0.0; n], shape, 1).expect("shape"),
-        _ => ModalityData::new(vec![0.0; n], shape).expect("shape"),
-    }
-}
-
-/// Mirrors a `[C, H, W]` array left to right.
-fn flip_horizontal(x: &mut ModalityData) {
-    if let [_, _, w] = x.shape[..] {
-        for row in x.data.chunks_exact_mut(w as usize) {
-            row.reverse();
-        }
+            loaded.decoders.clone(),
+            self.modalities.iter().map(|m| &m.decoder).filter(|_| train),
+        )))
     }
 }

@@ -99,6 +99,19 @@ impl SurfAugment {
         rng: &mut ChaCha8Rng,
         outs: &mut [&mut [f32]],
     ) -> Result<()> {
+        self.apply_into_with(images, order, Normalise::SURF, rng, outs)
+    }
+
+    /// [`SurfAugment::apply_into_ordered`] normalising with `norm` instead of the reference's
+    /// `(x - 127.5) / 128` (the manifest reader's image modalities).
+    pub(crate) fn apply_into_with(
+        &self,
+        images: &[Image8],
+        order: impl Fn(usize) -> ChannelOrder,
+        norm: Normalise,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
         let side = self.crop;
         let plane = 3 * side * side;
         if outs.len() != images.len() {
@@ -114,7 +127,6 @@ impl SurfAugment {
                 format!("{}x{}x{}", i.height, i.width, i.channels),
             ));
         }
-        let norm = Normalise::SURF;
         SCRATCH.with_borrow_mut(|(resized, scratch)| {
             if resized.len() < images.len() {
                 resized.resize_with(images.len(), Planar8::default);

@@ -11,7 +11,7 @@ mod source;
 mod synthetic;
 
 pub use augment::SurfAugment;
-pub(crate) use reader::read_augment_into;
+pub(crate) use reader::{ImageOut, read_augment_into, read_augment_into_with};
 pub use reader::{SurfDataset, SurfEntry, parse_surf_list};
 pub use source::{SurfSource, SyntheticSurfSource};
 pub(crate) use source::{check_sizes, surf_input_spec};

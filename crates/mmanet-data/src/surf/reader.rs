@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SurfAugment;
 use crate::dataset::{get_via_into, index_error};
-use crate::transform::{ChannelOrder, Image8, read_any_order_into};
+use crate::transform::{ChannelOrder, Image8, Normalise, read_any_order_into};
 use crate::{DataError, Dataset, Result, Sample, Target, Task};
 
 /// One line of a list file.
@@ -172,15 +172,48 @@ pub(crate) fn read_augment_into(
     outs: &mut [&mut [f32]],
     name: impl Fn(DataError) -> DataError,
 ) -> Result<()> {
+    let out = ImageOut { norm: Normalise::SURF, order: ChannelOrder::Bgr };
+    read_augment_into_with(paths, augment, out, rng, outs, |_, e| name(e))
+}
+
+/// How [`read_augment_into_with`] writes its outputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ImageOut {
+    /// The normalisation of the 8-bit values.
+    pub norm: Normalise,
+    /// The channel order of colour outputs.
+    pub order: ChannelOrder,
+}
+
+/// [`read_augment_into`] with outputs normalised and ordered as `out` says; `name(m, e)`
+/// wraps the read error of `paths[m]`.
+///
+/// # Shapes
+/// `outs[m]` holds `3 * crop * crop` values, one per path.
+pub(crate) fn read_augment_into_with(
+    paths: &[PathBuf],
+    augment: &SurfAugment,
+    out: ImageOut,
+    rng: &mut ChaCha8Rng,
+    outs: &mut [&mut [f32]],
+    name: impl Fn(usize, DataError) -> DataError,
+) -> Result<()> {
     FILES.with_borrow_mut(|(file, images, orders)| {
         if images.len() < paths.len() {
             images.resize_with(paths.len(), Image8::default);
         }
         orders.clear();
-        for (p, img) in paths.iter().zip(images.iter_mut()) {
-            orders.push(read_any_order_into(p, img, file).map_err(&name)?);
+        for (m, (p, img)) in paths.iter().zip(images.iter_mut()).enumerate() {
+            orders.push(read_any_order_into(p, img, file).map_err(|e| name(m, e))?);
         }
-        augment.apply_into_ordered(&images[..paths.len()], |m| orders[m], rng, outs)
+        // The resize writes BGR planes from an image in `order(m)`: naming the other order
+        // of an RGB output reverses them back.
+        let source_order = |m: usize| match (out.order, orders[m]) {
+            (ChannelOrder::Bgr, o) => o,
+            (ChannelOrder::Rgb, ChannelOrder::Bgr) => ChannelOrder::Rgb,
+            (ChannelOrder::Rgb, ChannelOrder::Rgb) => ChannelOrder::Bgr,
+        };
+        augment.apply_into_with(&images[..paths.len()], source_order, out.norm, rng, outs)
     })
 }
 
