@@ -380,8 +380,8 @@ fn augment_runs_the_surf_training_chain_with_shared_draws() {
         let mut outs = vec![vec![f32::NAN; 3 * plane]; 3];
         let mut slots: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
         train.get_into(i, &mut rng.clone(), &mut slots).unwrap();
-        for m in 0..3 {
-            assert_eq!(outs[m], got.inputs[m].data);
+        for (out, input) in outs.iter().zip(&got.inputs) {
+            assert_eq!(*out, input.data);
         }
     }
     // Checked settings, each naming the field.
