@@ -115,6 +115,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if args.first().is_some_and(|a| a == "serve") {
         return crate::bench_serve::run(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "loader") {
+        return loader(&args[1..]).map(|_| ());
+    }
     let opts = Options::parse(args)?;
     let root = project_root();
     let out_dir = root.join("target").join("bench");
@@ -123,6 +126,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     let criterion =
         if opts.skip_criterion { Vec::new() } else { run_criterion(&root, opts.quick)? };
+    let manifest_loader = if opts.skip_criterion {
+        Value::Null
+    } else {
+        let quick: Vec<String> = opts.quick.then(|| "--quick".to_string()).into_iter().collect();
+        loader(&quick)?
+    };
 
     sh(cargo().args(["build", "--release", "-p", "mmanet-train", "--example", "bench_step"]))?;
     let bin = root.join("target/release/examples/bench_step");
@@ -205,6 +214,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         "threads": opts.threads,
         "wall_s": started.elapsed().as_secs_f64(),
         "criterion": criterion,
+        "manifest_loader": manifest_loader,
         "step": runs,
         "load_breakdown": breakdown,
     });
@@ -215,6 +225,28 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     print!("{md}");
     eprintln!("bench: wrote {} and summary.md", json_path.display());
     Ok(())
+}
+
+/// `cargo xtask bench loader [--quick]`: the manifest reader against the CASIA-SURF reader on
+/// the same JPEGs and training chain, interleaved (`mmanet-data/benches/manifest_loader.rs`);
+/// returns `target/bench/manifest_loader.json`.
+fn loader(args: &[String]) -> Result<Value> {
+    let quick = match args {
+        [] => false,
+        [q] if q == "--quick" => true,
+        other => bail!("bench loader: unknown arguments {other:?} (only --quick)"),
+    };
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "mmanet-data", "--bench", "manifest_loader"])
+        .env("OMP_NUM_THREADS", "1");
+    if quick {
+        cmd.args(["--", "--quick"]);
+    }
+    sh(&mut cmd)?;
+    let path = project_root().join("target/bench/manifest_loader.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
 }
 
 /// Runs the criterion benches and collects every `new/estimates.json` they wrote.
@@ -503,6 +535,22 @@ fn markdown(s: &Value) -> String {
             ms(&c["median_ns"]),
             ms(&c["mean_ns"])
         ));
+    }
+    if let Some(rows) = s["manifest_loader"]["results"].as_array() {
+        md.push_str(
+            "\n## Manifest reader vs CASIA-SURF reader (same JPEGs and chain, interleaved)\n\n\
+             | threads | SURF samples/s | manifest samples/s | manifest / SURF (median) |\n\
+             |---|---|---|---|\n",
+        );
+        for r in rows {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                fmt_num(&r["threads"]),
+                fmt_num(&r["surf_samples_per_s"]),
+                fmt_num(&r["manifest_samples_per_s"]),
+                fmt_num(&r["ratio_manifest_over_surf"]),
+            ));
+        }
     }
     md
 }

@@ -41,6 +41,7 @@ commands:
                              basicmotions)
   bench [--quick]            criterion benches + MMANet SURF step, ours vs PyTorch (target/bench/)
   bench serve [--quick]      `mmanet serve` under load vs a FastAPI + PyTorch anchor (target/bench/serve/)
+  bench loader [--quick]     manifest reader vs CASIA-SURF reader, same JPEGs, interleaved (target/bench/)
   repro <name|all> [--seeds N] [--quick] [--out DIR]
                              reproduction study: mfeat3, mfeat6, avmnist, surf-synth,
                              nyuv2-synth (target/repro/<name>/results.{md,json,svg})
