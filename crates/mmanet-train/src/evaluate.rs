@@ -486,14 +486,44 @@ pub fn evaluate_checkpoint(
     weights: &std::path::Path,
     split: crate::data_spec::Split,
     combos: &[ModalityMask],
-) -> Result<CombinationReport, TrainError> {
+) -> Result<Evaluation, TrainError> {
     let (_vs, net) = load_for_eval(cfg, weights)?;
     let set = cfg.model.set();
     let data = cfg.data.open(split, cfg.seed)?;
     let combos = checked_combos(&set, combos)?;
     let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
     let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
-    evaluate(net.as_ref(), &loader, &combos, scoring, cfg.device())
+    evaluation(net.as_ref(), &loader, &combos, scoring, cfg.device())
+}
+
+/// What `mmanet eval` reports: the forced-combination table and, when some samples of the
+/// split lack modalities, the as-observed scores.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// One row per combination, each on the samples that have its modalities.
+    pub report: CombinationReport,
+    /// Every sample with the modalities it really has; `None` for complete data.
+    pub observed: Option<crate::run_report::ObservedResult>,
+}
+
+/// [`evaluate`], plus [`evaluate_observed`] when some samples lack modalities.
+pub fn evaluation(
+    net: &dyn MultiModalNet,
+    loader: &DataLoader,
+    combos: &[ModalityMask],
+    scoring: Scoring,
+    device: Device,
+) -> Result<Evaluation, TrainError> {
+    let report = evaluate(net, loader, combos, scoring, device)?;
+    let full = loader.dataset().modalities().full();
+    let incomplete = loader.samples_with(full).len() < loader.dataset().len();
+    let observed = if incomplete {
+        let score = evaluate_observed(net, loader, scoring, device)?;
+        Some(crate::run_report::ObservedResult::new(loader.dataset().modalities(), &score))
+    } else {
+        None
+    };
+    Ok(Evaluation { report, observed })
 }
 
 /// Scores a model file (docs/model_format.md) on one split of `cfg`'s data set, once per
@@ -506,7 +536,7 @@ pub fn evaluate_model_file(
     file: mmanet_deploy::ModelFile,
     split: crate::data_spec::Split,
     combos: &[ModalityMask],
-) -> Result<CombinationReport, TrainError> {
+) -> Result<Evaluation, TrainError> {
     let spec_task = file.metadata.input_spec.task;
     let set = file.metadata.model.modalities();
     let data = cfg.data.open(split, cfg.seed)?;
@@ -533,7 +563,7 @@ pub fn evaluate_model_file(
     let predictor = mmanet_deploy::Predictor::new(file, cfg.device())?;
     let scoring = Scoring::for_task(data.task(), cfg.eval.bona_fide_label)?;
     let loader = eval_loader(data, cfg.data.eval_loader(cfg.eval.batch_size))?;
-    evaluate(predictor.net(), &loader, &combos, scoring, cfg.device())
+    evaluation(predictor.net(), &loader, &combos, scoring, cfg.device())
 }
 
 /// `combos` checked against `set` (the set's default combinations when empty).

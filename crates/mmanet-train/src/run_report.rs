@@ -52,6 +52,26 @@ pub struct ObservedResult {
     pub patterns: Vec<PatternResult>,
 }
 
+impl ObservedResult {
+    /// `score`, its patterns written as symbols of `set`.
+    pub fn new(set: &mmanet_core::ModalitySet, score: &crate::evaluate::ObservedScore) -> Self {
+        let named = |v: &[f64]| score.metrics.iter().cloned().zip(v.iter().copied()).collect();
+        ObservedResult {
+            samples: score.samples,
+            overall: named(&score.overall),
+            patterns: score
+                .patterns
+                .iter()
+                .map(|(mask, n, v)| PatternResult {
+                    present: set.format(*mask).split('+').map(str::to_string).collect(),
+                    samples: *n,
+                    metrics: named(v),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One availability pattern's row of [`ObservedResult`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PatternResult {
@@ -110,22 +130,8 @@ impl RunReport {
         set: &mmanet_core::ModalitySet,
         score: &crate::evaluate::ObservedScore,
     ) {
-        let named = |v: &[f64]| score.metrics.iter().cloned().zip(v.iter().copied()).collect();
-        let observed = ObservedResult {
-            samples: score.samples,
-            overall: named(&score.overall),
-            patterns: score
-                .patterns
-                .iter()
-                .map(|(mask, n, v)| PatternResult {
-                    present: set.format(*mask).split('+').map(str::to_string).collect(),
-                    samples: *n,
-                    metrics: named(v),
-                })
-                .collect(),
-        };
         if let Some(last) = self.results.last_mut() {
-            last.observed = Some(observed);
+            last.observed = Some(ObservedResult::new(set, score));
         }
     }
 
@@ -185,6 +191,18 @@ impl RunReport {
         s.push('\n');
         s.push_str(&self.observed_markdown(&cols));
         s
+    }
+
+    /// The "as observed" Markdown table alone (empty when no model has one), one column per
+    /// model and metric as in [`RunReport::to_markdown`].
+    pub fn observed_table(&self) -> String {
+        let cols: Vec<(usize, String)> = self
+            .results
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| r.average.keys().map(move |m| (i, m.clone())))
+            .collect();
+        self.observed_markdown(&cols)
     }
 
     /// The "as observed" table (empty when no model has one): one row per availability
@@ -313,6 +331,7 @@ mod tests {
         assert_eq!(o.patterns[1].present, ["R", "D"]);
         assert_eq!(o.patterns[1].samples, 5);
         let md = run.to_markdown();
+        assert!(md.ends_with(&run.observed_table()), "{md}");
         assert!(md.contains("| R | 3 | 33.33 |"), "{md}");
         assert!(md.contains("| **All (as observed)** | 8 | **62.50** |"), "{md}");
     }

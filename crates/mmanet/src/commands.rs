@@ -66,8 +66,10 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                 SplitArg::Val => Split::Val,
                 SplitArg::Test => Split::Test,
             };
-            let report = if run_dir.is_file() {
-                eval_model_file(&run_dir, config.as_deref(), &combos, split, &overrides)?
+            let (name, ev) = if run_dir.is_file() {
+                let name = run_dir.file_stem().map_or("model".into(), |s| s.to_string_lossy());
+                let ev = eval_model_file(&run_dir, config.as_deref(), &combos, split, &overrides)?;
+                (name.into_owned(), ev)
             } else {
                 if let Some(c) = &config {
                     bail!(
@@ -81,9 +83,12 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                 let cfg = run_config(&run, &overrides)?.check()?;
                 let path = weights_path(&run, &weights)?;
                 let combos = parse_combos(cfg.set(), &combos)?;
-                mmanet_train::evaluate::evaluate_checkpoint(&cfg, &path, split, &combos)?
+                (
+                    cfg.name.clone(),
+                    mmanet_train::evaluate::evaluate_checkpoint(&cfg, &path, split, &combos)?,
+                )
             };
-            print_report(&report, format);
+            print_evaluation(&name, &ev, format);
             Ok(())
         }
         Command::Predict { model, weights, inputs, manifest, batch_size, device, out } => {
@@ -217,7 +222,7 @@ fn eval_model_file(
     combos: &[String],
     split: Split,
     overrides: &[String],
-) -> Result<CombinationReport> {
+) -> Result<mmanet_train::evaluate::Evaluation> {
     let config = config.with_context(|| {
         format!(
             "{} is a model file: give the data to score it on with --config FILE (a config \
@@ -317,6 +322,29 @@ fn train(mut cfg: TrainConfig, dir: &Path) -> Result<mmanet_train::TrainSummary>
         );
     }
     Ok(summary)
+}
+
+/// `mmanet eval`'s output: the combination report and, on incomplete data, the as-observed
+/// table (Markdown: a second table; CSV: the `observed:` lines of `report.csv`; JSON: the
+/// combination report alone, the as-observed results being in the run's `report.json`).
+fn print_evaluation(model: &str, ev: &mmanet_train::evaluate::Evaluation, format: Format) {
+    let Some(observed) = &ev.observed else {
+        return print_report(&ev.report, format);
+    };
+    match format {
+        Format::Md => {
+            let mut run = mmanet_train::run_report::RunReport::new("", "", Vec::new());
+            run.push(model, &ev.report);
+            if let Some(last) = run.results.last_mut() {
+                last.observed = Some(observed.clone());
+            }
+            print!("{}{}", ev.report.to_markdown(), run.observed_table());
+        }
+        Format::Csv => {
+            print!("{}", mmanet_train::run_report::report_csv(&ev.report, Some(observed)))
+        }
+        Format::Json => print_report(&ev.report, format),
+    }
 }
 
 fn print_report(report: &CombinationReport, format: Format) {

@@ -307,9 +307,10 @@ fn a_moved_run_resumes_and_evaluates_with_its_data_root_set() {
 }
 
 /// `mmanet data check` on a manifest with a bad line: the line is listed and the check fails;
-/// with `data.skip_bad_samples` it passes and says what will be skipped.
+/// with `data.skip_bad_samples` it passes and says what will be skipped. A run trained on it
+/// with the skip, evaluated by `mmanet eval`, prints the as-observed table too.
 #[test]
-fn data_check_lists_bad_manifest_lines_and_skip_bad_samples_accepts_them() {
+fn data_check_lists_bad_manifest_lines_and_eval_scores_incomplete_data_as_observed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut csv = String::from("id,label,a,b\n");
@@ -342,6 +343,9 @@ fn data_check_lists_bad_manifest_lines_and_skip_bad_samples_accepts_them() {
         n_classes: 2,
         fusion: mmanet_models::GenericFusion::Concat,
     });
+    cfg.epochs = 2;
+    cfg.data.batch_size = 4;
+    cfg.eval.every = 1;
     for (skip, name) in [(false, "strict.toml"), (true, "skip.toml")] {
         cfg.data.skip_bad_samples = skip;
         std::fs::write(d.join(name), cfg.to_toml()).unwrap();
@@ -355,4 +359,21 @@ fn data_check_lists_bad_manifest_lines_and_skip_bad_samples_accepts_them() {
     assert!(text.contains("m.csv:22: column `id`: `s3` already on line 5"), "{text}");
     assert!(text.contains("will be skipped"), "{text}");
     assert_eq!(text.matches("modalities present: A: ").count(), 3, "{text}");
+
+    // Trained on it, the run's eval prints both tables: a quarter of the samples lack `b`.
+    let ok = |args: &[&str]| {
+        let out = mmanet().arg("-q").args(args).current_dir(d).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(&["train", "--config", "skip.toml", "--run-dir", "run"]);
+    let csv = ok(&["eval", "run", "--format", "csv"]);
+    assert!(csv.starts_with("combination,accuracy,samples\n"), "{csv}");
+    assert!(csv.contains("\nobserved:A,") && csv.contains("\nobserved:all,"), "{csv}");
+    let md = ok(&["eval", "run"]);
+    assert!(md.contains("| **All (as observed)** |"), "{md}");
+    // The teacher's test report scores the complete combination only.
+    let report = std::fs::read_to_string(d.join("run/report.csv")).unwrap();
+    let full = ok(&["eval", "run", "--format", "csv", "--combos", "A+B"]);
+    assert_eq!(report, full, "eval prints the run's report.csv");
 }
