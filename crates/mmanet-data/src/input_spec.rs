@@ -200,6 +200,7 @@ impl Decoder {
             }
             Decoder::Vector { .. } | Decoder::Sequence { .. } if is_npy(path) => {
                 let a = crate::npy::read_npy_f32(path)?;
+                self.check_npy_shape(&a.shape).map_err(|m| DataError::decode(path, m))?;
                 self.decode_values(a.data).map_err(|e| name_file(e, path))
             }
             Decoder::Vector { .. } | Decoder::Sequence { .. } => {
@@ -208,6 +209,33 @@ impl Decoder {
                 self.decode_values(values).map_err(|e| name_file(e, path))
             }
         }
+    }
+
+    /// A `.npy` file's shape against the decoder's: an array of rank 2 or more must have
+    /// exactly its shape; a vector any shape of as many values (`(n,)`, `(1, n)`, ...); a
+    /// sequence `[T, features]`.
+    fn check_npy_shape(&self, shape: &[usize]) -> std::result::Result<(), String> {
+        let ok = match self {
+            Decoder::Vector { shape: want, .. } if want.len() >= 2 => {
+                shape.iter().map(|&d| d as i64).eq(want.iter().copied())
+            }
+            Decoder::Vector { shape: want, .. } => {
+                shape.iter().product::<usize>() as i64 == want.iter().product::<i64>()
+            }
+            Decoder::Sequence { features, .. } => {
+                matches!(shape, [_, f] if f == features) || (*features == 1 && shape.len() == 1)
+            }
+            _ => true,
+        };
+        if ok {
+            return Ok(());
+        }
+        let want = match self {
+            Decoder::Sequence { features, .. } => format!("[T, {features}]"),
+            Decoder::Vector { shape, .. } => format!("{shape:?}"),
+            _ => String::new(),
+        };
+        Err(format!("shape {shape:?}, expected {want}"))
     }
 
     /// Decodes raw numbers given directly (a manifest cell, a request) for a vector or

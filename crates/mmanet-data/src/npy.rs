@@ -13,7 +13,8 @@ pub struct NpyArray<T> {
     pub data: Vec<T>,
 }
 
-/// Reads a `.npy` file as f32 (from `<f2`, `<f4` or `<f8`).
+/// Reads a `.npy` file as f32 (from `<f2`, `<f4`, `<f8`, `|u1`, `<u2`, `<i4` or `<i8`;
+/// integers above 2^24 round to the nearest f32).
 pub fn read_npy_f32(path: &Path) -> Result<NpyArray<f32>> {
     let (descr, shape, body) = read_raw(path)?;
     check_body(path, &descr, &shape, &body)?;
@@ -28,10 +29,22 @@ pub fn read_npy_f32(path: &Path) -> Result<NpyArray<f32>> {
         "<f2" => {
             body.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect()
         }
+        "|u1" | "<u1" => body.iter().map(|&b| f32::from(b)).collect(),
+        "<u2" => {
+            body.chunks_exact(2).map(|c| f32::from(u16::from_le_bytes([c[0], c[1]]))).collect()
+        }
+        "<i4" => body
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+            .collect(),
+        "<i8" => body
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
         other => {
             return Err(DataError::decode(
                 path,
-                format!("dtype {other}, expected <f2, <f4 or <f8"),
+                format!("dtype {other}, expected <f2, <f4, <f8, |u1, <u2, <i4 or <i8"),
             ));
         }
     };
@@ -93,7 +106,8 @@ fn overflow(path: &Path, shape: &[usize]) -> DataError {
 /// promising 10^12 elements in a small file is this error, not an allocation).
 fn check_body(path: &Path, descr: &str, shape: &[usize], body: &[u8]) -> Result<()> {
     let item = match descr.get(1..) {
-        Some("f2") => 2,
+        Some("u1") => 1,
+        Some("f2" | "u2") => 2,
         Some("f4" | "i4") => 4,
         Some("f8" | "i8") => 8,
         // An unknown dtype is refused by the caller, naming the dtypes it reads.

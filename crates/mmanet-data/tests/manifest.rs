@@ -414,3 +414,71 @@ fn augment_runs_the_surf_training_chain_with_shared_draws() {
         assert!(e.contains("modalities[1].decoder.augment") && e.contains(want), "{e}");
     }
 }
+
+/// Files that exist but do not decode as their column's decoder says: each a `get` error
+/// naming the manifest, the line and the column (and the file), while the good rows decode.
+#[test]
+fn files_that_do_not_decode_are_errors_naming_line_and_column() {
+    use mmanet_data::npy::write_npy;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_png(&d.join("ok.png"), 9);
+    std::fs::write(d.join("corrupt.png"), b"\x89PNG\r\n\x1a\n not really").unwrap();
+    let f32s = |n: usize| -> Vec<u8> { (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect() };
+    write_npy(&d.join("a23.npy"), "<f4", &[2, 3], &f32s(6)).unwrap();
+    write_npy(&d.join("a32.npy"), "<f4", &[3, 2], &f32s(6)).unwrap();
+    write_npy(&d.join("c8.npy"), "<c8", &[2, 3], &f32s(12)).unwrap();
+    write_npy(&d.join("s54.npy"), "<f4", &[5, 4], &f32s(20)).unwrap();
+    write_npy(&d.join("s55.npy"), "<f4", &[5, 5], &f32s(25)).unwrap();
+    write_npy(&d.join("u1.npy"), "|u1", &[2, 3], &[0, 1, 2, 3, 4, 255]).unwrap();
+    let i8s: Vec<u8> = (0..6i64).flat_map(|v| (v - 3).to_le_bytes()).collect();
+    write_npy(&d.join("i8.npy"), "<i8", &[2, 3], &i8s).unwrap();
+    let csv = "id,label,split,img,arr,seq\n\
+               good,a,train,ok.png,a23.npy,s54.npy\n\
+               img,a,train,corrupt.png,a23.npy,s54.npy\n\
+               shape,b,train,ok.png,a32.npy,s54.npy\n\
+               dtype,b,train,ok.png,c8.npy,s54.npy\n\
+               feat,b,train,ok.png,a23.npy,s55.npy\n\
+               u1,b,train,ok.png,u1.npy,s54.npy\n\
+               i8,b,train,ok.png,i8.npy,s54.npy\n";
+    std::fs::write(d.join("data.csv"), csv).unwrap();
+    let m = |name: &str, decoder| ManifestModality { name: name.into(), symbol: None, decoder };
+    let src = ManifestSource {
+        path: d.join("data.csv"),
+        modalities: vec![
+            m(
+                "img",
+                ManifestDecoder::Image {
+                    size: [4, 4],
+                    channels: 3,
+                    mean: 0.5,
+                    std: 0.5,
+                    flip: false,
+                    augment: None,
+                },
+            ),
+            m("arr", ManifestDecoder::Array { shape: vec![2, 3] }),
+            m("seq", ManifestDecoder::Sequence { max_len: 8, features: 4 }),
+        ],
+        classes: vec![],
+        split: SplitFractions::default(),
+        cache: Default::default(),
+    };
+    let data = src.open(Split::Train, 0).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let good = data.get(0, &mut rng).unwrap();
+    assert_eq!(good.inputs[2].length, Some(5), "the true length of the sequence");
+    for (i, line, column, file) in [
+        (1, 3, "img", "corrupt.png"),
+        (2, 4, "arr", "a32.npy"),
+        (3, 5, "arr", "c8.npy"),
+        (4, 6, "seq", "s55.npy"),
+    ] {
+        let e = data.get(i, &mut rng).err().map(|e| e.to_string()).unwrap_or_default();
+        let at = format!("data.csv:{line}: column `{column}`");
+        assert!(e.contains(&at) && e.contains(file), "row {i}: {e}");
+    }
+    // Integer arrays read as their values.
+    assert_eq!(data.get(5, &mut rng).unwrap().inputs[1].data, [0.0, 1.0, 2.0, 3.0, 4.0, 255.0]);
+    assert_eq!(data.get(6, &mut rng).unwrap().inputs[1].data, [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0]);
+}
