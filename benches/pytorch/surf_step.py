@@ -129,6 +129,51 @@ class SurfTrain(Dataset):
         ]
 
 
+class SurfPredecoded(SurfTrain):
+    """`SurfTrain` over the same files decoded and resized to 144 once, kept as one memory-mapped
+    uint8 NumPy array `[N, 3, 144, 144, 3]` (what a PyTorch user would write to skip JPEG
+    decoding): the random part of the transform runs per sample as in `SurfTrain`."""
+
+    def __init__(self, root, list_file, cache_dir, size=112, resize_to=144):
+        super().__init__(root, list_file, size, resize_to)
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(cache_dir, f"{os.path.basename(list_file)}.{resize_to}.u8.npy")
+        shape = (len(self.samples), 3, resize_to, resize_to, 3)
+        if not os.path.exists(path):
+            tmp = path + ".tmp.npy"
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            for k, (rgb, depth, ir, _) in enumerate(self.samples):
+                for m, p in enumerate((rgb, depth, ir)):
+                    arr[k, m] = resize(imread_bgr(os.path.join(root, p)), resize_to)
+            arr.flush()
+            del arr
+            os.replace(tmp, path)
+        self.path = path
+        self.array = None  # opened per worker process
+
+    def __getitem__(self, idx):
+        if self.array is None:
+            self.array = np.load(self.path, mmap_mode="r")
+        imgs = [np.asarray(self.array[idx, m]) for m in range(3)]
+        out = self.transform(imgs)
+        return out[0], out[1], out[2], self.samples[idx][3]
+
+    def transform(self, imgs):
+        # Already at `resize_to`: `resize` would be the identity.
+        angle = np.random.randint(-30, 31)
+        imgs = [rotate(i, angle) for i in imgs]
+        h, w = imgs[0].shape[:2]
+        y = np.random.randint(0, h - self.size) if h > self.size else 0
+        x = np.random.randint(0, w - self.size) if w > self.size else 0
+        imgs = [i[y : y + self.size, x : x + self.size] for i in imgs]
+        if np.random.rand() < 0.5:
+            imgs = [np.ascontiguousarray(i[:, ::-1]) for i in imgs]
+        return [
+            (torch.from_numpy(np.ascontiguousarray(i.transpose(2, 0, 1))).float() - 127.5) / 128.0
+            for i in imgs
+        ]
+
+
 # ---------------------------------------------------------------------------------------------
 # nets (models/resnet18_se.py, models/surf_baseline.py)
 
@@ -358,6 +403,7 @@ def load_breakdown(a):
         aug += t2 - t1
     rec = {"impl": "pytorch", "mode": "load-breakdown", "samples": n,
            "decoder": "cv2" if HAVE_CV2 else "pil",
+        "predecoded": bool(a.predecoded),
            "decode_ms_per_sample": dec * 1e3 / n, "augment_ms_per_sample": aug * 1e3 / n}
     print(json.dumps(rec))
     return 0
@@ -380,6 +426,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--idle-mark-ms", type=int, default=0, help="GPU idle before/after the timed steps (benches/gpu_busy)")
     ap.add_argument("--load-breakdown", type=int, default=0, help="one process: decode vs augment, ms/sample")
+    ap.add_argument("--predecoded", default="", help="DIR: read a memory-mapped uint8 array of the decoded, 144-resized images (written once to DIR)")
     a = ap.parse_args()
     if a.load_breakdown:
         return load_breakdown(a)
@@ -388,7 +435,10 @@ def main():
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
     device = torch.device(a.device)
-    dataset = SurfTrain(a.data, "train_list.txt")
+    if a.predecoded:
+        dataset = SurfPredecoded(a.data, "train_list.txt", a.predecoded)
+    else:
+        dataset = SurfTrain(a.data, "train_list.txt")
     loader = DataLoader(
         dataset,
         batch_size=a.batch,
@@ -409,6 +459,7 @@ def main():
         "width": a.width,
         "n_samples": len(dataset),
         "decoder": "cv2" if HAVE_CV2 else "pil",
+        "predecoded": bool(a.predecoded),
         "torch_version": torch.__version__,
         "auxi_calls": a.auxi_calls,
         "load_batches": a.load_batches or a.steps,

@@ -35,6 +35,7 @@ mod batch_memory;
 pub mod cefa;
 pub mod cityscapes;
 mod dataset;
+pub mod decoded_cache;
 mod error;
 pub mod input_spec;
 mod loader;
@@ -62,7 +63,7 @@ pub use loader::{BatchIter, DataLoader, LoaderConfig, Shard};
 pub use mask_policy::MaskPolicy;
 pub use memory::InMemoryDataset;
 pub use sample::{ModalityData, Sample, Target, Task};
-pub use source::{DataSource, Opened, Split};
+pub use source::{DataSource, OpenOptions, Opened, Split};
 pub use subset::Subset;
 
 /// Result alias of this crate.

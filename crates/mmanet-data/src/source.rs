@@ -41,15 +41,23 @@ pub trait DataSource: std::fmt::Debug + Send + Sync {
     /// Opens (or makes, for synthetic sets) one split; `seed` is the run seed.
     fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>>;
 
-    /// [`DataSource::open`] with `skip_bad_samples`: the lines of the source's index that
-    /// cannot be samples (a manifest line with a missing file, an unknown class, a duplicate
-    /// id, ...) are left out instead of failing the open, and listed as `file:line: reason`
-    /// (all of them, whichever split is opened: which split a bad line belongs to may be
-    /// unknown). Errors of the index as a whole (its header, an undeclared column) stay
-    /// errors. The default opens normally and lists nothing: readers that check no lines
-    /// when opening leave unreadable samples to the loader, which skips and counts them.
-    fn open_skipping(&self, split: Split, seed: u64) -> Result<Opened> {
+    /// [`DataSource::open`] with the run's [`OpenOptions`]. With `skip_bad_samples` the lines
+    /// of the source's index that cannot be samples (a manifest line with a missing file, an
+    /// unknown class, a duplicate id, ...) are left out instead of failing the open, and
+    /// listed as `file:line: reason` (all of them, whichever split is opened: which split a
+    /// bad line belongs to may be unknown); errors of the index as a whole (its header, an
+    /// undeclared column) stay errors. With `decoded_cache_bytes` a reader with an 8-bit image
+    /// pipeline keeps decoded images in memory ([`crate::decoded_cache`]). The default opens
+    /// normally and lists nothing: readers that check no lines when opening leave unreadable
+    /// samples to the loader, which skips and counts them.
+    fn open_with(&self, split: Split, seed: u64, _options: &OpenOptions) -> Result<Opened> {
         Ok(Opened { data: self.open(split, seed)?, skipped: Vec::new() })
+    }
+
+    /// Whether [`OpenOptions::decoded_cache_bytes`] does anything for this reader (a config
+    /// asking for a cache the reader cannot keep is refused).
+    fn has_decoded_cache(&self) -> bool {
+        false
     }
 
     /// What prediction needs to turn raw inputs into network inputs: per modality its decoder
@@ -64,7 +72,16 @@ pub trait DataSource: std::fmt::Debug + Send + Sync {
     }
 }
 
-/// A split opened by [`DataSource::open_skipping`].
+/// How a run opens its splits ([`DataSource::open_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Leave bad index lines out (and list them) instead of failing.
+    pub skip_bad_samples: bool,
+    /// Bytes of decoded images to keep in memory per split (0: none).
+    pub decoded_cache_bytes: usize,
+}
+
+/// A split opened by [`DataSource::open_with`].
 pub struct Opened {
     /// The split, without the bad lines.
     pub data: Arc<dyn Dataset>,

@@ -482,3 +482,48 @@ fn files_that_do_not_decode_are_errors_naming_line_and_column() {
     assert_eq!(data.get(5, &mut rng).unwrap().inputs[1].data, [0.0, 1.0, 2.0, 3.0, 4.0, 255.0]);
     assert_eq!(data.get(6, &mut rng).unwrap().inputs[1].data, [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0]);
 }
+
+/// The manifest's augmented images with the decoded-image cache: the same values as without.
+#[test]
+fn the_decoded_cache_serves_augmented_manifest_images_unchanged() {
+    use mmanet_data::manifest::ImageAugment;
+    use mmanet_data::surf::{SurfDataset, write_synthetic_surf};
+    use mmanet_data::{OpenOptions, seeding::{Stream, derive_rng}};
+    let dir = tempfile::tempdir().unwrap();
+    let info = write_synthetic_surf(dir.path(), 5, 0, 40).unwrap();
+    let surf = SurfDataset::open(dir.path(), &info.lists[0]).unwrap();
+    let mut csv = String::from("id,label,split,rgb,ir\n");
+    for (i, e) in surf.entries().iter().enumerate() {
+        let ir = if i == 2 { String::new() } else { e.paths[2].display().to_string() };
+        csv += &format!("s{i},{},train,{},{ir}\n", e.label, e.paths[0].display());
+    }
+    std::fs::write(dir.path().join("m.csv"), csv).unwrap();
+    let decoder = ManifestDecoder::Image {
+        size: [24, 24],
+        channels: 3,
+        mean: 0.5,
+        std: 0.5,
+        flip: true,
+        augment: Some(ImageAugment { resize: 32, max_angle: 20, canvas_ratio: 0.8 }),
+    };
+    let m = |name: &str| ManifestModality { name: name.into(), symbol: None, decoder: decoder.clone() };
+    let src = ManifestSource {
+        path: dir.path().join("m.csv"),
+        modalities: vec![m("rgb"), m("ir")],
+        classes: vec![],
+        split: SplitFractions::default(),
+        cache: Default::default(),
+    };
+    let plain = src.open(Split::Train, 0).unwrap();
+    let options = OpenOptions { skip_bad_samples: false, decoded_cache_bytes: 1 << 30 };
+    let cached = src.open_with(Split::Train, 0, &options).unwrap().data;
+    for epoch in 0..3 {
+        for i in 0..plain.len() {
+            let rng = derive_rng(1, epoch, i as u64, Stream::Augment);
+            let (a, b) = (plain.get(i, &mut rng.clone()).unwrap(), cached.get(i, &mut rng.clone()).unwrap());
+            for (x, y) in a.inputs.iter().zip(&b.inputs) {
+                assert_eq!(x.data, y.data, "epoch {epoch} sample {i}");
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@
 //! bench_step --data DIR --load-breakdown N            one thread: decode vs augment, ms/sample
 //! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
 //!            [--device cpu|cuda] [--amp] [--channels-last] [--cudnn-benchmark]
-//!            [--load-only] [--load-batches B] [--width 64] [--idle-mark-ms MS]
+//!            [--load-only] [--load-batches B] [--decoded-cache-mb MB] [--width 64] [--idle-mark-ms MS]
 //!            [--malloc-default]
 //! bench_step --synthetic-inputs --modalities M [--size 112] ...   random inputs, no loader
 //! ```
@@ -72,6 +72,8 @@ struct Args {
     synthetic: bool,
     modalities: usize,
     load_only: bool,
+    /// The decoded-image cache's budget (0: none); filled by one untimed epoch first.
+    decoded_cache_mb: usize,
     load_batches: usize,
     breakdown: usize,
     width: i64,
@@ -96,6 +98,7 @@ fn parse_args() -> BoxResult<Args> {
         synthetic: false,
         modalities: 3,
         load_only: false,
+        decoded_cache_mb: 0,
         load_batches: 0,
         breakdown: 0,
         width: 64,
@@ -138,11 +141,12 @@ fn parse_args() -> BoxResult<Args> {
             "--synthetic-inputs" => a.synthetic = true,
             "--modalities" => a.modalities = value()?.parse()?,
             "--load-only" => a.load_only = true,
+            "--decoded-cache-mb" => a.decoded_cache_mb = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
                     "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
                      [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--channels-last] \
-                     [--cudnn-benchmark] [--load-only] [--load-batches B] [--load-breakdown N] \
+                     [--cudnn-benchmark] [--load-only] [--load-batches B] [--decoded-cache-mb MB] [--load-breakdown N] \
                      [--width 64] [--seed 0] [--synthetic-inputs --modalities M --size 112] \
                      [--idle-mark-ms MS] [--malloc-default]"
                 );
@@ -401,18 +405,30 @@ fn n_params(vs: &VarStore) -> i64 {
 
 /// Phase 1: the loader alone; phase 2 (unless `--load-only`): training steps fed by the loader.
 fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()> {
-    let dataset =
-        SurfDataset::open(&args.data, "train_list.txt")?.with_augment(SurfAugment::train())?;
+    let dataset = SurfDataset::open(&args.data, "train_list.txt")?
+        .with_augment(SurfAugment::train())?
+        .with_decoded_cache(args.decoded_cache_mb << 20);
     let n_samples = mmanet_data::Dataset::len(&dataset);
+    let dataset = Arc::new(dataset);
     let set = ModalitySet::from_names(["rgb", "depth", "ir"]).expect("valid set");
     let loader_cfg = LoaderConfig {
         threads: args.threads,
         pin_memory: args.device.is_cuda().then_some(args.device),
         ..LoaderConfig::train(args.batch, args.seed)
     };
-    let loader = DataLoader::new(Arc::new(dataset), MaskPolicy::uniform_all(&set), loader_cfg)?;
+    let loader = DataLoader::new(dataset.clone(), MaskPolicy::uniform_all(&set), loader_cfg)?;
     if loader.num_batches() == 0 {
         return Err(format!("{n_samples} samples hold no batch of {}", args.batch).into());
+    }
+    if let Some(cache) = dataset.decoded_cache() {
+        // Fill the cache with one untimed epoch (its contents do not depend on the epoch).
+        for batch in loader.iter(1 << 40) {
+            batch?;
+        }
+        let s = cache.stats();
+        record["decoded_cache"] = serde_json::json!({
+            "budget_mib": args.decoded_cache_mb, "entries": s.entries, "bytes": s.bytes,
+        });
     }
     let load_batches = if args.load_batches == 0 { args.steps } else { args.load_batches };
 

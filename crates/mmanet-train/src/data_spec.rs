@@ -7,7 +7,7 @@ pub use mmanet_data::Split;
 use std::sync::Arc;
 
 use mmanet_data::missing::{MissingConfig, WithMissing};
-use mmanet_data::{Dataset, LoaderConfig, MaskPolicy, Opened};
+use mmanet_data::{Dataset, LoaderConfig, MaskPolicy, OpenOptions, Opened};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -34,6 +34,12 @@ pub struct DataConfig {
     /// line when the split is opened) and samples that do not decode (counted per epoch).
     #[serde(default)]
     pub skip_bad_samples: bool,
+    /// Keep each split's decoded, first-resized images (8-bit planes) in memory, up to this
+    /// many MiB per split (0: off): later epochs run only the random part of the transform,
+    /// with the same values. For readers with the 8-bit image pipeline (CASIA-SURF, the
+    /// synthetic SURF set, manifest images with `augment`); others refuse it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub decoded_cache_mb: usize,
     /// Segmentation class weighting of the cross-entropy.
     #[serde(default)]
     pub class_weighting: crate::objective::segmentation::ClassWeighting,
@@ -59,23 +65,47 @@ impl DataConfig {
         if let Some(m) = &self.missing {
             m.check()?;
         }
+        if self.decoded_cache_mb > 0 && !self.dataset.source().has_decoded_cache() {
+            return Err(TrainError::config(
+                "data.decoded_cache_mb",
+                format!(
+                    "the {} reader has no decoded-image cache (CASIA-SURF, synthetic-surf and \
+                     manifest images with `augment` do)",
+                    self.dataset.name()
+                ),
+            ));
+        }
         self.dataset.check()
     }
 
-    /// Opens one split of the data set, with the configured simulated missingness; with
-    /// `skip_bad_samples` the index lines that cannot be samples are left out.
-    pub fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>, TrainError> {
-        if self.skip_bad_samples {
-            Ok(self.open_skipping(split, seed)?.data)
-        } else {
-            self.with_missing(self.dataset.open(split, seed)?, split)
+    /// How the run opens its splits: `skip_bad_samples` and `decoded_cache_mb`.
+    pub fn options(&self) -> OpenOptions {
+        OpenOptions {
+            skip_bad_samples: self.skip_bad_samples,
+            decoded_cache_bytes: self.decoded_cache_mb << 20,
         }
+    }
+
+    /// Opens one split of the data set as the config says ([`DataConfig::options`]), with
+    /// the configured simulated missingness.
+    pub fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>, TrainError> {
+        Ok(self.open_with(split, seed, &self.options())?.data)
     }
 
     /// Opens one split leaving out (and listing, as `file:line: reason`) the index lines
     /// that cannot be samples, whatever `skip_bad_samples` says (`mmanet data check`).
     pub fn open_skipping(&self, split: Split, seed: u64) -> Result<Opened, TrainError> {
-        let Opened { data, skipped } = self.dataset.open_skipping(split, seed)?;
+        let options = OpenOptions { skip_bad_samples: true, decoded_cache_bytes: 0 };
+        self.open_with(split, seed, &options)
+    }
+
+    fn open_with(
+        &self,
+        split: Split,
+        seed: u64,
+        options: &OpenOptions,
+    ) -> Result<Opened, TrainError> {
+        let Opened { data, skipped } = self.dataset.open_with(split, seed, options)?;
         Ok(Opened { data: self.with_missing(data, split)?, skipped })
     }
 
@@ -126,4 +156,8 @@ impl DataConfig {
             MaskPolicy::uniform_all(set)
         }
     }
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }

@@ -14,7 +14,7 @@ use mmanet_data::mfeat::MfeatSource;
 use mmanet_data::nyuv2::{Nyuv2Source, SyntheticNyuv2Source};
 use mmanet_data::surf::{SurfSource, SyntheticSurfSource};
 use mmanet_data::toy::ToySource;
-use mmanet_data::{DataSource, Dataset, InputSpec, Opened, Split};
+use mmanet_data::{DataSource, Dataset, InputSpec, OpenOptions, Opened, Split};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
@@ -172,11 +172,15 @@ impl DatasetSpec {
         Ok(self.source().open(split, seed)?)
     }
 
-    /// Opens one split leaving out the index lines that cannot be samples, and lists them
-    /// (see [`DataSource::open_skipping`]).
-    pub fn open_skipping(&self, split: Split, seed: u64) -> Result<Opened, TrainError> {
+    /// Opens one split as `options` say (see [`DataSource::open_with`]).
+    pub fn open_with(
+        &self,
+        split: Split,
+        seed: u64,
+        options: &OpenOptions,
+    ) -> Result<Opened, TrainError> {
         self.check_root()?;
-        Ok(self.source().open_skipping(split, seed)?)
+        Ok(self.source().open_with(split, seed, options)?)
     }
 
     /// Whether the validation split is the test split (see

@@ -68,6 +68,7 @@ fn predicts_from_any_subset_of_image_files() {
             prefetch: 1,
             train_combos: vec![],
             skip_bad_samples: false,
+            decoded_cache_mb: 0,
             class_weighting: Default::default(),
             missing: None,
         },

@@ -45,6 +45,7 @@ fn config(stage: Stage, epochs: usize) -> TrainConfig {
             prefetch: 2,
             train_combos: vec![],
             skip_bad_samples: false,
+            decoded_cache_mb: 0,
             class_weighting: Default::default(),
             missing: None,
         },

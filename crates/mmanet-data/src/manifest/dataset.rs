@@ -2,6 +2,7 @@
 //! placeholders.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use mmanet_core::{ModalityMask, ModalitySet};
 use rand::Rng;
@@ -10,6 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::augment::{AugmentGroup, groups};
 use super::{Cell, ManifestDecoder, Row, decode_cell};
 use crate::dataset::{get_via_into, index_error};
+use crate::decoded_cache::DecodedCache;
 use crate::input_spec::Decoder;
 use crate::surf::read_augment_into_with;
 use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
@@ -26,6 +28,8 @@ pub(super) struct ManifestDataset {
     flips: Vec<bool>,
     /// Training images with `augment`, by shared draws.
     groups: Vec<AugmentGroup>,
+    /// Per group: its decoded, first-resized planes per row (`decoded_cache_bytes > 0`).
+    caches: Vec<Option<Arc<DecodedCache>>>,
     /// Per modality: whether a group writes it.
     grouped: Vec<bool>,
     /// Per modality: the shape every sample has.
@@ -34,7 +38,9 @@ pub(super) struct ManifestDataset {
 
 impl ManifestDataset {
     /// `train_decoders`: the configured decoders when this is the training split (flips and
-    /// augmentations apply), else empty.
+    /// augmentations apply), else empty. `cache_bytes`: the decoded-image cache's budget,
+    /// shared evenly by the augmentation groups (0: none).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new<'a>(
         path: PathBuf,
         rows: Vec<Row>,
@@ -43,9 +49,15 @@ impl ManifestDataset {
         task: Task,
         decoders: Vec<Decoder>,
         train_decoders: impl Iterator<Item = &'a ManifestDecoder> + Clone,
+        cache_bytes: usize,
     ) -> Self {
         let n = decoders.len();
         let groups = groups(train_decoders.clone());
+        let per_group = cache_bytes / groups.len().max(1);
+        let caches = groups
+            .iter()
+            .map(|_| (per_group > 0).then(|| Arc::new(DecodedCache::new(rows.len(), per_group))))
+            .collect();
         let mut grouped = vec![false; n];
         for g in &groups {
             for &m in &g.members {
@@ -60,7 +72,19 @@ impl ManifestDataset {
             .iter()
             .map(|d| d.fixed_shape().expect("manifest decoders have fixed shapes"))
             .collect();
-        ManifestDataset { path, rows, labels, set, task, decoders, flips, groups, grouped, shapes }
+        ManifestDataset {
+            path,
+            rows,
+            labels,
+            set,
+            task,
+            decoders,
+            flips,
+            groups,
+            caches,
+            grouped,
+            shapes,
+        }
     }
 
     fn row(&self, index: usize) -> Result<&Row> {
@@ -82,6 +106,7 @@ impl ManifestDataset {
     /// `outs[m]` holds the product of `shapes[m]`.
     fn fill(
         &self,
+        index: usize,
         row: &Row,
         rng: &mut ChaCha8Rng,
         outs: &mut [&mut [f32]],
@@ -111,7 +136,7 @@ impl ManifestDataset {
             outs[m].copy_from_slice(&x.data);
             lengths[m] = x.length;
         }
-        for g in &self.groups {
+        for (g, cache) in self.groups.iter().zip(&self.caches) {
             let mut present = Vec::with_capacity(g.members.len());
             let mut paths = Vec::with_capacity(g.members.len());
             for &m in &g.members {
@@ -130,7 +155,8 @@ impl ManifestDataset {
                 .filter(|(m, _)| present.contains(m))
                 .map(|(_, o)| &mut **o)
                 .collect();
-            read_augment_into_with(&paths, &g.augment, g.out, rng, &mut slots, |k, e| {
+            let cache = cache.as_deref().map(|c| (c, index));
+            read_augment_into_with(&paths, &g.augment, g.out, cache, rng, &mut slots, |k, e| {
                 self.column_error(row, present[k], e)
             })?;
         }
@@ -171,7 +197,7 @@ impl Dataset for ManifestDataset {
         let mut data: Vec<Vec<f32>> =
             self.shapes.iter().map(|s| vec![0f32; s.iter().product::<i64>() as usize]).collect();
         let mut outs: Vec<&mut [f32]> = data.iter_mut().map(Vec::as_mut_slice).collect();
-        let lengths = self.fill(row, rng, &mut outs)?;
+        let lengths = self.fill(index, row, rng, &mut outs)?;
         let inputs = data
             .into_iter()
             .zip(&self.shapes)
@@ -200,7 +226,7 @@ impl Dataset for ManifestDataset {
         if outs.len() != self.shapes.len() {
             return Err(DataError::shape("manifest outputs", self.shapes.len(), outs.len()));
         }
-        self.fill(row, rng, outs)?;
+        self.fill(index, row, rng, outs)?;
         Ok(Target::Class(self.labels[index]))
     }
 }

@@ -37,7 +37,7 @@ pub use parse::{BadRow, Cell, RESERVED, Row};
 
 use crate::input_spec::{ColorOrder, Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
 use crate::seeding::{Stream, derive_rng};
-use crate::source::Opened;
+use crate::source::{OpenOptions, Opened};
 use crate::split::Standardizer;
 use crate::{DataError, DataSource, Dataset, ModalityData, Result, Split, Task};
 use dataset::ManifestDataset;
@@ -459,18 +459,29 @@ impl DataSource for ManifestSource {
     }
 
     fn open(&self, split: Split, _seed: u64) -> Result<Arc<dyn Dataset>> {
-        self.open_split(split, false)
+        self.open_split(split, &OpenOptions::default())
     }
 
-    fn open_skipping(&self, split: Split, _seed: u64) -> Result<Opened> {
-        let data = self.open_split(split, true)?;
-        let loaded = self.load(true)?;
-        let skipped = loaded
-            .bad
-            .iter()
-            .map(|b| format!("{}:{}: {}", self.path.display(), b.line, b.message))
-            .collect();
+    fn open_with(&self, split: Split, _seed: u64, options: &OpenOptions) -> Result<Opened> {
+        let data = self.open_split(split, options)?;
+        let skipped = if options.skip_bad_samples {
+            let loaded = self.load(true)?;
+            loaded
+                .bad
+                .iter()
+                .map(|b| format!("{}:{}: {}", self.path.display(), b.line, b.message))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Opened { data, skipped })
+    }
+
+    /// Image decoders with `augment` (the 8-bit pipeline) keep their planes.
+    fn has_decoded_cache(&self) -> bool {
+        self.modalities
+            .iter()
+            .any(|m| matches!(m.decoder, ManifestDecoder::Image { augment: Some(_), .. }))
     }
 
     fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
@@ -498,9 +509,9 @@ impl DataSource for ManifestSource {
 }
 
 impl ManifestSource {
-    /// One split of the (cached) manifest; `skip`: leave bad lines out instead of failing.
-    fn open_split(&self, split: Split, skip: bool) -> Result<Arc<dyn Dataset>> {
-        let loaded = self.load(skip)?;
+    /// One split of the (cached) manifest, as `options` say.
+    fn open_split(&self, split: Split, options: &OpenOptions) -> Result<Arc<dyn Dataset>> {
+        let loaded = self.load(options.skip_bad_samples)?;
         let train = split == Split::Train;
         let keep: Vec<usize> =
             (0..loaded.rows.len()).filter(|&i| loaded.splits[i] == split).collect();
@@ -513,6 +524,7 @@ impl ManifestSource {
             task,
             loaded.decoders.clone(),
             self.modalities.iter().map(|m| &m.decoder).filter(|_| train),
+            options.decoded_cache_bytes,
         )))
     }
 }

@@ -112,14 +112,21 @@ impl SurfAugment {
         rng: &mut ChaCha8Rng,
         outs: &mut [&mut [f32]],
     ) -> Result<()> {
-        let side = self.crop;
-        let plane = 3 * side * side;
-        if outs.len() != images.len() {
-            return Err(DataError::shape("SURF outputs", images.len(), outs.len()));
-        }
-        if let Some(o) = outs.iter().find(|o| o.len() != plane) {
-            return Err(DataError::shape("SURF output", format!("[3, {side}, {side}]"), o.len()));
-        }
+        self.apply_keeping(images, order, norm, rng, outs, |_| {})
+    }
+
+    /// [`SurfAugment::apply_into_with`] handing the deterministic stage's planes (see
+    /// [`SurfAugment::from_planes`]) to `keep` before the random stage runs on them.
+    pub(crate) fn apply_keeping(
+        &self,
+        images: &[Image8],
+        order: impl Fn(usize) -> ChannelOrder,
+        norm: Normalise,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+        keep: impl FnOnce(&[Planar8]),
+    ) -> Result<()> {
+        self.check_outputs(images.len(), outs)?;
         if let Some(i) = images.iter().find(|i| !matches!(i.channels, 1 | 3) || i.data.is_empty()) {
             return Err(DataError::shape(
                 "SURF image",
@@ -127,43 +134,83 @@ impl SurfAugment {
                 format!("{}x{}x{}", i.height, i.width, i.channels),
             ));
         }
+        let side = self.planes_side();
         SCRATCH.with_borrow_mut(|(resized, scratch)| {
             if resized.len() < images.len() {
                 resized.resize_with(images.len(), Planar8::default);
             }
             let resized = &mut resized[..images.len()];
-            if !self.train {
-                let pairs = images.iter().zip(resized).zip(outs.iter_mut()).enumerate();
-                for (m, ((img, planes), out)) in pairs {
-                    img.resize_planar_ordered(side, side, planes, scratch, order(m));
-                    write_chw(planes, norm, out);
-                }
-                return Ok(());
-            }
-            let angle = rng.random_range(-self.max_angle..=self.max_angle);
-            let flip = rng.random_bool(self.flip_prob.clamp(0.0, 1.0));
-            if images.is_empty() {
-                return Ok(());
-            }
-            let rot = CanvasRotation::new(self.resize, self.resize, angle, self.canvas_ratio);
-            let (h, w) = (rot.height, rot.width);
-            if h < side || w < side {
-                return Err(DataError::shape(
-                    "crop",
-                    format!("a window inside {h}x{w}"),
-                    format!("{side}x{side}"),
-                ));
-            }
-            // np.random.randint(0, h - size): exclusive upper bound; 0 when equal.
-            let top = if h > side { rng.random_range(0..h - side) } else { 0 };
-            let left = if w > side { rng.random_range(0..w - side) } else { 0 };
             for (m, (img, planes)) in images.iter().zip(resized.iter_mut()).enumerate() {
-                img.resize_planar_ordered(self.resize, self.resize, planes, scratch, order(m));
+                img.resize_planar_ordered(side, side, planes, scratch, order(m));
             }
-            // One set of row coordinates for all modalities (same size, same rotation).
-            rot.warp_windows_planar(resized, top, left, side, flip, norm, outs);
-            Ok(())
+            keep(resized);
+            self.from_planes(resized, norm, rng, outs)
         })
+    }
+
+    /// The side of the deterministic stage's planes: `resize` in training (the rotation's
+    /// source), `crop` for the test transform (its output).
+    pub(crate) fn planes_side(&self) -> usize {
+        if self.train { self.resize } else { self.crop }
+    }
+
+    fn check_outputs(&self, n: usize, outs: &[&mut [f32]]) -> Result<()> {
+        let side = self.crop;
+        if outs.len() != n {
+            return Err(DataError::shape("SURF outputs", n, outs.len()));
+        }
+        if let Some(o) = outs.iter().find(|o| o.len() != 3 * side * side) {
+            return Err(DataError::shape("SURF output", format!("[3, {side}, {side}]"), o.len()));
+        }
+        Ok(())
+    }
+
+    /// The random stage, from the deterministic stage's planes (each image resized
+    /// bilinearly to [`SurfAugment::planes_side`] squared, BGR plane order): in training the
+    /// draws of [`SurfAugment::apply_into`] and the rotated, cropped, flipped window; for the
+    /// test transform the planes themselves. Both normalised with `norm` into `outs`.
+    ///
+    /// # Shapes
+    /// `planes[m]` is `[1 or 3, side, side]`; `outs[m]` holds `3 * crop * crop` values.
+    pub(crate) fn from_planes(
+        &self,
+        planes: &[Planar8],
+        norm: Normalise,
+        rng: &mut ChaCha8Rng,
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        self.check_outputs(planes.len(), outs)?;
+        let side = self.crop;
+        let want = self.planes_side();
+        if let Some(p) = planes.iter().find(|p| p.height != want || p.width != want) {
+            return Err(DataError::shape("SURF planes", format!("{want}x{want}"), format!("{}x{}", p.height, p.width)));
+        }
+        if !self.train {
+            for (p, out) in planes.iter().zip(outs.iter_mut()) {
+                write_chw(p, norm, out);
+            }
+            return Ok(());
+        }
+        let angle = rng.random_range(-self.max_angle..=self.max_angle);
+        let flip = rng.random_bool(self.flip_prob.clamp(0.0, 1.0));
+        if planes.is_empty() {
+            return Ok(());
+        }
+        let rot = CanvasRotation::new(self.resize, self.resize, angle, self.canvas_ratio);
+        let (h, w) = (rot.height, rot.width);
+        if h < side || w < side {
+            return Err(DataError::shape(
+                "crop",
+                format!("a window inside {h}x{w}"),
+                format!("{side}x{side}"),
+            ));
+        }
+        // np.random.randint(0, h - size): exclusive upper bound; 0 when equal.
+        let top = if h > side { rng.random_range(0..h - side) } else { 0 };
+        let left = if w > side { rng.random_range(0..w - side) } else { 0 };
+        // One set of row coordinates for all modalities (same size, same rotation).
+        rot.warp_windows_planar(planes, top, left, side, flip, norm, outs);
+        Ok(())
     }
 }
 

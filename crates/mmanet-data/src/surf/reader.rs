@@ -2,12 +2,14 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mmanet_core::ModalitySet;
 use rand_chacha::ChaCha8Rng;
 
 use super::SurfAugment;
 use crate::dataset::{get_via_into, index_error};
+use crate::decoded_cache::DecodedCache;
 use crate::transform::{ChannelOrder, Image8, Normalise, read_any_order_into};
 use crate::{DataError, Dataset, Result, Sample, Target, Task};
 
@@ -60,6 +62,8 @@ pub struct SurfDataset {
     entries: Vec<SurfEntry>,
     modalities: ModalitySet,
     augment: SurfAugment,
+    /// Decoded, first-resized planes per sample (see [`SurfDataset::with_decoded_cache`]).
+    cache: Option<Arc<DecodedCache>>,
 }
 
 impl SurfDataset {
@@ -79,6 +83,7 @@ impl SurfDataset {
             entries,
             modalities: crate::surf::surf_modalities(),
             augment: SurfAugment::test(),
+            cache: None,
         })
     }
 
@@ -86,7 +91,24 @@ impl SurfDataset {
     pub fn with_augment(mut self, augment: SurfAugment) -> Result<Self> {
         augment.validate()?;
         self.augment = augment;
+        // Planes of another transform are of no use: start over.
+        if let Some(c) = &self.cache {
+            self.cache = Some(Arc::new(DecodedCache::new(self.entries.len(), c.budget())));
+        }
         Ok(self)
+    }
+
+    /// Keeps each sample's decoded and first-resized images (8-bit planes) in memory, up to
+    /// `budget` bytes (`0`: no cache): later epochs run only the random part of the
+    /// transform, with the same values. Entries are dropped when their files change.
+    pub fn with_decoded_cache(mut self, budget: usize) -> Self {
+        self.cache = (budget > 0).then(|| Arc::new(DecodedCache::new(self.entries.len(), budget)));
+        self
+    }
+
+    /// The decoded-image cache, if any.
+    pub fn decoded_cache(&self) -> Option<&DecodedCache> {
+        self.cache.as_deref()
     }
 
     /// The parsed lines.
@@ -146,7 +168,9 @@ impl Dataset for SurfDataset {
         outs: &mut [&mut [f32]],
     ) -> Result<Target> {
         let e = self.entries.get(index).ok_or_else(|| index_error(index, self.entries.len()))?;
-        read_augment_into(&e.paths, &self.augment, rng, outs, |err| {
+        let out = ImageOut { norm: Normalise::SURF, order: ChannelOrder::Bgr };
+        let cache = self.cache.as_deref().map(|c| (c, index));
+        read_augment_into_with(&e.paths, &self.augment, out, cache, rng, outs, |_, err| {
             DataError::list(&self.list, e.line, format!("sample {index}: {err}"))
         })?;
         Ok(Target::Class(e.label))
@@ -173,7 +197,7 @@ pub(crate) fn read_augment_into(
     name: impl Fn(DataError) -> DataError,
 ) -> Result<()> {
     let out = ImageOut { norm: Normalise::SURF, order: ChannelOrder::Bgr };
-    read_augment_into_with(paths, augment, out, rng, outs, |_, e| name(e))
+    read_augment_into_with(paths, augment, out, None, rng, outs, |_, e| name(e))
 }
 
 /// How [`read_augment_into_with`] writes its outputs.
@@ -186,7 +210,9 @@ pub(crate) struct ImageOut {
 }
 
 /// [`read_augment_into`] with outputs normalised and ordered as `out` says; `name(m, e)`
-/// wraps the read error of `paths[m]`.
+/// wraps the read error of `paths[m]`. With `cache = Some((cache, index))` the decoded and
+/// first-resized planes of sample `index` come from `cache` when it holds them for these
+/// files, and are kept there otherwise (the random stage is the same either way).
 ///
 /// # Shapes
 /// `outs[m]` holds `3 * crop * crop` values, one per path.
@@ -194,10 +220,14 @@ pub(crate) fn read_augment_into_with(
     paths: &[PathBuf],
     augment: &SurfAugment,
     out: ImageOut,
+    cache: Option<(&DecodedCache, usize)>,
     rng: &mut ChaCha8Rng,
     outs: &mut [&mut [f32]],
     name: impl Fn(usize, DataError) -> DataError,
 ) -> Result<()> {
+    if let Some(entry) = cache.and_then(|(c, index)| c.get(index, paths)) {
+        return augment.from_planes(&entry.planes, out.norm, rng, outs);
+    }
     FILES.with_borrow_mut(|(file, images, orders)| {
         if images.len() < paths.len() {
             images.resize_with(paths.len(), Image8::default);
@@ -213,7 +243,12 @@ pub(crate) fn read_augment_into_with(
             (ChannelOrder::Rgb, ChannelOrder::Bgr) => ChannelOrder::Rgb,
             (ChannelOrder::Rgb, ChannelOrder::Rgb) => ChannelOrder::Bgr,
         };
-        augment.apply_into_with(&images[..paths.len()], source_order, out.norm, rng, outs)
+        let images = &images[..paths.len()];
+        augment.apply_keeping(images, source_order, out.norm, rng, outs, |planes| {
+            if let Some((c, index)) = cache {
+                c.insert(index, paths, planes);
+            }
+        })
     })
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SurfAugment, SurfDataset, surf_modalities, write_synthetic_surf};
 use crate::input_spec::{ColorOrder, Decoder, INPUT_SPEC_VERSION, InputModality, InputSpec};
-use crate::{DataError, DataSource, Dataset, Result, Split, Task};
+use crate::{DataError, DataSource, Dataset, OpenOptions, Opened, Result, Split, Task};
 
 /// CASIA-SURF list files (`<rgb> <depth> <ir> <label>` per line, paths relative to `root`,
 /// label 1 = real), with the reference augmentation at the given sizes.
@@ -42,13 +42,21 @@ impl DataSource for SurfSource {
         Some(&mut self.root)
     }
 
-    fn open(&self, split: Split, _seed: u64) -> Result<Arc<dyn Dataset>> {
+    fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>> {
+        Ok(self.open_with(split, seed, &OpenOptions::default())?.data)
+    }
+
+    fn open_with(&self, split: Split, _seed: u64, options: &OpenOptions) -> Result<Opened> {
         let list = match split {
             Split::Train => &self.train_list,
             Split::Val => &self.val_list,
             Split::Test => &self.test_list,
         };
-        open_list(&self.root, list, split, self.resize, self.crop)
+        open_list(&self.root, list, split, self.resize, self.crop, options)
+    }
+
+    fn has_decoded_cache(&self) -> bool {
+        true
     }
 
     fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
@@ -94,6 +102,14 @@ impl DataSource for SyntheticSurfSource {
     }
 
     fn open(&self, split: Split, seed: u64) -> Result<Arc<dyn Dataset>> {
+        Ok(self.open_with(split, seed, &OpenOptions::default())?.data)
+    }
+
+    fn has_decoded_cache(&self) -> bool {
+        true
+    }
+
+    fn open_with(&self, split: Split, seed: u64, options: &OpenOptions) -> Result<Opened> {
         let root = &self.root;
         if !SYNTHETIC_LISTS.iter().all(|l| root.join(l).is_file()) {
             tracing::info!(root = %root.display(), n = self.n, size = self.size, "writing the synthetic CASIA-SURF set");
@@ -104,7 +120,7 @@ impl DataSource for SyntheticSurfSource {
             Split::Val => SYNTHETIC_LISTS[1],
             Split::Test => SYNTHETIC_LISTS[2],
         };
-        open_list(root, Path::new(list), split, self.resize, self.crop)
+        open_list(root, Path::new(list), split, self.resize, self.crop, options)
     }
 
     fn input_spec(&self, _seed: u64) -> Result<InputSpec> {
@@ -151,9 +167,13 @@ fn open_list(
     split: Split,
     resize: usize,
     crop: usize,
-) -> Result<Arc<dyn Dataset>> {
+    options: &OpenOptions,
+) -> Result<Opened> {
     // `SurfDataset::open` joins a relative list to the root itself (joining it here too named
     // `surf/surf/train_list.txt` for a relative root).
     let augment = SurfAugment::sized(split == Split::Train, resize, crop);
-    Ok(Arc::new(SurfDataset::open(root, list)?.with_augment(augment)?))
+    let data = SurfDataset::open(root, list)?
+        .with_augment(augment)?
+        .with_decoded_cache(options.decoded_cache_bytes);
+    Ok(Opened { data: Arc::new(data), skipped: Vec::new() })
 }

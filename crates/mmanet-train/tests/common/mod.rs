@@ -52,6 +52,7 @@ pub fn tiny_segmentation(stage: Stage, root: PathBuf, epochs: usize) -> TrainCon
             prefetch: 2,
             train_combos: vec![],
             skip_bad_samples: false,
+            decoded_cache_mb: 0,
             class_weighting: mmanet_train::objective::segmentation::ClassWeighting::None,
             missing: None,
         },
