@@ -75,11 +75,8 @@ impl DecodedCache {
 
     /// Entries, bytes, hits and misses so far.
     pub fn stats(&self) -> CacheStats {
-        let entries = self
-            .slots
-            .iter()
-            .filter(|s| s.lock().map(|e| e.is_some()).unwrap_or(false))
-            .count();
+        let entries =
+            self.slots.iter().filter(|s| s.lock().map(|e| e.is_some()).unwrap_or(false)).count();
         CacheStats {
             entries,
             bytes: self.used.load(Ordering::Relaxed),

@@ -22,11 +22,16 @@ fn cached_samples_equal_uncached_ones_within_the_budget() {
     let info = write_synthetic_surf(dir.path(), 6, 0, 48).unwrap();
     for train in [true, false] {
         let aug = SurfAugment::sized(train, 40, 28);
-        let plain = SurfDataset::open(dir.path(), &info.lists[0]).unwrap().with_augment(aug.clone());
+        let plain =
+            SurfDataset::open(dir.path(), &info.lists[0]).unwrap().with_augment(aug.clone());
         let plain = plain.unwrap();
         let cached = plain.clone().with_decoded_cache(1 << 30);
         for epoch in 0..3 {
-            assert_eq!(sample_values(&cached, epoch), sample_values(&plain, epoch), "train {train}");
+            assert_eq!(
+                sample_values(&cached, epoch),
+                sample_values(&plain, epoch),
+                "train {train}"
+            );
         }
         let s = cached.decoded_cache().unwrap().stats();
         assert_eq!((s.entries, s.misses, s.hits), (6, 6, 12), "train {train}: {s:?}");
@@ -65,7 +70,8 @@ fn an_entry_whose_file_changed_is_decoded_again() {
     let before = sample_values(&cached, 0);
     // Replace sample 1's RGB file by another image (and move its time on).
     let target = cached.entries()[1].paths[0].clone();
-    let replacement = SurfDataset::open(other.path(), &info2.lists[0]).unwrap().entries()[1].paths[0].clone();
+    let replacement =
+        SurfDataset::open(other.path(), &info2.lists[0]).unwrap().entries()[1].paths[0].clone();
     std::fs::copy(&replacement, &target).unwrap();
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
     std::fs::File::options().write(true).open(&target).unwrap().set_modified(later).unwrap();

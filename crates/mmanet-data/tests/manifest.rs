@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use mmanet_data::manifest::{ManifestDecoder, ManifestModality, ManifestSource, SplitFractions};
-use mmanet_data::{DataSource, Dataset, Split};
+use mmanet_data::{DataSource, Dataset, OpenOptions, Split};
+
+const SKIP: OpenOptions = OpenOptions { skip_bad_samples: true, decoded_cache_bytes: 0 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -246,7 +248,7 @@ fn skip_bad_samples_leaves_bad_lines_out_and_lists_each_once() {
     // Skipping: every split holds exactly the 40 good samples, and every bad line is listed.
     let mut total = 0;
     for split in [Split::Train, Split::Val, Split::Test] {
-        let opened = src.open_skipping(split, 0).unwrap();
+        let opened = src.open_with(split, 0, &SKIP).unwrap();
         total += opened.data.len();
         assert_eq!(opened.skipped.len(), want.len());
         for (got, want) in opened.skipped.iter().zip(&want) {
@@ -258,7 +260,7 @@ fn skip_bad_samples_leaves_bad_lines_out_and_lists_each_once() {
     // The good lines split as they do without the bad ones.
     let clean = source(&write_set(&dir.path().join("clean")));
     for split in [Split::Train, Split::Val, Split::Test] {
-        let (a, b) = (src.open_skipping(split, 0).unwrap().data, clean.open(split, 0).unwrap());
+        let (a, b) = (src.open_with(split, 0, &SKIP).unwrap().data, clean.open(split, 0).unwrap());
         let values = |d: &dyn Dataset| -> Vec<Vec<f32>> {
             let mut rng = ChaCha8Rng::seed_from_u64(0);
             (0..d.len()).map(|i| d.get(i, &mut rng).unwrap().inputs[1].data.clone()).collect()
@@ -273,12 +275,12 @@ fn skip_bad_samples_leaves_bad_lines_out_and_lists_each_once() {
         let p = dir.path().join(format!("whole{k}.csv"));
         std::fs::write(&p, text).unwrap();
         let s = ManifestSource { path: p, ..src.clone() };
-        assert!(s.open_skipping(Split::Train, 0).is_err(), "case {k}");
+        assert!(s.open_with(Split::Train, 0, &SKIP).is_err(), "case {k}");
     }
     // A manifest without one good line is an error, naming the first bad one.
     let p = dir.path().join("allbad.csv");
     std::fs::write(&p, "id,label,img,vec\ns1,cat,,\n").unwrap();
-    let err = ManifestSource { path: p, ..src.clone() }.open_skipping(Split::Train, 0);
+    let err = ManifestSource { path: p, ..src.clone() }.open_with(Split::Train, 0, &SKIP);
     let err = err.err().unwrap().to_string();
     assert!(err.contains("allbad.csv:2: sample `s1` has no modality at all"), "{err}");
 }
@@ -291,7 +293,7 @@ fn the_manifest_is_read_once_until_its_file_or_config_changes() {
     let copy = src.clone();
     for split in [Split::Train, Split::Val, Split::Test, Split::Train] {
         src.open(split, 0).unwrap();
-        copy.open_skipping(split, 0).unwrap();
+        copy.open_with(split, 0, &SKIP).unwrap();
     }
     src.input_spec(0).unwrap();
     assert_eq!(src.cache.reads(), 1, "clones share one read");
@@ -488,7 +490,10 @@ fn files_that_do_not_decode_are_errors_naming_line_and_column() {
 fn the_decoded_cache_serves_augmented_manifest_images_unchanged() {
     use mmanet_data::manifest::ImageAugment;
     use mmanet_data::surf::{SurfDataset, write_synthetic_surf};
-    use mmanet_data::{OpenOptions, seeding::{Stream, derive_rng}};
+    use mmanet_data::{
+        OpenOptions,
+        seeding::{Stream, derive_rng},
+    };
     let dir = tempfile::tempdir().unwrap();
     let info = write_synthetic_surf(dir.path(), 5, 0, 40).unwrap();
     let surf = SurfDataset::open(dir.path(), &info.lists[0]).unwrap();
@@ -506,7 +511,8 @@ fn the_decoded_cache_serves_augmented_manifest_images_unchanged() {
         flip: true,
         augment: Some(ImageAugment { resize: 32, max_angle: 20, canvas_ratio: 0.8 }),
     };
-    let m = |name: &str| ManifestModality { name: name.into(), symbol: None, decoder: decoder.clone() };
+    let m =
+        |name: &str| ManifestModality { name: name.into(), symbol: None, decoder: decoder.clone() };
     let src = ManifestSource {
         path: dir.path().join("m.csv"),
         modalities: vec![m("rgb"), m("ir")],
@@ -520,7 +526,8 @@ fn the_decoded_cache_serves_augmented_manifest_images_unchanged() {
     for epoch in 0..3 {
         for i in 0..plain.len() {
             let rng = derive_rng(1, epoch, i as u64, Stream::Augment);
-            let (a, b) = (plain.get(i, &mut rng.clone()).unwrap(), cached.get(i, &mut rng.clone()).unwrap());
+            let (a, b) =
+                (plain.get(i, &mut rng.clone()).unwrap(), cached.get(i, &mut rng.clone()).unwrap());
             for (x, y) in a.inputs.iter().zip(&b.inputs) {
                 assert_eq!(x.data, y.data, "epoch {epoch} sample {i}");
             }

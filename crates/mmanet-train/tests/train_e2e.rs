@@ -199,6 +199,43 @@ fn bad_configs_name_the_field() {
     assert!(err.contains("bf16"), "{err}");
     let round = TrainConfig::from_toml_str(&c.to_toml(), Path::new("y.toml")).unwrap();
     assert_eq!(round, c);
+    // A decoded-image cache the reader cannot keep.
+    let mut c = config(Stage::Teacher, 2);
+    c.data.decoded_cache_mb = 64;
+    let err = c.check().unwrap_err().to_string();
+    assert!(err.contains("data.decoded_cache_mb") && err.contains("toy"), "{err}");
+}
+
+/// `data.decoded_cache_mb` changes nothing but speed: a teacher trained on the synthetic
+/// CASIA-SURF files with the cache has bit-identical weights to one without.
+#[test]
+fn the_decoded_image_cache_leaves_training_unchanged() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut weights = Vec::new();
+    for cache_mb in [0, 64] {
+        let mut cfg = config(Stage::Teacher, 2);
+        cfg.data.dataset = DatasetSpec::SyntheticSurf(mmanet_data::surf::SyntheticSurfSource {
+            root: dir.path().join("surf"),
+            n: 16,
+            size: 24,
+            resize: 20,
+            crop: 16,
+        });
+        cfg.data.threads = 2;
+        cfg.data.decoded_cache_mb = cache_mb;
+        let run = RunDir::create(dir.path().join(format!("run-{cache_mb}"))).unwrap();
+        Trainer::new(cfg.check().unwrap(), run.clone()).unwrap().run(&mut Silent).unwrap();
+        let mut w = tch::Tensor::read_safetensors(run.last_weights()).unwrap();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        weights.push(w);
+    }
+    assert!(!weights[0].is_empty());
+    assert_eq!(weights[0].len(), weights[1].len());
+    for ((n, a), (m, b)) in weights[0].iter().zip(&weights[1]) {
+        assert_eq!(n, m);
+        assert!(a.equal(b), "{n} differs");
+    }
 }
 
 /// Stops after a fixed number of steps (what the app does on Ctrl-C).

@@ -116,7 +116,7 @@ impl SurfAugment {
     }
 
     /// [`SurfAugment::apply_into_with`] handing the deterministic stage's planes (see
-    /// [`SurfAugment::from_planes`]) to `keep` before the random stage runs on them.
+    /// [`SurfAugment::random_stage`]) to `keep` before the random stage runs on them.
     pub(crate) fn apply_keeping(
         &self,
         images: &[Image8],
@@ -144,7 +144,7 @@ impl SurfAugment {
                 img.resize_planar_ordered(side, side, planes, scratch, order(m));
             }
             keep(resized);
-            self.from_planes(resized, norm, rng, outs)
+            self.random_stage(resized, norm, rng, outs)
         })
     }
 
@@ -172,7 +172,7 @@ impl SurfAugment {
     ///
     /// # Shapes
     /// `planes[m]` is `[1 or 3, side, side]`; `outs[m]` holds `3 * crop * crop` values.
-    pub(crate) fn from_planes(
+    pub(crate) fn random_stage(
         &self,
         planes: &[Planar8],
         norm: Normalise,
@@ -183,7 +183,11 @@ impl SurfAugment {
         let side = self.crop;
         let want = self.planes_side();
         if let Some(p) = planes.iter().find(|p| p.height != want || p.width != want) {
-            return Err(DataError::shape("SURF planes", format!("{want}x{want}"), format!("{}x{}", p.height, p.width)));
+            return Err(DataError::shape(
+                "SURF planes",
+                format!("{want}x{want}"),
+                format!("{}x{}", p.height, p.width),
+            ));
         }
         if !self.train {
             for (p, out) in planes.iter().zip(outs.iter_mut()) {

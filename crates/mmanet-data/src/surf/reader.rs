@@ -226,7 +226,7 @@ pub(crate) fn read_augment_into_with(
     name: impl Fn(usize, DataError) -> DataError,
 ) -> Result<()> {
     if let Some(entry) = cache.and_then(|(c, index)| c.get(index, paths)) {
-        return augment.from_planes(&entry.planes, out.norm, rng, outs);
+        return augment.random_stage(&entry.planes, out.norm, rng, outs);
     }
     FILES.with_borrow_mut(|(file, images, orders)| {
         if images.len() < paths.len() {
