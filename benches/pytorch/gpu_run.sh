@@ -156,7 +156,10 @@ section_threads() {
   for T in $THREAD_LIST; do
     lo=(--data "$DATA" --batch 64 --load-only --load-batches 12 --warmup 2 --threads "$T")
     want threads && run "load_ours_t$T" ./bench_step "${lo[@]}"
+    want threads && run "load_ours_cached_t$T" ./bench_step "${lo[@]}" --decoded-cache-mb 2048
     want threads && run "load_pytorch_t$T" "$PYTHON" surf_step.py "${lo[@]}"
+    want threads && run "load_pytorch_predecoded_t$T" "$PYTHON" surf_step.py "${lo[@]}" \
+      --predecoded "$OUT/predecoded"
   done
 }
 

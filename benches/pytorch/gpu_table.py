@@ -78,12 +78,15 @@ def thread_table(runs):
     if not threads:
         return
     print("### The loader alone (train augmentation, B = 64), samples/s\n")
-    print("| threads / workers | ours | PyTorch | ours / PyTorch |")
-    print("|---|---|---|---|")
+    print("| threads / workers | ours | ours, decoded cache | PyTorch | PyTorch, pre-decoded memmap "
+          "| ours / PyTorch | cached / PyTorch | cached / pre-decoded |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in threads:
-        o = runs.get(f"load_ours_t{n}", {}).get("load_samples_per_s")
-        p = runs.get(f"load_pytorch_t{n}", {}).get("load_samples_per_s")
-        print(f"| {n} | {fmt(o)} | {fmt(p)} | {ratio(o, p)} |")
+        get = lambda k: runs.get(f"{k}_t{n}", {}).get("load_samples_per_s")
+        o, oc = get("load_ours"), get("load_ours_cached")
+        p, pp = get("load_pytorch"), get("load_pytorch_predecoded")
+        print(f"| {n} | {fmt(o)} | {fmt(oc)} | {fmt(p)} | {fmt(pp)} | {ratio(o, p)} "
+              f"| {ratio(oc, p)} | {ratio(oc, pp)} |")
     print()
 
 
