@@ -41,6 +41,12 @@ pub trait Dataset: Send + Sync {
     /// Errors name the file at fault; an `index` out of range is an error too.
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample>;
 
+    /// The counts of the data set's decoded-image cache ([`crate::decoded_cache`]), summed
+    /// over its parts; `None` (the default) without one. Wrappers forward their inner set's.
+    fn decoded_cache_stats(&self) -> Option<crate::decoded_cache::CacheStats> {
+        None
+    }
+
     /// The per-modality shapes of every sample, when all samples share them and carry no
     /// sequence lengths; `None` (the default) otherwise. When `Some`, the loader decodes
     /// samples with [`Dataset::get_into`] straight into the batch buffers.

@@ -1,7 +1,8 @@
-//! [`DecodedCache`]: the deterministic part of an image pipeline (decode and first resize, as
-//! 8-bit planes) kept in memory per sample within a byte budget, so that later epochs run only
-//! the random part (rotation, crop, flip, normalisation) on them, with the same values as
-//! without the cache.
+//! [`DecodedCache`]: the deterministic part of an image pipeline kept in memory per sample
+//! within a byte budget, so that later epochs run only the random part on it, with the same
+//! values as without the cache: 8-bit planes after decode and first resize for the CASIA-SURF
+//! chain (then rotation, crop, flip, normalisation), or a manifest image's decoded network
+//! input (then its flip).
 //!
 //! An entry remembers each file's size and modification time and is dropped when one changes;
 //! a dataset whose transform changes starts a new cache. Samples that do not fit the budget
@@ -24,10 +25,28 @@ pub struct DecodedCache {
     slots: Vec<Mutex<Option<Arc<Entry>>>>,
 }
 
-/// One sample's planes and the files they came from.
+/// What an entry holds.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// 8-bit planes, one per file (the CASIA-SURF chain's first resize).
+    Planes(Vec<Planar8>),
+    /// A decoded network input (`f32`, one file).
+    Values(Vec<f32>),
+}
+
+impl Payload {
+    fn bytes(&self) -> usize {
+        match self {
+            Payload::Planes(p) => p.iter().map(|p| p.data.len()).sum(),
+            Payload::Values(v) => v.len() * std::mem::size_of::<f32>(),
+        }
+    }
+}
+
+/// One sample's payload and the files it came from.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    pub planes: Vec<Planar8>,
+    pub payload: Payload,
     stamps: Vec<Stamp>,
 }
 
@@ -44,11 +63,11 @@ fn stamp(path: &PathBuf) -> Option<Stamp> {
 }
 
 /// Counts of a [`DecodedCache`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Samples held.
     pub entries: usize,
-    /// Bytes of planes held (at most the budget).
+    /// Bytes held (at most the budget).
     pub bytes: usize,
     /// Reads served from the cache.
     pub hits: usize,
@@ -57,7 +76,7 @@ pub struct CacheStats {
 }
 
 impl DecodedCache {
-    /// An empty cache for `samples` samples holding at most `budget` bytes of planes.
+    /// An empty cache for `samples` samples holding at most `budget` bytes.
     pub fn new(samples: usize, budget: usize) -> Self {
         DecodedCache {
             budget,
@@ -85,8 +104,8 @@ impl DecodedCache {
         }
     }
 
-    /// Sample `index`'s planes when cached from `paths` as they are now; an entry whose
-    /// files changed is dropped.
+    /// Sample `index`'s entry when cached from `paths` as they are now; an entry whose files
+    /// changed is dropped.
     pub(crate) fn get(&self, index: usize, paths: &[PathBuf]) -> Option<Arc<Entry>> {
         let slot = self.slots.get(index)?;
         let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -99,17 +118,17 @@ impl DecodedCache {
             return guard.clone();
         }
         if let Some(old) = guard.take() {
-            self.used.fetch_sub(bytes(&old.planes), Ordering::Relaxed);
+            self.used.fetch_sub(old.payload.bytes(), Ordering::Relaxed);
             tracing::debug!(index, "decoded cache: files changed, entry dropped");
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         None
     }
 
-    /// Keeps `planes` (decoded from `paths`) for sample `index` if they fit the budget.
-    pub(crate) fn insert(&self, index: usize, paths: &[PathBuf], planes: &[Planar8]) {
+    /// Keeps `payload` (decoded from `paths`) for sample `index` if it fits the budget.
+    pub(crate) fn insert(&self, index: usize, paths: &[PathBuf], payload: Payload) {
         let Some(slot) = self.slots.get(index) else { return };
-        let n = bytes(planes);
+        let n = payload.bytes();
         let fits = self
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
@@ -123,14 +142,22 @@ impl DecodedCache {
             self.used.fetch_sub(n, Ordering::Relaxed);
             return;
         };
-        let entry = Arc::new(Entry { planes: planes.to_vec(), stamps });
+        let entry = Arc::new(Entry { payload, stamps });
         let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = guard.replace(entry) {
-            self.used.fetch_sub(bytes(&old.planes), Ordering::Relaxed);
+            self.used.fetch_sub(old.payload.bytes(), Ordering::Relaxed);
         }
     }
 }
 
-fn bytes(planes: &[Planar8]) -> usize {
-    planes.iter().map(|p| p.data.len()).sum()
+impl CacheStats {
+    /// The counts of `caches` together (`None` when there is none).
+    pub fn sum<'a>(caches: impl IntoIterator<Item = &'a DecodedCache>) -> Option<CacheStats> {
+        caches.into_iter().map(DecodedCache::stats).reduce(|a, b| CacheStats {
+            entries: a.entries + b.entries,
+            bytes: a.bytes + b.bytes,
+            hits: a.hits + b.hits,
+            misses: a.misses + b.misses,
+        })
+    }
 }

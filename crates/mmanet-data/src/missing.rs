@@ -135,6 +135,10 @@ impl Dataset for WithMissing {
         self.inner.task()
     }
 
+    fn decoded_cache_stats(&self) -> Option<crate::decoded_cache::CacheStats> {
+        self.inner.decoded_cache_stats()
+    }
+
     fn availability(&self, index: usize) -> ModalityMask {
         self.available.get(index).copied().unwrap_or_else(|| self.full())
     }

@@ -63,6 +63,10 @@ impl Dataset for Subset {
         self.inner.task()
     }
 
+    fn decoded_cache_stats(&self) -> Option<crate::decoded_cache::CacheStats> {
+        self.inner.decoded_cache_stats()
+    }
+
     fn availability(&self, index: usize) -> ModalityMask {
         match self.indices.get(index) {
             Some(&i) => self.inner.availability(i),

@@ -503,34 +503,45 @@ fn the_decoded_cache_serves_augmented_manifest_images_unchanged() {
         csv += &format!("s{i},{},train,{},{ir}\n", e.label, e.paths[0].display());
     }
     std::fs::write(dir.path().join("m.csv"), csv).unwrap();
-    let decoder = ManifestDecoder::Image {
-        size: [24, 24],
-        channels: 3,
-        mean: 0.5,
-        std: 0.5,
-        flip: true,
-        augment: Some(ImageAugment { resize: 32, max_angle: 20, canvas_ratio: 0.8 }),
-    };
-    let m =
-        |name: &str| ManifestModality { name: name.into(), symbol: None, decoder: decoder.clone() };
-    let src = ManifestSource {
-        path: dir.path().join("m.csv"),
-        modalities: vec![m("rgb"), m("ir")],
-        classes: vec![],
-        split: SplitFractions::default(),
-        cache: Default::default(),
-    };
-    let plain = src.open(Split::Train, 0).unwrap();
-    let options = OpenOptions { skip_bad_samples: false, decoded_cache_bytes: 1 << 30 };
-    let cached = src.open_with(Split::Train, 0, &options).unwrap().data;
-    for epoch in 0..3 {
-        for i in 0..plain.len() {
-            let rng = derive_rng(1, epoch, i as u64, Stream::Augment);
-            let (a, b) =
-                (plain.get(i, &mut rng.clone()).unwrap(), cached.get(i, &mut rng.clone()).unwrap());
-            for (x, y) in a.inputs.iter().zip(&b.inputs) {
-                assert_eq!(x.data, y.data, "epoch {epoch} sample {i}");
+    // Augmented (the 8-bit planes are kept) and plain (the decoded input is kept) images.
+    for augment in [Some(ImageAugment { resize: 32, max_angle: 20, canvas_ratio: 0.8 }), None] {
+        let decoder = ManifestDecoder::Image {
+            size: [24, 24],
+            channels: 3,
+            mean: 0.5,
+            std: 0.5,
+            flip: true,
+            augment: augment.clone(),
+        };
+        let m = |name: &str| ManifestModality {
+            name: name.into(),
+            symbol: None,
+            decoder: decoder.clone(),
+        };
+        let src = ManifestSource {
+            path: dir.path().join("m.csv"),
+            modalities: vec![m("rgb"), m("ir")],
+            classes: vec![],
+            split: SplitFractions::default(),
+            cache: Default::default(),
+        };
+        let plain = src.open(Split::Train, 0).unwrap();
+        assert!(plain.decoded_cache_stats().is_none());
+        let options = OpenOptions { skip_bad_samples: false, decoded_cache_bytes: 1 << 30 };
+        let cached = src.open_with(Split::Train, 0, &options).unwrap().data;
+        for epoch in 0..3 {
+            for i in 0..plain.len() {
+                let rng = derive_rng(1, epoch, i as u64, Stream::Augment);
+                let a = plain.get(i, &mut rng.clone()).unwrap();
+                let b = cached.get(i, &mut rng.clone()).unwrap();
+                for (x, y) in a.inputs.iter().zip(&b.inputs) {
+                    assert_eq!(x.data, y.data, "epoch {epoch} sample {i}");
+                }
             }
         }
+        // Five samples, one without `ir`: misses in the first epoch, hits in the next two.
+        let s = cached.decoded_cache_stats().unwrap();
+        let reads = if augment.is_some() { 5 } else { 9 };
+        assert_eq!((s.misses, s.hits), (reads, 2 * reads), "{augment:?}: {s:?}");
     }
 }

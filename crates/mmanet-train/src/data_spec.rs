@@ -36,8 +36,8 @@ pub struct DataConfig {
     pub skip_bad_samples: bool,
     /// Keep each split's decoded, first-resized images (8-bit planes) in memory, up to this
     /// many MiB per split (0: off): later epochs run only the random part of the transform,
-    /// with the same values. For readers with the 8-bit image pipeline (CASIA-SURF, the
-    /// synthetic SURF set, manifest images with `augment`); others refuse it.
+    /// with the same values. For CASIA-SURF, the synthetic SURF set and manifest image
+    /// modalities; other readers refuse it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub decoded_cache_mb: usize,
     /// Segmentation class weighting of the cross-entropy.
@@ -70,7 +70,7 @@ impl DataConfig {
                 "data.decoded_cache_mb",
                 format!(
                     "the {} reader has no decoded-image cache (CASIA-SURF, synthetic-surf and \
-                     manifest images with `augment` do)",
+                     manifest image modalities do)",
                     self.dataset.name()
                 ),
             ));

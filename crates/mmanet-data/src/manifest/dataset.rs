@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use super::augment::{AugmentGroup, groups};
 use super::{Cell, ManifestDecoder, Row, decode_cell};
 use crate::dataset::{get_via_into, index_error};
-use crate::decoded_cache::DecodedCache;
+use crate::decoded_cache::{DecodedCache, Payload};
 use crate::input_spec::Decoder;
 use crate::surf::read_augment_into_with;
 use crate::{DataError, Dataset, ModalityData, Result, Sample, Target, Task};
@@ -30,6 +30,9 @@ pub(super) struct ManifestDataset {
     groups: Vec<AugmentGroup>,
     /// Per group: its decoded, first-resized planes per row (`decoded_cache_bytes > 0`).
     caches: Vec<Option<Arc<DecodedCache>>>,
+    /// Per modality: the decoded (unflipped) input of each row, for image modalities outside
+    /// the groups (`decoded_cache_bytes > 0`).
+    image_caches: Vec<Option<Arc<DecodedCache>>>,
     /// Per modality: whether a group writes it.
     grouped: Vec<bool>,
     /// Per modality: the shape every sample has.
@@ -53,11 +56,19 @@ impl ManifestDataset {
     ) -> Self {
         let n = decoders.len();
         let groups = groups(train_decoders.clone());
-        let per_group = cache_bytes / groups.len().max(1);
-        let caches = groups
-            .iter()
-            .map(|_| (per_group > 0).then(|| Arc::new(DecodedCache::new(rows.len(), per_group))))
-            .collect();
+        // The budget in equal shares: one per augmentation group, one per other image modality.
+        let mut in_group = vec![false; n];
+        for g in &groups {
+            for &m in &g.members {
+                in_group[m] = true;
+            }
+        }
+        let is_image = |m: usize| !in_group[m] && matches!(decoders[m], Decoder::Image { .. });
+        let shares = groups.len() + (0..n).filter(|&m| is_image(m)).count();
+        let share = cache_bytes / shares.max(1);
+        let new_cache = || (share > 0).then(|| Arc::new(DecodedCache::new(rows.len(), share)));
+        let caches = groups.iter().map(|_| new_cache()).collect();
+        let image_caches = (0..n).map(|m| if is_image(m) { new_cache() } else { None }).collect();
         let mut grouped = vec![false; n];
         for g in &groups {
             for &m in &g.members {
@@ -82,6 +93,7 @@ impl ManifestDataset {
             flips,
             groups,
             caches,
+            image_caches,
             grouped,
             shapes,
         }
@@ -124,17 +136,30 @@ impl ManifestDataset {
                 }
                 continue;
             };
-            let name = self.set.modalities()[m].name();
-            let mut x = decode_cell(decoder, cell, &self.path, row.line, name)?;
+            let cache = match (&self.image_caches[m], cell) {
+                (Some(c), Cell::File(p)) => Some((c, std::slice::from_ref(p))),
+                _ => None,
+            };
+            let hit = cache.and_then(|(c, paths)| c.get(index, paths));
+            match hit.as_ref().map(|e| &e.payload) {
+                Some(Payload::Values(v)) if v.len() == outs[m].len() => outs[m].copy_from_slice(v),
+                _ => {
+                    let name = self.set.modalities()[m].name();
+                    let x = decode_cell(decoder, cell, &self.path, row.line, name)?;
+                    if x.data.len() != outs[m].len() {
+                        let e = DataError::shape("decoded modality", outs[m].len(), x.data.len());
+                        return Err(self.column_error(row, m, e));
+                    }
+                    outs[m].copy_from_slice(&x.data);
+                    lengths[m] = x.length;
+                    if let Some((c, paths)) = cache {
+                        c.insert(index, paths, Payload::Values(x.data));
+                    }
+                }
+            }
             if flips[m] {
-                flip_horizontal(&mut x);
+                flip_rows(outs[m], &self.shapes[m]);
             }
-            if x.data.len() != outs[m].len() {
-                let e = DataError::shape("decoded modality", outs[m].len(), x.data.len());
-                return Err(self.column_error(row, m, e));
-            }
-            outs[m].copy_from_slice(&x.data);
-            lengths[m] = x.length;
         }
         for (g, cache) in self.groups.iter().zip(&self.caches) {
             let mut present = Vec::with_capacity(g.members.len());
@@ -175,6 +200,11 @@ impl Dataset for ManifestDataset {
 
     fn task(&self) -> Task {
         self.task
+    }
+
+    fn decoded_cache_stats(&self) -> Option<crate::decoded_cache::CacheStats> {
+        let caches = self.caches.iter().chain(&self.image_caches).flatten();
+        crate::decoded_cache::CacheStats::sum(caches.map(|c| &**c))
     }
 
     fn availability(&self, index: usize) -> ModalityMask {
@@ -232,9 +262,12 @@ impl Dataset for ManifestDataset {
 }
 
 /// Mirrors a `[C, H, W]` array left to right.
-fn flip_horizontal(x: &mut ModalityData) {
-    if let [_, _, w] = x.shape[..] {
-        for row in x.data.chunks_exact_mut(w as usize) {
+///
+/// # Shapes
+/// `data` holds the product of `shape` values.
+fn flip_rows(data: &mut [f32], shape: &[i64]) {
+    if let [_, _, w] = shape[..] {
+        for row in data.chunks_exact_mut(w as usize) {
             row.reverse();
         }
     }

@@ -477,11 +477,9 @@ impl DataSource for ManifestSource {
         Ok(Opened { data, skipped })
     }
 
-    /// Image decoders with `augment` (the 8-bit pipeline) keep their planes.
+    /// Image modalities keep their decoded inputs (with `augment`: the 8-bit planes).
     fn has_decoded_cache(&self) -> bool {
-        self.modalities
-            .iter()
-            .any(|m| matches!(m.decoder, ManifestDecoder::Image { augment: Some(_), .. }))
+        self.modalities.iter().any(|m| matches!(m.decoder, ManifestDecoder::Image { .. }))
     }
 
     fn input_spec(&self, _seed: u64) -> Result<InputSpec> {

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::SurfAugment;
 use crate::dataset::{get_via_into, index_error};
-use crate::decoded_cache::DecodedCache;
+use crate::decoded_cache::{DecodedCache, Payload};
 use crate::transform::{ChannelOrder, Image8, Normalise, read_any_order_into};
 use crate::{DataError, Dataset, Result, Sample, Target, Task};
 
@@ -152,6 +152,10 @@ impl Dataset for SurfDataset {
         Task::Classification { num_classes: 2 }
     }
 
+    fn decoded_cache_stats(&self) -> Option<crate::decoded_cache::CacheStats> {
+        self.cache.as_deref().map(DecodedCache::stats)
+    }
+
     fn get(&self, index: usize, rng: &mut ChaCha8Rng) -> Result<Sample> {
         get_via_into(self, index, rng)
     }
@@ -226,7 +230,9 @@ pub(crate) fn read_augment_into_with(
     name: impl Fn(usize, DataError) -> DataError,
 ) -> Result<()> {
     if let Some(entry) = cache.and_then(|(c, index)| c.get(index, paths)) {
-        return augment.random_stage(&entry.planes, out.norm, rng, outs);
+        if let Payload::Planes(planes) = &entry.payload {
+            return augment.random_stage(planes, out.norm, rng, outs);
+        }
     }
     FILES.with_borrow_mut(|(file, images, orders)| {
         if images.len() < paths.len() {
@@ -246,7 +252,7 @@ pub(crate) fn read_augment_into_with(
         let images = &images[..paths.len()];
         augment.apply_keeping(images, source_order, out.norm, rng, outs, |planes| {
             if let Some((c, index)) = cache {
-                c.insert(index, paths, planes);
+                c.insert(index, paths, Payload::Planes(planes.to_vec()));
             }
         })
     })
