@@ -74,7 +74,13 @@ fn main() {
     // run: one round, nothing written.
     let smoke = !args.iter().any(|a| a == "--bench");
     let quick = args.iter().any(|a| a == "--quick");
-    let rounds = if smoke { 1 } else if quick { 3 } else { 15 };
+    let rounds = if smoke {
+        1
+    } else if quick {
+        3
+    } else {
+        15
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let info = write_synthetic_surf(dir.path(), SAMPLES, 0, 180).expect("synthetic SURF");
     let surf = SurfDataset::open(dir.path(), &info.lists[0])

@@ -619,7 +619,14 @@ impl Trainer {
         tracing::info!(epoch, lr, loss = loss.total, ?val, "epoch done");
         if let Some(c) = self.train_loader.dataset().decoded_cache_stats() {
             let mib = c.bytes as f64 / (1u64 << 20) as f64;
-            tracing::info!(epoch, entries = c.entries, mib, hits = c.hits, misses = c.misses, "decoded-image cache");
+            tracing::info!(
+                epoch,
+                entries = c.entries,
+                mib,
+                hits = c.hits,
+                misses = c.misses,
+                "decoded-image cache"
+            );
         }
         obs.on_epoch_end(&record);
         Ok(())
