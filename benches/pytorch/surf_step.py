@@ -114,7 +114,10 @@ class SurfTrain(Dataset):
         return out[0], out[1], out[2], label
 
     def transform(self, imgs):
-        imgs = [resize(i, self.resize_to) for i in imgs]
+        return self.random_part([resize(i, self.resize_to) for i in imgs])
+
+    def random_part(self, imgs):
+        """Rotation, crop, flip and normalisation of images already at `resize_to`."""
         angle = np.random.randint(-30, 31)
         imgs = [rotate(i, angle) for i in imgs]
         h, w = imgs[0].shape[:2]
@@ -159,19 +162,8 @@ class SurfPredecoded(SurfTrain):
         return out[0], out[1], out[2], self.samples[idx][3]
 
     def transform(self, imgs):
-        # Already at `resize_to`: `resize` would be the identity.
-        angle = np.random.randint(-30, 31)
-        imgs = [rotate(i, angle) for i in imgs]
-        h, w = imgs[0].shape[:2]
-        y = np.random.randint(0, h - self.size) if h > self.size else 0
-        x = np.random.randint(0, w - self.size) if w > self.size else 0
-        imgs = [i[y : y + self.size, x : x + self.size] for i in imgs]
-        if np.random.rand() < 0.5:
-            imgs = [np.ascontiguousarray(i[:, ::-1]) for i in imgs]
-        return [
-            (torch.from_numpy(np.ascontiguousarray(i.transpose(2, 0, 1))).float() - 127.5) / 128.0
-            for i in imgs
-        ]
+        # Already at `resize_to`: only the random part remains.
+        return self.random_part(imgs)
 
 
 # ---------------------------------------------------------------------------------------------
