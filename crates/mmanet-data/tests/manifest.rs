@@ -545,3 +545,56 @@ fn the_decoded_cache_serves_augmented_manifest_images_unchanged() {
         assert_eq!((s.misses, s.hits), (reads, 2 * reads), "{augment:?}: {s:?}");
     }
 }
+
+/// JSON Lines: each bad line an error naming the file and line (and the column where one is at
+/// fault); with skip_bad_samples the good lines stay.
+#[test]
+fn bad_json_lines_name_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = source(&write_set(dir.path()));
+    let good = r#"{"id": "a", "label": "cat", "img": "img/1.png", "vec": [1, 2, 3]}"#;
+    let cases = [
+        ("not json", "2: not a JSON object"),
+        ("[1, 2]", "2: not a JSON object"),
+        (
+            r#"{"id": "b", "label": "cat", "img": "img/1.png", "vec": [1, 2, 3], "radar": 1}"#,
+            "2: column `radar` is not a modality",
+        ),
+        (
+            r#"{"id": "b", "label": "cat", "img": "img/1.png"}"#,
+            "2: the config declares modality `vec`",
+        ),
+        (
+            r#"{"id": "b", "label": "cat", "img": 7, "vec": [1, 2, 3]}"#,
+            "2: column `img`: expected a path",
+        ),
+        (
+            r#"{"id": "b", "label": "cat", "img": "img/1.png", "vec": [1, "x", 3]}"#,
+            "2: column `vec`",
+        ),
+        (
+            r#"{"id": "a", "label": "cat", "img": "img/1.png", "vec": [1, 2, 3]}"#,
+            "2: column `id`: `a` already on line 1",
+        ),
+        (
+            r#"{"id": "b", "label": ["cat"], "img": "img/1.png", "vec": [1, 2, 3]}"#,
+            "2: column `label`",
+        ),
+        (
+            r#"{"id": "b", "label": "cat", "img": null, "vec": null}"#,
+            "2: sample `b` has no modality at all",
+        ),
+    ];
+    for (k, (line, want)) in cases.iter().enumerate() {
+        let p = dir.path().join(format!("bad{k}.jsonl"));
+        std::fs::write(&p, format!("{good}\n{line}\n")).unwrap();
+        let src = ManifestSource { path: p.clone(), ..base.clone() };
+        let err = src.open(Split::Train, 0).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains(&format!("bad{k}.jsonl:{want}")), "case {k}: {err}");
+        let kept: usize = [Split::Train, Split::Val, Split::Test]
+            .iter()
+            .map(|s| src.open_with(*s, 0, &SKIP).unwrap().data.len())
+            .sum();
+        assert_eq!(kept, 1, "case {k}: the good line stays");
+    }
+}
