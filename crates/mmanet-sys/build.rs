@@ -3,6 +3,10 @@
 //! the torch wheel lacks (`MMANET_GLOO_INCLUDE`, set in `.cargo/config.toml` to the `.gloo`
 //! link that `cargo xtask setup` makes). Also gives this crate's tests and examples the
 //! libtorch RUNPATH, as `build/link_libtorch.rs` does for the other crates.
+//!
+//! On a CUDA install (`cargo xtask setup --cuda`: NCCL's header present) the shim is also
+//! compiled with `ProcessGroupNCCL` for CUDA tensors, linked with libtorch_cuda, and the
+//! crate gets `cfg(mmanet_nccl)`; on the CPU install nothing changes.
 
 #![allow(clippy::print_stdout)] // cargo reads build-script instructions from stdout
 
@@ -57,7 +61,14 @@ fn main() {
     };
     println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
 
+    let cuda = Cuda::detect(&lib);
     let mut build = cc::Build::new();
+    if let Some(c) = &cuda {
+        for dir in &c.includes {
+            build.include(dir);
+        }
+        build.define("USE_C10D_NCCL", None).define("MMANET_WITH_NCCL", None);
+    }
     build
         .cpp(true)
         .pic(true)
@@ -72,13 +83,72 @@ fn main() {
         // the c10d and gloo headers warn about unused parameters and the like; not ours
         .warnings(false)
         .file(SHIM);
-    compile_cached(&build, &[c10d, gloo.join("gloo/config.h")]);
+    let mut headers = vec![c10d, gloo.join("gloo/config.h")];
+    headers.extend(cuda.iter().map(|c| c.nccl_header.clone()));
+    compile_cached(&build, &headers);
 
-    // c10d lives in libtorch_cpu; `torch` would also pull libtorch_cuda on a CUDA install.
+    // c10d lives in libtorch_cpu (ProcessGroupNCCL in libtorch_cuda); `torch` would pull
+    // libtorch_cuda on a CUDA install even without NCCL.
+    println!("cargo::rustc-check-cfg=cfg(mmanet_nccl)");
     println!("cargo:rustc-link-search=native={}", lib.display());
+    if let Some(c) = &cuda {
+        println!("cargo:rustc-cfg=mmanet_nccl");
+        println!("cargo:rustc-link-search=native={}", c.cudart_dir.display());
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+        println!("cargo:rustc-link-arg=-l:libcudart.so.13");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", c.cudart_dir.display());
+    }
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags,-rpath,{}", lib.display());
+}
+
+/// What the NCCL backend needs from a CUDA install of the torch wheel (`libtorch_cuda.so`
+/// beside `libtorch_cpu.so`): `nccl.h` (the `nvidia-nccl-cu13` package), the CUDA runtime
+/// headers and `crt/` (`nvidia-cuda-runtime`, `nvidia-cuda-crt`), `nv/target`
+/// (`nvidia-cuda-cccl`), and `libcudart.so.13`. The CPU install (the same wheel without its
+/// dependencies) has no `nccl.h`: no NCCL then.
+struct Cuda {
+    includes: Vec<PathBuf>,
+    nccl_header: PathBuf,
+    cudart_dir: PathBuf,
+}
+
+impl Cuda {
+    fn detect(lib: &Path) -> Option<Cuda> {
+        // <install>/torch/lib -> <install>/nvidia. The PyPI wheel always carries
+        // libtorch_cuda.so; NCCL's header comes only with the full install's dependencies.
+        let nvidia = lib.parent()?.parent()?.join("nvidia");
+        let nccl = nvidia.join("nccl/include/nccl.h");
+        println!("cargo:rerun-if-changed={}", nccl.display());
+        if !lib.join("libtorch_cuda.so").is_file() || !nccl.is_file() {
+            return None;
+        }
+        let cu13 = nvidia.join("cu13").join("include");
+        let need = [
+            (cu13.join("cuda_runtime_api.h"), "nvidia-cuda-runtime"),
+            (cu13.join("crt/host_config.h"), "nvidia-cuda-crt"),
+            (cu13.join("cccl/nv/target"), "nvidia-cuda-cccl"),
+        ];
+        for (file, package) in &need {
+            if !file.exists() {
+                panic!(
+                    "mmanet-sys: the CUDA libtorch at {} lacks {} (PyPI `{package}`): rerun \
+                     `cargo xtask setup --cuda --force`",
+                    lib.display(),
+                    file.display()
+                );
+            }
+        }
+        Some(Cuda {
+            includes: vec![nvidia.join("nccl/include"), cu13.clone(), cu13.join("cccl")],
+            nccl_header: nvidia.join("nccl/include/nccl.h"),
+            cudart_dir: nvidia.join("cu13/lib"),
+        })
+    }
 }
 
 /// Compiles the shim, or reuses the archive an earlier run of this script made with the same

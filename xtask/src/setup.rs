@@ -18,6 +18,10 @@ pub(crate) const TORCH_VERSION: &str = "2.11.0";
 /// even `libtorch_cpu.so` needs to load.
 const CPU_PACKAGES: [&str; 3] =
     ["torch==2.11.0", "nvidia-cuda-runtime==13.0.96", "nvidia-cuda-cupti==13.0.85"];
+/// With `--cuda`, besides torch and its CUDA dependencies: the CUDA headers the torch wheel's
+/// `nvidia-cuda-runtime` lacks and mmanet-sys's NCCL backend needs to compile
+/// (`crt/host_config.h`, `nv/target`; headers only, a few MB), pinned to match cu130.
+const CUDA_HEADER_PACKAGES: [&str; 2] = ["nvidia-cuda-crt==13.0.88", "nvidia-cuda-cccl==13.0.85"];
 const MARKER: &str = ".mmanet-complete";
 
 /// Parsed `setup` arguments.
@@ -118,7 +122,7 @@ fn install(dir: &Path, opts: &Options) -> Result<()> {
     pip.args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input"]);
     pip.arg("--target").arg(&partial);
     if opts.cuda {
-        pip.arg(format!("torch=={TORCH_VERSION}"));
+        pip.arg(format!("torch=={TORCH_VERSION}")).args(CUDA_HEADER_PACKAGES);
     } else {
         pip.arg("--no-deps").args(CPU_PACKAGES);
     }
@@ -134,7 +138,11 @@ fn install(dir: &Path, opts: &Options) -> Result<()> {
     }
     std::fs::rename(&partial, dir)
         .with_context(|| format!("moving {} to {}", partial.display(), dir.display()))?;
-    let what = if opts.cuda { format!("torch=={TORCH_VERSION}") } else { CPU_PACKAGES.join(" ") };
+    let what = if opts.cuda {
+        format!("torch=={TORCH_VERSION} {}", CUDA_HEADER_PACKAGES.join(" "))
+    } else {
+        CPU_PACKAGES.join(" ")
+    };
     crate::util::write(dir.join(MARKER), what + "\n")?;
     if !is_complete(dir) {
         bail!("{} has no torch/lib/libtorch_cpu.so after the install", dir.display());

@@ -1,5 +1,7 @@
 // The C ABI over libtorch's c10d that mmanet-sys's Rust code calls: a TCPStore rendezvous and a
-// ProcessGroupGloo, with in-place all-reduce (sum), broadcast, barrier and all-gather.
+// ProcessGroupGloo, with in-place all-reduce (sum), broadcast, barrier and all-gather; built
+// against the CUDA libtorch (MMANET_WITH_NCCL), also a ProcessGroupNCCL on the same store
+// (keys under "nccl/") that takes every collective on CUDA tensors.
 //
 // Rules every function here keeps:
 // - no C++ exception crosses the boundary: each entry point catches everything and returns
@@ -29,6 +31,10 @@
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <torch/csrc/autograd/custom_function.h>
+#ifdef MMANET_WITH_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 // The handles the C ABI hands out (opaque to Rust).
 struct mmanet_c10d_pg {
@@ -36,6 +42,8 @@ struct mmanet_c10d_pg {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
   int rank;
   int world;
+  // CUDA tensors' backend (null without NCCL or without a CUDA device).
+  c10::intrusive_ptr<c10d::Backend> nccl;
 };
 
 struct mmanet_c10d_store {
@@ -93,6 +101,21 @@ void wait_for(const c10::intrusive_ptr<c10d::Work>& work, int64_t timeout_ms) {
   work->wait(wait_limit(timeout_ms));
 }
 
+// The backend of a collective on `t`: NCCL for CUDA tensors, Gloo otherwise.
+c10d::Backend& backend_for(mmanet_c10d_pg* pg, const at::Tensor& t) {
+  if (t.is_cuda()) {
+    TORCH_CHECK(pg->nccl, "a collective on a CUDA tensor needs the NCCL backend, which this "
+                "process group does not have (",
+#ifdef MMANET_WITH_NCCL
+                "it was joined without a CUDA device)");
+#else
+                "mmanet-sys was built against a CPU libtorch: `cargo xtask setup --cuda`)");
+#endif
+    return *pg->nccl;
+  }
+  return *pg->pg;
+}
+
 std::shared_ptr<::gloo::transport::Device> make_device(const char* kind, const char* value) {
   const std::string k = kind == nullptr ? "" : kind;
   const std::string v = value == nullptr ? "" : value;
@@ -135,7 +158,7 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::SUM;
     o.timeout = ms(timeout_ms);
-    wait_for(pg->pg->allreduce(tensors, o), timeout_ms);
+    wait_for(backend_for(pg, t).allreduce(tensors, o), timeout_ms);
   }
 
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
@@ -200,7 +223,7 @@ extern "C" {
 int mmanet_c10d_pg_share(mmanet_c10d_pg* pg, mmanet_c10d_pg** out, char** err) {
   return guarded(err, [&] {
     TORCH_CHECK(pg != nullptr && out != nullptr, "null argument");
-    *out = new mmanet_c10d_pg{pg->store, pg->pg, pg->rank, pg->world};
+    *out = new mmanet_c10d_pg{pg->store, pg->pg, pg->rank, pg->world, pg->nccl};
   });
 }
 
@@ -228,10 +251,12 @@ void mmanet_c10d_string_free(char* s) {
 
 // Connects to (rank 0 with `host_store`: hosts) the TCPStore at addr:port, optionally behind a
 // key prefix, and builds a Gloo process group of `world` ranks over it with one Gloo device.
+// With `cuda_device >= 0` it also makes that device current and builds a ProcessGroupNCCL
+// over the same store (NCCL's communicators are created at its first collective).
 int mmanet_c10d_pg_new(const char* addr, uint16_t port, int rank, int world, int host_store,
                        const char* key_prefix, int64_t timeout_ms, const char* device_kind,
-                       const char* device_value, int threads, mmanet_c10d_pg** out,
-                       char** err) {
+                       const char* device_value, int threads, int cuda_device,
+                       mmanet_c10d_pg** out, char** err) {
   return guarded(err, [&] {
     TORCH_CHECK(out != nullptr, "null output handle");
     *out = nullptr;
@@ -257,6 +282,18 @@ int mmanet_c10d_pg_new(const char* addr, uint16_t port, int rank, int world, int
     handle->pg = pg;
     handle->rank = rank;
     handle->world = world;
+    if (cuda_device >= 0) {
+#ifdef MMANET_WITH_NCCL
+      c10::cuda::set_device(static_cast<c10::DeviceIndex>(cuda_device));
+      auto nccl_opts = c10d::ProcessGroupNCCL::Options::create();
+      nccl_opts->timeout = ms(timeout_ms);
+      auto nccl_store = c10::make_intrusive<c10d::PrefixStore>("nccl", store);
+      handle->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(nccl_store, rank, world, nccl_opts);
+#else
+      TORCH_CHECK(false, "NCCL for cuda:", cuda_device, " is not built: mmanet-sys was built "
+                  "against a CPU libtorch (`cargo xtask setup --cuda` installs the CUDA one)");
+#endif
+    }
     *out = handle.release();
   });
 }
@@ -297,7 +334,7 @@ void mmanet_c10d_pg_free(mmanet_c10d_pg* pg) {
   }
 }
 
-// In-place sum of `tensor` (dense, contiguous, CPU) over all ranks.
+// In-place sum of `tensor` (dense, contiguous; CPU: Gloo, CUDA: NCCL) over all ranks.
 int mmanet_c10d_allreduce_sum(mmanet_c10d_pg* pg, at::Tensor* tensor, int64_t timeout_ms,
                               char** err) {
   return guarded(err, [&] {
@@ -306,7 +343,7 @@ int mmanet_c10d_allreduce_sum(mmanet_c10d_pg* pg, at::Tensor* tensor, int64_t ti
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::SUM;
     o.timeout = ms(timeout_ms);
-    wait_for(pg->pg->allreduce(tensors, o), timeout_ms);
+    wait_for(backend_for(pg, *tensor).allreduce(tensors, o), timeout_ms);
   });
 }
 
@@ -320,7 +357,7 @@ int mmanet_c10d_broadcast(mmanet_c10d_pg* pg, at::Tensor* tensor, int root, int6
     o.rootRank = root;
     o.rootTensor = 0;
     o.timeout = ms(timeout_ms);
-    wait_for(pg->pg->broadcast(tensors, o), timeout_ms);
+    wait_for(backend_for(pg, *tensor).broadcast(tensors, o), timeout_ms);
   });
 }
 
@@ -348,8 +385,17 @@ int mmanet_c10d_allgather(mmanet_c10d_pg* pg, at::Tensor* input, at::Tensor* out
     }
     c10d::AllgatherOptions o;
     o.timeout = ms(timeout_ms);
-    wait_for(pg->pg->allgather(outputs, inputs, o), timeout_ms);
+    wait_for(backend_for(pg, *input).allgather(outputs, inputs, o), timeout_ms);
   });
+}
+
+// 1 when the shim was built with the NCCL backend (against the CUDA libtorch), else 0.
+int mmanet_c10d_nccl_built(void) {
+#ifdef MMANET_WITH_NCCL
+  return 1;
+#else
+  return 0;
+#endif
 }
 
 }  // extern "C"

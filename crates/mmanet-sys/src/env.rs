@@ -52,6 +52,10 @@ pub struct Config {
     pub device: GlooDevice,
     /// Gloo's worker threads (PyTorch's default is 2).
     pub gloo_threads: usize,
+    /// The CUDA device of this rank: the group then also gets an NCCL backend, which takes the
+    /// collectives on CUDA tensors (needs mmanet-sys built against the CUDA libtorch,
+    /// [`crate::nccl_built`]). `None`: Gloo alone, CPU tensors only.
+    pub cuda_device: Option<usize>,
 }
 
 impl Config {
@@ -74,6 +78,7 @@ impl Config {
             store: if rank == 0 { StoreRole::Host } else { StoreRole::Client { prefix: None } },
             device: default_device(master_addr),
             gloo_threads: 2,
+            cuda_device: None,
         }
     }
 
@@ -140,6 +145,7 @@ impl Config {
             store,
             device,
             gloo_threads: 2,
+            cuda_device: None,
         })
     }
 

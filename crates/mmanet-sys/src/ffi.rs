@@ -39,9 +39,13 @@ unsafe extern "C" {
         device_kind: *const c_char,
         device_value: *const c_char,
         threads: c_int,
+        cuda_device: c_int,
         out: *mut *mut RawProcessGroup,
         err: *mut *mut c_char,
     ) -> c_int;
+
+    /// 1 when the shim was compiled with the NCCL backend.
+    pub(crate) fn mmanet_c10d_nccl_built() -> c_int;
 
     pub(crate) fn mmanet_c10d_pg_free(pg: *mut RawProcessGroup);
 

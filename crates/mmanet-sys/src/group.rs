@@ -82,17 +82,37 @@ fn gloo_kind(kind: Kind) -> bool {
     )
 }
 
+/// Whether the shim was compiled with the NCCL backend (against the CUDA libtorch).
+pub fn nccl_built() -> bool {
+    // SAFETY: a function of no arguments that returns a constant.
+    unsafe { ffi::mmanet_c10d_nccl_built() == 1 }
+}
+
 /// Refuses what the shim must not see: the checks every `unsafe` call below rests on.
-fn check_tensor(op: Op, t: &Tensor) -> Result<Kind, DistError> {
+/// `cuda`: the group's CUDA device when it has an NCCL backend.
+fn check_tensor(op: Op, t: &Tensor, cuda: Option<usize>) -> Result<Kind, DistError> {
     let bad = |reason: String| DistError::InvalidTensor { op, reason };
     if !t.defined() {
         return Err(bad("the tensor is undefined".into()));
     }
-    if t.device() != Device::Cpu {
-        return Err(bad(format!(
-            "the tensor is on {:?}: the Gloo backend takes CPU tensors (NCCL is not built)",
-            t.device()
-        )));
+    match (t.device(), cuda) {
+        (Device::Cpu, _) => {}
+        (Device::Cuda(d), Some(c)) if d == c => {}
+        (device, Some(c)) => {
+            return Err(bad(format!(
+                "the tensor is on {device:?}: this rank's NCCL backend is on cuda:{c}"
+            )));
+        }
+        (device, None) => {
+            let why = if nccl_built() {
+                "the group was joined without a CUDA device (Config::cuda_device)"
+            } else {
+                "NCCL is not built: mmanet-sys was compiled against a CPU libtorch"
+            };
+            return Err(bad(format!(
+                "the tensor is on {device:?}: the Gloo backend takes CPU tensors ({why})"
+            )));
+        }
     }
     if t.is_sparse() {
         return Err(bad("sparse tensors are not supported".into()));
@@ -170,6 +190,7 @@ impl ProcessGroup {
                 kind.as_ptr(),
                 value.as_ptr(),
                 config.gloo_threads as c_int,
+                config.cuda_device.map_or(-1, |d| d as c_int),
                 &mut raw,
                 err,
             )
@@ -258,7 +279,7 @@ impl ProcessGroup {
     /// kind) with the element-wise sum, or mean, of every rank's tensor of the same shape and
     /// kind. On error the tensor's content is unspecified.
     pub fn all_reduce(&mut self, tensor: &mut Tensor, op: ReduceOp) -> Result<(), DistError> {
-        let kind = check_tensor(Op::AllReduce, tensor)?;
+        let kind = check_tensor(Op::AllReduce, tensor, self.config.cuda_device)?;
         if op == ReduceOp::Mean
             && !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
         {
@@ -287,7 +308,7 @@ impl ProcessGroup {
     /// Replaces `tensor` on every rank with rank `root`'s (same shape and kind everywhere,
     /// contiguous, on the CPU).
     pub fn broadcast(&mut self, tensor: &mut Tensor, root: usize) -> Result<(), DistError> {
-        check_tensor(Op::Broadcast, tensor)?;
+        check_tensor(Op::Broadcast, tensor, self.config.cuda_device)?;
         if root >= self.config.world_size {
             return Err(DistError::Config(format!(
                 "broadcast root {root} is not below the world size {}",
@@ -328,8 +349,8 @@ impl ProcessGroup {
         let world = self.config.world_size as i64;
         let mut output = Tensor::f_zeros([world, 1], (kind, Device::Cpu))
             .map_err(|e| torch(Op::AllGather, e))?;
-        check_tensor(Op::AllGather, &input)?;
-        check_tensor(Op::AllGather, &output)?;
+        check_tensor(Op::AllGather, &input, self.config.cuda_device)?;
+        check_tensor(Op::AllGather, &output, self.config.cuda_device)?;
         let i = input.as_mut_ptr();
         let o = output.as_mut_ptr();
         // SAFETY: `i` and `o` are live, distinct, contiguous CPU tensors of this frame with the
@@ -414,7 +435,7 @@ impl SyncBatchNorm {
         eps: f64,
     ) -> Result<Tensor, DistError> {
         let op = Op::SyncBatchNorm;
-        check_tensor(op, &x.contiguous())?;
+        check_tensor(op, &x.contiguous(), None)?; // CPU tensors only (as its parameters)
         let c = x.size().get(1).copied().unwrap_or(0);
         for (name, t) in [("weight", weight), ("bias", bias), ("running_mean", running_mean)]
             .into_iter()

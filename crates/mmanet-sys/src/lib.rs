@@ -41,4 +41,4 @@ mod group;
 
 pub use env::{Config, GlooDevice, StoreRole};
 pub use error::{DistError, Op};
-pub use group::{ProcessGroup, ReduceOp, StoreHost, SyncBatchNorm};
+pub use group::{ProcessGroup, ReduceOp, StoreHost, SyncBatchNorm, nccl_built};

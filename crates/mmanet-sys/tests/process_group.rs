@@ -427,3 +427,45 @@ fn killed(rank: usize) -> Check {
 fn touch(path: &Path) {
     std::fs::write(path, b"ready").unwrap();
 }
+
+/// A group joined with a CUDA device gets the NCCL backend where it is built and a GPU exists
+/// (then a CUDA all-reduce goes through NCCL, a CPU one through Gloo); elsewhere joining fails
+/// with an error saying why. One rank: NCCL cannot put two ranks on one GPU.
+#[test]
+fn nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
+    let mut cfg = mmanet_sys::Config::new(0, 1, "127.0.0.1", free_port(), Duration::from_secs(30));
+    cfg.cuda_device = Some(0);
+    match ProcessGroup::with_config(cfg) {
+        Ok(mut pg) => {
+            assert!(mmanet_sys::nccl_built() && tch::Cuda::is_available());
+            let mut gpu = Tensor::ones([5], (Kind::Float, Device::Cuda(0))) * 3.0;
+            pg.all_reduce(&mut gpu, ReduceOp::Sum).unwrap();
+            assert_eq!(values::<f32>(&gpu.to_device(Device::Cpu)), [3.0; 5]);
+            let mut cpu = Tensor::ones([2], (Kind::Float, Device::Cpu));
+            pg.all_reduce(&mut cpu, ReduceOp::Mean).unwrap();
+            assert_eq!(values::<f32>(&cpu), [1.0; 2]);
+            let mut other = Tensor::ones([2], (Kind::Float, Device::Cuda(0)));
+            if tch::Cuda::device_count() > 1 {
+                other = other.to_device(Device::Cuda(1));
+                let e = pg.all_reduce(&mut other, ReduceOp::Sum).unwrap_err().to_string();
+                assert!(e.contains("cuda:0"), "{e}");
+            }
+        }
+        Err(e) => {
+            let m = e.to_string();
+            if mmanet_sys::nccl_built() {
+                assert!(!tch::Cuda::is_available(), "a GPU exists, yet: {m}");
+            } else {
+                assert!(m.contains("NCCL") && m.contains("CPU libtorch"), "{m}");
+            }
+        }
+    }
+    // Without a CUDA device, a CUDA tensor is refused before the shim sees it.
+    let pg = ProcessGroup::new(0, 1, "127.0.0.1", free_port(), Duration::from_secs(30));
+    let mut pg = pg.unwrap();
+    if tch::Cuda::is_available() {
+        let mut gpu = Tensor::ones([2], (Kind::Float, Device::Cuda(0)));
+        let e = pg.all_reduce(&mut gpu, ReduceOp::Sum).unwrap_err().to_string();
+        assert!(e.contains("Gloo backend takes CPU tensors"), "{e}");
+    }
+}
