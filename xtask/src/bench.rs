@@ -555,6 +555,37 @@ fn markdown(s: &Value) -> String {
     md
 }
 
+/// The NCCL smoke test for the GPU machine: mmanet-sys's `process_group` test binary built
+/// (release) against the full CUDA install of `cargo xtask setup --cuda` (the one with
+/// `nccl.h`, so the shim has `ProcessGroupNCCL`), in its own target folder `target/cuda` so
+/// the CPU build stays cached; copied to `out/nccl_smoke`.
+fn build_nccl_smoke(root: &Path, out: &Path) -> Result<()> {
+    let cuda = crate::setup::install_dir(true)?;
+    if !cuda.join("nvidia/nccl/include/nccl.h").is_file() {
+        bail!("no full CUDA install at {} (`cargo xtask setup --cuda`)", cuda.display());
+    }
+    let output = cargo()
+        .args(["test", "--release", "-p", "mmanet-sys", "--test", "process_group", "--no-run"])
+        .args(["--message-format", "json"])
+        .env("LIBTORCH", cuda.join("torch"))
+        .env("CARGO_TARGET_DIR", root.join("target/cuda"))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("building the NCCL smoke test")?;
+    if !output.status.success() {
+        bail!("cargo test --no-run failed");
+    }
+    let exe = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"]["name"] == "process_group")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .context("cargo named no process_group executable")?;
+    std::fs::copy(&exe, out.join("nccl_smoke"))
+        .with_context(|| format!("copying {}", exe.display()))?;
+    set_executable(&out.join("nccl_smoke"))
+}
+
 /// `cargo xtask gpu-bench`: a self-contained folder for a GPU machine with torch 2.11.0.
 ///
 /// Builds `bench_step`, `bench_seg_step` and `mmanet` with `--features cuda` (libtorch_cuda kept
@@ -600,6 +631,9 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
         std::fs::copy(root.join(src), out.join(name)).with_context(|| format!("copying {src}"))?;
     }
     set_executable(&out.join("run.sh"))?;
+    if let Err(e) = build_nccl_smoke(&root, &out) {
+        eprintln!("warning: nccl_smoke not built ({e:#}); run.sh will skip its `nccl` section");
+    }
     if let Err(e) = build_gpu_busy(&root, &out) {
         eprintln!("warning: libgpu_busy.so not built ({e:#}); run.sh will skip its `busy` section");
     }

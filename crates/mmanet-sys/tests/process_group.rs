@@ -455,6 +455,7 @@ fn nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
             let m = e.to_string();
             if mmanet_sys::nccl_built() {
                 assert!(!tch::Cuda::is_available(), "a GPU exists, yet: {m}");
+                assert!(m.to_lowercase().contains("cuda"), "{m}");
             } else {
                 assert!(m.contains("NCCL") && m.contains("CPU libtorch"), "{m}");
             }

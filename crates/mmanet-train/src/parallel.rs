@@ -100,14 +100,25 @@ impl DataParallel {
 
     /// Joins the group a launcher describes in the environment (`RANK`, `WORLD_SIZE`,
     /// `MASTER_ADDR`, `MASTER_PORT`, torchrun's agent store; [`mmanet_sys::Config::from_env`]),
-    /// every collective bounded by `timeout`.
-    pub fn from_env(timeout: std::time::Duration) -> Result<Self, TrainError> {
+    /// every collective bounded by `timeout`. With `cuda` the rank trains on `cuda:LOCAL_RANK`
+    /// and the group gets the NCCL backend for its CUDA tensors (Gloo keeps the host values).
+    pub fn from_env(timeout: std::time::Duration, cuda: bool) -> Result<Self, TrainError> {
         let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        ProcessGroup::from_env(timeout).map(Self::new).map_err(|source| TrainError::Distributed {
+        let err = |source| TrainError::Distributed {
             rank: var("RANK"),
             world: var("WORLD_SIZE"),
             source,
-        })
+        };
+        let mut config = mmanet_sys::Config::from_env(timeout).map_err(err)?;
+        if cuda {
+            config.cuda_device = Some(config.local_rank);
+        }
+        ProcessGroup::with_config(config).map(Self::new).map_err(err)
+    }
+
+    /// The CUDA device of this rank's NCCL backend, if any.
+    pub fn cuda_device(&self) -> Option<usize> {
+        self.group.config().cuda_device
     }
 
     /// Whether the environment describes a data-parallel run of more than one rank

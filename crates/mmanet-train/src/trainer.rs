@@ -356,7 +356,11 @@ impl Trainer {
         state: TrainState,
         parallel: Option<DataParallel>,
     ) -> Result<Self, TrainError> {
-        let device = cfg.device();
+        // A data-parallel rank on CUDA trains on its own GPU (cuda:LOCAL_RANK, NCCL's device).
+        let device = match parallel.as_ref().and_then(DataParallel::cuda_device) {
+            Some(d) if cfg.device().is_cuda() => Device::Cuda(d),
+            _ => cfg.device(),
+        };
         let shard = match &parallel {
             Some(p) => {
                 check_parallel(&cfg, p)?;
@@ -1083,15 +1087,26 @@ fn variables_by_name(vs: &VarStore, keep: impl Fn(&Tensor) -> bool) -> Vec<Tenso
     vars.into_iter().map(|(_, t)| t).collect()
 }
 
-/// The checks data-parallel training needs beyond [`TrainConfig::check`]: CPU tensors (the
-/// Gloo backend; NCCL is not built) and a global batch that divides by the world size times
-/// `compute.accumulate`.
+/// The checks data-parallel training needs beyond [`TrainConfig::check`]: CUDA only with the
+/// NCCL backend (mmanet-sys built against the CUDA libtorch) and without SyncBatchNorm (CPU
+/// only so far), and a global batch that divides by the world size times `compute.accumulate`.
 fn check_parallel(cfg: &ValidConfig, p: &DataParallel) -> Result<(), TrainError> {
-    if cfg.device().is_cuda() {
+    if cfg.device().is_cuda() && p.cuda_device().is_none() {
         return Err(TrainError::config(
             "device",
-            "data-parallel training runs on CPU tensors over Gloo; the NCCL backend for CUDA \
-             is not built yet (docs/distributed.md): use device = \"cpu\" or one process",
+            if mmanet_sys::nccl_built() {
+                "this rank joined its process group without a CUDA device"
+            } else {
+                "data-parallel training on CUDA needs the NCCL backend, which is built only \
+                 against the CUDA libtorch (`cargo xtask setup --cuda`, docs/distributed.md): \
+                 use device = \"cpu\" or one process"
+            },
+        ));
+    }
+    if cfg.device().is_cuda() && cfg.compute.sync_batchnorm {
+        return Err(TrainError::config(
+            "compute.sync_batchnorm",
+            "SyncBatchNorm takes CPU tensors only so far: set it to false on CUDA",
         ));
     }
     let (w, k, b) = (p.world_size(), cfg.compute.accumulate, cfg.data.batch_size);

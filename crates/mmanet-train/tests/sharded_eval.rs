@@ -132,3 +132,27 @@ fn two_ranks_score_exactly_what_one_process_scores_each_forwarding_its_part() {
     assert_eq!(r0 + r1, rows);
     assert!(r0 < rows && r1 < rows && r0.abs_diff(r1) <= rows / 4, "{r0} + {r1} of {rows}");
 }
+
+/// A data-parallel rank on CUDA needs the NCCL backend: without it (a CPU libtorch, or a group
+/// joined without a CUDA device) the trainer refuses the config before touching the device.
+#[test]
+fn data_parallel_cuda_without_nccl_is_a_config_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let group = ProcessGroup::new(0, 1, "127.0.0.1", port, Duration::from_secs(30)).unwrap();
+    let mut cfg = mmanet_train::presets::preset("toy-teacher").unwrap();
+    cfg.device = "cuda".into();
+    let dir = tempfile::tempdir().unwrap();
+    let run = mmanet_train::run_dir::RunDir::create(dir.path().join("run")).unwrap();
+    let Err(e) =
+        mmanet_train::Trainer::new_parallel(cfg.check().unwrap(), run, DataParallel::new(group))
+    else {
+        panic!("a CUDA rank without NCCL must be refused");
+    };
+    let e = e.to_string();
+    assert!(e.contains("device"), "{e}");
+    if mmanet_sys::nccl_built() {
+        assert!(e.contains("without a CUDA device"), "{e}");
+    } else {
+        assert!(e.contains("NCCL backend") && e.contains("setup --cuda"), "{e}");
+    }
+}

@@ -60,7 +60,7 @@ pub(crate) fn join(cfg: &ValidConfig) -> Result<Option<DataParallel>> {
     if let Some(n) = std::env::var("OMP_NUM_THREADS").ok().and_then(|v| v.parse::<i32>().ok()) {
         tch::set_num_threads(n.max(1));
     }
-    let dp = DataParallel::from_env(cfg.compute.collective_timeout())?;
+    let dp = DataParallel::from_env(cfg.compute.collective_timeout(), cfg.device().is_cuda())?;
     tracing::info!(rank = dp.rank(), world = dp.world_size(), "joined the process group");
     Ok(Some(dp))
 }
