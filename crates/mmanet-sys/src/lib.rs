@@ -16,9 +16,11 @@
 //! - [`StoreHost`] hosts a store that waits for nobody, as torchrun's agent does, for a launcher
 //!   that spawns its workers itself.
 //!
-//! Gloo moves CPU tensors. The NCCL backend for CUDA tensors is not built yet (a `cuda` feature
-//! will add it behind the same API; [`ProcessGroup`] refuses non-CPU tensors with a typed
-//! error). docs/distributed.md has the build, the semantics and the measured costs.
+//! Gloo moves CPU tensors. Built against the full CUDA install (`cargo xtask setup --cuda`:
+//! NCCL's header present), the shim also has `ProcessGroupNCCL` ([`nccl_built`]): a group
+//! joined with [`Config::cuda_device`] takes the collectives on CUDA tensors through NCCL, the
+//! host values through Gloo. Elsewhere [`ProcessGroup`] refuses CUDA tensors with a typed error
+//! saying why. docs/distributed.md has the build, the semantics and the measured costs.
 //!
 //! ```no_run
 //! use std::time::Duration;
