@@ -22,7 +22,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
 BUDGET=${BUDGET:-480}
-SECTIONS=${SECTIONS:-"nccl cls seg modal threads busy train"}
+SECTIONS=${SECTIONS:-"cuda cls seg modal threads busy train"}
 BATCHES=${BATCHES:-"64 128 256"}
 STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-5}
@@ -183,16 +183,17 @@ section_busy() {
   done
 }
 
-# The NCCL backend of mmanet-sys on one rank (a CUDA all-reduce through NCCL, a CPU one through
-# Gloo): the process_group test binary that gpu-bench builds against the full CUDA install.
-section_nccl() {
-  [ -x ./nccl_smoke ] || { echo "nccl: no ./nccl_smoke (gpu-bench builds it where 'cargo xtask setup --cuda' ran)"; return; }
+# mmanet-sys's CUDA build on this GPU: NCCL on one rank (a CUDA all-reduce through NCCL, a CPU
+# one through Gloo) and a CUDA graph captured and replayed; the `cuda_*` tests of the
+# process_group test binary that gpu-bench builds against the full CUDA install.
+section_cuda() {
+  [ -x ./cuda_smoke ] || { echo "cuda: no ./cuda_smoke (gpu-bench builds it where 'cargo xtask setup --cuda' ran)"; return; }
   local site rc
   site=$(dirname "$(dirname "$TORCH_LIB")")
   LD_LIBRARY_PATH="$TORCH_LIB:$site/nvidia/cu13/lib:$site/nvidia/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    timeout 120 ./nccl_smoke nccl --nocapture > "$OUT/nccl_smoke.out" 2>&1
+    timeout 120 ./cuda_smoke cuda_ --nocapture > "$OUT/cuda_smoke.out" 2>&1
   rc=$?
-  echo "[$((SECONDS - START))s] nccl smoke rc=$rc: $(grep -E '^test result' "$OUT/nccl_smoke.out")"
+  echo "[$((SECONDS - START))s] cuda smoke rc=$rc: $(grep -E '^test result' "$OUT/cuda_smoke.out")"
 }
 
 section_train() {
@@ -201,7 +202,7 @@ section_train() {
 }
 
 # Minimum seconds left for a section to start.
-declare -A NEED=([nccl]=20 [cls]=60 [seg]=60 [modal]=30 [threads]=40 [busy]=40 [train]=60)
+declare -A NEED=([cuda]=20 [cls]=60 [seg]=60 [modal]=30 [threads]=40 [busy]=40 [train]=60)
 for S in $SECTIONS; do
   [ -n "${NEED[$S]:-}" ] || { echo "unknown section $S"; continue; }
   want "$S" "${NEED[$S]}" && "section_$S"

@@ -5,8 +5,9 @@
 //! libtorch RUNPATH, as `build/link_libtorch.rs` does for the other crates.
 //!
 //! On a CUDA install (`cargo xtask setup --cuda`: NCCL's header present) the shim is also
-//! compiled with `ProcessGroupNCCL` for CUDA tensors, linked with libtorch_cuda, and the
-//! crate gets `cfg(mmanet_nccl)`; on the CPU install nothing changes.
+//! compiled with `ProcessGroupNCCL` for CUDA tensors and the `at::cuda::CUDAGraph` wrapper,
+//! linked with libtorch_cuda, and the crate gets `cfg(mmanet_nccl)`; on the CPU install
+//! nothing changes (both then answer "not built").
 
 #![allow(clippy::print_stdout)] // cargo reads build-script instructions from stdout
 
@@ -67,7 +68,10 @@ fn main() {
         for dir in &c.includes {
             build.include(dir);
         }
-        build.define("USE_C10D_NCCL", None).define("MMANET_WITH_NCCL", None);
+        build
+            .define("USE_C10D_NCCL", None)
+            .define("MMANET_WITH_NCCL", None)
+            .define("MMANET_WITH_CUDA", None);
     }
     build
         .cpp(true)

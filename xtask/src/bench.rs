@@ -555,11 +555,12 @@ fn markdown(s: &Value) -> String {
     md
 }
 
-/// The NCCL smoke test for the GPU machine: mmanet-sys's `process_group` test binary built
-/// (release) against the full CUDA install of `cargo xtask setup --cuda` (the one with
-/// `nccl.h`, so the shim has `ProcessGroupNCCL`), in its own target folder `target/cuda` so
-/// the CPU build stays cached; copied to `out/nccl_smoke`.
-fn build_nccl_smoke(root: &Path, out: &Path) -> Result<()> {
+/// The CUDA smoke tests for the GPU machine (its `cuda_*` tests: NCCL on one rank, a CUDA
+/// graph's capture and replay): mmanet-sys's `process_group` test binary built (release)
+/// against the full CUDA install of `cargo xtask setup --cuda` (the one with `nccl.h`, so the
+/// shim has `ProcessGroupNCCL` and `CUDAGraph`), in its own target folder `target/cuda` so the
+/// CPU build stays cached; copied to `out/cuda_smoke`.
+fn build_cuda_smoke(root: &Path, out: &Path) -> Result<()> {
     let cuda = crate::setup::install_dir(true)?;
     if !cuda.join("nvidia/nccl/include/nccl.h").is_file() {
         bail!("no full CUDA install at {} (`cargo xtask setup --cuda`)", cuda.display());
@@ -571,7 +572,7 @@ fn build_nccl_smoke(root: &Path, out: &Path) -> Result<()> {
         .env("CARGO_TARGET_DIR", root.join("target/cuda"))
         .stderr(Stdio::inherit())
         .output()
-        .context("building the NCCL smoke test")?;
+        .context("building the CUDA smoke tests")?;
     if !output.status.success() {
         bail!("cargo test --no-run failed");
     }
@@ -581,9 +582,9 @@ fn build_nccl_smoke(root: &Path, out: &Path) -> Result<()> {
         .filter(|v| v["target"]["name"] == "process_group")
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
         .context("cargo named no process_group executable")?;
-    std::fs::copy(&exe, out.join("nccl_smoke"))
+    std::fs::copy(&exe, out.join("cuda_smoke"))
         .with_context(|| format!("copying {}", exe.display()))?;
-    set_executable(&out.join("nccl_smoke"))
+    set_executable(&out.join("cuda_smoke"))
 }
 
 /// `cargo xtask gpu-bench`: a self-contained folder for a GPU machine with torch 2.11.0.
@@ -631,8 +632,8 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
         std::fs::copy(root.join(src), out.join(name)).with_context(|| format!("copying {src}"))?;
     }
     set_executable(&out.join("run.sh"))?;
-    if let Err(e) = build_nccl_smoke(&root, &out) {
-        eprintln!("warning: nccl_smoke not built ({e:#}); run.sh will skip its `nccl` section");
+    if let Err(e) = build_cuda_smoke(&root, &out) {
+        eprintln!("warning: cuda_smoke not built ({e:#}); run.sh will skip its `cuda` section");
     }
     if let Err(e) = build_gpu_busy(&root, &out) {
         eprintln!("warning: libgpu_busy.so not built ({e:#}); run.sh will skip its `busy` section");

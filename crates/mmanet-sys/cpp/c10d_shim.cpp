@@ -35,6 +35,14 @@
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+#ifdef MMANET_WITH_CUDA
+#include <optional>
+
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 // The handles the C ABI hands out (opaque to Rust).
 struct mmanet_c10d_pg {
@@ -48,6 +56,20 @@ struct mmanet_c10d_pg {
 
 struct mmanet_c10d_store {
   c10::intrusive_ptr<c10d::TCPStore> store;
+};
+
+// A CUDA graph captured on its own side stream of `device` (the work queued before the capture
+// is waited for first, as torch.cuda.graph does) and replayed on the caller's current stream.
+struct mmanet_cuda_graph {
+#ifdef MMANET_WITH_CUDA
+  explicit mmanet_cuda_graph(c10::DeviceIndex d)
+      : device(d), stream(c10::cuda::getStreamFromPool(false, d)) {}
+  c10::DeviceIndex device;
+  c10::cuda::CUDAStream stream;
+  at::cuda::CUDAGraph graph;
+  std::optional<c10::cuda::CUDAStreamGuard> guard;  // set while capturing
+  bool captured = false;
+#endif
 };
 
 namespace {
@@ -387,6 +409,90 @@ int mmanet_c10d_allgather(mmanet_c10d_pg* pg, at::Tensor* input, at::Tensor* out
     o.timeout = ms(timeout_ms);
     wait_for(backend_for(pg, *input).allgather(outputs, inputs, o), timeout_ms);
   });
+}
+
+#ifndef MMANET_WITH_CUDA
+#define MMANET_NO_CUDA_MESSAGE                                                              \
+  "CUDA graphs are not built: mmanet-sys was built against a CPU libtorch (`cargo xtask " \
+  "setup --cuda` installs the CUDA one)"
+#endif
+
+// A new, empty graph for CUDA device `device`.
+int mmanet_cuda_graph_new(int device, mmanet_cuda_graph** out, char** err) {
+  return guarded(err, [&] {
+    TORCH_CHECK(out != nullptr, "null output handle");
+    *out = nullptr;
+#ifdef MMANET_WITH_CUDA
+    auto n = static_cast<int>(c10::cuda::device_count());
+    TORCH_CHECK(device >= 0 && device < n, "no CUDA device ", device, " (", n, " visible)");
+    *out = new mmanet_cuda_graph(static_cast<c10::DeviceIndex>(device));
+#else
+    TORCH_CHECK(false, MMANET_NO_CUDA_MESSAGE, " (device ", device, ")");
+#endif
+  });
+}
+
+// Starts recording: the side stream waits for the caller's current stream, becomes current,
+// and the graph starts capturing what is queued on it.
+int mmanet_cuda_graph_capture_begin(mmanet_cuda_graph* g, char** err) {
+  return guarded(err, [&] {
+    TORCH_CHECK(g != nullptr, "null graph");
+#ifdef MMANET_WITH_CUDA
+    TORCH_CHECK(!g->captured && !g->guard, "a graph is captured once");
+    at::cuda::CUDAEvent queued;
+    queued.record(c10::cuda::getCurrentCUDAStream(g->device));
+    queued.block(g->stream);
+    g->guard.emplace(g->stream);
+    try {
+      g->graph.capture_begin();
+    } catch (...) {
+      g->guard.reset();
+      throw;
+    }
+#else
+    TORCH_CHECK(false, MMANET_NO_CUDA_MESSAGE);
+#endif
+  });
+}
+
+// Ends recording (restoring the caller's current stream even when the capture failed).
+int mmanet_cuda_graph_capture_end(mmanet_cuda_graph* g, char** err) {
+  return guarded(err, [&] {
+    TORCH_CHECK(g != nullptr, "null graph");
+#ifdef MMANET_WITH_CUDA
+    TORCH_CHECK(g->guard.has_value(), "capture_end without capture_begin");
+    try {
+      g->graph.capture_end();
+    } catch (...) {
+      g->guard.reset();
+      throw;
+    }
+    g->guard.reset();
+    g->captured = true;
+#else
+    TORCH_CHECK(false, MMANET_NO_CUDA_MESSAGE);
+#endif
+  });
+}
+
+// Replays the captured work on the caller's current stream.
+int mmanet_cuda_graph_replay(mmanet_cuda_graph* g, char** err) {
+  return guarded(err, [&] {
+    TORCH_CHECK(g != nullptr, "null graph");
+#ifdef MMANET_WITH_CUDA
+    TORCH_CHECK(g->captured, "replay before a capture");
+    g->graph.replay();
+#else
+    TORCH_CHECK(false, MMANET_NO_CUDA_MESSAGE);
+#endif
+  });
+}
+
+void mmanet_cuda_graph_free(mmanet_cuda_graph* g) {
+  try {
+    delete g;  // frees the graph and its memory pool's hold
+  } catch (...) {
+  }
 }
 
 // 1 when the shim was built with the NCCL backend (against the CUDA libtorch), else 0.

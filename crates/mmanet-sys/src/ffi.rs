@@ -1,5 +1,5 @@
-//! Declarations of `cpp/c10d_shim.cpp`'s C ABI. Nothing here is public: [`crate::ProcessGroup`]
-//! and [`crate::StoreHost`] are the only callers.
+//! Declarations of `cpp/c10d_shim.cpp`'s C ABI. Nothing here is public: [`crate::ProcessGroup`],
+//! [`crate::StoreHost`] and [`crate::CudaGraph`] are the only callers.
 //!
 //! Every function that can fail returns [`OK`] or an error code and then writes a `malloc`'d,
 //! NUL-terminated message to `*err`, which the caller frees with [`mmanet_c10d_string_free`].
@@ -21,6 +21,12 @@ pub(crate) struct RawProcessGroup {
 /// Opaque: a hosted TCPStore server.
 #[repr(C)]
 pub(crate) struct RawStore {
+    _private: [u8; 0],
+}
+
+/// Opaque: an `at::cuda::CUDAGraph` with its capture stream.
+#[repr(C)]
+pub(crate) struct RawCudaGraph {
     _private: [u8; 0],
 }
 
@@ -46,6 +52,22 @@ unsafe extern "C" {
 
     /// 1 when the shim was compiled with the NCCL backend.
     pub(crate) fn mmanet_c10d_nccl_built() -> c_int;
+
+    pub(crate) fn mmanet_cuda_graph_new(
+        device: c_int,
+        out: *mut *mut RawCudaGraph,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub(crate) fn mmanet_cuda_graph_capture_begin(
+        g: *mut RawCudaGraph,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub(crate) fn mmanet_cuda_graph_capture_end(
+        g: *mut RawCudaGraph,
+        err: *mut *mut c_char,
+    ) -> c_int;
+    pub(crate) fn mmanet_cuda_graph_replay(g: *mut RawCudaGraph, err: *mut *mut c_char) -> c_int;
+    pub(crate) fn mmanet_cuda_graph_free(g: *mut RawCudaGraph);
 
     pub(crate) fn mmanet_c10d_pg_free(pg: *mut RawProcessGroup);
 

@@ -1,5 +1,5 @@
-//! [`ProcessGroup`] and [`StoreHost`]: the safe face of the shim. This module and [`crate::ffi`]
-//! are the only places with `unsafe` in the crate.
+//! [`ProcessGroup`] and [`StoreHost`]: the safe face of the shim. This module, [`crate::graph`]
+//! and [`crate::ffi`] are the only places with `unsafe` in the crate.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, c_char, c_int};
@@ -42,7 +42,7 @@ pub struct ProcessGroup {
 unsafe impl Send for ProcessGroup {}
 
 /// Calls a shim function with an error out-parameter; turns a failure into its message.
-fn call(f: impl FnOnce(*mut *mut c_char) -> c_int) -> Result<(), String> {
+pub(crate) fn call(f: impl FnOnce(*mut *mut c_char) -> c_int) -> Result<(), String> {
     let mut err: *mut c_char = ptr::null_mut();
     let code = f(&mut err);
     if code == ffi::OK {

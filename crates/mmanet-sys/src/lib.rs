@@ -22,6 +22,9 @@
 //! host values through Gloo. Elsewhere [`ProcessGroup`] refuses CUDA tensors with a typed error
 //! saying why. docs/distributed.md has the build, the semantics and the measured costs.
 //!
+//! The same CUDA build also wraps `at::cuda::CUDAGraph` ([`CudaGraph`]: capture once on a side
+//! stream, replay), the base of a captured training step.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use mmanet_sys::{ProcessGroup, ReduceOp};
@@ -39,8 +42,10 @@ mod env;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
+mod graph;
 mod group;
 
 pub use env::{Config, GlooDevice, StoreRole};
 pub use error::{DistError, Op};
+pub use graph::{CudaGraph, GraphError, cuda_graphs_built};
 pub use group::{ProcessGroup, ReduceOp, StoreHost, SyncBatchNorm, nccl_built};

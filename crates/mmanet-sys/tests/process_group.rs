@@ -432,7 +432,7 @@ fn touch(path: &Path) {
 /// (then a CUDA all-reduce goes through NCCL, a CPU one through Gloo); elsewhere joining fails
 /// with an error saying why. One rank: NCCL cannot put two ranks on one GPU.
 #[test]
-fn nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
+fn cuda_nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
     let mut cfg = mmanet_sys::Config::new(0, 1, "127.0.0.1", free_port(), Duration::from_secs(30));
     cfg.cuda_device = Some(0);
     match ProcessGroup::with_config(cfg) {
@@ -468,5 +468,41 @@ fn nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
         let mut gpu = Tensor::ones([2], (Kind::Float, Device::Cuda(0)));
         let e = pg.all_reduce(&mut gpu, ReduceOp::Sum).unwrap_err().to_string();
         assert!(e.contains("Gloo backend takes CPU tensors"), "{e}");
+    }
+}
+
+/// A CUDA graph: where built and a GPU exists, `y = x * 2 + 1` captured once (running nothing)
+/// replays on new values of `x` filled in place; elsewhere `new` says why not.
+#[test]
+fn cuda_graph_replays_captured_work_where_built_else_says_why_not() {
+    match mmanet_sys::CudaGraph::new(0) {
+        Ok(mut graph) => {
+            assert!(mmanet_sys::cuda_graphs_built() && tch::Cuda::is_available());
+            let d = Device::Cuda(0);
+            let mut x = Tensor::ones([8], (Kind::Float, d));
+            let mut y = Tensor::zeros([8], (Kind::Float, d));
+            let _warm = &x * 2.0 + 1.0; // kernels loaded before the capture
+            tch::Cuda::synchronize(0);
+            graph.capture(|| y.copy_(&(&x * 2.0 + 1.0))).unwrap();
+            tch::Cuda::synchronize(0);
+            assert_eq!(values::<f32>(&y.to_device(Device::Cpu)), [0.0; 8], "capture runs nothing");
+            for shift in [0.0, 5.0] {
+                x.copy_(&(Tensor::arange(8, (Kind::Float, d)) + shift));
+                graph.replay().unwrap();
+                tch::Cuda::synchronize(0);
+                let want: Vec<f32> =
+                    (0..8).map(|i| 2.0 * (i as f32 + shift as f32) + 1.0).collect();
+                assert_eq!(values::<f32>(&y.to_device(Device::Cpu)), want);
+            }
+            assert!(graph.capture(|| ()).is_err(), "a graph is captured once");
+        }
+        Err(e) => {
+            let m = e.to_string();
+            if mmanet_sys::cuda_graphs_built() {
+                assert!(!tch::Cuda::is_available(), "a GPU exists, yet: {m}");
+            } else {
+                assert!(m.contains("not built") && m.contains("CPU libtorch"), "{m}");
+            }
+        }
     }
 }
