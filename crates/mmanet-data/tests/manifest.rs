@@ -211,7 +211,7 @@ fn bad_manifests_name_the_file_line_and_column() {
 }
 
 /// `write_set`'s 40 samples followed by one bad line of each kind the reader finds when it
-/// opens (lines 42-49), and the expected `line: message` starts.
+/// opens (lines 42-50), and the expected `line: message` starts.
 fn write_with_bad_lines(dir: &Path) -> (std::path::PathBuf, Vec<&'static str>) {
     let path = write_set(dir);
     let mut text = std::fs::read_to_string(&path).unwrap();
@@ -223,6 +223,7 @@ fn write_with_bad_lines(dir: &Path) -> (std::path::PathBuf, Vec<&'static str>) {
     text += ",dog,img/1.png,1 2 3\n"; // 47
     text += "s44,,img/1.png,1 2 3\n"; // 48
     text += "s45,bird,img/1.png,1 2 3\n"; // 49
+    text += "s46,dog,img/1.png,1 2\n"; // 50
     std::fs::write(&path, text).unwrap();
     let want = vec![
         "42: 3 columns, the header has 4",
@@ -233,6 +234,7 @@ fn write_with_bad_lines(dir: &Path) -> (std::path::PathBuf, Vec<&'static str>) {
         "47: column `id` is empty",
         "48: column `label` is empty",
         "49: column `label`: unknown class `bird`",
+        "50: column `vec`: 2 values, the decoder takes 3",
     ];
     (path, want)
 }

@@ -207,7 +207,17 @@ impl ManifestSource {
             .map(|m| matches!(m.decoder, ManifestDecoder::Vector { .. }))
             .collect();
         let text = std::fs::read_to_string(&self.path).map_err(|e| DataError::io(&self.path, e))?;
-        let parse::Parsed { rows, mut bad } = parse::parse(&self.path, &text, &names, &numeric)?;
+        let parse::Parsed { mut rows, mut bad } =
+            parse::parse(&self.path, &text, &names, &numeric)?;
+        // Inline vectors of the wrong length are bad lines before the split is drawn, so the
+        // good lines split as they would without them.
+        rows.retain(|r| match self.inline_length_error(r) {
+            Some(message) => {
+                bad.push(BadRow { line: r.line, message });
+                false
+            }
+            None => true,
+        });
         let classes = self.class_names(&rows);
         let mut kept = Vec::with_capacity(rows.len());
         let mut labels = Vec::with_capacity(rows.len());
@@ -256,6 +266,16 @@ impl ManifestSource {
             });
         }
         Ok(loaded)
+    }
+
+    /// The first inline vector of `row` whose length is not its decoder's, as a message.
+    fn inline_length_error(&self, row: &Row) -> Option<String> {
+        self.modalities.iter().zip(&row.cells).find_map(|(m, cell)| match (&m.decoder, cell) {
+            (ManifestDecoder::Vector { len, .. }, Some(Cell::Values(v))) if v.len() != *len => {
+                Some(format!("column `{}`: {} values, the decoder takes {len}", m.name, v.len()))
+            }
+            _ => None,
+        })
     }
 
     fn class_names(&self, rows: &[Row]) -> Vec<String> {
