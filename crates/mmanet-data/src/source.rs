@@ -81,6 +81,12 @@ pub struct OpenOptions {
     pub decoded_cache_bytes: usize,
 }
 
+impl OpenOptions {
+    /// What `mmanet data check` opens with: bad index lines listed instead of failing, no
+    /// cache (every sample is read once).
+    pub const LISTING: OpenOptions = OpenOptions { skip_bad_samples: true, decoded_cache_bytes: 0 };
+}
+
 /// A split opened by [`DataSource::open_with`].
 pub struct Opened {
     /// The split, without the bad lines.

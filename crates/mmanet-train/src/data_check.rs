@@ -46,8 +46,7 @@ impl DataCheck {
 /// only when a split cannot be opened at all (missing list file, a manifest without an `id`
 /// column, ...).
 pub fn check_data(spec: &DatasetSpec, seed: u64) -> Result<DataCheck, TrainError> {
-    let listing = mmanet_data::OpenOptions { skip_bad_samples: true, decoded_cache_bytes: 0 };
-    collect(|split| spec.open_with(split, seed, &listing), seed)
+    collect(|split| spec.open_with(split, seed, &mmanet_data::OpenOptions::LISTING), seed)
 }
 
 /// [`check_data`] of a config's `[data]` table, with its simulated missingness.

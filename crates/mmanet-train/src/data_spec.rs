@@ -95,8 +95,7 @@ impl DataConfig {
     /// Opens one split leaving out (and listing, as `file:line: reason`) the index lines
     /// that cannot be samples, whatever `skip_bad_samples` says (`mmanet data check`).
     pub fn open_skipping(&self, split: Split, seed: u64) -> Result<Opened, TrainError> {
-        let options = OpenOptions { skip_bad_samples: true, decoded_cache_bytes: 0 };
-        self.open_with(split, seed, &options)
+        self.open_with(split, seed, &OpenOptions::LISTING)
     }
 
     fn open_with(

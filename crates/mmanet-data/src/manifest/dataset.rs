@@ -42,7 +42,7 @@ pub(super) struct ManifestDataset {
 impl ManifestDataset {
     /// `train_decoders`: the configured decoders when this is the training split (flips and
     /// augmentations apply), else empty. `cache_bytes`: the decoded-image cache's budget,
-    /// shared evenly by the augmentation groups (0: none).
+    /// shared evenly by the augmentation groups and the other image modalities (0: none).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new<'a>(
         path: PathBuf,
@@ -56,25 +56,19 @@ impl ManifestDataset {
     ) -> Self {
         let n = decoders.len();
         let groups = groups(train_decoders.clone());
-        // The budget in equal shares: one per augmentation group, one per other image modality.
-        let mut in_group = vec![false; n];
-        for g in &groups {
-            for &m in &g.members {
-                in_group[m] = true;
-            }
-        }
-        let is_image = |m: usize| !in_group[m] && matches!(decoders[m], Decoder::Image { .. });
-        let shares = groups.len() + (0..n).filter(|&m| is_image(m)).count();
-        let share = cache_bytes / shares.max(1);
-        let new_cache = || (share > 0).then(|| Arc::new(DecodedCache::new(rows.len(), share)));
-        let caches = groups.iter().map(|_| new_cache()).collect();
-        let image_caches = (0..n).map(|m| if is_image(m) { new_cache() } else { None }).collect();
         let mut grouped = vec![false; n];
         for g in &groups {
             for &m in &g.members {
                 grouped[m] = true;
             }
         }
+        // The budget in equal shares: one per augmentation group, one per other image modality.
+        let is_image = |m: usize| !grouped[m] && matches!(decoders[m], Decoder::Image { .. });
+        let shares = groups.len() + (0..n).filter(|&m| is_image(m)).count();
+        let share = cache_bytes / shares.max(1);
+        let new_cache = || (share > 0).then(|| Arc::new(DecodedCache::new(rows.len(), share)));
+        let caches = groups.iter().map(|_| new_cache()).collect();
+        let image_caches = (0..n).map(|m| if is_image(m) { new_cache() } else { None }).collect();
         let mut flips = vec![false; n];
         for (m, d) in train_decoders.enumerate() {
             flips[m] = !grouped[m] && matches!(d, ManifestDecoder::Image { flip: true, .. });
