@@ -29,6 +29,35 @@ use crate::{LossError, Result};
 pub struct WeakSet {
     set: ModalitySet,
     combos: Vec<ModalityMask>,
+    /// [`WeakSet::presence_tensor`] per kind and device, built once: after the first call no
+    /// step re-uploads the rows, so a captured CUDA graph (which cannot copy from pageable host
+    /// memory) can use them.
+    cache: PresenceCache,
+}
+
+/// The presence tensors already built (not part of the set's value: clones start empty,
+/// comparisons ignore it).
+#[derive(Default)]
+struct PresenceCache(std::sync::Mutex<Vec<(Kind, Device, Tensor)>>);
+
+impl Clone for PresenceCache {
+    fn clone(&self) -> Self {
+        PresenceCache::default()
+    }
+}
+
+impl PartialEq for PresenceCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PresenceCache {}
+
+impl std::fmt::Debug for PresenceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresenceCache")
+    }
 }
 
 /// `{"modalities": [...], "weak": ["R+I", "R", "I"]}`: the masks as strings of the set.
@@ -66,7 +95,7 @@ impl WeakSet {
                 return Err(LossError::Invalid(format!("combination {name} appears twice")));
             }
         }
-        Ok(WeakSet { set, combos })
+        Ok(WeakSet { set, combos, cache: PresenceCache::default() })
     }
 
     /// A weak set from presence rows (`[true, false, true]` is `R+I` in SURF), as the reference
@@ -112,12 +141,19 @@ impl WeakSet {
         self.combos.iter().map(|c| self.set.presence(*c).expect("checked in new")).collect()
     }
 
-    /// The presence rows as a 0/1 tensor.
+    /// The presence rows as a 0/1 tensor, built once per kind and device (later calls return
+    /// the same tensor, which the caller must not modify).
     ///
     /// # Shapes
     /// - output: `[W, M]`.
     pub fn presence_tensor(&self, kind: Kind, device: Device) -> Tensor {
-        presence_tensor(&self.set, &self.combos, kind, device).expect("checked in new")
+        let mut cache = self.cache.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, _, t)) = cache.iter().find(|(k, d, _)| *k == kind && *d == device) {
+            return t.shallow_clone();
+        }
+        let t = presence_tensor(&self.set, &self.combos, kind, device).expect("checked in new");
+        cache.push((kind, device, t.shallow_clone()));
+        t
     }
 }
 
@@ -147,4 +183,25 @@ pub fn presence_tensor(
         .f_view([combos.len() as i64, m as i64])?
         .f_to_kind(kind)?
         .f_to(device)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The presence rows are uploaded once per kind and device (a captured CUDA graph cannot
+    /// upload them), and the cache is not part of the set's value.
+    #[test]
+    fn presence_tensors_are_built_once_and_the_cache_is_not_the_value() {
+        let set = ModalitySet::from_names(["rgb", "depth", "ir"]).unwrap();
+        let w = WeakSet::new(set.clone(), set.parse_masks(&["R+I", "D"]).unwrap()).unwrap();
+        let a = w.presence_tensor(Kind::Bool, Device::Cpu);
+        let b = w.presence_tensor(Kind::Bool, Device::Cpu);
+        assert_eq!(a.data_ptr(), b.data_ptr(), "built twice");
+        let f = w.presence_tensor(Kind::Float, Device::Cpu);
+        assert_eq!(Vec::<f32>::try_from(f.reshape([-1])).unwrap(), [1., 0., 1., 0., 1., 0.]);
+        let c = w.clone();
+        assert_eq!(c, w);
+        assert!(c.presence_tensor(Kind::Bool, Device::Cpu).equal(&a));
+    }
 }

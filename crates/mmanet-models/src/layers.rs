@@ -126,7 +126,27 @@ pub fn with_availability<R>(avail: &Tensor, f: impl FnOnce() -> R) -> R {
     let complete = (0..m as usize)
         .map(|c| (0..b as usize).all(|r| host.get(r * m as usize + c).is_some_and(|v| *v == 1.0)))
         .collect();
-    let previous = AVAILABILITY.with(|a| a.borrow_mut().replace(Availability { rows, complete }));
+    install_availability(Availability { rows, complete }, f)
+}
+
+/// [`with_availability`] without its host read: every branch runs the rule
+/// ([`BatchNorm::forward_rows`]), complete columns included, which gives their plain
+/// statistics up to rounding. For work that must not read the device (a CUDA-graph capture).
+///
+/// # Shapes
+/// - `avail`: `[B, M]`, 0/1 (any float kind, any device).
+pub fn with_availability_every_branch<R>(avail: &Tensor, f: impl FnOnce() -> R) -> R {
+    let rows = avail.detach().to_kind(Kind::Float);
+    let m = match rows.size()[..] {
+        [_, m] => m,
+        ref other => panic!("availability must be [B, M], got {other:?}"),
+    };
+    install_availability(Availability { rows, complete: vec![false; m as usize] }, f)
+}
+
+/// Runs `f` with `avail` installed, restoring the previous availability afterwards.
+fn install_availability<R>(avail: Availability, f: impl FnOnce() -> R) -> R {
+    let previous = AVAILABILITY.with(|a| a.borrow_mut().replace(avail));
     struct Restore(Option<Availability>);
     impl Drop for Restore {
         fn drop(&mut self) {

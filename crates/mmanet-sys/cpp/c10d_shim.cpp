@@ -444,7 +444,10 @@ int mmanet_cuda_graph_capture_begin(mmanet_cuda_graph* g, char** err) {
     queued.block(g->stream);
     g->guard.emplace(g->stream);
     try {
-      g->graph.capture_begin();
+      // Thread-local error mode: the data loader's threads may pin host memory while a
+      // training step is captured (global mode would fail their cudaHostAlloc); work that
+      // other threads queue on the capturing stream (autograd's device thread) is captured.
+      g->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     } catch (...) {
       g->guard.reset();
       throw;

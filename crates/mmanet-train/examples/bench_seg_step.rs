@@ -283,14 +283,16 @@ fn train_step(s: &mut Setup, batch: &Batch, args: &Args) -> BoxResult<(f64, Loss
         weak: Some(&s.weak),
         available: None,
         amp,
+        capturable: false,
     };
-    let (loss, parts) = if args.amp_losses {
+    let terms = if args.amp_losses {
         // The whole objective under autocast: the outputs keep their fp16 kind.
         tch::autocast(args.amp, || s.objective.loss(&step(false), batch))?
     } else {
         s.objective.loss(&step(args.amp), batch)?
     };
-    let grads = s.opt.backward(&s.scaler.scale(&loss));
+    let parts = terms.read();
+    let grads = s.opt.backward(&s.scaler.scale(&terms.total));
     s.scaler.step(&mut s.opt, grads);
     Ok((parts.total, parts))
 }

@@ -252,11 +252,12 @@ fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
         weak: Some(&nets.weak),
         available: None,
         amp: nets.amp,
+        capturable: false,
     };
-    let (loss, parts) = nets.objective.loss(&step, batch)?;
-    let grads = nets.opt.backward(&nets.scaler.scale(&loss));
+    let terms = nets.objective.loss(&step, batch)?;
+    let grads = nets.opt.backward(&nets.scaler.scale(&terms.total));
     nets.scaler.step(&mut nets.opt, grads);
-    Ok(parts.total)
+    Ok(terms.read().total)
 }
 
 /// A batch of random inputs on the device: `M` modalities `[B, 3, size, size]`, one random

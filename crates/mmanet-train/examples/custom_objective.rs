@@ -19,8 +19,8 @@ use mmanet_data::{Batch, DataLoader};
 use mmanet_losses::WeakSet;
 use mmanet_models::{MultiModalNet, NetOutput};
 use mmanet_train::evaluate::Ranks;
-use mmanet_train::objective::{ClassificationObjective, Objective, Step, TaskKind};
-use mmanet_train::state::{LossBreakdown, MiningEpoch};
+use mmanet_train::objective::{ClassificationObjective, LossTerms, Objective, Step, TaskKind};
+use mmanet_train::state::MiningEpoch;
 use mmanet_train::{Distillation, MethodConfig, TrainError};
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
@@ -37,8 +37,8 @@ struct LogitKd {
 }
 
 impl Objective for LogitKd {
-    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError> {
-        let (mut total, mut parts) = self.base.loss(step, batch)?;
+    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<LossTerms, TrainError> {
+        let mut terms = self.base.loss(step, batch)?;
         if let Some(teacher) = step.teacher {
             // A second forward for clarity; a production objective would reuse the base's.
             let s = step.forward(step.student, &batch.inputs, &batch.mask, true).logits;
@@ -50,11 +50,9 @@ impl Objective for LogitKd {
                 Reduction::Mean,
                 true,
             ) * (tau * tau * self.lambda_kd);
-            parts.distill += kd.double_value(&[]);
-            total += kd;
-            parts.total = total.double_value(&[]);
+            terms.add_distill(kd);
         }
-        Ok((total, parts))
+        Ok(terms)
     }
 
     fn mine_epoch(
@@ -147,13 +145,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Before `begin_epoch` the trainer passes no teacher: CE only.
-    let early = Step { student: &student, teacher: None, weak: None, available: None, amp: false };
-    let (_, before) = objective.loss(&early, &batch)?;
+    let early = Step {
+        student: &student,
+        teacher: None,
+        weak: None,
+        available: None,
+        amp: false,
+        capturable: false,
+    };
+    let before = objective.loss(&early, &batch)?.read();
     assert_eq!((before.distill, before.total), (0.0, before.ce));
 
     // After it, with the frozen teacher: CE + λ_KD · KD, and the total back-propagates.
     let late = Step { teacher: Some(&teacher), ..early };
-    let (loss, after) = objective.loss(&late, &batch)?;
+    let terms = objective.loss(&late, &batch)?;
+    let (loss, after) = (terms.total.shallow_clone(), terms.read());
     assert!(after.distill > 0.0, "the KD term is positive for different networks");
     assert!((after.total - (after.ce + after.distill)).abs() < 1e-6);
     loss.backward();

@@ -140,6 +140,46 @@ impl GradScaler {
         stepped
     }
 
+    /// The first half of [`GradScaler::step`] for a captured CUDA graph: unscales `grads` and
+    /// returns the Inf/NaN flag without reading it (`[1]` f32 0/1; zeros when disabled).
+    ///
+    /// # Shapes
+    /// - output: `[1]` f32 on the gradients' device.
+    pub(crate) fn unscale_on_device(&self, grads: &mut Gradients) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let g = grads.flat_mut();
+        if !self.enabled {
+            return g.new_zeros([1], (Kind::Float, g.device()));
+        }
+        let _ = g.g_mul_(&self.scale.reciprocal());
+        g.isfinite().all().logical_not().to_kind(Kind::Float).reshape([1])
+    }
+
+    /// The second half: updates the scale from `found_inf` on the device (nothing when
+    /// disabled). The caller counts a skipped step with `note_skipped` once it has read the
+    /// flag.
+    ///
+    /// # Shapes
+    /// - `found_inf`: `[1]` f32 0/1.
+    pub(crate) fn update_on_device(&mut self, found_inf: &Tensor) {
+        if !self.enabled {
+            return;
+        }
+        let _ = self.scale.internal_amp_update_scale_(
+            &self.growth_tracker,
+            found_inf,
+            self.config.growth_factor,
+            self.config.backoff_factor,
+            self.config.growth_interval,
+        );
+    }
+
+    /// Counts a step skipped by a captured update (see [`GradScaler::update_on_device`]).
+    pub(crate) fn note_skipped(&mut self) {
+        self.skipped += 1;
+        tracing::debug!(scale = self.current_scale(), "non-finite gradients: step skipped");
+    }
+
     /// Writes the scale and growth tracker (for exact resume).
     /// Returns the file's sha256 and size (the commit record names it).
     pub fn save(&self, path: &Path) -> Result<mmanet_fs::Written, TrainError> {
@@ -159,8 +199,17 @@ impl GradScaler {
         let device = self.scale.device();
         for (name, t) in tensors {
             match name.as_str() {
-                "scale" => self.scale = t.to_kind(Kind::Float).to_device(device),
-                "growth_tracker" => self.growth_tracker = t.to_kind(Kind::Int).to_device(device),
+                // In place: a captured step keeps reading the same tensors.
+                "scale" | "growth_tracker" => {
+                    let (dst, kind) = if name == "scale" {
+                        (&mut self.scale, Kind::Float)
+                    } else {
+                        (&mut self.growth_tracker, Kind::Int)
+                    };
+                    dst.f_copy_(&t.to_kind(kind).to_device(device)).map_err(|e| {
+                        TrainError::checkpoint(path, format!("entry `{name}`: {e}"))
+                    })?;
+                }
                 "skipped" => {
                     self.skipped = t.f_int64_value(&[0]).map_err(|e| {
                         TrainError::checkpoint(
@@ -236,6 +285,44 @@ mod tests {
         for (b, a) in before.iter().zip(vs.trainable_variables()) {
             assert!(b.equal(&a), "a skipped step changed a weight");
         }
+    }
+
+    /// The captured step's halves (`unscale_on_device`, `Optimizer::apply_on_device` with the
+    /// flag, `update_on_device`) do what `step` does: the same weights, momentum and scale
+    /// through clean steps and a step with an Inf gradient, which both skip.
+    #[test]
+    fn the_device_side_step_equals_the_eager_step_and_skips_alike() {
+        let _rng = crate::test_rng_lock();
+        let (vs_a, lin_a, mut opt_a) = setup();
+        let (vs_b, lin_b, mut opt_b) = setup();
+        let config = ScalerConfig { growth_interval: 2, ..Default::default() };
+        let (mut eager, mut device) = (forced(config), forced(config));
+        let clean = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75]).view([2, 3]);
+        let inf = Tensor::from_slice(&[f32::INFINITY, 1.0, 1.0]).view([1, 3]);
+        for (i, x) in [&clean, &clean, &inf, &clean].into_iter().enumerate() {
+            opt_a.set_lr(0.1 / (i + 1) as f64);
+            opt_b.set_lr(0.1 / (i + 1) as f64);
+            let loss = |lin: &nn::Linear| lin.forward(x).square().mean(Kind::Float);
+            let grads_a = opt_a.backward(&eager.scale(&loss(&lin_a)));
+            let stepped = eager.step(&mut opt_a, grads_a);
+            let mut grads = opt_b.backward(&device.scale(&loss(&lin_b)));
+            let found_inf = device.unscale_on_device(&mut grads);
+            opt_b.apply_on_device(&grads, &found_inf.gt(0.0));
+            device.update_on_device(&found_inf);
+            assert_eq!(stepped, found_inf.double_value(&[0]) == 0.0, "step {i}");
+            if stepped {
+                opt_b.note_device_step();
+            } else {
+                device.note_skipped();
+            }
+            let b_vars = vs_b.variables();
+            for (name, a) in vs_a.variables() {
+                assert!(a.equal(&b_vars[&name]), "step {i}: {name} differs");
+            }
+            assert_eq!(eager.current_scale(), device.current_scale(), "step {i}");
+        }
+        assert_eq!((opt_a.steps(), opt_b.steps()), (3, 3));
+        assert_eq!((eager.skipped_steps(), device.skipped_steps()), (1, 1));
     }
 
     #[test]

@@ -188,6 +188,14 @@ pub struct ComputeConfig {
     /// process, which normalises over the whole batch anyway; needs `accumulate = 1`.
     #[serde(default)]
     pub sync_batchnorm: bool,
+    /// CUDA graphs: the training step (forwards, losses, backward, optimizer update) captured
+    /// once per training phase and replayed, which removes the per-kernel launch cost that
+    /// bounds small steps. The batch, the learning rate, the loss scale and the modality masks
+    /// are data in fixed device tensors, so the values equal the eager step's up to rounding
+    /// (docs/performance.md, "CUDA graphs"). On CPU nothing is captured: the same step runs
+    /// eagerly on the static buffers. One process, `accumulate = 1`, classification tasks.
+    #[serde(default)]
+    pub cuda_graph: bool,
 }
 
 fn one() -> usize {
@@ -206,6 +214,7 @@ impl Default for ComputeConfig {
             accumulate: one(),
             collective_timeout_s: default_collective_timeout(),
             sync_batchnorm: false,
+            cuda_graph: false,
         }
     }
 }
@@ -433,6 +442,13 @@ impl TrainConfig {
                 "compute.sync_batchnorm",
                 "normalises over all ranks' samples of one step, which micro-batches computed \
                  one after another cannot share: use compute.accumulate = 1 with it",
+            ));
+        }
+        if self.compute.cuda_graph && k > 1 {
+            return Err(TrainError::config(
+                "compute.cuda_graph",
+                "captures one backward pass per step; micro-batches (compute.accumulate > 1) are \
+                 not supported with it yet: use compute.accumulate = 1",
             ));
         }
         let t = self.compute.collective_timeout_s;

@@ -79,6 +79,27 @@ pub struct Optimizer {
     step: i64,
     lr: f64,
     momentum_override: Option<f64>,
+    /// The hyper-parameters [`Optimizer::apply_on_device`] reads, once it has been called.
+    on_device: Option<DeviceHyper>,
+}
+
+/// The hyper-parameters that change between steps, as device tensors (a captured CUDA graph
+/// reads them at replay; the host refills them between replays).
+struct DeviceHyper {
+    /// `[]` f32: the learning rate (SGD), as the eager update's scalar rounds it.
+    lr: Tensor,
+    /// `[]` f64: the learning rate (Adam's `lr / bias correction` is formed in f64).
+    lr64: Tensor,
+    /// `[]` f32: SGD momentum or Adam beta1.
+    momentum: Tensor,
+    /// `[]` f32: `1 - beta1`.
+    one_minus_momentum: Tensor,
+    /// `[]` f64: beta1 (Adam's bias correction).
+    momentum64: Tensor,
+    /// `[]` f64: the number of updates applied (Adam's bias correction).
+    step: Tensor,
+    /// `[]` f64: Adam's beta2 (a constant, kept on the device so that no capture uploads it).
+    beta2: Tensor,
 }
 
 /// Every parameter starts on a 512-byte boundary of the flat buffer, as a tensor of its own
@@ -217,12 +238,14 @@ impl Optimizer {
             step: 0,
             lr,
             momentum_override: None,
+            on_device: None,
         }
     }
 
     /// Sets the learning rate used by the next steps.
     pub fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
+        self.refill_device_hyper();
     }
 
     /// The current learning rate.
@@ -233,6 +256,46 @@ impl Optimizer {
     /// Overrides SGD momentum or Adam beta1 (one-cycle momentum cycling).
     pub fn set_momentum(&mut self, momentum: Option<f64>) {
         self.momentum_override = momentum;
+        self.refill_device_hyper();
+    }
+
+    /// The momentum (SGD) or beta1 (Adam) of the next step.
+    fn momentum(&self) -> f64 {
+        let configured = match self.config {
+            OptimizerConfig::Sgd { momentum, .. } => momentum,
+            OptimizerConfig::Adam { beta1, .. } => beta1,
+        };
+        self.momentum_override.unwrap_or(configured)
+    }
+
+    /// Whether the next update keeps a momentum buffer: a captured update is one shape of
+    /// computation, so a change of this flag needs a new capture (`compute.cuda_graph`).
+    pub(crate) fn uses_momentum_buffer(&self) -> bool {
+        matches!(self.config, OptimizerConfig::Adam { .. }) || self.momentum() != 0.0
+    }
+
+    /// Copies the host's learning rate, momentum and step count into the device tensors
+    /// [`Optimizer::apply_on_device`] reads (queued on the current stream, before the next
+    /// replay); nothing until it has been called once.
+    fn refill_device_hyper(&mut self) {
+        let (lr, momentum, step) = (self.lr, self.momentum(), self.step);
+        let Some(h) = &mut self.on_device else { return };
+        let _guard = tch::no_grad_guard();
+        let _ = h.lr.fill_(lr);
+        let _ = h.lr64.fill_(lr);
+        let _ = h.momentum.fill_(momentum);
+        let _ = h.one_minus_momentum.fill_(1.0 - momentum);
+        let _ = h.momentum64.fill_(momentum);
+        let _ = h.step.fill_(step as f64);
+        if let OptimizerConfig::Adam { beta2, .. } = self.config {
+            let _ = h.beta2.fill_(beta2);
+        }
+    }
+
+    /// Counts one update applied by a replay of a captured [`Optimizer::apply_on_device`]
+    /// (which ran its host code once, at capture).
+    pub(crate) fn note_device_step(&mut self) {
+        self.step += 1;
     }
 
     /// Number of steps taken.
@@ -368,6 +431,83 @@ impl Optimizer {
         }
     }
 
+    /// [`Optimizer::apply`] without reading the host's hyper-parameters at launch, for a
+    /// captured CUDA graph: the learning rate, momentum and step count come from device tensors
+    /// (refilled by [`Optimizer::set_lr`] and [`Optimizer::set_momentum`]), and the update is
+    /// kept only where `skip` is false (AMP's Inf/NaN gradients, a non-finite loss), as the
+    /// eager path skips [`Optimizer::apply`]. The same element-wise arithmetic in the same
+    /// order, so the values equal the eager update's. The host step count is not advanced
+    /// (the caller counts executed steps with `note_device_step`). The first call must not be
+    /// captured: it creates the moment buffers and the device tensors.
+    ///
+    /// # Shapes
+    /// - `skip`: `[]` or `[1]` bool on the parameters' device.
+    pub(crate) fn apply_on_device(&mut self, grads: &Gradients, skip: &Tensor) {
+        self.assert_views();
+        if self.on_device.is_none() {
+            let (device, f32, f64) = (self.flat.device(), tch::Kind::Float, tch::Kind::Double);
+            let scalar = |kind| Tensor::zeros([], (kind, device));
+            self.on_device = Some(DeviceHyper {
+                lr: scalar(f32),
+                lr64: scalar(f64),
+                momentum: scalar(f32),
+                one_minus_momentum: scalar(f32),
+                momentum64: scalar(f64),
+                step: scalar(f64),
+                beta2: scalar(f64),
+            });
+            self.refill_device_hyper();
+        }
+        let _guard = tch::no_grad_guard();
+        let keep = skip.logical_not().reshape([]);
+        let active = grads.pattern.clone().map(|pattern| self.active_mask(pattern));
+        let uses_buffer = self.uses_momentum_buffer();
+        let h = self.on_device.as_ref().expect("created above");
+        let p = &self.flat;
+        let g = &grads.flat;
+        let kept = |new: &Tensor, old: &Tensor| {
+            let _ = old.shallow_clone().copy_(&new.where_self(&keep, old));
+        };
+        match self.config {
+            OptimizerConfig::Sgd { nesterov, weight_decay, .. } => {
+                let mut d = if weight_decay != 0.0 { g + p * weight_decay } else { g.copy() };
+                if let Some(active) = &active {
+                    d *= active;
+                }
+                if uses_buffer {
+                    let buf = self.first.get_or_insert_with(|| p.zeros_like());
+                    let new_buf = &*buf * &h.momentum + &d;
+                    d = if nesterov { d + &new_buf * &h.momentum } else { new_buf.shallow_clone() };
+                    kept(&new_buf, buf);
+                }
+                kept(&(p - d * &h.lr), p);
+            }
+            OptimizerConfig::Adam { beta2, eps, weight_decay, .. } => {
+                let mut d = if weight_decay != 0.0 { g + p * weight_decay } else { g.copy() };
+                if let Some(active) = &active {
+                    d *= active;
+                }
+                let _ = h.step.shallow_clone().g_add_(&keep.to_kind(tch::Kind::Double));
+                let m = self.first.get_or_insert_with(|| p.zeros_like());
+                let new_m = &*m * &h.momentum + &d * &h.one_minus_momentum;
+                let v = self.second.get_or_insert_with(|| p.zeros_like());
+                let new_v = &*v * beta2 + &d * &d * (1.0 - beta2);
+                let bc1: Tensor = 1.0 - h.momentum64.pow(&h.step);
+                let bc2: Tensor = 1.0 - h.beta2.pow(&h.step);
+                let bc2 = bc2.to_kind(tch::Kind::Float);
+                let denom = (&new_v / bc2).sqrt() + eps;
+                let step_size = (&h.lr64 / bc1).to_kind(tch::Kind::Float);
+                let mut update = &new_m / denom * step_size;
+                if let Some(active) = &active {
+                    update *= active;
+                }
+                kept(&new_m, m);
+                kept(&new_v, v);
+                kept(&(p - update), p);
+            }
+        }
+    }
+
     /// The optimizer's state for data-parallel broadcast: the step count and the moment
     /// buffers `[N]` (`None` before the first step).
     pub(crate) fn state_mut(&mut self) -> (&mut i64, [&mut Option<Tensor>; 2]) {
@@ -443,6 +583,7 @@ impl Optimizer {
             }
             self.layout[i].view(buf, p).copy_(&t);
         }
+        self.refill_device_hyper();
         Ok(())
     }
 }

@@ -27,7 +27,7 @@ use crate::evaluate::{
     mean_metric,
 };
 use crate::model_spec::{ModelSpecExt, Role};
-use crate::objective::{Objective, Step};
+use crate::objective::{LossTerms, Objective, Step};
 use crate::optim::{Gradients, Optimizer};
 use crate::parallel::DataParallel;
 use crate::run_dir::{RunDir, write_atomic};
@@ -35,6 +35,10 @@ use crate::state::{
     Best, CheckpointFile, EpochRecord, FileRole, LossBreakdown, PartialEpoch, TrainState,
 };
 use crate::transfer::{self, TransferOptions};
+
+mod graph_step;
+
+pub use graph_step::{GraphCounts, WARMUP_STEPS};
 
 /// Receives progress; the app draws bars from it, tests ignore it.
 pub trait Observer {
@@ -129,6 +133,8 @@ pub struct Trainer {
     buffers: Vec<Tensor>,
     /// SyncBatchNorm over the ranks (`compute.sync_batchnorm` in a data-parallel run).
     sync_bn: Option<Arc<crate::parallel::SyncBnHook>>,
+    /// The captured training step (`compute.cuda_graph`).
+    graph: Option<graph_step::GraphState>,
 }
 
 /// The sha256 of the data set's list files (by path relative to the data root) and the split
@@ -473,6 +479,7 @@ impl Trainer {
         };
         let scaler = GradScaler::new(amp, device);
         let objective = crate::objective::for_task(&cfg, val_task, device)?;
+        let graph = graph_step::GraphState::for_run(&cfg, device, val_task)?;
         Ok(Trainer {
             objective,
             data,
@@ -498,6 +505,7 @@ impl Trainer {
             parallel,
             buffers,
             sync_bn,
+            graph,
         })
     }
 
@@ -663,31 +671,11 @@ impl Trainer {
         for batch in iter.by_ref() {
             let batch = transfer::to_device(batch?, self.device, self.transfer);
             let step_started = Instant::now();
-            let (mut grads, parts) = self.gradients(&batch, epoch)?;
-            // Data-parallel: a stop request (polled here, so one made during step s takes
-            // effect after step s + 1) travels in the step's agreement, so all ranks stop after
-            // the same step.
-            let (parts, agreed_stop) = match &mut self.parallel {
-                Some(p) => {
-                    let agreed = p.agree_step(&parts, obs.should_stop(), grads.has_inactive())?;
-                    if agreed.parts.total.is_finite() {
-                        p.average_gradients(&mut grads, agreed.inactive, &self.opt)?;
-                    }
-                    (agreed.parts, Some(agreed.stop))
-                }
-                None => (parts, None),
+            let (parts, agreed_stop) = if self.graph.is_some() {
+                (self.graph_step(&batch, epoch, steps)?, None)
+            } else {
+                self.eager_step(&batch, epoch, steps, obs.should_stop())?
             };
-            if !parts.total.is_finite() {
-                let what = if !parts.ce.is_finite() {
-                    "cross-entropy"
-                } else if !parts.distill.is_finite() {
-                    "distillation"
-                } else {
-                    "MAR"
-                };
-                return Err(TrainError::NonFinite { epoch, step: steps, what: what.into() });
-            }
-            self.scaler.step(&mut self.opt, grads);
             if let Some(p) = &mut self.parallel {
                 // DDP's `broadcast_buffers`: BatchNorm statistics follow rank 0.
                 p.broadcast_buffers(&self.buffers)?;
@@ -702,6 +690,9 @@ impl Trainer {
             }
         }
         let mean = if steps > 0 { sum.scaled(1.0 / steps as f64) } else { sum };
+        if let Some(g) = &self.graph {
+            g.log_epoch(epoch);
+        }
         if let Some(p) = &mut self.parallel {
             let c = p.take_stats();
             let median = c.allreduce_median_s();
@@ -720,6 +711,40 @@ impl Trainer {
         Ok(EpochPass::Done { steps, mean, skipped: iter.skipped() })
     }
 
+    /// One eager training step: gradients, the data-parallel agreement and average, the
+    /// non-finite check, the scaled update. Returns the step's loss parts and, in a
+    /// data-parallel run, the agreed stop request (`stop_requested` is this rank's).
+    ///
+    /// # Shapes
+    /// `batch`: as [`Trainer::loss`].
+    fn eager_step(
+        &mut self,
+        batch: &Batch,
+        epoch: usize,
+        step: usize,
+        stop_requested: bool,
+    ) -> Result<(LossBreakdown, Option<bool>), TrainError> {
+        let (mut grads, parts) = self.gradients(batch, epoch)?;
+        // Data-parallel: a stop request (polled here, so one made during step s takes
+        // effect after step s + 1) travels in the step's agreement, so all ranks stop after
+        // the same step.
+        let (parts, agreed_stop) = match &mut self.parallel {
+            Some(p) => {
+                let agreed = p.agree_step(&parts, stop_requested, grads.has_inactive())?;
+                if agreed.parts.total.is_finite() {
+                    p.average_gradients(&mut grads, agreed.inactive, &self.opt)?;
+                }
+                (agreed.parts, Some(agreed.stop))
+            }
+            None => (parts, None),
+        };
+        if !parts.total.is_finite() {
+            return Err(non_finite(&parts, epoch, step));
+        }
+        self.scaler.step(&mut self.opt, grads);
+        Ok((parts, agreed_stop))
+    }
+
     /// The averaged gradients of one batch and its mean loss parts: one backward pass, or with
     /// `compute.accumulate = K` one per micro-batch (positions `j, j + K, ...`), BatchNorm's
     /// running statistics kept as micro-batch 0 left them.
@@ -733,8 +758,9 @@ impl Trainer {
     ) -> Result<(Gradients, LossBreakdown), TrainError> {
         let k = self.cfg.compute.accumulate;
         if k <= 1 {
-            let (loss, parts) = self.step_loss(batch, epoch)?;
-            return Ok((self.opt.try_backward(&self.scaler.scale(&loss))?, parts));
+            let terms = self.step_loss(batch, epoch)?;
+            let grads = self.opt.try_backward(&self.scaler.scale(&terms.total))?;
+            return Ok((grads, terms.read()));
         }
         let mut total: Option<Gradients> = None;
         let mut sum = LossBreakdown::default();
@@ -747,8 +773,9 @@ impl Trainer {
                 continue;
             }
             let micro = batch.select(&positions)?;
-            let (loss, parts) = self.step_loss(&micro, epoch)?;
-            let grads = self.opt.try_backward(&self.scaler.scale(&loss))?;
+            let terms = self.step_loss(&micro, epoch)?;
+            let grads = self.opt.try_backward(&self.scaler.scale(&terms.total))?;
+            let parts = terms.read();
             if kept.is_none() {
                 kept = Some(tch::no_grad(|| self.buffers.iter().map(Tensor::copy).collect()));
             }
@@ -779,44 +806,59 @@ impl Trainer {
     ///
     /// # Shapes
     /// As [`Trainer::loss`].
-    fn step_loss(
-        &self,
-        batch: &Batch,
-        epoch: usize,
-    ) -> Result<(Tensor, LossBreakdown), TrainError> {
-        let Some(hook) = &self.sync_bn else { return self.loss(batch, epoch) };
+    fn step_loss(&self, batch: &Batch, epoch: usize) -> Result<LossTerms, TrainError> {
+        let available = self.availability(batch)?;
+        let Some(hook) = &self.sync_bn else { return self.loss(batch, epoch, available, false) };
         let hook_dyn: Arc<dyn mmanet_models::layers::TrainBatchNorm> = hook.clone();
-        let out =
-            mmanet_models::layers::with_train_batch_norm(hook_dyn, || self.loss(batch, epoch));
+        let out = mmanet_models::layers::with_train_batch_norm(hook_dyn, || {
+            self.loss(batch, epoch, available, false)
+        });
         match hook.take_error() {
             Some(e) => Err(e),
             None => out,
         }
     }
 
+    /// The `[B, M]` f32 availability of the batch's samples on the training device, when the
+    /// training data are incomplete (`None`: every sample is complete).
+    fn availability(&self, batch: &Batch) -> Result<Option<Tensor>, TrainError> {
+        if !self.train_incomplete {
+            return Ok(None);
+        }
+        let data = self.train_loader.dataset();
+        let available: Vec<ModalityMask> =
+            batch.indices.iter().map(|&i| data.availability(i)).collect();
+        let set = self.cfg.set();
+        Ok(Some(crate::objective::availability_tensor(set, &available, self.device)?))
+    }
+
     /// The loss of one batch and its parts, from the run's [`Objective`]: its CE alone up to
     /// `begin_epoch`, then (students) with the teacher and, under MAR, the weak set.
+    /// `capturable`: nothing may read the device ([`Step::capturable`]).
     ///
     /// # Shapes
     /// - `batch.inputs[m]`: `[B, ...]`; `batch.mask`: `[B, M]`; `batch.targets`: `[B]` or
-    ///   `[B, H, W]`.
-    fn loss(&self, batch: &Batch, epoch: usize) -> Result<(Tensor, LossBreakdown), TrainError> {
+    ///   `[B, H, W]`; `available`: `[B, M]` f32 ([`Trainer::availability`]).
+    fn loss(
+        &self,
+        batch: &Batch,
+        epoch: usize,
+        available: Option<Tensor>,
+        capturable: bool,
+    ) -> Result<LossTerms, TrainError> {
         let m = &self.cfg.method;
         let active = self.is_student() && epoch > m.begin_epoch;
         let teacher = self.teacher.as_ref().filter(|_| active).map(|t| t.net.as_ref());
         // The modalities each sample really has, on incomplete data: the student's branch
         // BatchNorms normalise over the rows that have their modality, and a teacher sees
         // each sample with its own modalities.
-        let available = self.train_incomplete.then(|| {
-            let data = self.train_loader.dataset();
-            batch.indices.iter().map(|&i| data.availability(i)).collect()
-        });
         let step = Step {
             student: self.net.as_ref(),
             teacher,
             weak: self.weak.as_ref().filter(|_| active && m.mar),
             available,
             amp: self.amp,
+            capturable,
         };
         self.objective.loss(&step, batch)
     }
@@ -1091,6 +1133,13 @@ fn variables_by_name(vs: &VarStore, keep: impl Fn(&Tensor) -> bool) -> Vec<Tenso
 /// NCCL backend (mmanet-sys built against the CUDA libtorch) and without SyncBatchNorm (CPU
 /// only so far), and a global batch that divides by the world size times `compute.accumulate`.
 fn check_parallel(cfg: &ValidConfig, p: &DataParallel) -> Result<(), TrainError> {
+    if cfg.compute.cuda_graph {
+        return Err(TrainError::config(
+            "compute.cuda_graph",
+            "a captured step runs in one process so far (its gradients would need the \
+             all-reduce inside the graph): set it to false for data-parallel training",
+        ));
+    }
     if cfg.device().is_cuda() && p.cuda_device().is_none() {
         return Err(TrainError::config(
             "device",
@@ -1120,6 +1169,18 @@ fn check_parallel(cfg: &ValidConfig, p: &DataParallel) -> Result<(), TrainError>
         ));
     }
     Ok(())
+}
+
+/// The error of a step whose loss is not finite, naming the first non-finite part.
+fn non_finite(parts: &LossBreakdown, epoch: usize, step: usize) -> TrainError {
+    let what = if !parts.ce.is_finite() {
+        "cross-entropy"
+    } else if !parts.distill.is_finite() {
+        "distillation"
+    } else {
+        "MAR"
+    };
+    TrainError::NonFinite { epoch, step, what: what.into() }
 }
 
 /// The samples of `data` that have every modality; an error naming the count when they do not

@@ -290,10 +290,13 @@ fn mad_on_incomplete_data_distils_on_the_complete_samples_only() {
         student: &student,
         teacher: Some(&teacher),
         weak: None,
-        available: Some(available.clone()),
+        available: Some(
+            mmanet_losses::presence_tensor(&set, &available, Kind::Float, Device::Cpu).unwrap(),
+        ),
         amp: false,
+        capturable: false,
     };
-    let (_, parts) = objective.loss(&step, &batch).unwrap();
+    let parts = objective.loss(&step, &batch).unwrap().read();
 
     // Independently: MAD of the index-selected complete samples, with the same forward passes.
     let out = tch::no_grad(|| step.forward(&student, &inputs, &mask, true));

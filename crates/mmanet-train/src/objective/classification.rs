@@ -8,11 +8,11 @@ use mmanet_losses::{ClassificationMiner, WeakSet};
 use mmanet_models::{MultiModalNet, NetOutput};
 use tch::{Device, Kind, Tensor};
 
-use super::{Objective, Step, complete_rows, scalar};
+use super::{LossTerms, Objective, Step, complete_rows};
 use crate::TrainError;
 use crate::config::{Distillation, MethodConfig};
 use crate::evaluate::{Ranks, net_inputs, predict_combo_on};
-use crate::state::{LossBreakdown, MiningEpoch};
+use crate::state::MiningEpoch;
 
 /// CE + λ_MAD·(SP | MAD) + λ_MAR·MAR for one-label-per-sample tasks.
 pub struct ClassificationObjective {
@@ -46,16 +46,14 @@ impl ClassificationObjective {
 }
 
 impl Objective for ClassificationObjective {
-    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError> {
+    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<LossTerms, TrainError> {
         let inputs = net_inputs(batch);
         let out = step.forward(step.student, &inputs, &batch.mask, true);
-        let ce = out.logits.cross_entropy_for_logits(&batch.targets);
-        let mut total = ce.shallow_clone();
-        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
+        let mut terms = LossTerms::new(out.logits.cross_entropy_for_logits(&batch.targets));
         if let Some(teacher) = step.teacher {
             // The teacher sees each sample with the modalities it has (all of them for
             // complete data), and MAD runs on the rows it sees completely.
-            let complete = complete_rows(step, &self.set, batch)?;
+            let complete = complete_rows(step);
             let t_mask = match &complete {
                 Some((available, _)) => available.shallow_clone(),
                 None => batch.mask.ones_like(),
@@ -64,8 +62,7 @@ impl Objective for ClassificationObjective {
             let rows = complete.as_ref().map(|(_, rows)| rows);
             let d =
                 distillation(&out, &t, self.distillation, self.fidelity, rows)? * self.lambda_mad;
-            parts.distill = scalar(&d);
-            total += d;
+            terms.add_distill(d);
         }
         if let (Some(weak), Some(aux)) = (step.weak, &out.aux_logits) {
             let r = mmanet_losses::f_mar_classification(
@@ -75,11 +72,9 @@ impl Objective for ClassificationObjective {
                 weak,
                 self.fidelity,
             )? * self.lambda_mar;
-            parts.mar = scalar(&r);
-            total += r;
+            terms.add_mar(r);
         }
-        parts.total = scalar(&total);
-        Ok((total, parts))
+        Ok(terms)
     }
 
     fn mine_epoch(

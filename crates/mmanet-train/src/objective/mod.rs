@@ -18,8 +18,9 @@
 
 pub mod classification;
 pub mod segmentation;
+mod terms;
 
-use mmanet_core::{ModalityMask, ModalitySet};
+use mmanet_core::ModalitySet;
 use mmanet_data::{Batch, DataLoader, Task};
 use mmanet_losses::WeakSet;
 use mmanet_models::{MultiModalNet, NetOutput};
@@ -28,10 +29,11 @@ use tch::{Device, Kind, Tensor};
 use crate::TrainError;
 use crate::config::{MethodConfig, ValidConfig};
 use crate::evaluate::Ranks;
-use crate::state::{LossBreakdown, MiningEpoch};
+use crate::state::MiningEpoch;
 
 pub use classification::ClassificationObjective;
 pub use segmentation::SegmentationObjective;
+pub use terms::LossTerms;
 
 /// What the loss of one batch needs besides the batch: the networks and what this epoch's
 /// phase switches on. The caller (the trainer) gates the phases: before `begin_epoch`
@@ -43,15 +45,19 @@ pub struct Step<'a> {
     pub teacher: Option<&'a dyn MultiModalNet>,
     /// The weak set when MAR is on in this epoch.
     pub weak: Option<&'a WeakSet>,
-    /// The modalities each sample of the batch really has, when the training data are
-    /// incomplete (`None`: every sample is complete). [`Step::forward`] installs them around
-    /// the student's training-mode forward (the BatchNorm rule for placeholders:
-    /// [`mmanet_models::layers::with_availability`]); both objectives run the teacher with
-    /// them and distil on the complete rows.
-    pub available: Option<Vec<ModalityMask>>,
+    /// `[B, M]` f32 0/1 on the batch's device: the modalities each sample of the batch really
+    /// has, when the training data are incomplete (`None`: every sample is complete).
+    /// [`Step::forward`] installs them around the student's training-mode forward (the
+    /// BatchNorm rule for placeholders: [`mmanet_models::layers::with_availability`]); both
+    /// objectives run the teacher with them and distil on the complete rows.
+    pub available: Option<Tensor>,
     /// Run the forward passes under fp16 autocast (their outputs come back in f32, so every
     /// loss is computed in f32).
     pub amp: bool,
+    /// The step is being captured as a CUDA graph (`compute.cuda_graph`): nothing may read
+    /// the device, so the BatchNorm rule runs on every branch under an availability instead
+    /// of first checking which columns are complete (the same statistics, up to rounding).
+    pub capturable: bool,
 }
 
 impl Step<'_> {
@@ -76,37 +82,24 @@ impl Step<'_> {
             }
             tch::autocast(true, || net.forward_t(inputs, mask, train)).to_kind(Kind::Float)
         };
-        match self.branch_availability(net, mask, train) {
-            Some(avail) => mmanet_models::layers::with_availability(&avail, run),
+        match self.branch_availability(net, train) {
+            Some(avail) if self.capturable => {
+                mmanet_models::layers::with_availability_every_branch(avail, run)
+            }
+            Some(avail) => mmanet_models::layers::with_availability(avail, run),
             None => run(),
         }
     }
 
     /// The `[B, M]` 0/1 availability the BatchNorm rule uses for a forward of `net`: `Some`
     /// only for the student in training mode on incomplete data.
-    ///
-    /// # Shapes
-    /// - `mask`: `[B, M]` (gives the device) -> `[B, M]` f32.
-    fn branch_availability(
-        &self,
-        net: &dyn MultiModalNet,
-        mask: &Tensor,
-        train: bool,
-    ) -> Option<Tensor> {
+    fn branch_availability(&self, net: &dyn MultiModalNet, train: bool) -> Option<&Tensor> {
         let available = self.available.as_ref()?;
         let student = std::ptr::eq(
             std::ptr::from_ref(net).cast::<u8>(),
             std::ptr::from_ref(self.student).cast::<u8>(),
         );
-        if !train || !student {
-            return None;
-        }
-        let m = net.modalities().len();
-        let bits: Vec<f32> = available
-            .iter()
-            .flat_map(|a| (0..m).map(move |i| if a.contains(i) { 1.0 } else { 0.0 }))
-            .collect();
-        Some(Tensor::from_slice(&bits).view([available.len() as i64, m as i64]).to(mask.device()))
+        (train && student).then_some(available)
     }
 }
 
@@ -117,8 +110,9 @@ pub trait Objective: Send {
     /// # Shapes
     /// - `batch.inputs[m]`: `[B, ...]`; `batch.mask`: `[B, M]`; `batch.targets`: `[B]`
     ///   (classification) or `[B, H, W]` (segmentation, 0 = void).
-    /// - output: a scalar to back-propagate, and its parts as numbers.
-    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError>;
+    /// - output: the scalar to back-propagate and its parts, as tensors (the objective does not
+    ///   read them: a captured step cannot, and the trainer reads them in one transfer).
+    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<LossTerms, TrainError>;
 
     /// Scores `net` on `val` (the complete validation samples) with the full combination and
     /// each mining candidate after the training pass of mining epoch `epoch`, split over
@@ -184,31 +178,31 @@ pub fn for_task(
     })
 }
 
-/// For incomplete data ([`Step::available`]), the batch's `[B, M]` availability mask over `set`
-/// (the mask the teacher runs with) and its `[B]` complete-row indicator (the rows distillation
-/// uses), both on the batch's device; `None` for complete data.
-pub(crate) fn complete_rows(
-    step: &Step<'_>,
-    set: &ModalitySet,
-    batch: &Batch,
-) -> Result<Option<(Tensor, Tensor)>, TrainError> {
-    let Some(available) = &step.available else { return Ok(None) };
-    let device = batch.mask.device();
-    let mask = mmanet_losses::presence_tensor(set, available, Kind::Float, device)?;
-    let full = set.full();
-    let rows: Vec<f32> = available.iter().map(|a| if *a == full { 1.0 } else { 0.0 }).collect();
-    Ok(Some((mask, Tensor::from_slice(&rows).to_device(device))))
+/// For incomplete data ([`Step::available`]), the batch's `[B, M]` availability mask (the mask
+/// the teacher runs with) and its `[B]` complete-row indicator (the rows distillation uses),
+/// both on the batch's device, computed there; `None` for complete data.
+pub(crate) fn complete_rows(step: &Step<'_>) -> Option<(Tensor, Tensor)> {
+    let available = step.available.as_ref()?;
+    let mask = available.to_kind(Kind::Float);
+    let rows = mask.amin(1, false);
+    Some((mask, rows))
 }
 
-/// A scalar tensor's value.
-pub(crate) fn scalar(t: &Tensor) -> f64 {
-    t.double_value(&[])
+/// The `[B, M]` f32 0/1 availability tensor over `set` of one sample availability per row, on
+/// `device` (what [`Step::available`] holds).
+pub fn availability_tensor(
+    set: &ModalitySet,
+    available: &[mmanet_core::ModalityMask],
+    device: Device,
+) -> Result<Tensor, TrainError> {
+    Ok(mmanet_losses::presence_tensor(set, available, Kind::Float, device)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Distillation;
+    use mmanet_core::ModalityMask;
     use mmanet_models::{BranchConfig, GenericFusion, GenericNet, GenericNetConfig, NetRole};
 
     /// A two-modality MLP net (BatchNorm in each branch) on its own var store.
@@ -242,8 +236,9 @@ mod tests {
             student: &student,
             teacher: Some(&teacher),
             weak: None,
-            available: Some(available),
+            available: Some(mask.shallow_clone()),
             amp: false,
+            capturable: false,
         };
         let (net, store): (&dyn MultiModalNet, _) =
             if of_teacher { (&teacher, &tvs) } else { (&student, &vs) };

@@ -12,12 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::{Objective, Step, complete_rows, scalar};
+use super::{LossTerms, Objective, Step, complete_rows};
 use crate::TrainError;
 use crate::config::{Distillation, MethodConfig, ValidConfig};
 use crate::data_spec::Split;
 use crate::evaluate::{Ranks, Scoring, evaluate_on, net_inputs};
-use crate::state::{LossBreakdown, MiningEpoch};
+use crate::state::MiningEpoch;
 
 /// Why `method.distillation = "sp"` is refused for segmentation networks: the segmentation
 /// objective has MAD (docs/method.md §1.2) but no SP form (the released code's
@@ -77,18 +77,17 @@ impl Objective for SegmentationObjective {
     ///
     /// # Shapes
     /// - `batch.targets`: `[B, H, W]` i64 (0 = void); `batch.mask`: `[B, M]`.
-    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<(Tensor, LossBreakdown), TrainError> {
+    fn loss(&self, step: &Step<'_>, batch: &Batch) -> Result<LossTerms, TrainError> {
         let inputs = net_inputs(batch);
         let out = step.forward(step.student, &inputs, &batch.mask, true);
         let (ce, labels) = multiscale_ce(&out, &batch.targets, &self.class_weights)?;
-        let mut total = ce.shallow_clone();
-        let mut parts = LossBreakdown { ce: scalar(&ce), ..Default::default() };
+        let mut terms = LossTerms::new(ce);
         if let Some(teacher) = step.teacher {
             // reference-code: the teacher runs in train mode (batch statistics), as released.
             let teacher_train = self.fidelity == Fidelity::ReferenceCode;
             // The teacher sees each sample with the modalities it has (all of them for
             // complete data), and MAD runs on the samples it sees completely.
-            let complete = complete_rows(step, &self.set, batch)?;
+            let complete = complete_rows(step);
             let t_mask = match &complete {
                 Some((available, _)) => available.shallow_clone(),
                 None => batch.mask.ones_like(),
@@ -106,18 +105,15 @@ impl Objective for SegmentationObjective {
                     ));
                 }
             } * self.lambda_mad;
-            parts.distill = scalar(&d);
-            total += d;
+            terms.add_distill(d);
         }
         if let Some(weak) = step.weak {
             let w = &self.class_weights;
             let r = segmentation_mar(&out, &labels, &batch.mask, weak, w, self.fidelity)?
                 * self.lambda_mar;
-            parts.mar = scalar(&r);
-            total += r;
+            terms.add_mar(r);
         }
-        parts.total = scalar(&total);
-        Ok((total, parts))
+        Ok(terms)
     }
 
     /// The mIoU of the full combination, then of each single-modality candidate.
