@@ -259,7 +259,9 @@ impl Trainer {
                 Some(device) if g.warm >= WARMUP_STEPS => {
                     if g.graph.is_none() {
                         let mut graph = mmanet_sys::CudaGraph::new(device).map_err(graph_error)?;
-                        graph.capture(|| self.static_step(statics, epoch)).map_err(graph_error)??;
+                        graph
+                            .capture(|| self.static_step(statics, epoch))
+                            .map_err(graph_error)??;
                         g.graph = Some(graph);
                         g.counts.captures += 1;
                     }
@@ -296,7 +298,8 @@ impl Trainer {
     /// update kept only when the loss is finite and no gradient overflowed, the scale update,
     /// and the `[6]` output; it reads nothing back to the host.
     fn static_step(&mut self, s: &Statics, epoch: usize) -> Result<(), TrainError> {
-        let terms = self.loss(&s.batch, epoch, s.available.as_ref().map(Tensor::shallow_clone), true)?;
+        let terms =
+            self.loss(&s.batch, epoch, s.available.as_ref().map(Tensor::shallow_clone), true)?;
         let mut grads = self.opt.try_backward(&self.scaler.scale(&terms.total))?;
         let _guard = tch::no_grad_guard();
         let found_inf = self.scaler.unscale_on_device(&mut grads);
