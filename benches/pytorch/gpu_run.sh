@@ -9,8 +9,15 @@
 #   SECTIONS="seg cls" ./run.sh       # some sections, in this order
 #
 # Sections (run in the order SECTIONS names them; each skipped once BUDGET seconds have passed):
-#   cls      CASIA-SURF student step (loader included) at B = 64 128 256:
-#            ours fp32 / AMP / AMP + channels-last + cudnn benchmark; PyTorch fp32 / AMP
+#   cuda     mmanet-sys's CUDA smoke tests (NCCL on one rank, a graph captured and replayed)
+#            and mmanet-train's captured-step test (compute.cuda_graph equals the eager step)
+#   step     the CASIA-SURF student step alone on random device tensors (112 px, no loader)
+#            at B = 64 128 256: ours eager / captured (--cuda-graph), fp32 and AMP + channels-last;
+#            PyTorch eager fp32 / AMP, torch.compile(mode="reduce-overhead") fp32 / AMP
+#   cls      the same step with the loader (end to end) at B = 64 128 256: ours fp32 / AMP /
+#            AMP + channels-last + cudnn benchmark, each eager and captured; PyTorch fp32 / AMP /
+#            torch.compile(mode="reduce-overhead")
+#   serve    `mmanet serve` on the GPU, closed-loop load (load_gen), without and with --cuda-graph
 #   seg      ESANet student step, 480x640, B = 8 (random device tensors): ours and PyTorch,
 #            fp32 and AMP; ours also AMP + channels-last + cudnn benchmark
 #   modal    ours, the step alone on random device tensors for M = 2..6 modalities
@@ -22,15 +29,18 @@ set -uo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
 BUDGET=${BUDGET:-480}
-SECTIONS=${SECTIONS:-"cuda cls seg modal threads busy train"}
+SECTIONS=${SECTIONS:-"cuda step cls busy serve seg threads modal train"}
 BATCHES=${BATCHES:-"64 128 256"}
 STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-5}
 THREADS=${THREADS:-12}         # loader threads / DataLoader workers
 THREAD_LIST=${THREAD_LIST:-"1 2 4 8 12"}
 MODAL_VARIANTS=${MODAL_VARIANTS:-"fast fp32"}
-CLS_RUNS=${CLS_RUNS:-"ours_fp32 pytorch_fp32 ours_amp pytorch_amp ours_fast"}
-BUSY_RUNS=${BUSY_RUNS:-"cls_ours_fast cls_ours_fp32 cls_pytorch_fp32 step_ours_fast seg_ours_fast seg_pytorch_fp32"}
+CLS_RUNS=${CLS_RUNS:-"ours_graph_fast ours_fp32 ours_graph pytorch_fp32 pytorch_compile ours_amp pytorch_amp ours_fast"}
+STEP_RUNS=${STEP_RUNS:-"ours_graph_fast ours_fast ours_fp32 ours_graph pytorch_fp32 pytorch_amp pytorch_compile pytorch_compile_amp"}
+BUSY_RUNS=${BUSY_RUNS:-"cls_ours_graph_fast step_ours_graph_fast cls_ours_fast cls_ours_fp32 cls_pytorch_fp32 step_ours_fast step_pytorch_compile seg_ours_fast seg_pytorch_fp32"}
+SERVE_CONCURRENCY=${SERVE_CONCURRENCY:-"1 16 64"}
+SERVE_SECONDS=${SERVE_SECONDS:-8}
 IDLE_MARK_MS=${IDLE_MARK_MS:-400}  # GPU idle before/after the timed steps (busy section)
 SAMPLES=${SAMPLES:-4096}       # synthetic training samples
 PYTHON=${PYTHON:-python3}
@@ -117,6 +127,12 @@ cls_args() {  # cls_args B: the classification flags at batch B
 }
 SEG_ARGS=(--batch 8 --height 480 --width 640 --steps 10 --warmup 3 --device cuda)
 FAST=(--amp --channels-last --cudnn-benchmark)
+GRAPH=(--cuda-graph)
+COMPILE=(--compile reduce-overhead)
+step_args() {  # step_args B: the step-only flags at batch B (random device tensors, 112 px)
+  local steps=$STEPS; [ "$1" -ge 256 ] && steps=$((STEPS / 2))
+  echo --synthetic-inputs --size 112 --batch "$1" --steps "$steps" --warmup "$WARMUP" --device cuda
+}
 
 section_cls() {
   for B in $BATCHES; do
@@ -126,8 +142,31 @@ section_cls() {
         ours_fp32) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" ;;
         ours_amp) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" --amp ;;
         ours_fast) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" "${FAST[@]}" ;;
+        ours_graph) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" "${GRAPH[@]}" ;;
+        ours_graph_fast) want cls && run "cls_${R}_b$B" ./bench_step "${common[@]}" "${FAST[@]}" "${GRAPH[@]}" ;;
         pytorch_fp32) want cls && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory ;;
         pytorch_amp) want cls && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp ;;
+        pytorch_compile) want cls 90 && run "cls_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --pin-memory "${COMPILE[@]}" ;;
+      esac
+    done
+  done
+}
+
+# The step alone (batches already on the device): "ahead of torch.compile" is step against step.
+section_step() {
+  for B in $BATCHES; do
+    read -r -a common <<< "$(step_args "$B")"
+    for R in $STEP_RUNS; do
+      case $R in
+        ours_fp32) want step && run "step_${R}_b$B" ./bench_step "${common[@]}" ;;
+        ours_fast) want step && run "step_${R}_b$B" ./bench_step "${common[@]}" "${FAST[@]}" ;;
+        ours_graph) want step && run "step_${R}_b$B" ./bench_step "${common[@]}" "${GRAPH[@]}" ;;
+        ours_graph_fast) want step && run "step_${R}_b$B" ./bench_step "${common[@]}" "${FAST[@]}" "${GRAPH[@]}" ;;
+        pytorch_fp32) want step && run "step_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" ;;
+        pytorch_amp) want step && run "step_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" --amp ;;
+        # torch.compile spends a minute or more compiling before the first step.
+        pytorch_compile) want step 90 && run "step_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" "${COMPILE[@]}" ;;
+        pytorch_compile_amp) want step 90 && run "step_${R}_b$B" "$PYTHON" surf_step.py "${common[@]}" "${COMPILE[@]}" --amp ;;
       esac
     done
   done
@@ -172,6 +211,10 @@ section_busy() {
       cls_ours_fp32) want busy && busy busy_cls_ours_fp32_b64 ./bench_step "${common[@]}" ;;
       cls_pytorch_fp32) want busy && busy busy_cls_pytorch_fp32_b64 "$PYTHON" surf_step.py "${common[@]}" --pin-memory ;;
       cls_pytorch_amp) want busy && busy busy_cls_pytorch_amp_b64 "$PYTHON" surf_step.py "${common[@]}" --pin-memory --amp ;;
+      cls_ours_graph_fast) want busy && busy busy_cls_ours_graph_fast_b64 ./bench_step "${common[@]}" "${FAST[@]}" "${GRAPH[@]}" ;;
+      step_ours_graph_fast) want busy && busy busy_step_ours_graph_fast_b64 ./bench_step $(step_args 64) "${FAST[@]}" "${GRAPH[@]}" ;;
+      step_ours_graph) want busy && busy busy_step_ours_graph_b64 ./bench_step $(step_args 64) "${GRAPH[@]}" ;;
+      step_pytorch_compile) want busy 90 && busy busy_step_pytorch_compile_b64 "$PYTHON" surf_step.py $(step_args 64) "${COMPILE[@]}" ;;
       step_ours_fast) want busy && busy busy_step_ours_fast_b64 ./bench_step --synthetic-inputs --size 112 \
         --batch 64 --steps "$STEPS" --warmup "$WARMUP" --device cuda "${FAST[@]}" ;;
       step_ours_fp32) want busy && busy busy_step_ours_fp32_b64 ./bench_step --synthetic-inputs --size 112 \
@@ -190,10 +233,41 @@ section_cuda() {
   [ -x ./cuda_smoke ] || { echo "cuda: no ./cuda_smoke (gpu-bench builds it where 'cargo xtask setup --cuda' ran)"; return; }
   local site rc
   site=$(dirname "$(dirname "$TORCH_LIB")")
-  LD_LIBRARY_PATH="$TORCH_LIB:$site/nvidia/cu13/lib:$site/nvidia/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-    timeout 120 ./cuda_smoke cuda_ --nocapture > "$OUT/cuda_smoke.out" 2>&1
-  rc=$?
-  echo "[$((SECONDS - START))s] cuda smoke rc=$rc: $(grep -E '^test result' "$OUT/cuda_smoke.out")"
+  for t in cuda_smoke cuda_graph_smoke; do
+    [ -x "./$t" ] || { echo "cuda: no ./$t"; continue; }
+    LD_LIBRARY_PATH="$TORCH_LIB:$site/nvidia/cu13/lib:$site/nvidia/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+      timeout 180 "./$t" cuda_ --nocapture --test-threads 1 > "$OUT/$t.out" 2>&1
+    rc=$?
+    echo "[$((SECONDS - START))s] $t rc=$rc: $(grep -E '^test result' "$OUT/$t.out")"
+  done
+}
+
+# `mmanet serve --device cuda` under a closed loop of C clients, without and with --cuda-graph:
+# the SURF deployment network (random weights, written by bench_model) and request bodies
+# with random modality subsets (serve-bodies.jsonl, written by `cargo xtask gpu-bench`).
+section_serve() {
+  [ -x ./mmanet ] && [ -x ./load_gen ] && [ -x ./bench_model ] && [ -f serve-bodies.jsonl ] \
+    || { echo "serve: no ./mmanet, ./load_gen, ./bench_model or serve-bodies.jsonl"; return; }
+  [ -f "$OUT/serve-model.safetensors" ] \
+    || ./bench_model --preset surf-mmanet --seed 7 --out "$OUT/serve-model.safetensors" > /dev/null
+  local port=18431 variant flags pid
+  for variant in eager graph; do
+    flags=(); [ $variant = graph ] && flags=(--cuda-graph)
+    ./mmanet -q serve "$OUT/serve-model.safetensors" --device cuda --addr "127.0.0.1:$port" \
+      --max-batch 64 --queue 1024 "${flags[@]}" > "$OUT/serve_$variant.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 120); do
+      "$PYTHON" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/readyz', timeout=1)" \
+        > /dev/null 2>&1 && break
+      sleep 0.5
+    done
+    for C in $SERVE_CONCURRENCY; do
+      want serve 20 && run "serve_${variant}_c$C" ./load_gen run "http://127.0.0.1:$port" \
+        serve-bodies.jsonl --concurrency "$C" --duration-s "$SERVE_SECONDS" --warmup-s 2
+    done
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    port=$((port + 1))
+  done
 }
 
 section_train() {
@@ -202,7 +276,7 @@ section_train() {
 }
 
 # Minimum seconds left for a section to start.
-declare -A NEED=([cuda]=20 [cls]=60 [seg]=60 [modal]=30 [threads]=40 [busy]=40 [train]=60)
+declare -A NEED=([cuda]=20 [step]=60 [cls]=60 [serve]=40 [seg]=60 [modal]=30 [threads]=40 [busy]=40 [train]=60)
 for S in $SECTIONS; do
   [ -n "${NEED[$S]:-}" ] || { echo "unknown section $S"; continue; }
   want "$S" "${NEED[$S]}" && "section_$S"

@@ -45,6 +45,9 @@ def cls_table(runs):
             ("ours", "fp32", "ours fp32", ref32),
             ("ours", "amp", "ours AMP (autocast fp16 + GradScaler)", ref16),
             ("ours", "fast", "ours AMP + channels-last + cudnn benchmark", ref16),
+            ("pytorch", "compile", "PyTorch torch.compile(mode=\"reduce-overhead\") fp32", ref32),
+            ("ours", "graph", "ours captured (CUDA graph) fp32", ref32),
+            ("ours", "graph_fast", "ours captured, AMP + channels-last + cudnn benchmark", ref16),
         ]:
             r = runs.get(f"cls_{impl}_{var}_b{b}")
             if r is None:
@@ -54,6 +57,50 @@ def cls_table(runs):
                   f"| {fmt(r.get('step_ms_median'))} | {fmt(r.get('compute_ms_median'))} "
                   f"| {fmt(r.get('load_samples_per_s'))} | {fmt(r.get('smi_peak_mib'), 0)} "
                   f"| {fmt(r.get('gpu_max_mem_mib'), 0)} | {fmt(r.get('smi_util_mean'), 0)} |")
+    print()
+
+
+# The five columns of issue 19 (step only and end to end), per batch size.
+FIVE = [("ours_fp32", "ours eager"), ("ours_graph", "ours captured"),
+        ("pytorch_fp32", "PyTorch eager fp32"), ("pytorch_amp", "PyTorch AMP"),
+        ("pytorch_compile", "PyTorch torch.compile reduce-overhead")]
+
+
+def five_table(runs, prefix, title):
+    batches = sorted({r["batch"] for t, r in runs.items() if t.startswith(prefix)})
+    if not batches:
+        return
+    print(f"### {title}: samples/s (GPU MiB, max_memory_allocated where known)\n")
+    print("| B | " + " | ".join(label for _, label in FIVE)
+          + " | ours captured, AMP + channels-last | captured / PyTorch fp32 "
+            "| best captured / torch.compile |")
+    print("|" + "---|" * (len(FIVE) + 4))
+    for b in batches:
+        get = lambda k: runs.get(f"{prefix}{k}_b{b}", {})
+        cells = []
+        for k, _ in FIVE + [("ours_graph_fast", "")]:
+            r = get(k)
+            mem = r.get("gpu_max_mem_mib") or r.get("smi_peak_mib")
+            cells.append(f"{fmt(r.get('samples_per_s'))} ({fmt(mem, 0)})" if r else "–")
+        best = max((get(k).get("samples_per_s") or 0 for k in ("ours_graph", "ours_graph_fast")),
+                   default=0) or None
+        print(f"| {b} | " + " | ".join(cells)
+              + f" | {ratio(get('ours_graph').get('samples_per_s'), get('pytorch_fp32').get('samples_per_s'))}"
+              + f" | {ratio(best, get('pytorch_compile').get('samples_per_s'))} |")
+    print()
+
+
+def serve_table(runs):
+    rows = [(t, r) for t, r in sorted(runs.items()) if t.startswith("serve_")]
+    if not rows:
+        return
+    print("### Serving: `mmanet serve --device cuda`, closed loop (load_gen), SURF network\n")
+    print("| variant | clients | requests/s | p50 ms | p99 ms | errors |")
+    print("|---|---|---|---|---|---|")
+    for t, r in rows:
+        variant, c = t[len("serve_"):].rsplit("_c", 1)
+        print(f"| {variant} | {c} | {fmt(r.get('throughput_rps'))} | {fmt(r.get('p50_ms'), 2)} "
+              f"| {fmt(r.get('p99_ms'), 2)} | {r.get('errors', '–')} |")
     print()
 
 
@@ -172,7 +219,9 @@ def plot(runs, out):
 
 def main(out):
     runs = load(out)
-    for f in (cls_table, seg_table, busy_table, thread_table, modal_table):
+    five_table(runs, "step_", "The step alone (batches on the device, 112 px)")
+    five_table(runs, "cls_", "End to end (loader included)")
+    for f in (cls_table, serve_table, seg_table, busy_table, thread_table, modal_table):
         f(runs)
     plot(runs, out)
 

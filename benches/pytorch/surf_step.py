@@ -401,9 +401,109 @@ def load_breakdown(a):
     return 0
 
 
+def build_nets(a, device):
+    """The frozen teacher, the student, SGD and the weak set on `device`."""
+    teacher = SURF_Multi(a.width).to(device).eval()
+    for prm in teacher.parameters():
+        prm.requires_grad = False
+    student = SURF_MMANet(a.width, a.auxi_calls).to(device).train()
+    opt = torch.optim.SGD(
+        student.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    weak = torch.tensor(WEAK_SET, dtype=torch.float32, device=device)
+    return teacher, student, opt, weak
+
+
+class Step:
+    """One training step: modality drop, forwards (autocast fp16 with --amp), CE + MAR + MAD,
+    backward, SGD. With --compile the forwards and the loss (and so their backward) go through
+    torch.compile (mode "reduce-overhead": CUDA graphs, for the inductor backend); the
+    optimizer step too with --compile-optimizer. `compile_s` is the time of the first call."""
+
+    def __init__(self, a, nets, device):
+        self.teacher, self.student, self.opt, self.weak = nets
+        self.device = device
+        self.amp = a.amp and device.type == "cuda"
+        self.compiled = bool(a.compile)
+        self.loss = self.forward_loss
+        self.update = self.opt.step
+        if a.compile:
+            kw = {"mode": a.compile} if a.compile_backend == "inductor" else {}
+            self.loss = torch.compile(self.forward_loss, backend=a.compile_backend, **kw)
+            if a.compile_optimizer:
+                self.update = torch.compile(self.opt.step, backend=a.compile_backend)
+        self.compile_s = None
+
+    def forward_loss(self, rgb, depth, ir, target, p):
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=self.amp):
+            with torch.no_grad():
+                t_out, _, t_l4 = self.teacher(rgb, depth, ir)
+            out, _, s_l4, a1, a2, a3, p = self.student(rgb, depth, ir, p)
+            ce = F.cross_entropy(out.float(), target)
+            mad = mad_loss(s_l4.float(), t_l4.float(), t_out.float())
+            mar = mar_loss([a1.float(), a2.float(), a3.float()], target, p, self.weak)
+            return ce + LAMBDA_MAR * mar + LAMBDA_MAD * mad
+
+    def __call__(self, rgb, depth, ir, target):
+        first = self.compiled and self.compile_s is None
+        t0 = time.perf_counter()
+        p = modality_drop(rgb.shape[0], self.device)
+        if self.compiled:
+            torch.compiler.cudagraph_mark_step_begin()
+        loss = self.loss(rgb, depth, ir, target, p)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.update()
+        loss_v = loss.item()
+        if first:
+            self.compile_s = time.perf_counter() - t0
+        return loss_v
+
+
+def synthetic_step(a, device):
+    """--synthetic-inputs: the step alone on random device tensors (no loader), the twin of
+    bench_step's mode: 4 batches of [B, 3, size, size] per modality, reused in turn."""
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    step = Step(a, build_nets(a, device), device)
+    shape = (a.batch, 3, a.size, a.size)
+    batches = [
+        (*(torch.randn(shape, device=device) for _ in range(3)),
+         torch.randint(0, 2, (a.batch,), device=device))
+        for _ in range(4)
+    ]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times, loss_v = [], float("nan")
+    for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            idle_mark(a.idle_mark_ms, device)
+        t0 = time.perf_counter()
+        loss_v = step(*batches[i % len(batches)])
+        sync(device)
+        if i >= a.warmup:
+            times.append((time.perf_counter() - t0) * 1e3)
+    idle_mark(a.idle_mark_ms, device)
+    record = {
+        "impl": "pytorch", "mode": "synthetic-step", "device": a.device, "batch": a.batch,
+        "steps": a.steps, "warmup": a.warmup, "amp": a.amp, "width": a.width, "size": a.size,
+        "modalities": 3, "compile": a.compile or None, "compile_backend": a.compile_backend,
+        "compile_optimizer": a.compile_optimizer, "compile_s": step.compile_s,
+        "torch_version": torch.__version__, "auxi_calls": a.auxi_calls,
+        "step_ms_median": statistics.median(times),
+        "samples_per_s": a.batch * 1e3 / statistics.median(times),
+        "step_ms_all": times, "last_loss": loss_v, "peak_rss_mib": vm_hwm_mib(),
+    }
+    if device.type == "cuda":
+        record["gpu_max_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(record))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default="", help="the list files' folder (not with --synthetic-inputs)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
@@ -419,9 +519,19 @@ def main():
     ap.add_argument("--idle-mark-ms", type=int, default=0, help="GPU idle before/after the timed steps (benches/gpu_busy)")
     ap.add_argument("--load-breakdown", type=int, default=0, help="one process: decode vs augment, ms/sample")
     ap.add_argument("--predecoded", default="", help="DIR: read a memory-mapped uint8 array of the decoded, 144-resized images (written once to DIR)")
+    ap.add_argument("--synthetic-inputs", action="store_true", help="the step alone on random device tensors")
+    ap.add_argument("--size", type=int, default=112, help="image side of --synthetic-inputs")
+    ap.add_argument("--compile", nargs="?", const="reduce-overhead", default="",
+                    help="torch.compile the forwards and losses (mode, default reduce-overhead)")
+    ap.add_argument("--compile-backend", default="inductor", help="torch.compile backend (inductor, cudagraphs)")
+    ap.add_argument("--compile-optimizer", action="store_true", help="torch.compile the SGD step too")
     a = ap.parse_args()
     if a.load_breakdown:
         return load_breakdown(a)
+    if a.synthetic_inputs:
+        return synthetic_step(a, torch.device(a.device))
+    if not a.data:
+        ap.error("--data is required (or --synthetic-inputs)")
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -455,6 +565,9 @@ def main():
         "torch_version": torch.__version__,
         "auxi_calls": a.auxi_calls,
         "load_batches": a.load_batches or a.steps,
+        "compile": a.compile or None,
+        "compile_backend": a.compile_backend,
+        "compile_optimizer": a.compile_optimizer,
     }
 
     # Phase 1: the loader alone.
@@ -471,44 +584,25 @@ def main():
     del batches, it, b
 
     if not a.load_only:
-        teacher = SURF_Multi(a.width).to(device).eval()
-        for prm in teacher.parameters():
-            prm.requires_grad = False
-        student = SURF_MMANet(a.width, a.auxi_calls).to(device).train()
-        opt = torch.optim.SGD(
-            student.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4
-        )
-        weak = torch.tensor(WEAK_SET, dtype=torch.float32, device=device)
-        amp = a.amp and device.type == "cuda"
+        nets = build_nets(a, device)
+        step = Step(a, nets, device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         batches = endless(loader)
         e2e, compute, total = [], [], 0.0
         loss_v = float("nan")
-        for step in range(a.warmup + a.steps):
-            if step == a.warmup:
+        for i in range(a.warmup + a.steps):
+            if i == a.warmup:
                 idle_mark(a.idle_mark_ms, device)
             t0 = time.perf_counter()
             it, (rgb, depth, ir, target) = next(batches)
             t1 = time.perf_counter()
             rgb, depth, ir = (x.to(device, non_blocking=a.pin_memory) for x in (rgb, depth, ir))
             target = target.to(device, non_blocking=a.pin_memory)
-            p = modality_drop(rgb.shape[0], device)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=amp):
-                with torch.no_grad():
-                    t_out, _, t_l4 = teacher(rgb, depth, ir)
-                out, _, s_l4, a1, a2, a3, p = student(rgb, depth, ir, p)
-                ce = F.cross_entropy(out.float(), target)
-                mad = mad_loss(s_l4.float(), t_l4.float(), t_out.float())
-                mar = mar_loss([a1.float(), a2.float(), a3.float()], target, p, weak)
-                loss = ce + LAMBDA_MAR * mar + LAMBDA_MAD * mad
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss_v = loss.item()
+            loss_v = step(rgb, depth, ir, target)
             sync(device)
             t2 = time.perf_counter()
-            if step >= a.warmup:
+            if i >= a.warmup:
                 e2e.append((t2 - t0) * 1e3)
                 compute.append((t2 - t1) * 1e3)
                 total += t2 - t0
@@ -521,6 +615,7 @@ def main():
         record["samples_per_s"] = a.steps * a.batch / total
         record["step_ms_all"] = e2e
         record["last_loss"] = loss_v
+        record["compile_s"] = step.compile_s
         if device.type == "cuda":
             record["gpu_max_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
     record["peak_rss_mib"] = vm_hwm_mib()

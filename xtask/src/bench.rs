@@ -555,36 +555,71 @@ fn markdown(s: &Value) -> String {
     md
 }
 
-/// The CUDA smoke tests for the GPU machine (its `cuda_*` tests: NCCL on one rank, a CUDA
-/// graph's capture and replay): mmanet-sys's `process_group` test binary built (release)
-/// against the full CUDA install of `cargo xtask setup --cuda` (the one with `nccl.h`, so the
-/// shim has `ProcessGroupNCCL` and `CUDAGraph`), in its own target folder `target/cuda` so the
-/// CPU build stays cached; copied to `out/cuda_smoke`.
+/// The CUDA smoke tests for the GPU machine (their `cuda_*` tests): mmanet-sys's
+/// `process_group` (NCCL on one rank, a CUDA graph's capture and replay) as `out/cuda_smoke`
+/// and mmanet-train's `cuda_graph` (`compute.cuda_graph` against the eager step) as
+/// `out/cuda_graph_smoke`, built (release) against the full CUDA install of
+/// `cargo xtask setup --cuda` (the one with `nccl.h`, so the shim has `ProcessGroupNCCL` and
+/// `CUDAGraph`), in their own target folder `target/cuda` so the CPU build stays cached.
 fn build_cuda_smoke(root: &Path, out: &Path) -> Result<()> {
     let cuda = crate::setup::install_dir(true)?;
     if !cuda.join("nvidia/nccl/include/nccl.h").is_file() {
         bail!("no full CUDA install at {} (`cargo xtask setup --cuda`)", cuda.display());
     }
-    let output = cargo()
-        .args(["test", "--release", "-p", "mmanet-sys", "--test", "process_group", "--no-run"])
-        .args(["--message-format", "json"])
-        .env("LIBTORCH", cuda.join("torch"))
-        .env("CARGO_TARGET_DIR", root.join("target/cuda"))
-        .stderr(Stdio::inherit())
-        .output()
-        .context("building the CUDA smoke tests")?;
-    if !output.status.success() {
-        bail!("cargo test --no-run failed");
+    // mmanet-sys links libtorch_cuda itself; mmanet-train keeps it NEEDED with `cuda`.
+    for (package, test, name, features) in [
+        ("mmanet-sys", "process_group", "cuda_smoke", &[][..]),
+        ("mmanet-train", "cuda_graph", "cuda_graph_smoke", &["--features", "cuda"][..]),
+    ] {
+        let output = cargo()
+            .args(["test", "--release", "-p", package, "--test", test, "--no-run"])
+            .args(features)
+            .args(["--message-format", "json"])
+            .env("LIBTORCH", cuda.join("torch"))
+            .env("CARGO_TARGET_DIR", root.join("target/cuda"))
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("building the CUDA smoke test {package}/{test}"))?;
+        if !output.status.success() {
+            bail!("cargo test -p {package} --test {test} --no-run failed");
+        }
+        let exe = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"]["name"] == test)
+            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .with_context(|| format!("cargo named no {test} executable"))?;
+        std::fs::copy(&exe, out.join(name))
+            .with_context(|| format!("copying {}", exe.display()))?;
+        set_executable(&out.join(name))?;
     }
-    let exe = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"]["name"] == "process_group")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .context("cargo named no process_group executable")?;
-    std::fs::copy(&exe, out.join("cuda_smoke"))
-        .with_context(|| format!("copying {}", exe.display()))?;
-    set_executable(&out.join("cuda_smoke"))
+    Ok(())
+}
+
+/// What the `serve` section of run.sh needs besides `mmanet`: the CPU builds of `bench_model`
+/// (writes the SURF deployment network with random weights on the GPU machine: the file is
+/// too large to carry) and `load_gen`, and 64 request bodies for that network's input spec
+/// with random modality subsets (`benches/serve/requests.py`, from a model file written here).
+fn write_serve_kit(root: &Path, out: &Path) -> Result<()> {
+    sh(cargo().args(["build", "--release", "-p", "mmanet-train", "--example", "bench_model"]))?;
+    sh(cargo().args(["build", "--release", "-p", "mmanet-serve", "--example", "load_gen"]))?;
+    for name in ["bench_model", "load_gen"] {
+        let bin = root.join("target/release/examples").join(name);
+        std::fs::copy(&bin, out.join(name)).with_context(|| format!("copying {}", bin.display()))?;
+        set_executable(&out.join(name))?;
+    }
+    let model = root.join("target/bench/serve/surf-gpu.safetensors");
+    std::fs::create_dir_all(model.parent().expect("a folder"))?;
+    sh(Command::new(out.join("bench_model"))
+        .args(["--preset", "surf-mmanet", "--seed", "7", "--out"])
+        .arg(&model))?;
+    let python = ensure_pytorch_env()?;
+    sh(Command::new("python3")
+        .arg(root.join("benches/serve/requests.py"))
+        .arg(&model)
+        .args(["--n", "64", "--seed", "1", "--out"])
+        .arg(out.join("serve-bodies.jsonl"))
+        .env("PYTHONPATH", python))
 }
 
 /// `cargo xtask gpu-bench`: a self-contained folder for a GPU machine with torch 2.11.0.
@@ -634,6 +669,9 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
     set_executable(&out.join("run.sh"))?;
     if let Err(e) = build_cuda_smoke(&root, &out) {
         eprintln!("warning: cuda_smoke not built ({e:#}); run.sh will skip its `cuda` section");
+    }
+    if let Err(e) = write_serve_kit(&root, &out) {
+        eprintln!("warning: serve kit not written ({e:#}); run.sh will skip its `serve` section");
     }
     if let Err(e) = build_gpu_busy(&root, &out) {
         eprintln!("warning: libgpu_busy.so not built ({e:#}); run.sh will skip its `busy` section");

@@ -57,6 +57,9 @@ pub enum DeployError {
     /// A libtorch call failed.
     #[error("libtorch")]
     Tch(#[from] tch::TchError),
+    /// Creating or replaying a CUDA graph failed (`--cuda-graph`).
+    #[error("cuda graph")]
+    Graph(#[from] mmanet_sys::GraphError),
 }
 
 impl DeployError {
@@ -79,7 +82,8 @@ impl DeployError {
             | DeployError::Version { .. }
             | DeployError::Model(_)
             | DeployError::File(_)
-            | DeployError::Tch(_) => false,
+            | DeployError::Tch(_)
+            | DeployError::Graph(_) => false,
         }
     }
 }

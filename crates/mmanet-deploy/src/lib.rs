@@ -5,13 +5,15 @@
 //! - [`input`]: raw inputs of any non-empty subset of the modalities to a [`Prepared`] sample,
 //!   as the file's input spec says (decoders and test transforms are data).
 //! - [`predictor`]: the network on a device, predicting batches that mix modality subsets
-//!   through the per-sample mask.
+//!   through the per-sample mask; [`graphs`]: the same, replayed from one CUDA graph per
+//!   batch-size bucket.
 //!
 //! Nothing here knows a training run or a data set: a model file alone is enough.
 
 mod error;
 pub mod example;
 pub mod format;
+pub mod graphs;
 pub mod input;
 pub mod manifest;
 pub mod predictor;

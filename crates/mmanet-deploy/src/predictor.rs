@@ -11,7 +11,8 @@ use mmanet_models::factory::build_net;
 use tch::{Device, Kind, Tensor};
 
 use crate::format::{ModelFile, ModelMetadata, read_model_file};
-use crate::input::Prepared;
+use crate::graphs::{GraphCounts, Graphs, WARMUP_RUNS};
+use crate::input::{Prepared, warmup_sample};
 use crate::{DeployError, Result};
 
 /// What the network says about one sample.
@@ -37,6 +38,8 @@ pub struct Predictor {
     _vs: tch::nn::VarStore,
     net: Box<dyn MultiModalNet>,
     device: Device,
+    /// [`Predictor::with_cuda_graphs`].
+    graphs: Option<Graphs>,
 }
 
 impl std::fmt::Debug for Predictor {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Predictor {
         f.debug_struct("Predictor")
             .field("metadata", &self.metadata)
             .field("device", &self.device)
+            .field("graph_counts", &self.graph_counts())
             .finish()
     }
 }
@@ -62,7 +66,51 @@ impl Predictor {
                 ));
             }
         }
-        Ok(Predictor { metadata: file.metadata, _vs: vs, net, device })
+        Ok(Predictor { metadata: file.metadata, _vs: vs, net, device, graphs: None })
+    }
+
+    /// Runs fixed-size batches through CUDA graphs from now on ([`crate::graphs`]): one per
+    /// batch-size bucket up to `max_batch`, padded to the bucket. On CPU the batches run
+    /// eagerly, padded alike. A forward pass that cannot be captured (one that reads a value
+    /// back to the host, e.g. to pack sequences by length) is served eagerly. Fails on a
+    /// CUDA device when mmanet-sys was built without CUDA graphs (against the CPU libtorch).
+    pub fn with_cuda_graphs(mut self, max_batch: usize) -> Result<Self> {
+        if self.device.is_cuda() && !mmanet_sys::cuda_graphs_built() {
+            return Err(DeployError::input(
+                "cuda_graph",
+                "mmanet-sys was built without CUDA graphs (build against the CUDA libtorch: \
+                 `cargo xtask setup --cuda`)",
+            ));
+        }
+        self.graphs = Some(Graphs::new(self.device, max_batch));
+        Ok(self)
+    }
+
+    /// The passes before serving: one on a placeholder sample (all modalities present) or,
+    /// with graphs, every bucket's warm-up passes and its capture, so that no request waits
+    /// for one. Models whose input sizes come with each request have no placeholder: nothing
+    /// runs.
+    pub fn warm_up(&self) -> Result<()> {
+        let Some(sample) = warmup_sample(&self.metadata) else { return Ok(()) };
+        match &self.graphs {
+            Some(graphs) => {
+                for &b in graphs.buckets() {
+                    let batch = vec![sample.clone(); b];
+                    for _ in 0..=WARMUP_RUNS {
+                        self.predict(&batch)?;
+                    }
+                }
+            }
+            None => {
+                self.predict(&[sample])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How the batches ran so far with [`Predictor::with_cuda_graphs`] (`None` without).
+    pub fn graph_counts(&self) -> Option<GraphCounts> {
+        self.graphs.as_ref().map(Graphs::counts)
     }
 
     /// [`Predictor::new`] on the model file at `path`.
@@ -108,37 +156,67 @@ impl Predictor {
         Ok(out.into_iter().map(|o| o.expect("every sample is in one group")).collect())
     }
 
-    /// One forward pass over samples of equal input shapes.
+    /// One forward pass over samples of equal input shapes (through the graphs when enabled).
+    fn forward(&self, samples: &[&Prepared]) -> Result<Vec<Output>> {
+        match &self.graphs {
+            Some(graphs) => {
+                let mut out = Vec::with_capacity(samples.len());
+                let key = samples[0].shape_key();
+                for chunk in samples.chunks(graphs.largest()) {
+                    let (inputs, mask) = self.batch_tensors(chunk, graphs.bucket_for(chunk.len()));
+                    let logits = graphs.logits(self.net.as_ref(), &key, &inputs, &mask)?;
+                    out.extend(self.outputs(&logits.narrow(0, 0, chunk.len() as i64), chunk)?);
+                }
+                Ok(out)
+            }
+            None => {
+                let (inputs, mask) = self.batch_tensors(samples, samples.len());
+                let inputs: Vec<Tensor> = inputs.iter().map(|t| t.to_device(self.device)).collect();
+                let mask = mask.to_device(self.device);
+                let logits = tch::no_grad(|| self.net.forward_t(&inputs, &mask, false)).logits;
+                self.outputs(&logits, samples)
+            }
+        }
+    }
+
+    /// The network's host inputs for `samples`, padded to `rows` by repeating the last sample.
     ///
     /// # Shapes
-    /// Inputs per modality `[B, ...]` (then `[B]` i64 true lengths of the sequence modalities,
-    /// the generic networks' convention), mask `[B, M]`; logits `[B, K]` or `[B, C, h, w]`.
-    fn forward(&self, samples: &[&Prepared]) -> Result<Vec<Output>> {
+    /// Inputs per modality `[rows, ...]` (then `[rows]` i64 true lengths of the sequence
+    /// modalities, the generic networks' convention), mask `[rows, M]` f32.
+    fn batch_tensors(&self, samples: &[&Prepared], rows: usize) -> (Vec<Tensor>, Tensor) {
         let m_count = self.metadata.input_spec.modalities.len();
-        let b = samples.len() as i64;
+        let last = samples[samples.len() - 1];
+        let padded =
+            || samples.iter().copied().chain(std::iter::repeat_n(last, rows - samples.len()));
+        let b = rows as i64;
         let mut tensors = Vec::with_capacity(m_count);
         let mut lengths = Vec::new();
         for m in 0..m_count {
             let shape = &samples[0].inputs[m].shape;
-            let mut flat = Vec::with_capacity(samples.len() * samples[0].inputs[m].data.len());
-            for s in samples {
+            let mut flat = Vec::with_capacity(rows * samples[0].inputs[m].data.len());
+            for s in padded() {
                 flat.extend_from_slice(&s.inputs[m].data);
             }
             let mut full = vec![b];
             full.extend_from_slice(shape);
-            tensors.push(Tensor::from_slice(&flat).view(full.as_slice()).to_device(self.device));
+            tensors.push(Tensor::from_slice(&flat).view(full.as_slice()));
             if samples[0].inputs[m].length.is_some() {
-                let l: Vec<i64> = samples.iter().map(|s| s.inputs[m].length.unwrap_or(1)).collect();
-                lengths.push(Tensor::from_slice(&l).to_device(self.device));
+                let l: Vec<i64> = padded().map(|s| s.inputs[m].length.unwrap_or(1)).collect();
+                lengths.push(Tensor::from_slice(&l));
             }
         }
         tensors.extend(lengths);
-        let mask: Vec<f32> = samples
-            .iter()
-            .flat_map(|s| s.present.iter().map(|&p| if p { 1.0 } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_slice(&mask).view([b, m_count as i64]).to_device(self.device);
-        let logits = tch::no_grad(|| self.net.forward_t(&tensors, &mask, false)).logits;
+        let mask: Vec<f32> =
+            padded().flat_map(|s| s.present.iter().map(|&p| if p { 1.0 } else { 0.0 })).collect();
+        (tensors, Tensor::from_slice(&mask).view([b, m_count as i64]))
+    }
+
+    /// The outputs of `samples` from their logits.
+    ///
+    /// # Shapes
+    /// `logits`: `[B, K]` or `[B, C, h, w]`, one row per sample.
+    fn outputs(&self, logits: &Tensor, samples: &[&Prepared]) -> Result<Vec<Output>> {
         match self.metadata.input_spec.task {
             Task::Classification { .. } => {
                 let probs = logits.f_softmax(1, Kind::Double)?.to_device(Device::Cpu);
@@ -151,7 +229,7 @@ impl Predictor {
                     DeployError::input("inputs", "a segmentation sample without an output size")
                 })?;
                 let logits = if logits.size()[2..] == [h as i64, w as i64] {
-                    logits
+                    logits.shallow_clone()
                 } else {
                     logits.upsample_bilinear2d([h as i64, w as i64], false, None, None)
                 };

@@ -65,9 +65,8 @@ pub(crate) fn start(
         .name("mmanet-model".into())
         .spawn(move || {
             let predictor = load()?;
-            if let Some(sample) = mmanet_deploy::warmup_sample(predictor.metadata()) {
-                predictor.predict(&[sample]).map_err(|e| format!("warm-up: {e}"))?;
-            }
+            predictor.warm_up().map_err(|e| format!("warm-up: {}", crate::error_chain(&e)))?;
+            metrics.note_graphs(&predictor);
             ready.store(true, Ordering::SeqCst);
             tracing::info!("model loaded and warmed up");
             run(&predictor, &rx, limits, &metrics);
@@ -104,7 +103,9 @@ fn run(predictor: &Predictor, rx: &Receiver<Job>, limits: Limits, metrics: &Metr
         }
         let samples: Vec<Prepared> = jobs.iter().flat_map(|j| j.samples.iter().cloned()).collect();
         metrics.batch_size.observe(samples.len() as f64);
-        match predictor.predict(&samples) {
+        let predicted = predictor.predict(&samples);
+        metrics.note_graphs(predictor);
+        match predicted {
             Ok(outputs) => {
                 let mut outputs = outputs.into_iter();
                 for job in jobs {

@@ -43,6 +43,10 @@ pub struct ServeConfig {
     pub read_timeout: Duration,
     /// The device the model runs on.
     pub device: tch::Device,
+    /// Replay the forward pass from one CUDA graph per batch-size bucket up to `max_batch`
+    /// (batches padded to the bucket; [`mmanet_deploy::graphs`]). On CPU batches are padded
+    /// alike and run eagerly.
+    pub cuda_graph: bool,
     /// Sleep before each batch: only for tests and load experiments (a slow model).
     pub inference_delay: Duration,
 }
@@ -57,6 +61,7 @@ impl Default for ServeConfig {
             max_body: 16 << 20,
             read_timeout: Duration::from_secs(10),
             device: tch::Device::Cpu,
+            cuda_graph: false,
             inference_delay: Duration::ZERO,
         }
     }
@@ -144,9 +149,15 @@ pub fn start(model: PathBuf, cfg: ServeConfig, signals: bool) -> Result<ServerHa
         capacity: cfg.queue_capacity,
         inference_delay: cfg.inference_delay,
     };
-    let device = cfg.device;
+    let (device, graphs) = (cfg.device, cfg.cuda_graph.then_some(limits.max_batch));
     let (queue, model_thread) = batcher::start(
-        move || mmanet_deploy::Predictor::load(&model, device).map_err(|e| error_chain(&e)),
+        move || {
+            let p = mmanet_deploy::Predictor::load(&model, device).map_err(|e| error_chain(&e))?;
+            match graphs {
+                Some(max_batch) => p.with_cuda_graphs(max_batch).map_err(|e| error_chain(&e)),
+                None => Ok(p),
+            }
+        },
         limits,
         ready.clone(),
         metrics.clone(),

@@ -1,4 +1,5 @@
-//! `/metrics`: Prometheus text format (requests and errors by kind, batch sizes, latency).
+//! `/metrics`: Prometheus text format (requests and errors by kind, batch sizes, latency,
+//! and with `--cuda-graph` the forward passes by how they ran).
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
@@ -10,6 +11,9 @@ pub(crate) struct Metrics {
     pub(crate) batch_size: Histogram,
     pub(crate) latency: Histogram,
     pub(crate) dropped: IntCounter,
+    /// `--cuda-graph`: forward passes by `how` (`replay`, `eager`) and graphs captured.
+    graph_passes: IntCounterVec,
+    graph_captures: IntCounter,
 }
 
 impl Metrics {
@@ -40,16 +44,49 @@ impl Metrics {
             "Queued requests whose client hung up before their batch ran.",
         )
         .expect("valid metric");
+        let graph_passes = IntCounterVec::new(
+            Opts::new(
+                "mmanet_graph_passes_total",
+                "With --cuda-graph: forward passes replayed from a CUDA graph or run eagerly.",
+            ),
+            &["how"],
+        )
+        .expect("valid metric");
+        let graph_captures = IntCounter::new(
+            "mmanet_graph_captures_total",
+            "With --cuda-graph: CUDA graphs captured.",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(errors.clone()),
             Box::new(batch_size.clone()),
             Box::new(latency.clone()),
             Box::new(dropped.clone()),
+            Box::new(graph_passes.clone()),
+            Box::new(graph_captures.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
-        Metrics { registry, requests, errors, batch_size, latency, dropped }
+        Metrics {
+            registry,
+            requests,
+            errors,
+            batch_size,
+            latency,
+            dropped,
+            graph_passes,
+            graph_captures,
+        }
+    }
+
+    /// Brings the graph counters up to the predictor's counts (nothing without graphs).
+    pub(crate) fn note_graphs(&self, predictor: &mmanet_deploy::Predictor) {
+        let Some(c) = predictor.graph_counts() else { return };
+        let up = |counter: &IntCounter, to: u64| counter.inc_by(to.saturating_sub(counter.get()));
+        up(&self.graph_passes.with_label_values(&["replay"]), c.replays);
+        up(&self.graph_passes.with_label_values(&["eager"]), c.eager);
+        up(&self.graph_captures, c.captures);
     }
 
     /// The text exposition.

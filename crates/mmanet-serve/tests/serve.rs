@@ -291,3 +291,73 @@ fn a_full_queue_answers_503_and_shutdown_drains_in_flight_requests() {
     h.shutdown().unwrap();
     assert_eq!(in_flight.join().unwrap(), 200);
 }
+
+/// The value of the Prometheus sample `name` (with its labels) in `text`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn graph_replayed_serving_pads_to_buckets_and_answers_as_direct_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_file(dir.path());
+    let h = serve(&model, |c| {
+        c.cuda_graph = true;
+        c.max_batch = 4;
+        c.max_delay = Duration::from_millis(10);
+    });
+    let p = Predictor::load(&model, tch::Device::Cpu).unwrap();
+    let classes = p.metadata().input_spec.classes.clone();
+    let url = format!("http://{}/v1/predict", h.addr);
+    let http = client();
+    let m = http.get(format!("http://{}/metrics", h.addr)).send().unwrap().text().unwrap();
+    // Warm-up: buckets 1, 2 and 4, three passes each, all eager on CPU.
+    assert_eq!(metric(&m, "mmanet_graph_passes_total{how=\"eager\"}"), Some(9.0), "{m}");
+
+    let expected: Vec<(serde_json::Map<String, Value>, Vec<f64>)> = subsets()
+        .into_iter()
+        .enumerate()
+        .map(|(i, subset)| {
+            let mut body = serde_json::Map::new();
+            let mut raw = Vec::new();
+            for m in &subset {
+                let (v, r) = input(m, i as u8 + 3, dir.path());
+                body.insert((*m).to_string(), v);
+                raw.push(((*m).to_string(), r));
+            }
+            let want = direct(&p, raw);
+            (body, want)
+        })
+        .collect();
+    // 7 instances in one request: passes of 4 and 3 (padded to 4).
+    let instances: Vec<Value> = expected.iter().map(|(b, _)| json!({"inputs": b})).collect();
+    let v: Value =
+        http.post(&url).json(&json!({"instances": instances})).send().unwrap().json().unwrap();
+    let got = v["predictions"].as_array().unwrap();
+    assert_eq!(got.len(), 7);
+    for (got, (_, want)) in got.iter().zip(&expected) {
+        assert!(close(&probs(got, &classes), want), "{got} vs {want:?}");
+    }
+    // Concurrent clients: batches of any size up to 4 mixing the subsets.
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (url, expected, classes) = (&url, &expected, &classes);
+            s.spawn(move || {
+                let http = client();
+                for k in 0..5 {
+                    let (body, want) = &expected[(t + k) % expected.len()];
+                    let r = http.post(url).json(&json!({"inputs": body})).send().unwrap();
+                    let v: Value = r.json().unwrap();
+                    assert!(close(&probs(&v, classes), want), "thread {t}: {v}");
+                }
+            });
+        }
+    });
+    let m = http.get(format!("http://{}/metrics", h.addr)).send().unwrap().text().unwrap();
+    let eager = metric(&m, "mmanet_graph_passes_total{how=\"eager\"}").unwrap();
+    // At least 2 passes for the 7 instances and 1 per batch of the 30 requests (at most 30).
+    assert!((9.0 + 2.0 + 8.0..=9.0 + 2.0 + 30.0).contains(&eager), "{eager}\n{m}");
+    assert_eq!(metric(&m, "mmanet_graph_passes_total{how=\"replay\"}"), Some(0.0), "{m}");
+    assert_eq!(metric(&m, "mmanet_graph_captures_total"), Some(0.0), "{m}");
+    h.shutdown().unwrap();
+}

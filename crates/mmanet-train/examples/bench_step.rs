@@ -10,7 +10,7 @@
 //! bench_step --data DIR --generate N [--size 180]     write N synthetic samples and exit
 //! bench_step --data DIR --load-breakdown N            one thread: decode vs augment, ms/sample
 //! bench_step --data DIR [--batch 64] [--steps 10] [--warmup 2] [--threads 2]
-//!            [--device cpu|cuda] [--amp] [--channels-last] [--cudnn-benchmark]
+//!            [--device cpu|cuda] [--amp] [--channels-last] [--cudnn-benchmark] [--cuda-graph]
 //!            [--load-only] [--load-batches B] [--decoded-cache-mb MB] [--width 64] [--idle-mark-ms MS]
 //!            [--malloc-default]
 //! bench_step --synthetic-inputs --modalities M [--size 112] ...   random inputs, no loader
@@ -24,6 +24,9 @@
 //! `--amp`: fp16 autocast for the network forwards, losses in f32, dynamic loss scaling
 //! ([`mmanet_train::amp::GradScaler`]). `--channels-last`: NHWC weights and inputs. On CUDA
 //! batches go through pinned memory with asynchronous copies ([`mmanet_train::transfer`]).
+//! `--cuda-graph`: the step on static buffers, captured once as a CUDA graph after
+//! [`WARMUP_STEPS`] eager steps and replayed ([`mmanet_train::captured`], what the trainer's
+//! `compute.cuda_graph` runs); on CPU the same step runs eagerly on the buffers.
 //! `--synthetic-inputs` times the step alone on random device tensors for `--modalities M`
 //! branches (the cost-vs-M sweep); the weak set is then every single-modality combination.
 //!
@@ -47,6 +50,9 @@ use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{ClsNetConfig, StudentNet, TeacherNet};
 use mmanet_train::MethodConfig;
 use mmanet_train::amp::GradScaler;
+use mmanet_train::captured::{
+    CapturedStep, StaticBatch, WARMUP_STEPS, device_side_update, note_device_step,
+};
 use mmanet_train::objective::{ClassificationObjective, Objective, Step};
 use mmanet_train::optim::{Optimizer, OptimizerConfig};
 use mmanet_train::transfer::{self, TransferOptions};
@@ -69,6 +75,7 @@ struct Args {
     amp: bool,
     channels_last: bool,
     cudnn_benchmark: bool,
+    cuda_graph: bool,
     synthetic: bool,
     modalities: usize,
     load_only: bool,
@@ -95,6 +102,7 @@ fn parse_args() -> BoxResult<Args> {
         amp: false,
         channels_last: false,
         cudnn_benchmark: false,
+        cuda_graph: false,
         synthetic: false,
         modalities: 3,
         load_only: false,
@@ -138,6 +146,7 @@ fn parse_args() -> BoxResult<Args> {
             "--amp" => a.amp = true,
             "--channels-last" => a.channels_last = true,
             "--cudnn-benchmark" => a.cudnn_benchmark = true,
+            "--cuda-graph" => a.cuda_graph = true,
             "--synthetic-inputs" => a.synthetic = true,
             "--modalities" => a.modalities = value()?.parse()?,
             "--load-only" => a.load_only = true,
@@ -146,7 +155,7 @@ fn parse_args() -> BoxResult<Args> {
                 println!(
                     "bench_step --data DIR [--generate N [--size 180]] [--batch N] [--steps S] \
                      [--warmup W] [--threads T] [--device cpu|cuda] [--amp] [--channels-last] \
-                     [--cudnn-benchmark] [--load-only] [--load-batches B] [--decoded-cache-mb MB] [--load-breakdown N] \
+                     [--cudnn-benchmark] [--cuda-graph] [--load-only] [--load-batches B] [--decoded-cache-mb MB] [--load-breakdown N] \
                      [--width 64] [--seed 0] [--synthetic-inputs --modalities M --size 112] \
                      [--idle-mark-ms MS] [--malloc-default]"
                 );
@@ -198,6 +207,8 @@ struct Nets {
     scaler: GradScaler,
     weak: WeakSet,
     amp: bool,
+    /// `--cuda-graph`: the captured step.
+    graph: Option<CapturedStep>,
     t_vs: VarStore,
     s_vs: VarStore,
 }
@@ -239,13 +250,30 @@ fn build_nets(args: &Args) -> BoxResult<Nets> {
         ..MethodConfig::mmanet_classification()
     };
     let objective = ClassificationObjective::new(&method, set, cfg.n_classes as usize);
-    Ok(Nets { objective, teacher, student, opt, scaler, weak, amp: args.amp, t_vs, s_vs })
+    if args.cuda_graph && args.device.is_cuda() && !mmanet_sys::cuda_graphs_built() {
+        return Err("--cuda-graph: mmanet-sys was built without CUDA graphs \
+                    (build against the CUDA libtorch: `cargo xtask setup --cuda`)"
+            .into());
+    }
+    // Out: the loss, then device_side_update's two flags.
+    let graph = args.cuda_graph.then(|| CapturedStep::new(args.device, 3));
+    Ok(Nets { objective, teacher, student, opt, scaler, weak, amp: args.amp, graph, t_vs, s_vs })
 }
 
 /// One training step on a batch already on the device: the trainer's objective (forwards
 /// under autocast with `--amp`, losses in f32), scaled backward, SGD step (skipped by the scaler
 /// on Inf/NaN gradients).
 fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
+    if let Some(mut graph) = nets.graph.take() {
+        let out = graph.run(batch, None, |s| captured_step(nets, s));
+        nets.graph = Some(graph);
+        let v: Vec<f32> = Vec::try_from(out?.to_device(Device::Cpu))?;
+        if v[1] != 0.0 {
+            return Err(format!("non-finite loss {}", v[0]).into());
+        }
+        note_device_step(&mut nets.opt, &mut nets.scaler, v[2] != 0.0);
+        return Ok(f64::from(v[0]));
+    }
     let step = Step {
         student: &nets.student,
         teacher: Some(&nets.teacher),
@@ -258,6 +286,35 @@ fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
     let grads = nets.opt.backward(&nets.scaler.scale(&terms.total));
     nets.scaler.step(&mut nets.opt, grads);
     Ok(terms.read().total)
+}
+
+/// The step `--cuda-graph` captures: the same objective on the static buffers (no host
+/// reads), [`device_side_update`], and `[3]` out: the loss and the two flags.
+fn captured_step(nets: &mut Nets, s: &StaticBatch) -> Result<(), mmanet_train::TrainError> {
+    let step = Step {
+        student: &nets.student,
+        teacher: Some(&nets.teacher),
+        weak: Some(&nets.weak),
+        available: None,
+        amp: nets.amp,
+        capturable: true,
+    };
+    let terms = nets.objective.loss(&step, &s.batch)?;
+    let flags = device_side_update(&mut nets.opt, &mut nets.scaler, &terms.total)?;
+    let _guard = tch::no_grad_guard();
+    s.out.shallow_clone().copy_(&Tensor::cat(&[terms.total.reshape([1]), flags], 0));
+    Ok(())
+}
+
+/// The graph counts of a `--cuda-graph` run, for the JSON record.
+fn graph_record(nets: &Nets) -> serde_json::Value {
+    nets.graph.as_ref().map_or(serde_json::Value::Null, |g| {
+        let c = g.counts();
+        serde_json::json!({
+            "captures": c.captures, "replays": c.replays, "eager": c.eager,
+            "warmup_steps": WARMUP_STEPS,
+        })
+    })
 }
 
 /// A batch of random inputs on the device: `M` modalities `[B, 3, size, size]`, one random
@@ -359,6 +416,7 @@ fn main() -> BoxResult<()> {
         "amp": args.amp,
         "channels_last": args.channels_last,
         "cudnn_benchmark": args.cudnn_benchmark,
+        "cuda_graph": args.cuda_graph,
         "keep_freed_memory": keep_freed_memory,
         "width": args.width,
         "modalities": if args.synthetic { args.modalities } else { 3 },
@@ -391,6 +449,7 @@ fn main() -> BoxResult<()> {
         record["last_loss"] = last_loss.into();
         record["n_params_student"] = n_params(&nets.s_vs).into();
         record["n_params_teacher"] = n_params(&nets.t_vs).into();
+        record["graph"] = graph_record(&nets);
     } else {
         run_with_loader(&args, &mut record)?;
     }
@@ -485,6 +544,7 @@ fn run_with_loader(args: &Args, record: &mut serde_json::Value) -> BoxResult<()>
     record["step_ms_all"] = e2e.into();
     record["last_loss"] = last_loss.into();
     record["skipped_steps"] = nets.scaler.skipped_steps().into();
+    record["graph"] = graph_record(&nets);
     record["n_params_student"] = n_params(&nets.s_vs).into();
     if let Device::Cuda(_) = args.device {
         // libtorch's caching allocator statistics are not exposed by tch; run.sh samples

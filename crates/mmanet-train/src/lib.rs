@@ -15,6 +15,7 @@
 //! ```
 
 pub mod amp;
+pub mod captured;
 pub mod config;
 pub mod cpu_memory;
 pub mod data_check;

@@ -466,7 +466,7 @@ impl Optimizer {
         let p = &self.flat;
         let g = &grads.flat;
         let kept = |new: &Tensor, old: &Tensor| {
-            let _ = old.shallow_clone().copy_(&new.where_self(&keep, old));
+            old.shallow_clone().copy_(&new.where_self(&keep, old));
         };
         match self.config {
             OptimizerConfig::Sgd { nesterov, weight_decay, .. } => {

@@ -38,7 +38,7 @@ use crate::transfer::{self, TransferOptions};
 
 mod graph_step;
 
-pub use graph_step::{GraphCounts, WARMUP_STEPS};
+pub use crate::captured::{GraphCounts, WARMUP_STEPS};
 
 /// Receives progress; the app draws bars from it, tests ignore it.
 pub trait Observer {

@@ -186,6 +186,11 @@ pub(crate) enum Command {
         /// libtorch intra-op threads (default: libtorch's choice).
         #[arg(long)]
         threads: Option<i32>,
+        /// Replay the forward pass from one CUDA graph per batch-size bucket up to
+        /// `--max-batch` (batches padded to the bucket); on CPU batches are padded alike and
+        /// run eagerly.
+        #[arg(long)]
+        cuda_graph: bool,
     },
     /// Print a model file's metadata: modalities, decoders, classes, architecture, identity.
     Inspect {

@@ -116,6 +116,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
             read_timeout_ms,
             device,
             threads,
+            cuda_graph,
         } => {
             if let Some(n) = threads {
                 tch::set_num_threads(n);
@@ -128,6 +129,7 @@ pub(crate) fn run(cmd: Command) -> Result<()> {
                 max_body,
                 read_timeout: std::time::Duration::from_millis(read_timeout_ms),
                 device: mmanet_train::config::parse_device(&device)?,
+                cuda_graph,
                 inference_delay: std::time::Duration::ZERO,
             };
             let server = mmanet_serve::start(model.clone(), cfg, true)?;
