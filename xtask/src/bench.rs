@@ -605,7 +605,8 @@ fn write_serve_kit(root: &Path, out: &Path) -> Result<()> {
     sh(cargo().args(["build", "--release", "-p", "mmanet-serve", "--example", "load_gen"]))?;
     for name in ["bench_model", "load_gen"] {
         let bin = root.join("target/release/examples").join(name);
-        std::fs::copy(&bin, out.join(name)).with_context(|| format!("copying {}", bin.display()))?;
+        std::fs::copy(&bin, out.join(name))
+            .with_context(|| format!("copying {}", bin.display()))?;
         set_executable(&out.join(name))?;
     }
     let model = root.join("target/bench/serve/surf-gpu.safetensors");

@@ -274,32 +274,28 @@ fn train_step(nets: &mut Nets, batch: &Batch) -> BoxResult<f64> {
         note_device_step(&mut nets.opt, &mut nets.scaler, v[2] != 0.0);
         return Ok(f64::from(v[0]));
     }
-    let step = Step {
-        student: &nets.student,
-        teacher: Some(&nets.teacher),
-        weak: Some(&nets.weak),
-        available: None,
-        amp: nets.amp,
-        capturable: false,
-    };
-    let terms = nets.objective.loss(&step, batch)?;
+    let terms = nets.objective.loss(&objective_step(nets, false), batch)?;
     let grads = nets.opt.backward(&nets.scaler.scale(&terms.total));
     nets.scaler.step(&mut nets.opt, grads);
     Ok(terms.read().total)
 }
 
-/// The step `--cuda-graph` captures: the same objective on the static buffers (no host
-/// reads), [`device_side_update`], and `[3]` out: the loss and the two flags.
-fn captured_step(nets: &mut Nets, s: &StaticBatch) -> Result<(), mmanet_train::TrainError> {
-    let step = Step {
+/// What the objective sees of the nets (complete data: no availability mask).
+fn objective_step(nets: &Nets, capturable: bool) -> Step<'_> {
+    Step {
         student: &nets.student,
         teacher: Some(&nets.teacher),
         weak: Some(&nets.weak),
         available: None,
         amp: nets.amp,
-        capturable: true,
-    };
-    let terms = nets.objective.loss(&step, &s.batch)?;
+        capturable,
+    }
+}
+
+/// The step `--cuda-graph` captures: the same objective on the static buffers (no host
+/// reads), [`device_side_update`], and `[3]` out: the loss and the two flags.
+fn captured_step(nets: &mut Nets, s: &StaticBatch) -> Result<(), mmanet_train::TrainError> {
+    let terms = nets.objective.loss(&objective_step(nets, true), &s.batch)?;
     let flags = device_side_update(&mut nets.opt, &mut nets.scaler, &terms.total)?;
     let _guard = tch::no_grad_guard();
     s.out.shallow_clone().copy_(&Tensor::cat(&[terms.total.reshape([1]), flags], 0));

@@ -118,25 +118,14 @@ impl GradScaler {
             opt.apply(&grads);
             return true;
         }
-        let found_inf = tch::no_grad(|| {
-            let g = grads.flat_mut();
-            let _ = g.g_mul_(&self.scale.reciprocal());
-            g.isfinite().all().logical_not().to_kind(Kind::Float).reshape([1])
-        });
+        let found_inf = self.unscale_on_device(&mut grads);
         let stepped = found_inf.double_value(&[0]) == 0.0;
         if stepped {
             opt.apply(&grads);
         } else {
-            self.skipped += 1;
-            tracing::debug!(scale = self.current_scale(), "non-finite gradients: step skipped");
+            self.note_skipped();
         }
-        let _ = self.scale.internal_amp_update_scale_(
-            &self.growth_tracker,
-            &found_inf,
-            self.config.growth_factor,
-            self.config.backoff_factor,
-            self.config.growth_interval,
-        );
+        self.update_on_device(&found_inf);
         stepped
     }
 
@@ -174,7 +163,7 @@ impl GradScaler {
         );
     }
 
-    /// Counts a step skipped by a captured update (see [`GradScaler::update_on_device`]).
+    /// Counts a skipped step (a captured update's: see [`GradScaler::update_on_device`]).
     pub(crate) fn note_skipped(&mut self) {
         self.skipped += 1;
         tracing::debug!(scale = self.current_scale(), "non-finite gradients: step skipped");
