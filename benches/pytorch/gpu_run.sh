@@ -51,8 +51,21 @@ export PYTHONUNBUFFERED=1
 
 TORCH_LIB=$("$PYTHON" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 "$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "torch sees no GPU"; print("torch", torch.__version__, torch.cuda.get_device_name(0))' | tee "$OUT/torch.txt"
-export LD_LIBRARY_PATH="$TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-ldd ./bench_step | grep -E 'libtorch_cuda|not found' || true
+# The binaries built against the full CUDA install need libcudart.so.13 themselves (the shim
+# calls the CUDA runtime): the folders of the wheel's CUDA runtime and NCCL go on the path too.
+CUDA_LIBS=$("$PYTHON" - <<'EOF'
+import glob, os, torch
+site = os.path.dirname(os.path.dirname(torch.__file__))
+dirs = []
+for pattern in ("libcudart.so.13*", "libnccl.so*"):
+    for hit in sorted(glob.glob(os.path.join(site, "nvidia", "**", pattern), recursive=True)):
+        if os.path.dirname(hit) not in dirs:
+            dirs.append(os.path.dirname(hit))
+print(":".join(dirs))
+EOF
+)
+export LD_LIBRARY_PATH="$TORCH_LIB${CUDA_LIBS:+:$CUDA_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+ldd ./bench_step | grep -E 'libtorch_cuda|libcudart|not found' || true
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.csv"
 nproc > "$OUT/nproc.txt"
 
@@ -231,12 +244,10 @@ section_busy() {
 # process_group test binary that gpu-bench builds against the full CUDA install.
 section_cuda() {
   [ -x ./cuda_smoke ] || { echo "cuda: no ./cuda_smoke (gpu-bench builds it where 'cargo xtask setup --cuda' ran)"; return; }
-  local site rc
-  site=$(dirname "$(dirname "$TORCH_LIB")")
+  local rc
   for t in cuda_smoke cuda_graph_smoke; do
     [ -x "./$t" ] || { echo "cuda: no ./$t"; continue; }
-    LD_LIBRARY_PATH="$TORCH_LIB:$site/nvidia/cu13/lib:$site/nvidia/nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-      timeout 180 "./$t" cuda_ --nocapture --test-threads 1 > "$OUT/$t.out" 2>&1
+    timeout 180 "./$t" cuda_ --nocapture --test-threads 1 > "$OUT/$t.out" 2>&1
     rc=$?
     echo "[$((SECONDS - START))s] $t rc=$rc: $(grep -E '^test result' "$OUT/$t.out")"
   done

@@ -101,7 +101,10 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
         println!("cargo:rustc-link-lib=dylib=c10_cuda");
-        println!("cargo:rustc-link-arg=-l:libcudart.so.13");
+        // A library, not a link argument: link arguments reach this crate's own binaries only,
+        // and every binary that links the shim needs the CUDA runtime (the wheel has no
+        // unversioned libcudart.so, hence verbatim).
+        println!("cargo:rustc-link-lib=dylib:+verbatim=libcudart.so.13");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
         println!("cargo:rustc-link-arg=-Wl,-rpath,{}", c.cudart_dir.display());
     }

@@ -626,8 +626,10 @@ fn write_serve_kit(root: &Path, out: &Path) -> Result<()> {
 /// `cargo xtask gpu-bench`: a self-contained folder for a GPU machine with torch 2.11.0.
 ///
 /// Builds `bench_step`, `bench_seg_step` and `mmanet` with `--features cuda` (libtorch_cuda kept
-/// as NEEDED), copies them with the PyTorch twins and the driver scripts into
-/// `target/gpu-bench/`, then relinks the CPU variants (both stay cached).
+/// as NEEDED) against the full CUDA install of `cargo xtask setup --cuda` in `target/cuda`
+/// (else against `.libtorch`, then relinking the CPU variants), and copies them with the
+/// PyTorch twins, the driver scripts, the CUDA smoke tests and the serve kit into
+/// `target/gpu-bench/`.
 pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
     if let Some(a) = args.first() {
         bail!(
@@ -642,20 +644,44 @@ pub(crate) fn gpu_bench(args: &[String]) -> Result<()> {
         &["-p", "mmanet-train", "--example", "bench_seg_step"],
         &["-p", "mmanet", "--bin", "mmanet"],
     ];
+    // Against the full CUDA install (its own target folder) the shim has CUDA graphs and
+    // NCCL (`--cuda-graph`, `compute.cuda_graph`); against the CPU install's libtorch_cuda
+    // neither (those runs then fail with a message saying so).
+    let full_cuda = crate::setup::install_dir(true)
+        .ok()
+        .filter(|d| d.join("nvidia/nccl/include/nccl.h").is_file());
+    let target = match &full_cuda {
+        Some(_) => root.join("target/cuda"),
+        None => {
+            eprintln!(
+                "warning: no full CUDA install (`cargo xtask setup --cuda`): the binaries are \
+                 built without CUDA graphs and NCCL"
+            );
+            root.join("target")
+        }
+    };
     for b in builds {
-        sh(cargo().args(["build", "--release"]).args(b).args(["--features", "cuda"]))?;
+        let mut c = cargo();
+        c.args(["build", "--release"]).args(b).args(["--features", "cuda"]);
+        if let Some(dir) = &full_cuda {
+            c.env("LIBTORCH", dir.join("torch")).env("CARGO_TARGET_DIR", &target);
+        }
+        sh(&mut c)?;
     }
     for (bin, name) in [
-        ("target/release/examples/bench_step", "bench_step"),
-        ("target/release/examples/bench_seg_step", "bench_seg_step"),
-        ("target/release/mmanet", "mmanet"),
+        ("release/examples/bench_step", "bench_step"),
+        ("release/examples/bench_seg_step", "bench_seg_step"),
+        ("release/mmanet", "mmanet"),
     ] {
-        std::fs::copy(root.join(bin), out.join(name)).with_context(|| format!("copying {bin}"))?;
+        std::fs::copy(target.join(bin), out.join(name))
+            .with_context(|| format!("copying {bin}"))?;
         set_executable(&out.join(name))?;
     }
-    // Put the CPU binaries back (both variants stay cached; this only re-links).
-    for b in builds {
-        sh(cargo().args(["build", "--release"]).args(b))?;
+    if full_cuda.is_none() {
+        // Put the CPU binaries back (both variants stay cached; this only re-links).
+        for b in builds {
+            sh(cargo().args(["build", "--release"]).args(b))?;
+        }
     }
     for (src, name) in [
         (STEP_SCRIPT, "surf_step.py"),
