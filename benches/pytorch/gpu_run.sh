@@ -273,7 +273,7 @@ section_serve() {
       sleep 0.5
     done
     for C in $SERVE_CONCURRENCY; do
-      want serve 20 && run "serve_${variant}_c$C" ./load_gen run "http://127.0.0.1:$port" \
+      want serve 20 && run "serve_${variant}_c$C" ./load_gen run "http://127.0.0.1:$port/v1/predict" \
         serve-bodies.jsonl --concurrency "$C" --duration-s "$SERVE_SECONDS" --warmup-s 2
     done
     kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
