@@ -19,7 +19,7 @@
 #            torch.compile(mode="reduce-overhead")
 #   serve    `mmanet serve` on the GPU, closed-loop load (load_gen), without and with --cuda-graph
 #   seg      ESANet student step, 480x640, B = 8 (random device tensors): ours and PyTorch,
-#            fp32 and AMP; ours also AMP + channels-last + cudnn benchmark
+#            fp32 and AMP; ours also AMP + channels-last + cudnn benchmark, and captured
 #   modal    ours, the step alone on random device tensors for M = 2..6 modalities
 #   threads  the loader alone at THREAD_LIST threads / DataLoader workers, ours and PyTorch
 #   busy     the GPU busy fraction of the timed steps, exactly (CUPTI records, libgpu_busy.so
@@ -192,6 +192,8 @@ section_seg() {
   want seg && run seg_ours_amp ./bench_seg_step "${SEG_ARGS[@]}" --amp
   want seg && run seg_pytorch_amp "$PYTHON" esanet_step.py "${SEG_ARGS[@]}" --amp --grad-scaler
   want seg && run seg_ours_fast ./bench_seg_step "${SEG_ARGS[@]}" "${FAST[@]}"
+  want seg && run seg_ours_graph ./bench_seg_step "${SEG_ARGS[@]}" "${GRAPH[@]}"
+  want seg && run seg_ours_graph_fast ./bench_seg_step "${SEG_ARGS[@]}" "${FAST[@]}" "${GRAPH[@]}"
 }
 
 section_modal() {

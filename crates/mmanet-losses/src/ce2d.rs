@@ -36,6 +36,38 @@ pub fn f_weighted_ce_2d(
     labels: &Tensor,
     class_weights: &Tensor,
 ) -> Result<Tensor> {
+    weighted_ce_2d_over(logits, labels, class_weights, None)
+}
+
+/// [`weighted_ce_2d`] over the samples `rows` keeps, with static shapes (no boolean indexing:
+/// what a captured CUDA graph needs). Equals [`weighted_ce_2d`] of the kept samples alone to
+/// rounding when their logits are finite; 0 when `rows` keeps none.
+///
+/// # Shapes
+/// - `logits`, `labels`, `class_weights`: as [`weighted_ce_2d`].
+/// - `rows`: `[B]` bool.
+/// - output: scalar.
+pub fn f_weighted_ce_2d_rows(
+    logits: &Tensor,
+    labels: &Tensor,
+    class_weights: &Tensor,
+    rows: &Tensor,
+) -> Result<Tensor> {
+    check::rank(OP, "rows", rows, 1)?;
+    check::same_dim(OP, logits, 0, rows, 0)?;
+    weighted_ce_2d_over(logits, labels, class_weights, Some(rows))
+}
+
+/// The weighted CE of the pixels of every sample, or of those `rows` keeps.
+///
+/// # Shapes
+/// As [`f_weighted_ce_2d_rows`].
+fn weighted_ce_2d_over(
+    logits: &Tensor,
+    labels: &Tensor,
+    class_weights: &Tensor,
+    rows: Option<&Tensor>,
+) -> Result<Tensor> {
     check::rank(OP, "logits", logits, 4)?;
     check::rank(OP, "labels", labels, 3)?;
     check::rank(OP, "class_weights", class_weights, 1)?;
@@ -48,9 +80,15 @@ pub fn f_weighted_ce_2d(
     let weights = class_weights.f_to_kind(kind)?.f_to(logits.device())?;
     let target = labels.f_to_kind(Kind::Int64)?.f_sub_scalar(1)?;
     // reduction 'none' with a weight gives w_y · CE per pixel and 0 at ignored pixels.
-    let per_pixel =
+    let mut per_pixel =
         logits.f_cross_entropy_loss(&target, Some(&weights), Reduction::None, -1, 0.0)?;
-    let valid = target.f_ge(0)?;
+    let mut valid = target.f_ge(0)?;
+    if let Some(rows) = rows {
+        let keep = rows.f_to_kind(Kind::Bool)?.f_view([ls[0], 1, 1])?;
+        // `where`, not a product: a dropped sample's non-finite loss stays out.
+        per_pixel = per_pixel.f_where_scalarother(&keep, 0.0)?;
+        valid = valid.f_logical_and(&keep)?;
+    }
     let w_y = weights.f_index_select(0, &target.f_clamp_min(0)?.f_reshape([-1])?)?;
     let divisor = w_y.f_mul(&valid.f_reshape([-1])?.f_to_kind(kind)?)?.f_sum(None)?;
     let positive = divisor.f_gt(0.0)?;
@@ -76,9 +114,36 @@ pub fn f_multiscale_weighted_ce_2d(
     scales: &[(&Tensor, &Tensor)],
     class_weights: &Tensor,
 ) -> Result<Tensor> {
+    multiscale_over(scales, class_weights, None)
+}
+
+/// [`f_multiscale_weighted_ce_2d`] over the samples `rows` keeps ([`f_weighted_ce_2d_rows`]
+/// per scale).
+///
+/// # Shapes
+/// - `scales[j]`: `([B, C, H_j, W_j], [B, H_j, W_j])`; `class_weights`: `[C]`; `rows`: `[B]`
+///   bool.
+/// - output: scalar.
+pub fn f_multiscale_weighted_ce_2d_rows(
+    scales: &[(&Tensor, &Tensor)],
+    class_weights: &Tensor,
+    rows: &Tensor,
+) -> Result<Tensor> {
+    multiscale_over(scales, class_weights, Some(rows))
+}
+
+/// The sum over scales of every sample's, or the kept samples', weighted CE.
+fn multiscale_over(
+    scales: &[(&Tensor, &Tensor)],
+    class_weights: &Tensor,
+    rows: Option<&Tensor>,
+) -> Result<Tensor> {
     let mut total: Option<Tensor> = None;
     for (logits, labels) in scales {
-        let l = f_weighted_ce_2d(logits, labels, class_weights)?;
+        let l = match rows {
+            Some(rows) => f_weighted_ce_2d_rows(logits, labels, class_weights, rows)?,
+            None => f_weighted_ce_2d(logits, labels, class_weights)?,
+        };
         total = Some(match total {
             None => l,
             Some(t) => t.f_add(&l)?,

@@ -50,8 +50,8 @@ mod mining;
 mod weak_set;
 
 pub use ce2d::{
-    ClassPixelCounts, f_multiscale_weighted_ce_2d, f_weighted_ce_2d, multiscale_weighted_ce_2d,
-    weighted_ce_2d,
+    ClassPixelCounts, f_multiscale_weighted_ce_2d, f_multiscale_weighted_ce_2d_rows,
+    f_weighted_ce_2d, f_weighted_ce_2d_rows, multiscale_weighted_ce_2d, weighted_ce_2d,
 };
 pub use entropy::{entropy_weights, f_entropy_weights, f_softmax_entropy, softmax_entropy};
 pub use error::{LossError, Result};
@@ -68,7 +68,9 @@ pub use mar::{
     f_mar_classification, f_per_sample_cross_entropy, f_weak_sample_mask, mar_classification,
     mar_classification_combos, per_sample_cross_entropy, weak_sample_mask,
 };
-pub use mar_seg::{MAR_SEGMENTATION_EMPTY, f_mar_segmentation, mar_segmentation};
+pub use mar_seg::{
+    MAR_SEGMENTATION_EMPTY, f_mar_segmentation, f_mar_segmentation_static, mar_segmentation,
+};
 pub use mining::{ClassificationMiner, SegmentationMiner, label_histogram, softmax_kl};
 pub use mmanet_core::Fidelity;
 pub use weak_set::{WeakSet, presence_tensor};

@@ -10,7 +10,10 @@
 use mmanet_core::Fidelity;
 use tch::Tensor;
 
-use crate::{LossError, Result, WeakSet, check, f_multiscale_weighted_ce_2d, f_weak_sample_mask};
+use crate::{
+    LossError, Result, WeakSet, check, f_multiscale_weighted_ce_2d,
+    f_multiscale_weighted_ce_2d_rows, f_weak_sample_mask,
+};
 
 const OP: &str = "mar_segmentation";
 
@@ -77,4 +80,33 @@ pub fn f_mar_segmentation(
         .collect::<Result<Vec<_>>>()?;
     let pairs: Vec<(&Tensor, &Tensor)> = selected.iter().map(|(l, y)| (l, y)).collect();
     f_multiscale_weighted_ce_2d(&pairs, class_weights)
+}
+
+/// [`f_mar_segmentation`] with static shapes, for a captured CUDA graph: the weak samples are
+/// kept by a `[B]` flag instead of boolean indexing, so nothing is read back to the host.
+/// Equals [`f_mar_segmentation`] to rounding on finite logits, the empty batch included (0,
+/// or 1e-16 under [`Fidelity::ReferenceCode`], by a flag on the device).
+///
+/// # Shapes
+/// See [`mar_segmentation`].
+pub fn f_mar_segmentation_static(
+    aux_scales: &[(&Tensor, &Tensor)],
+    masks: &Tensor,
+    weak: &WeakSet,
+    class_weights: &Tensor,
+    fidelity: Fidelity,
+) -> Result<Tensor> {
+    for (logits, labels) in aux_scales {
+        check::same_dim(OP, logits, 0, masks, 0)?;
+        check::same_dim(OP, labels, 0, masks, 0)?;
+    }
+    let rows = f_weak_sample_mask(masks, weak)?;
+    let loss = f_multiscale_weighted_ce_2d_rows(aux_scales, class_weights, &rows)?;
+    Ok(match fidelity {
+        Fidelity::Paper => loss,
+        Fidelity::ReferenceCode => {
+            let none = rows.f_any()?.f_logical_not()?.f_to_kind(loss.kind())?;
+            loss.f_add(&none.f_mul_scalar(MAR_SEGMENTATION_EMPTY)?)?
+        }
+    })
 }

@@ -8,8 +8,8 @@ use mmanet_core::{ModalityMask, ModalitySet};
 use mmanet_losses::{
     ClassPixelCounts, Fidelity, GramBlocks, LossError, MAR_SEGMENTATION_EMPTY, WeakSet,
     blocked_relation_error, f_blocked_relation_error, f_mad_classification, f_mar_classification,
-    f_weighted_ce_2d, mar_classification_combos, mar_segmentation, multiscale_weighted_ce_2d,
-    weighted_ce_2d,
+    f_mar_segmentation, f_mar_segmentation_static, f_weighted_ce_2d, mar_classification_combos,
+    mar_segmentation, multiscale_weighted_ce_2d, weighted_ce_2d,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -271,6 +271,34 @@ fn mar_segmentation_uses_only_weak_samples() {
     let tiny =
         mar_segmentation(&[(&full, &y_full)], &none, &weak, &weights, Fidelity::ReferenceCode);
     assert_eq!(tiny.double_value(&[]), MAR_SEGMENTATION_EMPTY);
+}
+
+#[test]
+fn the_static_segmentation_mar_equals_the_indexed_one() {
+    tch::manual_seed(26);
+    let weak = rgbd_weak_d();
+    let full = Tensor::randn([4, 3, 4, 4], OPTS).set_requires_grad(true);
+    let half = Tensor::randn([4, 3, 2, 2], OPTS).set_requires_grad(true);
+    let y_full = Tensor::randint_low(0, 4, [4, 4, 4], (Kind::Int64, Device::Cpu));
+    let y_half = Tensor::randint_low(0, 4, [4, 2, 2], (Kind::Int64, Device::Cpu));
+    let weights = Tensor::from_slice(&[1.0, 0.5, 2.0]);
+    let scales = [(&full, &y_full), (&half, &y_half)];
+    // Weak samples 1 and 3; then none.
+    let some = Tensor::from_slice2(&[[1.0f32, 1.], [0., 1.], [1., 0.], [0., 1.]]);
+    let none = Tensor::from_slice2(&[[1.0f32, 1.], [1., 0.], [1., 0.], [1., 1.]]);
+    for masks in [&some, &none] {
+        for fidelity in [Fidelity::Paper, Fidelity::ReferenceCode] {
+            let indexed = f_mar_segmentation(&scales, masks, &weak, &weights, fidelity).unwrap();
+            let fixed =
+                f_mar_segmentation_static(&scales, masks, &weak, &weights, fidelity).unwrap();
+            assert_close(&values(&fixed), &values(&indexed), 1e-12, 0.0, "value");
+            let g_indexed = Tensor::run_backward(&[&indexed], &[&full, &half], false, false);
+            let g_fixed = Tensor::run_backward(&[&fixed], &[&full, &half], false, false);
+            for (a, b) in g_fixed.iter().zip(&g_indexed) {
+                assert_close(&values(a), &values(b), 1e-12, 0.0, "gradient");
+            }
+        }
+    }
 }
 
 #[test]

@@ -24,8 +24,13 @@
 //! bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] [--warmup 3]
 //!                [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] [--encoder r50|r34]
 //!                [--reference-code] [--amp-losses] [--channels-last] [--cudnn-benchmark]
-//!                [--idle-mark-ms MS]
+//!                [--idle-mark-ms MS] [--cuda-graph]
 //! ```
+//!
+//! `--cuda-graph`: the step on static buffers, captured once as a CUDA graph after the eager
+//! warm-up steps and replayed ([`mmanet_train::captured`], as `compute.cuda_graph`; MAR keeps
+//! the weak samples by a flag instead of boolean indexing); on CPU it runs eagerly on the
+//! buffers.
 //!
 //! `BENCH_SEG_DEBUG=1` prints, per tapped scale and step, the largest magnitudes and that
 //! scale's MAD alone (stderr), from one extra forward of both networks per step (without
@@ -50,8 +55,9 @@ use mmanet_models::layout::{channels_last, to_channels_last};
 use mmanet_models::{EsaNetConfig, MultiModalNet, NetConfig, NetOutput, NetRole, build_net};
 use mmanet_train::MethodConfig;
 use mmanet_train::amp::GradScaler;
+use mmanet_train::captured::{CapturedStep, StaticBatch, device_side_update, note_device_step};
 use mmanet_train::objective::segmentation::teacher_prediction;
-use mmanet_train::objective::{Objective, SegmentationObjective, Step};
+use mmanet_train::objective::{LossTerms, Objective, SegmentationObjective, Step};
 use mmanet_train::optim::Optimizer;
 use mmanet_train::state::LossBreakdown;
 use rand::{Rng, SeedableRng};
@@ -79,6 +85,7 @@ struct Args {
     amp_losses: bool,
     channels_last: bool,
     cudnn_benchmark: bool,
+    cuda_graph: bool,
     idle_mark_ms: u64,
 }
 
@@ -98,6 +105,7 @@ fn parse_args() -> BoxResult<Args> {
         amp_losses: false,
         channels_last: false,
         cudnn_benchmark: false,
+        cuda_graph: false,
         idle_mark_ms: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -129,13 +137,14 @@ fn parse_args() -> BoxResult<Args> {
             "--amp-losses" => a.amp_losses = true,
             "--channels-last" => a.channels_last = true,
             "--cudnn-benchmark" => a.cudnn_benchmark = true,
+            "--cuda-graph" => a.cuda_graph = true,
             "--idle-mark-ms" => a.idle_mark_ms = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
                     "bench_seg_step [--batch 8] [--height 480] [--width 640] [--steps 10] \
                      [--warmup 3] [--device cpu|cuda] [--amp] [--threads 1] [--seed 0] \
                      [--encoder r50|r34] [--reference-code] [--amp-losses] \
-                     [--channels-last] [--cudnn-benchmark] [--idle-mark-ms MS]"
+                     [--channels-last] [--cudnn-benchmark] [--idle-mark-ms MS] [--cuda-graph]"
                 );
                 std::process::exit(0);
             }
@@ -236,6 +245,8 @@ struct Setup {
     lambda_mad: f64,
     lambda_mar: f64,
     fidelity: Fidelity,
+    /// `--cuda-graph`: the captured step (its `[6]` out: the loss parts, then the two flags).
+    graph: Option<CapturedStep>,
 }
 
 /// The network outputs `(student, teacher)` as the objective runs them (for `BENCH_SEG_DEBUG`):
@@ -277,24 +288,59 @@ fn train_step(s: &mut Setup, batch: &Batch, args: &Args) -> BoxResult<(f64, Loss
         let pairs: Vec<(&Tensor, &Tensor)> = out.features.iter().zip(&t.features).take(3).collect();
         debug_mad(&pairs, &teacher_prediction(&t, s.fidelity)?)?;
     }
+    if let Some(mut graph) = s.graph.take() {
+        let out = graph.run(batch, None, |b| captured_step(s, b, args));
+        s.graph = Some(graph);
+        let v: Vec<f32> = Vec::try_from(out?.to_device(Device::Cpu))?;
+        let [total, ce, distill, mar] = [v[0], v[1], v[2], v[3]].map(f64::from);
+        if v[4] != 0.0 {
+            return Err(format!("non-finite loss {total}").into());
+        }
+        note_device_step(&mut s.opt, &mut s.scaler, v[5] != 0.0);
+        return Ok((total, LossBreakdown { total, ce, distill, mar }));
+    }
+    let terms = objective_loss(s, batch, args, false)?;
+    let parts = terms.read();
+    let grads = s.opt.backward(&s.scaler.scale(&terms.total));
+    s.scaler.step(&mut s.opt, grads);
+    Ok((parts.total, parts))
+}
+
+/// The objective's loss terms (`--amp-losses`: the whole objective under autocast, the
+/// outputs keeping their fp16 kind; else the forwards only).
+fn objective_loss(
+    s: &Setup,
+    batch: &Batch,
+    args: &Args,
+    capturable: bool,
+) -> Result<LossTerms, mmanet_train::TrainError> {
     let step = |amp: bool| Step {
         student: s.student.as_ref(),
         teacher: Some(s.teacher.as_ref()),
         weak: Some(&s.weak),
         available: None,
         amp,
-        capturable: false,
+        capturable,
     };
-    let terms = if args.amp_losses {
-        // The whole objective under autocast: the outputs keep their fp16 kind.
-        tch::autocast(args.amp, || s.objective.loss(&step(false), batch))?
+    if args.amp_losses {
+        tch::autocast(args.amp, || s.objective.loss(&step(false), batch))
     } else {
-        s.objective.loss(&step(args.amp), batch)?
-    };
-    let parts = terms.read();
-    let grads = s.opt.backward(&s.scaler.scale(&terms.total));
-    s.scaler.step(&mut s.opt, grads);
-    Ok((parts.total, parts))
+        s.objective.loss(&step(args.amp), batch)
+    }
+}
+
+/// The step `--cuda-graph` captures: the objective on the static buffers (no host reads),
+/// [`device_side_update`], and the `[6]` out.
+fn captured_step(
+    s: &mut Setup,
+    b: &StaticBatch,
+    args: &Args,
+) -> Result<(), mmanet_train::TrainError> {
+    let terms = objective_loss(s, &b.batch, args, true)?;
+    let flags = device_side_update(&mut s.opt, &mut s.scaler, &terms.total)?;
+    let _guard = tch::no_grad_guard();
+    b.out.shallow_clone().copy_(&Tensor::cat(&[terms.parts(), flags], 0));
+    Ok(())
 }
 
 fn main() -> BoxResult<()> {
@@ -344,7 +390,13 @@ fn main() -> BoxResult<()> {
         lambda_mad: cfg.method.lambda_mad,
         lambda_mar: cfg.method.lambda_mar,
         fidelity,
+        graph: args.cuda_graph.then(|| CapturedStep::new(args.device, 6)),
     };
+    if args.cuda_graph && args.device.is_cuda() && !mmanet_sys::cuda_graphs_built() {
+        return Err("--cuda-graph: mmanet-sys was built without CUDA graphs \
+                    (build against the CUDA libtorch: `cargo xtask setup --cuda`)"
+            .into());
+    }
     let inputs = make_inputs(&args, esa.n_classes);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
 
@@ -382,6 +434,11 @@ fn main() -> BoxResult<()> {
         "amp": args.amp,
         "channels_last": args.channels_last,
         "cudnn_benchmark": args.cudnn_benchmark,
+        "cuda_graph": args.cuda_graph,
+        "graph": setup.graph.as_ref().map(|g| {
+            let c = g.counts();
+            serde_json::json!({"captures": c.captures, "replays": c.replays, "eager": c.eager})
+        }),
         "grad_scaler": setup.scaler.is_enabled(),
         "amp_losses": args.amp && args.amp_losses,
         "fidelity": format!("{fidelity:?}"),

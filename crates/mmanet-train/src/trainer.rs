@@ -479,7 +479,7 @@ impl Trainer {
         };
         let scaler = GradScaler::new(amp, device);
         let objective = crate::objective::for_task(&cfg, val_task, device)?;
-        let graph = graph_step::GraphState::for_run(&cfg, device, val_task)?;
+        let graph = graph_step::GraphState::for_run(&cfg, device)?;
         Ok(Trainer {
             objective,
             data,

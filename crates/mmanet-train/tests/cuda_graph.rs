@@ -49,21 +49,47 @@ fn teacher(dir: &Path, device: &str, missing: Option<f64>) -> std::path::PathBuf
     run.last_weights()
 }
 
+/// The largest distillation and MAR terms of a run's steps.
+#[derive(Default)]
+struct LargestTerms {
+    distill: f64,
+    mar: f64,
+}
+
+impl mmanet_train::Observer for LargestTerms {
+    fn on_step(&mut self, _epoch: usize, _step: usize, loss: &mmanet_train::state::LossBreakdown) {
+        self.distill = self.distill.max(loss.distill);
+        self.mar = self.mar.max(loss.mar);
+    }
+}
+
 /// The student's last weights, sorted by name, and the run's graph counts.
 fn student(
     dir: &Path,
     name: &str,
-    mut cfg: TrainConfig,
+    cfg: TrainConfig,
     teacher: &Path,
 ) -> (Vec<(String, Tensor)>, Option<mmanet_train::trainer::GraphCounts>) {
+    let (w, counts, _) = student_with_terms(dir, name, cfg, teacher);
+    (w, counts)
+}
+
+/// [`student`], and the largest loss terms its steps had.
+fn student_with_terms(
+    dir: &Path,
+    name: &str,
+    mut cfg: TrainConfig,
+    teacher: &Path,
+) -> (Vec<(String, Tensor)>, Option<mmanet_train::trainer::GraphCounts>, LargestTerms) {
     cfg.teacher = Some(TeacherConfig { checkpoint: teacher.to_path_buf() });
     let run = RunDir::create(dir.join(name)).unwrap();
     let mut t = Trainer::new(cfg.check().unwrap(), run.clone()).unwrap();
-    t.run(&mut Silent).unwrap();
+    let mut terms = LargestTerms::default();
+    t.run(&mut terms).unwrap();
     let counts = t.cuda_graph_counts();
     let mut w = Tensor::read_safetensors(run.last_weights()).unwrap();
     w.sort_by(|a, b| a.0.cmp(&b.0));
-    (w, counts)
+    (w, counts, terms)
 }
 
 /// Per tensor, `|a - b| / (|b| + 1e-12)` in Frobenius norm; the largest over the weights.
@@ -138,6 +164,53 @@ fn on_incomplete_data_the_graph_ready_step_equals_the_eager_step_to_rounding() {
     let (graph, _) = student(dir.path(), "graph", cfg, &teacher);
     let d = max_relative_difference(&graph, &eager);
     assert!(d < 2e-4, "largest relative weight difference {d:e}");
+}
+
+/// A small synthetic RGB-D segmentation config (ESANet, 64x64, 16 training samples) on CPU.
+fn small_segmentation(name: &str, root: &Path, epochs: usize) -> TrainConfig {
+    let mut cfg = preset(name).unwrap();
+    for set in [
+        "device=\"cpu\"".to_string(),
+        format!("epochs={epochs}"),
+        "data.threads=1".into(),
+        "data.batch_size=4".into(),
+        "data.dataset.n=24".into(),
+        "data.dataset.size=[64, 64]".into(),
+        "data.dataset.crop=[64, 64]".into(),
+        format!("data.dataset.root={:?}", root.to_str().unwrap()),
+    ] {
+        cfg.set(&set).unwrap();
+    }
+    cfg
+}
+
+/// Segmentation (ESANet, MAD + MAR with the weak samples kept by a flag instead of boolean
+/// indexing, so that the step can be captured): the graph-ready step equals the eager one to
+/// rounding.
+#[test]
+fn segmentation_graph_ready_step_equals_the_eager_step_to_rounding() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = RunDir::create(dir.path().join("teacher")).unwrap();
+    let cfg = small_segmentation("synth-nyuv2-teacher", &data, 1).check().unwrap();
+    Trainer::new(cfg, run.clone()).unwrap().run(&mut Silent).unwrap();
+    // MAD and MAR on in the last of the 3 epochs, with a fixed weak set (no mining).
+    let mut cfg = small_segmentation("synth-nyuv2-mmanet", &data, 3);
+    cfg.set("method.begin_epoch=1").unwrap();
+    cfg.set("method.mining_start=0").unwrap();
+    cfg.set("method.weak_set=[\"R\", \"D\"]").unwrap();
+    let (eager, _, terms) =
+        student_with_terms(dir.path(), "eager", cfg.clone(), &run.last_weights());
+    assert!(terms.distill > 0.0 && terms.mar > 0.0, "MAD and MAR were on");
+    cfg.compute.cuda_graph = true;
+    let (graph, counts, terms) = student_with_terms(dir.path(), "graph", cfg, &run.last_weights());
+    assert!(terms.distill > 0.0 && terms.mar > 0.0, "MAD and MAR were on (graph)");
+    // 24 training samples in batches of 4, 3 epochs: every step eager on CPU.
+    assert_eq!(counts.map(|c| (c.captures, c.eager)), Some((0, 3 * 24 / 4)));
+    let d = max_relative_difference(&graph, &eager);
+    eprintln!("segmentation: largest relative weight difference {d:e}");
+    assert!(d < 1e-4, "largest relative weight difference {d:e}");
 }
 
 /// A non-finite loss stops a graph-step run as it stops an eager one, at the same epoch, and

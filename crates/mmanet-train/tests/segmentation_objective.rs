@@ -94,7 +94,8 @@ fn mar_sums_four_auxiliary_scales_on_weak_samples_and_trains_the_side_heads() {
         assert_eq!(out.aux_side_logits.len(), 3, "auxi_decoder side outputs /8, /16, /32");
         let (_, scale_labels) = multiscale_ce(&out, &labels, &class_weights).unwrap();
         let mar =
-            segmentation_mar(&out, &scale_labels, &mask, &weak, &class_weights, fidelity).unwrap();
+            segmentation_mar(&out, &scale_labels, &mask, &weak, &class_weights, fidelity, false)
+                .unwrap();
 
         // Independent value: Σ over the four auxiliary outputs of the weighted CE, each
         // normalised by its own weighted count of non-void pixels of the weak samples.
@@ -118,6 +119,12 @@ fn mar_sums_four_auxiliary_scales_on_weak_samples_and_trains_the_side_heads() {
             (got - per_scale[0]).abs() > 1e-3 * expected,
             "{fidelity}: MAR must not be the full-resolution term alone"
         );
+        // The static form a captured step uses (weak samples kept by a flag) gives the same.
+        let fixed =
+            segmentation_mar(&out, &scale_labels, &mask, &weak, &class_weights, fidelity, true)
+                .unwrap()
+                .double_value(&[]);
+        assert!((fixed - got).abs() <= 1e-6 * got.abs(), "{fidelity}: static {fixed} vs {got}");
 
         mar.backward();
         let vars = vs.variables();
@@ -150,7 +157,7 @@ fn mar_refuses_outputs_without_side_scales() {
     let (_, scale_labels) = multiscale_ce(&train, &labels, &w).unwrap();
     // An eval-mode forward has no side outputs: MAR must not quietly fall back to one scale.
     let eval = tch::no_grad(|| net.forward_t(&inputs, &mask, false));
-    let err = segmentation_mar(&eval, &scale_labels, &mask, &weak, &w, Fidelity::Paper);
+    let err = segmentation_mar(&eval, &scale_labels, &mask, &weak, &w, Fidelity::Paper, false);
     assert!(matches!(err, Err(TrainError::Config { ref field, .. }) if field == "method.mar"));
 }
 

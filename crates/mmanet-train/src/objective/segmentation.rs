@@ -109,7 +109,8 @@ impl Objective for SegmentationObjective {
         }
         if let Some(weak) = step.weak {
             let w = &self.class_weights;
-            let r = segmentation_mar(&out, &labels, &batch.mask, weak, w, self.fidelity)?
+            let (mask, fidelity) = (&batch.mask, self.fidelity);
+            let r = segmentation_mar(&out, &labels, mask, weak, w, fidelity, step.capturable)?
                 * self.lambda_mar;
             terms.add_mar(r);
         }
@@ -283,6 +284,10 @@ pub fn segmentation_mad(
 /// Fails when `out` has no regularization head, or when its outputs do not pair one to one
 /// with `scale_labels` (e.g. an eval-mode forward, which has no side outputs).
 ///
+/// `capturable`: the weak samples are kept by a flag instead of boolean indexing
+/// ([`mmanet_losses::f_mar_segmentation_static`]: static shapes, no host read, the same value to
+/// rounding), as a captured CUDA graph needs.
+///
 /// # Shapes
 /// - `out.aux_logits`: `[B, K, H, W]`; `out.aux_side_logits[s]`: `[B, K, h_s, w_s]`.
 /// - `scale_labels`: the label maps of [`multiscale_ce`], main scale first (`[B, H, W]`,
@@ -295,6 +300,7 @@ pub fn segmentation_mar(
     weak: &WeakSet,
     class_weights: &Tensor,
     fidelity: Fidelity,
+    capturable: bool,
 ) -> Result<Tensor, TrainError> {
     let Some(aux) = &out.aux_logits else {
         return Err(TrainError::config(
@@ -315,5 +321,9 @@ pub fn segmentation_mar(
         ));
     }
     let scales: Vec<(&Tensor, &Tensor)> = outputs.into_iter().zip(scale_labels).collect();
-    Ok(mmanet_losses::f_mar_segmentation(&scales, mask, weak, class_weights, fidelity)?)
+    Ok(if capturable {
+        mmanet_losses::f_mar_segmentation_static(&scales, mask, weak, class_weights, fidelity)?
+    } else {
+        mmanet_losses::f_mar_segmentation(&scales, mask, weak, class_weights, fidelity)?
+    })
 }

@@ -9,7 +9,7 @@
 //! On CPU nothing is captured: every step runs eagerly on the static buffers, which is how CI
 //! checks that this path computes what the eager trainer computes.
 
-use mmanet_data::{Batch, Task};
+use mmanet_data::Batch;
 use tch::{Device, Tensor};
 
 use super::Trainer;
@@ -39,13 +39,8 @@ pub(super) struct GraphState {
 
 impl GraphState {
     /// The state of a run with `compute.cuda_graph` (`None` without it). On CUDA the shim
-    /// must have been built with graphs, and the task must be classification (segmentation's
-    /// MAR selects the weak samples by index, a shape that depends on the data).
-    pub(super) fn for_run(
-        cfg: &ValidConfig,
-        device: Device,
-        task: Task,
-    ) -> Result<Option<Self>, TrainError> {
+    /// must have been built with graphs.
+    pub(super) fn for_run(cfg: &ValidConfig, device: Device) -> Result<Option<Self>, TrainError> {
         if !cfg.compute.cuda_graph {
             return Ok(None);
         }
@@ -57,16 +52,6 @@ impl GraphState {
                     "CUDA graphs need mmanet-sys built against the CUDA libtorch \
                      (`cargo xtask setup --cuda`): set it to false or rebuild",
                 ));
-            }
-            match task {
-                Task::Classification { .. } => {}
-                Task::Segmentation { .. } => {
-                    return Err(TrainError::config(
-                        "compute.cuda_graph",
-                        "segmentation's MAR selects the weak samples by index (a shape that \
-                         depends on the data), which a graph cannot capture yet: set it to false",
-                    ));
-                }
             }
         } else {
             tracing::info!(
