@@ -193,7 +193,7 @@ pub struct ComputeConfig {
     /// bounds small steps. The batch, the learning rate, the loss scale and the modality masks
     /// are data in fixed device tensors, so the values equal the eager step's up to rounding
     /// (docs/performance.md, "CUDA graphs"). On CPU nothing is captured: the same step runs
-    /// eagerly on the static buffers. One process, `accumulate = 1`, classification tasks.
+    /// eagerly on the static buffers. One process, `accumulate = 1`.
     #[serde(default)]
     pub cuda_graph: bool,
 }
