@@ -55,10 +55,7 @@ pub fn f_mar_segmentation(
     let Some((first, _)) = aux_scales.first() else {
         return Err(LossError::Invalid("mar_segmentation needs at least one scale".into()));
     };
-    for (logits, labels) in aux_scales {
-        check::same_dim(OP, logits, 0, masks, 0)?;
-        check::same_dim(OP, labels, 0, masks, 0)?;
-    }
+    check_scales(aux_scales, masks)?;
     let index = f_weak_sample_mask(masks, weak)?.f_nonzero()?.f_reshape([-1])?;
     if index.size()[0] == 0 {
         let mut zero = first.f_sum(None)?.f_mul_scalar(0.0)?;
@@ -96,10 +93,7 @@ pub fn f_mar_segmentation_static(
     class_weights: &Tensor,
     fidelity: Fidelity,
 ) -> Result<Tensor> {
-    for (logits, labels) in aux_scales {
-        check::same_dim(OP, logits, 0, masks, 0)?;
-        check::same_dim(OP, labels, 0, masks, 0)?;
-    }
+    check_scales(aux_scales, masks)?;
     let rows = f_weak_sample_mask(masks, weak)?;
     let loss = f_multiscale_weighted_ce_2d_rows(aux_scales, class_weights, &rows)?;
     Ok(match fidelity {
@@ -109,4 +103,13 @@ pub fn f_mar_segmentation_static(
             loss.f_add(&none.f_mul_scalar(MAR_SEGMENTATION_EMPTY)?)?
         }
     })
+}
+
+/// Every scale's logits and labels have one row per sample of `masks`.
+fn check_scales(aux_scales: &[(&Tensor, &Tensor)], masks: &Tensor) -> Result<()> {
+    for (logits, labels) in aux_scales {
+        check::same_dim(OP, logits, 0, masks, 0)?;
+        check::same_dim(OP, labels, 0, masks, 0)?;
+    }
+    Ok(())
 }
