@@ -601,8 +601,9 @@ fn build_cuda_smoke(root: &Path, out: &Path) -> Result<()> {
 /// too large to carry) and `load_gen`, and 64 request bodies for that network's input spec
 /// with random modality subsets (`benches/serve/requests.py`, from a model file written here).
 fn write_serve_kit(root: &Path, out: &Path) -> Result<()> {
-    sh(cargo().args(["build", "--release", "-p", "mmanet-train", "--example", "bench_model"]))?;
-    sh(cargo().args(["build", "--release", "-p", "mmanet-serve", "--example", "load_gen"]))?;
+    sh(cargo()
+        .args(["build", "--release", "-p", "mmanet-train", "--example", "bench_model"])
+        .args(["-p", "mmanet-serve", "--example", "load_gen"]))?;
     for name in ["bench_model", "load_gen"] {
         let bin = root.join("target/release/examples").join(name);
         std::fs::copy(&bin, out.join(name))

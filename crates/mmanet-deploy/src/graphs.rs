@@ -49,7 +49,6 @@ struct Entry {
 /// The graphs of one predictor (it is `!Sync`: one thread runs it, hence the cells).
 pub(crate) struct Graphs {
     device: Device,
-    cuda: Option<usize>,
     buckets: Vec<usize>,
     entries: RefCell<Vec<Entry>>,
     counts: Cell<GraphCounts>,
@@ -65,13 +64,8 @@ impl Graphs {
             .take_while(|&b| b < max_batch)
             .collect();
         buckets.push(max_batch);
-        let cuda = match device {
-            Device::Cuda(i) => Some(i),
-            Device::Cpu | Device::Mps | Device::Vulkan => None,
-        };
         Graphs {
             device,
-            cuda,
             buckets,
             entries: RefCell::new(Vec::new()),
             counts: Cell::new(GraphCounts::default()),
@@ -143,7 +137,7 @@ impl Graphs {
             e.mask.shallow_clone().copy_(mask);
         }
         let forward = |e: &Entry| tch::no_grad(|| net.forward_t(&e.inputs, &e.mask, false).logits);
-        let device = match self.cuda {
+        let device = match mmanet_sys::cuda_index(self.device) {
             Some(d) if e.warm >= WARMUP_RUNS && !self.eager_only.get() => d,
             Some(_) | None => {
                 e.warm += 1;

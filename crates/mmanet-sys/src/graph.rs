@@ -25,6 +25,15 @@ pub fn cuda_graphs_built() -> bool {
     crate::nccl_built() // one build: the full CUDA install brings both
 }
 
+/// The CUDA device index of `device` (what [`CudaGraph::new`] takes); `None` off CUDA, where
+/// nothing is captured.
+pub fn cuda_index(device: tch::Device) -> Option<usize> {
+    match device {
+        tch::Device::Cuda(i) => Some(i),
+        tch::Device::Cpu | tch::Device::Mps | tch::Device::Vulkan => None,
+    }
+}
+
 /// A CUDA graph of one device: captured once, replayed any number of times.
 ///
 /// What the capture records are kernel launches on fixed memory: tensors the captured work

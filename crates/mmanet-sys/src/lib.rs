@@ -47,5 +47,5 @@ mod group;
 
 pub use env::{Config, GlooDevice, StoreRole};
 pub use error::{DistError, Op};
-pub use graph::{CudaGraph, GraphError, cuda_graphs_built};
+pub use graph::{CudaGraph, GraphError, cuda_graphs_built, cuda_index};
 pub use group::{ProcessGroup, ReduceOp, StoreHost, SyncBatchNorm, nccl_built};

@@ -291,13 +291,15 @@ fn train_step(s: &mut Setup, batch: &Batch, args: &Args) -> BoxResult<(f64, Loss
     if let Some(mut graph) = s.graph.take() {
         let out = graph.run(batch, None, |b| captured_step(s, b, args));
         s.graph = Some(graph);
-        let v: Vec<f32> = Vec::try_from(out?.to_device(Device::Cpu))?;
-        let [total, ce, distill, mar] = [v[0], v[1], v[2], v[3]].map(f64::from);
-        if v[4] != 0.0 {
-            return Err(format!("non-finite loss {total}").into());
+        // One transfer: the loss parts, then the two flags.
+        let host = out?.to_device(Device::Cpu);
+        let parts = LossBreakdown::from_parts(&host.narrow(0, 0, 4));
+        let [bad_loss, overflow] = [4, 5].map(|i| host.double_value(&[i]) != 0.0);
+        if bad_loss {
+            return Err(format!("non-finite loss {}", parts.total).into());
         }
-        note_device_step(&mut s.opt, &mut s.scaler, v[5] != 0.0);
-        return Ok((total, LossBreakdown { total, ce, distill, mar }));
+        note_device_step(&mut s.opt, &mut s.scaler, overflow);
+        return Ok((parts.total, parts));
     }
     let terms = objective_loss(s, batch, args, false)?;
     let parts = terms.read();

@@ -125,12 +125,8 @@ impl CapturedStep {
     /// Steps on `device` whose closures write an `[out_len]` f32 result. On CUDA the caller
     /// checks [`mmanet_sys::cuda_graphs_built`] first (the capture fails otherwise).
     pub fn new(device: Device, out_len: i64) -> Self {
-        let cuda = match device {
-            Device::Cuda(i) => Some(i),
-            Device::Cpu | Device::Mps | Device::Vulkan => None,
-        };
         CapturedStep {
-            cuda,
+            cuda: mmanet_sys::cuda_index(device),
             out_len,
             statics: None,
             graph: None,

@@ -120,17 +120,14 @@ impl Trainer {
             g.steps.reset();
         }
         let out = g.steps.run(batch, available.as_ref(), |s| self.static_step(s, epoch))?;
-        let v: Vec<f32> = Vec::try_from(out.to_device(Device::Cpu))?;
-        let parts = LossBreakdown {
-            total: f64::from(v[0]),
-            ce: f64::from(v[1]),
-            distill: f64::from(v[2]),
-            mar: f64::from(v[3]),
-        };
-        if v[4] != 0.0 {
+        // One transfer: the loss parts, then the two flags.
+        let host = out.to_device(Device::Cpu);
+        let parts = LossBreakdown::from_parts(&host.narrow(0, 0, 4));
+        let [bad_loss, overflow] = [4, 5].map(|i| host.double_value(&[i]) != 0.0);
+        if bad_loss {
             return Err(super::non_finite(&parts, epoch, step));
         }
-        note_device_step(&mut self.opt, &mut self.scaler, v[5] != 0.0);
+        note_device_step(&mut self.opt, &mut self.scaler, overflow);
         Ok(parts)
     }
 
