@@ -64,11 +64,14 @@ pub fn batch_norm(p: nn::Path<'_>, c: i64, eps: f64) -> BatchNorm {
 /// Evaluation mode always uses the running statistics.
 pub trait TrainBatchNorm: Send + Sync {
     /// The normalised `xs`; must update `bn`'s running statistics as training-mode batch
-    /// normalisation does (`num_batches_tracked` is counted by the caller).
+    /// normalisation does (`num_batches_tracked` is counted by the caller). With `rows` (the
+    /// BatchNorm rule for placeholders: a branch under an installed availability), the
+    /// statistics must be those of the rows with `rows[b] = 1`, as in
+    /// [`BatchNorm::forward_rows`].
     ///
     /// # Shapes
-    /// - `xs`: `[B, C, ...]` -> same shape.
-    fn forward(&self, bn: &BatchNorm, xs: &Tensor) -> Tensor;
+    /// - `xs`: `[B, C, ...]` -> same shape; `rows`: `[B]` f32 of 0/1.
+    fn forward(&self, bn: &BatchNorm, xs: &Tensor, rows: Option<&Tensor>) -> Tensor;
 }
 
 thread_local! {
@@ -266,8 +269,8 @@ impl BatchNorm {
 }
 
 impl ModuleT for BatchNorm {
-    /// Training mode: an installed [`TrainBatchNorm`] hook if any (the trainer refuses masked
-    /// statistics with SyncBatchNorm), else inside a branch under an installed availability
+    /// Training mode: an installed [`TrainBatchNorm`] hook if any (given the branch's rows
+    /// under an installed availability), else inside a branch under an installed availability
     /// [`BatchNorm::forward_rows`] over the rows that have the branch's modality, else
     /// `Tensor::batch_norm`.
     ///
@@ -279,10 +282,11 @@ impl ModuleT for BatchNorm {
                 let mut n = self.num_batches_tracked.shallow_clone();
                 let _ = n.g_add_scalar_(1);
             });
+            let rows = branch_rows();
             if let Some(hook) = TRAIN_BATCH_NORM.with(|h| h.borrow().clone()) {
-                return hook.forward(self, xs);
+                return hook.forward(self, xs, rows.as_ref());
             }
-            if let Some(rows) = branch_rows() {
+            if let Some(rows) = rows {
                 return self.forward_rows(xs, &rows);
             }
         }

@@ -158,6 +158,13 @@ std::shared_ptr<::gloo::transport::Device> make_device(const char* kind, const c
 // pass (torch.nn.SyncBatchNorm's arithmetic; the statistics in f64). The weight's and bias's
 // gradients stay local: the data-parallel gradient mean averages them like every parameter.
 // `pg_addr` is a mmanet_c10d_pg* the caller keeps alive until the backward pass has run.
+//
+// With `rows` defined ([B], 0/1: the BatchNorm rule for placeholders, mmanet-models'
+// `BatchNorm::forward_rows`), the statistics are those of the rows with `rows[b] = 1` on every
+// rank; every row is normalised with them, and the running statistics stay unchanged when the
+// kept values number at most one. Without `masked`, `rows` is an empty placeholder (autograd
+// functions take defined tensors only), every row counts, and fewer than two values in all is
+// an error, as in PyTorch.
 struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
   static std::vector<int64_t> reduced_dims(const at::Tensor& x) {
     std::vector<int64_t> dims;
@@ -173,6 +180,13 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
     return shape;
   }
 
+  // `rows` [B] as a [B, 1, ..., 1] tensor of `x`'s rank.
+  static at::Tensor row_weights(const at::Tensor& rows, const at::Tensor& x) {
+    std::vector<int64_t> shape(x.dim(), 1);
+    shape[0] = x.size(0);
+    return rows.view(shape);
+  }
+
   static void allreduce(int64_t pg_addr, at::Tensor& t, int64_t timeout_ms) {
     auto* pg = reinterpret_cast<mmanet_c10d_pg*>(pg_addr);
     TORCH_CHECK(pg != nullptr, "SyncBatchNorm without a process group");
@@ -185,22 +199,34 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
 
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
                             at::Tensor weight, at::Tensor bias, at::Tensor running_mean,
-                            at::Tensor running_var, double momentum, double eps,
-                            int64_t pg_addr, int64_t timeout_ms) {
+                            at::Tensor running_var, at::Tensor rows, bool masked,
+                            double momentum, double eps, int64_t pg_addr, int64_t timeout_ms) {
     TORCH_CHECK(x.dim() >= 2, "SyncBatchNorm input needs [B, C, ...], got ", x.sizes());
     const int64_t c = x.size(1);
+    TORCH_CHECK(!masked || (rows.dim() == 1 && rows.size(0) == x.size(0)),
+                "SyncBatchNorm rows must be [", x.size(0), "], got ", rows.sizes());
     const auto dims = reduced_dims(x);
     const auto shape = channel_shape(x);
     at::Tensor xd = x.to(at::kDouble);
-    at::Tensor stats = at::cat({xd.sum(dims), (xd * xd).sum(dims),
-                                at::full({1}, static_cast<double>(x.numel() / c), xd.options())})
-                           .contiguous();
+    at::Tensor stats;
+    if (masked) {
+      at::Tensor w = row_weights(rows.detach().to(xd.options()), xd);
+      at::Tensor xw = xd * w;
+      const double spatial = static_cast<double>(x.numel() / std::max<int64_t>(1, x.size(0) * c));
+      stats = at::cat({xw.sum(dims), (xw * xd).sum(dims), (w.sum() * spatial).view({1})});
+    } else {
+      stats = at::cat({xd.sum(dims), (xd * xd).sum(dims),
+                       at::full({1}, static_cast<double>(x.numel() / c), xd.options())});
+    }
+    stats = stats.contiguous();
     allreduce(pg_addr, stats, timeout_ms);
     const double n = stats[2 * c].item<double>();
-    TORCH_CHECK(n > 1, "SyncBatchNorm needs more than one value per channel over all ranks");
-    at::Tensor mean = stats.slice(0, 0, c) / n;
-    at::Tensor var = (stats.slice(0, c, 2 * c) / n - mean * mean).clamp_min(0);
-    {
+    TORCH_CHECK(masked || n > 1,
+                "SyncBatchNorm needs more than one value per channel over all ranks");
+    const double denom = std::max(n, 1.0);
+    at::Tensor mean = stats.slice(0, 0, c) / denom;
+    at::Tensor var = (stats.slice(0, c, 2 * c) / denom - mean * mean).clamp_min(0);
+    if (n > 1) {
       at::NoGradGuard no_grad;
       running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()) * momentum);
       running_var.mul_(1 - momentum)
@@ -208,17 +234,24 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
     }
     at::Tensor invstd = (var + eps).rsqrt().to(x.scalar_type());
     at::Tensor xhat = (x - mean.to(x.scalar_type()).view(shape)) * invstd.view(shape);
-    ctx->save_for_backward({xhat, weight, invstd});
+    at::Tensor kept = masked ? row_weights(rows.detach().to(x.options()), x)
+                             : at::ones({0}, x.options());
+    ctx->save_for_backward({xhat, weight, invstd, kept});
     ctx->saved_data["pg"] = pg_addr;
-    ctx->saved_data["n"] = n;
+    ctx->saved_data["n"] = denom;
+    ctx->saved_data["masked"] = masked;
     ctx->saved_data["timeout"] = timeout_ms;
     return xhat * weight.view(shape) + bias.view(shape);
   }
 
+  // With row weights w (1 without rows) and the statistics' count n, for every row:
+  // dx = invstd * weight * (dy - w * mean(dy) - w * xhat * mean(dy * xhat)), where the two
+  // means are sums over every row of every rank divided by n (every row is normalised with
+  // the kept rows' statistics, so every row's output depends on them).
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    at::Tensor xhat = saved[0], weight = saved[1], invstd = saved[2];
+    at::Tensor xhat = saved[0], weight = saved[1], invstd = saved[2], kept = saved[3];
     at::Tensor dy = grads[0];
     const int64_t c = xhat.size(1);
     const auto dims = reduced_dims(xhat);
@@ -228,12 +261,14 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
     at::Tensor both = at::cat({sum_dy, sum_dy_xhat}).contiguous();
     allreduce(ctx->saved_data["pg"].toInt(), both, ctx->saved_data["timeout"].toInt());
     const double n = ctx->saved_data["n"].toDouble();
-    at::Tensor mean_dy = both.slice(0, 0, c) / n;
-    at::Tensor mean_dy_xhat = both.slice(0, c, 2 * c) / n;
-    at::Tensor dx = (dy - mean_dy.view(shape) - xhat * mean_dy_xhat.view(shape)) *
-                    (invstd * weight).view(shape);
-    return {dx, sum_dy_xhat, sum_dy, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
+    at::Tensor mean_dy = (both.slice(0, 0, c) / n).view(shape);
+    at::Tensor mean_dy_xhat = (both.slice(0, c, 2 * c) / n).view(shape);
+    at::Tensor centred = ctx->saved_data["masked"].toBool()
+                             ? dy - kept * (mean_dy + xhat * mean_dy_xhat)
+                             : dy - mean_dy - xhat * mean_dy_xhat;
+    at::Tensor dx = centred * (invstd * weight).view(shape);
+    return {dx,          sum_dy_xhat, sum_dy,      at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -250,17 +285,20 @@ int mmanet_c10d_pg_share(mmanet_c10d_pg* pg, mmanet_c10d_pg** out, char** err) {
 }
 
 // SyncBatchNorm in training mode: `*out` gets a new tensor (tch's ownership) with autograd
-// through x, weight and bias; the running statistics are updated in place.
+// through x, weight and bias; the running statistics are updated in place. `rows` may be null
+// (every row counts) or [B] 0/1 (the statistics of the kept rows, SyncBatchNormFn).
 int mmanet_c10d_sync_batch_norm(mmanet_c10d_pg* pg, at::Tensor* x, at::Tensor* weight,
                                 at::Tensor* bias, at::Tensor* running_mean,
-                                at::Tensor* running_var, double momentum, double eps,
-                                int64_t timeout_ms, at::Tensor** out, char** err) {
+                                at::Tensor* running_var, at::Tensor* rows, double momentum,
+                                double eps, int64_t timeout_ms, at::Tensor** out, char** err) {
   return guarded(err, [&] {
     TORCH_CHECK(pg != nullptr && x != nullptr && weight != nullptr && bias != nullptr &&
                     running_mean != nullptr && running_var != nullptr && out != nullptr,
                 "null argument");
-    at::Tensor y = SyncBatchNormFn::apply(*x, *weight, *bias, *running_mean, *running_var,
-                                          momentum, eps, reinterpret_cast<int64_t>(pg),
+    const bool masked = rows != nullptr;
+    const at::Tensor kept = masked ? *rows : at::empty({0}, x->options());
+    at::Tensor y = SyncBatchNormFn::apply(*x, *weight, *bias, *running_mean, *running_var, kept,
+                                          masked, momentum, eps, reinterpret_cast<int64_t>(pg),
                                           timeout_ms);
     *out = new at::Tensor(std::move(y));
   });

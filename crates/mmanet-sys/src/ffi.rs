@@ -124,6 +124,7 @@ unsafe extern "C" {
         bias: *mut C_tensor,
         running_mean: *mut C_tensor,
         running_var: *mut C_tensor,
+        rows: *mut C_tensor,
         momentum: f64,
         eps: f64,
         timeout_ms: i64,

@@ -374,6 +374,7 @@ impl ProcessGroup {
         let raw = NonNull::new(raw).ok_or_else(|| self.sync_error("no handle".into()))?;
         Ok(SyncBatchNorm {
             raw,
+            cuda: self.config.cuda_device,
             timeout: self.config.timeout,
             rank: self.config.rank,
             world_size: self.config.world_size,
@@ -394,13 +395,16 @@ impl ProcessGroup {
 /// SyncBatchNorm's training-mode forward (`torch.nn.SyncBatchNorm`): the batch statistics of
 /// every rank's batch together, through a C++ autograd function whose backward pass all-reduces
 /// the input gradient's two sums. Every rank must call it for the same layers in the same order
-/// (the forward and backward passes of identical networks do).
+/// (the forward and backward passes of identical networks do). CPU tensors go through Gloo,
+/// CUDA tensors (on the group's CUDA device) through NCCL.
 ///
 /// A collective failing in the backward pass surfaces as libtorch's backward error (tch's
 /// `f_run_backward` returns it; `run_backward` panics); one failing in the forward pass is an
 /// error here.
 pub struct SyncBatchNorm {
     raw: NonNull<ffi::RawProcessGroup>,
+    /// The group's NCCL device, if any (CUDA tensors must be on it).
+    cuda: Option<usize>,
     timeout: Duration,
     rank: usize,
     world_size: usize,
@@ -417,12 +421,20 @@ impl SyncBatchNorm {
     /// Normalises `x` with the statistics over all ranks and updates the running statistics
     /// in place (PyTorch's rule: unbiased variance, `momentum`).
     ///
+    /// With `rows`, the statistics are those of the rows with `rows[b] = 1` on every rank (the
+    /// BatchNorm rule for placeholders, mmanet-models' `BatchNorm::forward_rows`): every row
+    /// is normalised with them, and the running statistics stay unchanged when the kept values
+    /// over all ranks number at most one. A rank may pass `None` (all its rows kept) while
+    /// another passes rows. Without rows on any rank, fewer than two values per channel in all
+    /// is an error, as in PyTorch.
+    ///
     /// The autograd graph of the result refers to this handle's group: keep the handle alive
     /// until the backward pass of that graph has run (the trainer holds it for the run).
     ///
     /// # Shapes
-    /// - `x`: `[B, C, ...]` f32 on the CPU -> same shape;
-    /// - `weight`, `bias`, `running_mean`, `running_var`: `[C]`.
+    /// - `x`: `[B, C, ...]` (CPU, or the group's CUDA device) -> same shape;
+    /// - `weight`, `bias`, `running_mean`, `running_var`: `[C]` on `x`'s device;
+    /// - `rows`: `[B]`, 0/1, any float kind and device.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
@@ -431,30 +443,49 @@ impl SyncBatchNorm {
         bias: &Tensor,
         running_mean: &Tensor,
         running_var: &Tensor,
+        rows: Option<&Tensor>,
         momentum: f64,
         eps: f64,
     ) -> Result<Tensor, DistError> {
         let op = Op::SyncBatchNorm;
-        check_tensor(op, &x.contiguous(), None)?; // CPU tensors only (as its parameters)
-        let c = x.size().get(1).copied().unwrap_or(0);
+        check_tensor(op, &x.contiguous(), self.cuda)?;
+        let size = x.size();
+        let (b, c) = (size.first().copied().unwrap_or(0), size.get(1).copied().unwrap_or(0));
         for (name, t) in [("weight", weight), ("bias", bias), ("running_mean", running_mean)]
             .into_iter()
             .chain([("running_var", running_var)])
         {
-            if t.size() != [c] || t.device() != Device::Cpu {
+            if t.size() != [c] || t.device() != x.device() {
                 return Err(DistError::InvalidTensor {
                     op,
-                    reason: format!("{name} must be [{c}] on the CPU, got {:?}", t.size()),
+                    reason: format!(
+                        "{name} must be [{c}] on {:?}, got {:?} on {:?}",
+                        x.device(),
+                        t.size(),
+                        t.device()
+                    ),
+                });
+            }
+        }
+        if let Some(r) = rows {
+            if r.size() != [b] {
+                return Err(DistError::InvalidTensor {
+                    op,
+                    reason: format!(
+                        "rows must be [{b}] for a batch of {size:?}, got {:?}",
+                        r.size()
+                    ),
                 });
             }
         }
         let mut out: *mut torch_sys::C_tensor = ptr::null_mut();
         let raw = self.raw.as_ptr();
         let ptrs = [x, weight, bias, running_mean, running_var].map(Tensor::as_ptr);
-        // SAFETY: every pointer is a live at::Tensor borrowed for this call (checked shapes and
-        // device above; the shim only reads them and updates the running statistics in place,
-        // as `Tensor::batch_norm` does); `raw` is this handle's live group; on success `out`
-        // holds a new at::Tensor the Rust side now owns.
+        let rows = rows.map_or(ptr::null_mut(), |r| r.as_ptr() as *mut torch_sys::C_tensor);
+        // SAFETY: every pointer is a live at::Tensor borrowed for this call, or null for
+        // `rows` (checked shapes and device above; the shim only reads them and updates the
+        // running statistics in place, as `Tensor::batch_norm` does); `raw` is this handle's
+        // live group; on success `out` holds a new at::Tensor the Rust side now owns.
         call(|err| unsafe {
             ffi::mmanet_c10d_sync_batch_norm(
                 raw,
@@ -463,6 +494,7 @@ impl SyncBatchNorm {
                 ptrs[2] as *mut _,
                 ptrs[3] as *mut _,
                 ptrs[4] as *mut _,
+                rows,
                 momentum,
                 eps,
                 timeout_ms(self.timeout),

@@ -346,10 +346,10 @@ impl SyncBnHook {
 
 impl TrainBatchNorm for SyncBnHook {
     /// # Shapes
-    /// - `xs`: `[B, C, ...]` -> same shape.
-    fn forward(&self, bn: &BatchNorm, xs: &Tensor) -> Tensor {
+    /// - `xs`: `[B, C, ...]` -> same shape; `rows`: `[B]` f32 of 0/1.
+    fn forward(&self, bn: &BatchNorm, xs: &Tensor, rows: Option<&Tensor>) -> Tensor {
         let (w, b, m, v) = (&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var);
-        match self.sync.forward(xs, w, b, m, v, bn.momentum(), bn.eps()) {
+        match self.sync.forward(xs, w, b, m, v, rows, bn.momentum(), bn.eps()) {
             Ok(y) => y,
             Err(e) => {
                 let mut slot = self.error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -78,13 +78,6 @@ pub struct TrainSummary {
 /// The file of a run folder listing the samples that simulated missingness made incomplete.
 pub const MISSING_FILE: &str = "missing.json";
 
-/// Why `compute.sync_batchnorm` is refused on incomplete training data: the branch
-/// BatchNorms' statistics over the rows that have their modality (the BatchNorm rule for
-/// placeholders, `mmanet_models::layers`) are computed per process, not across ranks.
-pub const SYNC_BN_INCOMPLETE: &str = "SyncBatchNorm is not implemented for incomplete training \
-     data (the branch BatchNorms normalise over the samples that have their modality, per \
-     process); set compute.sync_batchnorm = false or train on complete samples";
-
 struct Teacher {
     _vs: VarStore,
     net: Box<dyn MultiModalNet>,
@@ -399,11 +392,6 @@ impl Trainer {
         };
         let full = set.full();
         let train_incomplete = (0..train.len()).any(|i| train.availability(i) != full);
-        if train_incomplete && cfg.compute.sync_batchnorm {
-            // The BatchNorm rule for placeholders (masked branch statistics) has no
-            // SyncBatchNorm form yet.
-            return Err(TrainError::config("compute.sync_batchnorm", SYNC_BN_INCOMPLETE));
-        }
         let train_loader = DataLoader::new(train, policy, loader_cfg)?;
         let scoring = Scoring::for_task(val.task(), cfg.eval.bona_fide_label)?;
         let val_task = val.task();
@@ -1130,8 +1118,8 @@ fn variables_by_name(vs: &VarStore, keep: impl Fn(&Tensor) -> bool) -> Vec<Tenso
 }
 
 /// The checks data-parallel training needs beyond [`TrainConfig::check`]: CUDA only with the
-/// NCCL backend (mmanet-sys built against the CUDA libtorch) and without SyncBatchNorm (CPU
-/// only so far), and a global batch that divides by the world size times `compute.accumulate`.
+/// NCCL backend (mmanet-sys built against the CUDA libtorch), no captured step, and a global
+/// batch that divides by the world size times `compute.accumulate`.
 fn check_parallel(cfg: &ValidConfig, p: &DataParallel) -> Result<(), TrainError> {
     if cfg.compute.cuda_graph {
         return Err(TrainError::config(
@@ -1150,12 +1138,6 @@ fn check_parallel(cfg: &ValidConfig, p: &DataParallel) -> Result<(), TrainError>
                  against the CUDA libtorch (`cargo xtask setup --cuda`, docs/distributed.md): \
                  use device = \"cpu\" or one process"
             },
-        ));
-    }
-    if cfg.device().is_cuda() && cfg.compute.sync_batchnorm {
-        return Err(TrainError::config(
-            "compute.sync_batchnorm",
-            "SyncBatchNorm takes CPU tensors only so far: set it to false on CUDA",
         ));
     }
     let (w, k, b) = (p.world_size(), cfg.compute.accumulate, cfg.data.batch_size);

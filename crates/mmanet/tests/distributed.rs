@@ -157,12 +157,11 @@ fn two_ranks_equal_one_process_accumulating_two_and_rank_0_alone_writes() {
     assert!(two.join("report.json").is_file());
 }
 
-/// The toy teacher, 2 epochs of 4 steps: SGD with momentum on this tiny net amplifies
-/// rounding (SyncBatchNorm's f64 statistics, sums in another order) to O(1) relative weight
+/// A toy preset, 2 epochs of 4 steps: SGD with momentum on this tiny net amplifies rounding
+/// (SyncBatchNorm's f64 statistics, sums in another order) to O(1) relative weight
 /// differences within 80 steps; after 8 they are about 3e-5 here.
-fn teacher_args(run: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["-q", "train", "--preset", "toy-teacher"].map(String::from).to_vec();
+fn short_args(preset: &str, run: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["-q", "train", "--preset", preset].map(String::from).to_vec();
     let sets = ["device=\"cpu\"", "data.threads=1", "data.dataset.sizes=[64, 32, 32]", "epochs=2"];
     for s in sets {
         args.extend(["--set".into(), s.into()]);
@@ -177,7 +176,7 @@ fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batc
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let path = dir.path().join(name);
-        check(&mmanet().args(teacher_args(&path, extra)).output().unwrap());
+        check(&mmanet().args(short_args("toy-teacher", &path, extra)).output().unwrap());
         last_weights(&path)
     };
     let one = run("one", &[]);
@@ -185,6 +184,31 @@ fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batc
     let worst = max_relative_difference(&one, &sync);
     assert!(worst <= 1e-4, "largest per-tensor relative difference {worst:e}");
     // The control: per-rank BatchNorm (8 samples each) is another run.
+    let per_rank = run("per-rank", &["--nproc", "2"]);
+    let control = max_relative_difference(&one, &per_rank);
+    assert!(control > 1e-3, "per-rank BatchNorm differs by only {control:e}");
+}
+
+/// Incomplete training data (30 % of the samples lack modalities; the modality-dropout
+/// student, CE only): each branch's BatchNorms normalise over the samples that have the
+/// branch's modality, so SyncBatchNorm must apply that rule over the global batch. Two ranks
+/// with it equal one process on whole batches; per-rank BatchNorm is another run.
+#[test]
+fn sync_batchnorm_on_incomplete_data_on_two_ranks_equals_one_process_on_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = "data.missing={ rate = 0.3, seed = 5, splits = [\"train\", \"val\"] }";
+    let run = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut extra: Vec<&str> = extra.to_vec();
+        extra.extend(["--set", missing]);
+        check(&mmanet().args(short_args("toy-unified", &path, &extra)).output().unwrap());
+        assert!(path.join("missing.json").is_file());
+        last_weights(&path)
+    };
+    let one = run("one", &[]);
+    let sync = run("sync", &["--nproc", "2", "--set", "compute.sync_batchnorm=true"]);
+    let worst = max_relative_difference(&one, &sync);
+    assert!(worst <= 1e-4, "largest per-tensor relative difference {worst:e}");
     let per_rank = run("per-rank", &["--nproc", "2"]);
     let control = max_relative_difference(&one, &per_rank);
     assert!(control > 1e-3, "per-rank BatchNorm differs by only {control:e}");
