@@ -171,6 +171,21 @@ impl Config {
         }
         Ok(())
     }
+
+    /// [`Config::cuda_device`] against the `count` CUDA devices this machine has: a rank
+    /// whose device does not exist (more workers on a machine than it has GPUs) is an error
+    /// naming both, instead of CUDA's "invalid device ordinal" from inside the join.
+    pub fn check_cuda_device(&self, count: usize) -> Result<(), DistError> {
+        match self.cuda_device {
+            Some(d) if d >= count => Err(DistError::Config(format!(
+                "rank {} (LOCAL_RANK {}) trains on cuda:{d}, but this machine has {count} CUDA \
+                 device(s): start at most {count} workers per machine (`mmanet train --nproc`, \
+                 torchrun's `--nproc_per_node`)",
+                self.rank, self.local_rank
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Whether `addr` names this machine's loopback (`127.x.y.z`, `::1`, `localhost`).
@@ -300,5 +315,17 @@ mod tests {
         assert!(Config::new(0, 1, "127.0.0.1", 1, Duration::ZERO).validate().is_err());
         assert!(Config::new(0, 0, "127.0.0.1", 1, T).validate().is_err());
         Config::new(0, 1, "127.0.0.1", 1, T).validate().unwrap();
+    }
+
+    #[test]
+    fn a_cuda_device_beyond_the_machines_count_is_named_with_the_count() {
+        let mut cfg = Config::new(3, 4, "127.0.0.1", 1, T);
+        cfg.local_rank = 3;
+        cfg.check_cuda_device(0).unwrap(); // no CUDA device asked for
+        cfg.cuda_device = Some(3);
+        cfg.check_cuda_device(4).unwrap();
+        let e = cfg.check_cuda_device(2).unwrap_err().to_string();
+        assert!(e.contains("rank 3 (LOCAL_RANK 3) trains on cuda:3"), "{e}");
+        assert!(e.contains("has 2 CUDA device(s)") && e.contains("--nproc_per_node"), "{e}");
     }
 }

@@ -150,6 +150,10 @@ impl ProcessGroup {
     /// twice the timeout (the store's wait for its clients, then Gloo's connections).
     pub fn with_config(config: Config) -> Result<Self, DistError> {
         config.validate()?;
+        if nccl_built() {
+            // Without NCCL the shim refuses any CUDA device, naming the CPU libtorch.
+            config.check_cuda_device(usize::try_from(tch::Cuda::device_count()).unwrap_or(0))?;
+        }
         let (host, prefix) = match &config.store {
             StoreRole::Host => (1, None),
             StoreRole::Client { prefix } => (0, prefix.clone()),
