@@ -14,6 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mmanet_sys::{DistError, Op, ProcessGroup, ReduceOp, StoreHost, StoreRole};
 use tch::{Device, Kind, Tensor};
 
+#[path = "common/one_rank_sync_bn.rs"]
+mod one_rank_sync_bn;
+
 const WORKER: &str = "MMANET_SYS_WORKER";
 /// Upper bound on any worker's life: a worker still running then is killed and the test fails.
 const CHILD_LIMIT: Duration = Duration::from_secs(90);
@@ -448,7 +451,12 @@ fn cuda_nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
             assert_eq!(values::<f32>(&gpu.to_device(Device::Cpu)), [3.0; 5]);
             assert_eq!(pg.all_gather_u64(7).unwrap(), [7]);
             pg.barrier().unwrap();
-            cuda_sync_batch_norm_equals_batch_norm(&pg);
+            // SyncBatchNorm on CUDA tensors: its all-reduces go through NCCL.
+            let sync = pg.sync_batch_norm().unwrap();
+            one_rank_sync_bn::assert_one_rank_sync_batch_norm_equals_batch_norm(
+                &sync,
+                Device::Cuda(0),
+            );
             let mut other = Tensor::ones([2], (Kind::Float, Device::Cuda(0)));
             if tch::Cuda::device_count() > 1 {
                 other = other.to_device(Device::Cuda(1));
@@ -473,48 +481,6 @@ fn cuda_nccl_joins_where_built_and_a_gpu_exists_else_says_why_not() {
         let mut gpu = Tensor::ones([2], (Kind::Float, Device::Cuda(0)));
         let e = pg.all_reduce(&mut gpu, ReduceOp::Sum).unwrap_err().to_string();
         assert!(e.contains("Gloo backend takes CPU tensors"), "{e}");
-    }
-}
-
-/// SyncBatchNorm on CUDA tensors (its all-reduces through NCCL) on one rank equals libtorch's
-/// training-mode batch norm, without rows and with all rows kept; its gradients too.
-fn cuda_sync_batch_norm_equals_batch_norm(pg: &ProcessGroup) {
-    let sync = pg.sync_batch_norm().unwrap();
-    let d = Device::Cuda(0);
-    tch::manual_seed(4);
-    let x0 = Tensor::randn([6, 4, 3, 3], (Kind::Float, d)) * 2.0 + 0.5;
-    let dy = Tensor::randn([6, 4, 3, 3], (Kind::Float, d));
-    let all = Tensor::ones([6], (Kind::Float, d));
-    for rows in [None, Some(&all)] {
-        let run = |use_sync: bool| {
-            let x = x0.copy().set_requires_grad(true);
-            let w = Tensor::ones([4], (Kind::Float, d)).set_requires_grad(true);
-            let b = Tensor::zeros([4], (Kind::Float, d)).set_requires_grad(true);
-            let (rm, rv) =
-                (Tensor::zeros([4], (Kind::Float, d)), Tensor::ones([4], (Kind::Float, d)));
-            let y = if use_sync {
-                sync.forward(&x, &w, &b, &rm, &rv, rows, 0.1, 1e-5).unwrap()
-            } else {
-                Tensor::batch_norm(
-                    &x,
-                    Some(&w),
-                    Some(&b),
-                    Some(&rm),
-                    Some(&rv),
-                    true,
-                    0.1,
-                    1e-5,
-                    false,
-                )
-            };
-            (&y * &dy).sum(Kind::Float).backward();
-            [y.detach(), rm, rv, x.grad(), w.grad(), b.grad()]
-        };
-        let (a, b) = (run(true), run(false));
-        for (k, (p, q)) in a.iter().zip(&b).enumerate() {
-            let diff = (p - q).abs().max().double_value(&[]);
-            assert!(diff < 1e-4, "part {k} with rows {}: {diff:e}", rows.is_some());
-        }
     }
 }
 

@@ -171,22 +171,34 @@ fn short_args(preset: &str, run: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
-#[test]
-fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batches() {
+/// `preset` (with `sets`, each a `--set` value) in one process on whole batches, on 2 ranks
+/// with `compute.sync_batchnorm`, and on 2 ranks with per-rank BatchNorm (the control): the
+/// first two must agree within 1e-4 (largest per-tensor relative difference), the control
+/// must differ by more than 1e-3, so the comparison can fail.
+fn assert_sync_batchnorm_equals_whole_batches(preset: &str, sets: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let path = dir.path().join(name);
-        check(&mmanet().args(short_args("toy-teacher", &path, extra)).output().unwrap());
+        let mut extra: Vec<&str> = extra.to_vec();
+        for s in sets {
+            extra.extend(["--set", s]);
+        }
+        check(&mmanet().args(short_args(preset, &path, &extra)).output().unwrap());
         last_weights(&path)
     };
     let one = run("one", &[]);
     let sync = run("sync", &["--nproc", "2", "--set", "compute.sync_batchnorm=true"]);
     let worst = max_relative_difference(&one, &sync);
-    assert!(worst <= 1e-4, "largest per-tensor relative difference {worst:e}");
-    // The control: per-rank BatchNorm (8 samples each) is another run.
+    assert!(worst <= 1e-4, "{preset}: largest per-tensor relative difference {worst:e}");
     let per_rank = run("per-rank", &["--nproc", "2"]);
     let control = max_relative_difference(&one, &per_rank);
-    assert!(control > 1e-3, "per-rank BatchNorm differs by only {control:e}");
+    assert!(control > 1e-3, "{preset}: per-rank BatchNorm differs by only {control:e}");
+}
+
+#[test]
+fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batches() {
+    // The control: per-rank BatchNorm (8 samples each) is another run.
+    assert_sync_batchnorm_equals_whole_batches("toy-teacher", &[]);
 }
 
 /// Incomplete training data (30 % of the samples lack modalities; the modality-dropout
@@ -195,23 +207,8 @@ fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batc
 /// with it equal one process on whole batches; per-rank BatchNorm is another run.
 #[test]
 fn sync_batchnorm_on_incomplete_data_on_two_ranks_equals_one_process_on_whole_batches() {
-    let dir = tempfile::tempdir().unwrap();
     let missing = "data.missing={ rate = 0.3, seed = 5, splits = [\"train\", \"val\"] }";
-    let run = |name: &str, extra: &[&str]| {
-        let path = dir.path().join(name);
-        let mut extra: Vec<&str> = extra.to_vec();
-        extra.extend(["--set", missing]);
-        check(&mmanet().args(short_args("toy-unified", &path, &extra)).output().unwrap());
-        assert!(path.join("missing.json").is_file());
-        last_weights(&path)
-    };
-    let one = run("one", &[]);
-    let sync = run("sync", &["--nproc", "2", "--set", "compute.sync_batchnorm=true"]);
-    let worst = max_relative_difference(&one, &sync);
-    assert!(worst <= 1e-4, "largest per-tensor relative difference {worst:e}");
-    let per_rank = run("per-rank", &["--nproc", "2"]);
-    let control = max_relative_difference(&one, &per_rank);
-    assert!(control > 1e-3, "per-rank BatchNorm differs by only {control:e}");
+    assert_sync_batchnorm_equals_whole_batches("toy-unified", &[missing]);
 }
 
 /// The pids of `parent`'s children, with the `RANK` each was given.
