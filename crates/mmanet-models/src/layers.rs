@@ -582,4 +582,41 @@ mod tests {
         assert!(branch_rows().is_none());
         assert_ne!(masked, plain_y);
     }
+
+    /// Records the rows each training-mode forward hands it and answers with the rule.
+    struct Recording(std::sync::Mutex<Vec<Option<Vec<f32>>>>);
+
+    impl TrainBatchNorm for Recording {
+        fn forward(&self, bn: &BatchNorm, xs: &Tensor, rows: Option<&Tensor>) -> Tensor {
+            let seen = rows.map(|r| Vec::<f32>::try_from(r).unwrap());
+            self.0.lock().unwrap().push(seen);
+            match rows {
+                Some(r) => bn.forward_rows(xs, r),
+                None => plain(bn, xs),
+            }
+        }
+    }
+
+    /// An installed hook replaces every training-mode forward and is given the branch's rows
+    /// exactly where the rule applies (inside a branch whose column some row lacks), `None`
+    /// elsewhere; evaluation mode never reaches it.
+    #[test]
+    fn an_installed_hook_gets_the_branch_rows_where_the_rule_applies() {
+        let x = Tensor::randn([4, 2, 3, 3], O);
+        let (_v, a) = bn(2);
+        let avail = Tensor::from_slice(&[1f32, 1., 1., 1., 0., 1., 1., 1.]).view([4, 2]);
+        let hook = std::sync::Arc::new(Recording(std::sync::Mutex::new(Vec::new())));
+        with_train_batch_norm(hook.clone(), || {
+            with_availability(&avail, || {
+                let _ = in_branch(0, || a.forward_t(&x, true));
+                let _ = in_branch(1, || a.forward_t(&x, true));
+                let _ = a.forward_t(&x, true);
+                let _ = in_branch(0, || a.forward_t(&x, false));
+            });
+            let _ = in_branch(0, || a.forward_t(&x, true));
+        });
+        let seen = hook.0.lock().unwrap().clone();
+        assert_eq!(seen, [Some(vec![1., 1., 0., 1.]), None, None, None]);
+        assert_eq!(a.num_batches_tracked.int64_value(&[]), 4);
+    }
 }
