@@ -163,8 +163,9 @@ std::shared_ptr<::gloo::transport::Device> make_device(const char* kind, const c
 // `BatchNorm::forward_rows`), the statistics are those of the rows with `rows[b] = 1` on every
 // rank; every row is normalised with them, and the running statistics stay unchanged when the
 // kept values number at most one. Without `masked`, `rows` is an empty placeholder (autograd
-// functions take defined tensors only), every row counts, and fewer than two values in all is
-// an error, as in PyTorch.
+// functions take defined tensors only) and every row counts. When no rank passed rows, fewer
+// than two values in all is an error, as in PyTorch; the ranks passing rows are counted in the
+// same all-reduce, so every rank takes the same decision.
 struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
   static std::vector<int64_t> reduced_dims(const at::Tensor& x) {
     std::vector<int64_t> dims;
@@ -213,15 +214,19 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
       at::Tensor w = row_weights(rows.detach().to(xd.options()), xd);
       at::Tensor xw = xd * w;
       const double spatial = static_cast<double>(x.numel() / std::max<int64_t>(1, x.size(0) * c));
-      stats = at::cat({xw.sum(dims), (xw * xd).sum(dims), (w.sum() * spatial).view({1})});
+      stats = at::cat({xw.sum(dims), (xw * xd).sum(dims), (w.sum() * spatial).view({1}),
+                       at::ones({1}, xd.options())});
     } else {
       stats = at::cat({xd.sum(dims), (xd * xd).sum(dims),
-                       at::full({1}, static_cast<double>(x.numel() / c), xd.options())});
+                       at::full({1}, static_cast<double>(x.numel() / c), xd.options()),
+                       at::zeros({1}, xd.options())});
     }
-    stats = stats.contiguous();
+    stats = stats.contiguous();  // [2C + 2]: sums, sums of squares, count, ranks with rows
     allreduce(pg_addr, stats, timeout_ms);
-    const double n = stats[2 * c].item<double>();
-    TORCH_CHECK(masked || n > 1,
+    const at::Tensor tail = stats.slice(0, 2 * c).cpu();
+    const double n = tail[0].item<double>();
+    const bool any_masked = tail[1].item<double>() > 0;
+    TORCH_CHECK(any_masked || n > 1,
                 "SyncBatchNorm needs more than one value per channel over all ranks");
     const double denom = std::max(n, 1.0);
     at::Tensor mean = stats.slice(0, 0, c) / denom;

@@ -190,3 +190,40 @@ fn sync_batch_norm_without_kept_rows_keeps_the_running_statistics_and_checks_the
     let err = sync.forward(&x, &w, &b, &rm, &rv, Some(&short), 0.1, 1e-5).unwrap_err();
     assert!(err.to_string().contains("rows must be [4]"), "{err}");
 }
+
+/// One value per channel in all: an error on one rank without rows, as in PyTorch; with two
+/// ranks of which one passes rows (keeping none) and one passes none, both ranks take the same
+/// decision (no error; running statistics unchanged), so neither is left waiting for the other.
+#[test]
+fn one_value_in_all_is_decided_alike_on_every_rank() {
+    let opts = (Kind::Float, tch::Device::Cpu);
+    let pg = ProcessGroup::new(0, 1, "127.0.0.1", free_port(), Duration::from_secs(20)).unwrap();
+    let sync = pg.sync_batch_norm().unwrap();
+    let x = Tensor::randn([1, 2], opts);
+    let (w, b) = (Tensor::ones([2], opts), Tensor::zeros([2], opts));
+    let (rm, rv) = (Tensor::zeros([2], opts), Tensor::ones([2], opts));
+    let err = sync.forward(&x, &w, &b, &rm, &rv, None, 0.1, 1e-5).unwrap_err().to_string();
+    assert!(err.contains("more than one value per channel"), "{err}");
+    let port = free_port();
+    let handles = [0usize, 1].map(|r| {
+        std::thread::spawn(move || {
+            let pg = ProcessGroup::new(r, 2, "127.0.0.1", port, Duration::from_secs(20)).unwrap();
+            let sync = pg.sync_batch_norm().unwrap();
+            let x = Tensor::randn([1, 2], opts);
+            let (w, b) = (Tensor::ones([2], opts), Tensor::zeros([2], opts));
+            let (rm, rv) = (Tensor::zeros([2], opts), Tensor::ones([2], opts));
+            let none_kept = Tensor::zeros([1], opts);
+            let rows = (r == 0).then_some(&none_kept);
+            let y = sync.forward(&x, &w, &b, &rm, &rv, rows, 0.1, 1e-5).map_err(|e| e.to_string());
+            (
+                y.map(|y| bool::try_from(y.isfinite().all()).unwrap()),
+                Vec::<f32>::try_from(&rm).unwrap(),
+            )
+        })
+    });
+    for (r, h) in handles.into_iter().enumerate() {
+        let (finite, running_mean) = h.join().unwrap();
+        assert_eq!(finite, Ok(true), "rank {r}");
+        assert_eq!(running_mean, [0.0, 0.0], "rank {r}");
+    }
+}
