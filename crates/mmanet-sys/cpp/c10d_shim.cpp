@@ -209,9 +209,10 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
     const auto dims = reduced_dims(x);
     const auto shape = channel_shape(x);
     at::Tensor xd = x.to(at::kDouble);
+    // The row weights [B, 1, ..., 1] in f64 (0/1, so exact in every kind).
+    const at::Tensor w = masked ? row_weights(rows.detach().to(xd.options()), xd) : at::Tensor();
     at::Tensor stats;
     if (masked) {
-      at::Tensor w = row_weights(rows.detach().to(xd.options()), xd);
       at::Tensor xw = xd * w;
       const double spatial = static_cast<double>(x.numel() / std::max<int64_t>(1, x.size(0) * c));
       stats = at::cat({xw.sum(dims), (xw * xd).sum(dims), (w.sum() * spatial).view({1}),
@@ -239,8 +240,7 @@ struct SyncBatchNormFn : public torch::autograd::Function<SyncBatchNormFn> {
     }
     at::Tensor invstd = (var + eps).rsqrt().to(x.scalar_type());
     at::Tensor xhat = (x - mean.to(x.scalar_type()).view(shape)) * invstd.view(shape);
-    at::Tensor kept = masked ? row_weights(rows.detach().to(x.options()), x)
-                             : at::ones({0}, x.options());
+    at::Tensor kept = masked ? w.to(x.scalar_type()) : at::empty({0}, x.options());
     ctx->save_for_backward({xhat, weight, invstd, kept});
     ctx->saved_data["pg"] = pg_addr;
     ctx->saved_data["n"] = denom;

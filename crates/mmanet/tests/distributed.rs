@@ -174,8 +174,9 @@ fn short_args(preset: &str, run: &Path, extra: &[&str]) -> Vec<String> {
 /// `preset` (with `sets`, each a `--set` value) in one process on whole batches, on 2 ranks
 /// with `compute.sync_batchnorm`, and on 2 ranks with per-rank BatchNorm (the control): the
 /// first two must agree within 1e-4 (largest per-tensor relative difference), the control
-/// must differ by more than 1e-3, so the comparison can fail.
-fn assert_sync_batchnorm_equals_whole_batches(preset: &str, sets: &[&str]) {
+/// must differ by more than 1e-3, so the comparison can fail. Every run folder must hold the
+/// files `expect` names.
+fn assert_sync_batchnorm_equals_whole_batches(preset: &str, sets: &[&str], expect: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str, extra: &[&str]| {
         let path = dir.path().join(name);
@@ -184,6 +185,9 @@ fn assert_sync_batchnorm_equals_whole_batches(preset: &str, sets: &[&str]) {
             extra.extend(["--set", s]);
         }
         check(&mmanet().args(short_args(preset, &path, &extra)).output().unwrap());
+        for file in expect {
+            assert!(path.join(file).is_file(), "{name}: no {file}");
+        }
         last_weights(&path)
     };
     let one = run("one", &[]);
@@ -198,7 +202,7 @@ fn assert_sync_batchnorm_equals_whole_batches(preset: &str, sets: &[&str]) {
 #[test]
 fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batches() {
     // The control: per-rank BatchNorm (8 samples each) is another run.
-    assert_sync_batchnorm_equals_whole_batches("toy-teacher", &[]);
+    assert_sync_batchnorm_equals_whole_batches("toy-teacher", &[], &[]);
 }
 
 /// Incomplete training data (30 % of the samples lack modalities; the modality-dropout
@@ -208,7 +212,8 @@ fn the_teacher_with_sync_batchnorm_on_two_ranks_equals_one_process_on_whole_batc
 #[test]
 fn sync_batchnorm_on_incomplete_data_on_two_ranks_equals_one_process_on_whole_batches() {
     let missing = "data.missing={ rate = 0.3, seed = 5, splits = [\"train\", \"val\"] }";
-    assert_sync_batchnorm_equals_whole_batches("toy-unified", &[missing]);
+    // The runs really had incomplete samples: each lists them.
+    assert_sync_batchnorm_equals_whole_batches("toy-unified", &[missing], &["missing.json"]);
 }
 
 /// The pids of `parent`'s children, with the `RANK` each was given.
