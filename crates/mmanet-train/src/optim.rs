@@ -397,10 +397,7 @@ impl Optimizer {
         match self.config {
             OptimizerConfig::Sgd { momentum, nesterov, weight_decay, .. } => {
                 let momentum = self.momentum_override.unwrap_or(momentum);
-                let mut d = if weight_decay != 0.0 { g + &*p * weight_decay } else { g.copy() };
-                if let Some(active) = &active {
-                    d *= active;
-                }
+                let mut d = decayed_gradient(g, p, weight_decay, active.as_ref());
                 if momentum != 0.0 {
                     // A zero buffer gives PyTorch's first-step `buf = d` exactly (0 * m + d).
                     let buf = self.first.get_or_insert_with(|| p.zeros_like());
@@ -411,10 +408,7 @@ impl Optimizer {
             }
             OptimizerConfig::Adam { beta1, beta2, eps, weight_decay, .. } => {
                 let beta1 = self.momentum_override.unwrap_or(beta1);
-                let mut d = if weight_decay != 0.0 { g + &*p * weight_decay } else { g.copy() };
-                if let Some(active) = &active {
-                    d *= active;
-                }
+                let d = decayed_gradient(g, p, weight_decay, active.as_ref());
                 let m = self.first.get_or_insert_with(|| p.zeros_like());
                 let _ = m.g_mul_scalar_(beta1).g_add_(&(&d * (1.0 - beta1)));
                 let v = self.second.get_or_insert_with(|| p.zeros_like());
@@ -470,10 +464,7 @@ impl Optimizer {
         };
         match self.config {
             OptimizerConfig::Sgd { nesterov, weight_decay, .. } => {
-                let mut d = if weight_decay != 0.0 { g + p * weight_decay } else { g.copy() };
-                if let Some(active) = &active {
-                    d *= active;
-                }
+                let mut d = decayed_gradient(g, p, weight_decay, active.as_ref());
                 if uses_buffer {
                     let buf = self.first.get_or_insert_with(|| p.zeros_like());
                     let new_buf = &*buf * &h.momentum + &d;
@@ -483,10 +474,7 @@ impl Optimizer {
                 kept(&(p - d * &h.lr), p);
             }
             OptimizerConfig::Adam { beta2, eps, weight_decay, .. } => {
-                let mut d = if weight_decay != 0.0 { g + p * weight_decay } else { g.copy() };
-                if let Some(active) = &active {
-                    d *= active;
-                }
+                let d = decayed_gradient(g, p, weight_decay, active.as_ref());
                 let _ = h.step.shallow_clone().g_add_(&keep.to_kind(tch::Kind::Double));
                 let m = self.first.get_or_insert_with(|| p.zeros_like());
                 let new_m = &*m * &h.momentum + &d * &h.one_minus_momentum;
@@ -591,6 +579,19 @@ impl Optimizer {
 /// Checks that every parameter is finite; used to stop on a NaN/Inf loss with a clear error.
 pub fn all_finite(t: &Tensor) -> bool {
     t.isfinite().all().int64_value(&[]) != 0
+}
+
+/// The update direction both update paths start from, as `torch.optim`: the gradient plus L2
+/// weight decay, zero where `active` is 0 (parameters that got no gradient keep their values).
+///
+/// # Shapes
+/// - `g`, `p`, `active`, the result: `[N]` (the flat gradient and parameter buffers).
+fn decayed_gradient(g: &Tensor, p: &Tensor, weight_decay: f64, active: Option<&Tensor>) -> Tensor {
+    let mut d = if weight_decay != 0.0 { g + p * weight_decay } else { g.copy() };
+    if let Some(active) = active {
+        d *= active;
+    }
+    d
 }
 
 #[cfg(test)]
