@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz [--cases N] [--target NAME] [--seed S]`: the parser fuzz targets of
-//! `crates/mmanet-train/tests/fuzz.rs` with many cases (CI runs the same tests with a few).
+//! `cargo xtask fuzz [--cases N] [--target NAME] [--seed S]`: every fuzz target (the parser
+//! targets of `crates/mmanet-train/tests/fuzz.rs`, the request parser's of mmanet-serve, the
+//! model file's of mmanet-deploy) with many cases (CI runs the same tests with a few).
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -8,19 +9,56 @@ use anyhow::{Context, Result, bail};
 
 use crate::util::cargo;
 
-/// The targets, as the test file names them (`fuzz_<target>`).
-pub(crate) const TARGETS: [&str; 10] = [
-    "config_toml",
-    "config_set",
-    "surf_list",
-    "nyuv2_list",
-    "cityscapes_list",
-    "cefa_names",
-    "npy",
-    "safetensors",
-    "mask",
-    "manifest",
+/// One fuzz test binary: its package, its test target and the targets it holds, each a test
+/// `fuzz_<target>` printing `fuzz TARGET: N cases in T (seed S)` (the shared harness,
+/// `crates/mmanet-train/tests/common/fuzz_harness.rs`).
+pub(crate) struct FuzzFile {
+    pub(crate) package: &'static str,
+    pub(crate) test: &'static str,
+    pub(crate) targets: &'static [&'static str],
+}
+
+impl FuzzFile {
+    /// The test file, relative to the workspace root.
+    pub(crate) fn path(&self) -> String {
+        format!("crates/{}/tests/{}.rs", self.package, self.test)
+    }
+}
+
+/// Every fuzz test binary, in the order they run.
+pub(crate) const FILES: [FuzzFile; 3] = [
+    FuzzFile {
+        package: "mmanet-train",
+        test: "fuzz",
+        targets: &[
+            "config_toml",
+            "config_set",
+            "surf_list",
+            "nyuv2_list",
+            "cityscapes_list",
+            "cefa_names",
+            "npy",
+            "safetensors",
+            "mask",
+            "manifest",
+        ],
+    },
+    FuzzFile {
+        package: "mmanet-serve",
+        test: "request_fuzz",
+        targets: &["request_bytes", "request_mutated"],
+    },
+    FuzzFile {
+        package: "mmanet-deploy",
+        test: "model_file_fuzz",
+        targets: &["model_file_bytes", "model_file_metadata"],
+    },
 ];
+
+/// Every target's name, in [`FILES`] order.
+fn all_targets() -> impl Iterator<Item = &'static str> {
+    FILES.iter().flat_map(|f| f.targets.iter().copied())
+}
 
 /// What the command line asked for.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,8 +89,9 @@ impl Options {
                 }
                 "--target" => {
                     let v = value("--target")?;
-                    if !TARGETS.contains(&v.as_str()) {
-                        bail!("unknown fuzz target `{v}` (targets: {})", TARGETS.join(", "));
+                    if !all_targets().any(|t| t == v) {
+                        let names: Vec<_> = all_targets().collect();
+                        bail!("unknown fuzz target `{v}` (targets: {})", names.join(", "));
                     }
                     o.target = Some(v);
                 }
@@ -66,45 +105,60 @@ impl Options {
     }
 }
 
-/// Runs the targets one at a time (the test binary's own threads would share the two cores
+/// Runs the targets one at a time (a test binary's own threads would share the two cores
 /// anyway), echoing their output, then prints cases and time per target.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
-    let filter = o.target.as_ref().map_or_else(|| "fuzz_".to_string(), |t| format!("fuzz_{t}"));
-    let mut cmd = cargo();
-    cmd.args(["test", "-p", "mmanet-train", "--test", "fuzz", "--", "--nocapture"])
-        .args(["--test-threads", "1", &filter])
-        .env("MMANET_FUZZ_CASES", o.cases.to_string())
-        .env("OMP_NUM_THREADS", "1")
-        .stderr(Stdio::piped());
-    if o.target.is_some() {
-        cmd.arg("--exact");
-    }
-    if let Some(s) = o.seed {
-        cmd.env("MMANET_FUZZ_SEED", s.to_string());
-    }
-    eprintln!("$ {cmd:?}");
     let started = std::time::Instant::now();
-    let mut child = cmd.spawn().context("cannot start cargo test")?;
     let mut summary = Vec::new();
-    let stderr = child.stderr.take().context("no stderr")?;
-    for line in BufReader::new(stderr).lines() {
-        let line = line?;
-        eprintln!("{line}");
-        // `fuzz TARGET: N cases in T (seed S)`, possibly after the harness's `test NAME ... `.
-        if let Some(at) = line.find("fuzz ").filter(|_| line.contains(" cases in ")) {
-            summary.push(line[at..].to_string());
+    let mut expected = 0;
+    for file in &FILES {
+        let targets: Vec<&str> = file
+            .targets
+            .iter()
+            .copied()
+            .filter(|t| o.target.as_deref().is_none_or(|n| n == *t))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        expected += targets.len();
+        let filter = o.target.as_ref().map_or_else(|| "fuzz_".to_string(), |t| format!("fuzz_{t}"));
+        let mut cmd = cargo();
+        cmd.args(["test", "-p", file.package, "--test", file.test, "--", "--nocapture"])
+            .args(["--test-threads", "1", &filter])
+            .env("MMANET_FUZZ_CASES", o.cases.to_string())
+            .env("OMP_NUM_THREADS", "1")
+            .stderr(Stdio::piped());
+        if o.target.is_some() {
+            cmd.arg("--exact");
+        }
+        if let Some(s) = o.seed {
+            cmd.env("MMANET_FUZZ_SEED", s.to_string());
+        }
+        eprintln!("$ {cmd:?}");
+        let mut child = cmd.spawn().context("cannot start cargo test")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            eprintln!("{line}");
+            // `fuzz TARGET: N cases in T (seed S)`, possibly after the harness's `test NAME ... `.
+            if let Some(at) = line.find("fuzz ").filter(|_| line.contains(" cases in ")) {
+                summary.push(line[at..].to_string());
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!(
+                "a fuzz target of {} failed (its minimal failing input is printed above)",
+                file.path()
+            );
         }
     }
-    let status = child.wait()?;
     eprintln!("\nfuzz summary ({:.0?} in all):", started.elapsed());
     for s in &summary {
         eprintln!("  {s}");
     }
-    if !status.success() {
-        bail!("a fuzz target failed (its minimal failing input is printed above)");
-    }
-    let expected = if o.target.is_some() { 1 } else { TARGETS.len() };
     if summary.len() != expected {
         bail!("{} targets reported, expected {expected}", summary.len());
     }
@@ -132,14 +186,47 @@ mod tests {
     }
 
     #[test]
-    fn every_target_is_a_test_of_the_fuzz_file() {
-        let text = std::fs::read_to_string(
-            crate::util::project_root().join("crates/mmanet-train/tests/fuzz.rs"),
-        )
-        .unwrap();
-        for t in TARGETS {
-            assert!(text.contains(&format!("fn fuzz_{t}()")), "no test fuzz_{t}");
+    fn every_target_is_a_test_of_its_fuzz_file() {
+        for file in &FILES {
+            let path = crate::util::project_root().join(file.path());
+            let text = std::fs::read_to_string(&path).unwrap();
+            for t in file.targets {
+                assert!(
+                    text.contains(&format!("fn fuzz_{t}()")),
+                    "{}: no test fuzz_{t}",
+                    file.path()
+                );
+                assert!(
+                    text.contains(&format!("\"{t}\"")),
+                    "{}: fuzz_{t} runs under another name",
+                    file.path()
+                );
+            }
+            assert_eq!(
+                text.matches("\nfn fuzz_").count(),
+                file.targets.len(),
+                "{}: a test not in FILES",
+                file.path()
+            );
         }
-        assert_eq!(text.matches("\nfn fuzz_").count(), TARGETS.len(), "a test not in TARGETS");
+    }
+
+    #[test]
+    fn every_test_file_with_fuzz_targets_is_listed() {
+        let root = crate::util::project_root().join("crates");
+        let listed: Vec<String> = FILES.iter().map(FuzzFile::path).collect();
+        for krate in std::fs::read_dir(&root).unwrap() {
+            let tests = krate.unwrap().path().join("tests");
+            let Ok(entries) = std::fs::read_dir(&tests) else { continue };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.contains("\nfn fuzz_") {
+                    let rel = path.strip_prefix(root.parent().unwrap()).unwrap();
+                    let rel = rel.to_string_lossy().to_string();
+                    assert!(listed.contains(&rel), "{rel} has fuzz targets but is not in FILES");
+                }
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@
 //! cargo xtask pytorch-env      the full torch install (torchrun, the PyTorch references)
 //! cargo xtask repro NAME       the reproduction study (docs/results.md)
 //! cargo xtask fault-inject     kill and fail the `mmanet` binary at every file operation
-//! cargo xtask fuzz             the parser fuzz targets with many cases
+//! cargo xtask fuzz             every fuzz target with many cases
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -53,8 +53,9 @@ commands:
                              and ENOSPC at every file operation of three training runs,
                              plus random kills (MMANET_FAULT_SEED=N replays a seed)
   fuzz [--cases N] [--target NAME] [--seed S]
-                             the parser fuzz targets (crates/mmanet-train/tests/fuzz.rs) with
-                             N cases each (default 20000; CI runs 96), printing cases per target
+                             every fuzz target (the parsers of crates/mmanet-train/tests/fuzz.rs,
+                             serve's request parser, the model file) with N cases each
+                             (default 20000; CI runs 96 to 256), printing cases per target
   bundle [--out DIR]         target/bundle/mmanet: the release binary + its libtorch libraries (no Rust/Python needed)
   gpu-bench                  build target/gpu-bench/ (CUDA binary, PyTorch script, run.sh) for a GPU machine
 ";

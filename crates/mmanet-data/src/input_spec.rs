@@ -307,8 +307,79 @@ impl Decoder {
     }
 }
 
+/// The most values one decoded input of one modality may hold (2^28: 1 GiB as f32), so that
+/// a spec read from a file cannot size a sample's memory beyond what any real input needs
+/// (a 4K RGB frame holds 2^24.6).
+pub const MAX_INPUT_VALUES: u128 = 1 << 28;
+
+impl Decoder {
+    /// Checks what the decoder would allocate and divide by, before any input is decoded:
+    /// sizes of at least 1 whose product is at most [`MAX_INPUT_VALUES`], finite means and
+    /// finite non-zero standard deviations, standardizers as long as what they standardise.
+    /// Errors name `field`.
+    pub fn check(&self, field: &str) -> Result<()> {
+        let bad = |message: String| Err(DataError::field(field, message));
+        let dims: Vec<u128> = match self {
+            Decoder::Image { color, size, .. } => {
+                let c = if *color == ColorOrder::Grey { 1 } else { 3 };
+                size.map_or_else(Vec::new, |[h, w]| vec![c, h as u128, w as u128])
+            }
+            Decoder::GreyPng { size, .. } | Decoder::CityscapesDepth { size, .. } => {
+                size.map_or_else(Vec::new, |[h, w]| vec![h as u128, w as u128])
+            }
+            Decoder::Vector { shape, .. } => {
+                if let Some(d) = shape.iter().find(|&&d| d < 1) {
+                    return bad(format!("shape {shape:?}: dimension {d} is not at least 1"));
+                }
+                shape.iter().map(|&d| d as u128).collect()
+            }
+            Decoder::Sequence { max_len, features, .. } => {
+                vec![*max_len as u128, *features as u128]
+            }
+        };
+        if dims.contains(&0) {
+            return bad(format!("a size of 0 in {dims:?}"));
+        }
+        let values = dims
+            .iter()
+            .try_fold(1u128, |n, &d| n.checked_mul(d).filter(|&n| n <= MAX_INPUT_VALUES));
+        let Some(values) = values else {
+            return bad(format!("sizes {dims:?} hold more than {MAX_INPUT_VALUES} values"));
+        };
+        let normalise_ok = |mean: &[f32], std: &[f32]| {
+            mean.iter().all(|m| m.is_finite()) && std.iter().all(|s| s.is_finite() && *s != 0.0)
+        };
+        let standardizer = |s: &Option<Standardizer>, len: u128, of: &str| match s {
+            Some(s) if s.mean.len() as u128 != len || s.std.len() as u128 != len => bad(format!(
+                "standardize has {} means and {} deviations for {len} {of}",
+                s.mean.len(),
+                s.std.len()
+            )),
+            Some(s) if !normalise_ok(&s.mean, &s.std) => {
+                bad("standardize needs finite means and finite, non-zero deviations".into())
+            }
+            _ => Ok(()),
+        };
+        match self {
+            Decoder::Image { mean, std, .. } if !normalise_ok(mean, std) => {
+                bad(format!("mean {mean:?} / std {std:?}: finite values and non-zero deviations"))
+            }
+            Decoder::GreyPng { mean, std, .. } if !normalise_ok(&[*mean], &[*std]) => {
+                bad(format!("mean {mean} / std {std}: finite values and a non-zero deviation"))
+            }
+            Decoder::Vector { standardize, .. } => standardizer(standardize, values, "values"),
+            Decoder::Sequence { features, standardize, .. } => {
+                standardizer(standardize, *features as u128, "features")
+            }
+            Decoder::Image { .. } | Decoder::GreyPng { .. } | Decoder::CityscapesDepth { .. } => {
+                Ok(())
+            }
+        }
+    }
+}
+
 impl InputSpec {
-    /// Checks the version and that every modality has a decoder.
+    /// Checks the version, that there is a modality, and every decoder ([`Decoder::check`]).
     pub fn check(&self) -> Result<()> {
         if self.version != INPUT_SPEC_VERSION {
             return Err(DataError::field(
@@ -318,6 +389,9 @@ impl InputSpec {
         }
         if self.modalities.is_empty() {
             return Err(DataError::field("input_spec.modalities", "no modality"));
+        }
+        for (i, m) in self.modalities.iter().enumerate() {
+            m.decoder.check(&format!("input_spec.modalities[{i}] ({}).decoder", m.name))?;
         }
         Ok(())
     }
@@ -390,4 +464,47 @@ pub fn parse_numbers(text: &str) -> std::result::Result<Vec<f32>, String> {
         .enumerate()
         .map(|(i, tok)| tok.parse::<f32>().map_err(|e| format!("value {}: `{tok}`: {e}", i + 1)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(d: Decoder, says: &str) {
+        let e = d.check("input_spec.modalities[0] (m).decoder").unwrap_err().to_string();
+        assert!(e.contains("modalities[0] (m).decoder") && e.contains(says), "{e}");
+    }
+
+    fn standardizer(n: usize) -> Option<Standardizer> {
+        Some(Standardizer { mean: vec![0.0; n], std: vec![1.0; n] })
+    }
+
+    #[test]
+    fn decoders_that_would_overflow_allocate_or_index_past_their_tables_are_refused() {
+        let image =
+            |size, std| Decoder::Image { color: ColorOrder::Rgb, size, mean: [0.0; 3], std };
+        assert!(image(Some([480, 640]), [1.0; 3]).check("f").is_ok());
+        assert!(image(None, [1.0; 3]).check("f").is_ok());
+        refused(image(Some([0, 640]), [1.0; 3]), "size of 0");
+        refused(image(Some([1 << 20, 1 << 20]), [1.0; 3]), "more than");
+        refused(image(Some([usize::MAX, usize::MAX]), [1.0; 3]), "more than");
+        refused(image(Some([8, 8]), [1.0, 0.0, 1.0]), "non-zero");
+        refused(image(Some([8, 8]), [1.0, f32::NAN, 1.0]), "finite");
+        let vector = |shape: Vec<i64>, standardize| Decoder::Vector { shape, standardize };
+        assert!(vector(vec![2, 3], standardizer(6)).check("f").is_ok());
+        refused(vector(vec![2, -3], None), "dimension -3");
+        refused(vector(vec![i64::MAX, i64::MAX], None), "more than");
+        refused(vector(vec![6], standardizer(5)), "5 means");
+        let mut zero_std = standardizer(6);
+        zero_std.as_mut().unwrap().std[2] = 0.0;
+        refused(vector(vec![6], zero_std), "non-zero");
+        let sequence =
+            |max_len, standardize| Decoder::Sequence { max_len, features: 4, standardize };
+        assert!(sequence(100, standardizer(4)).check("f").is_ok());
+        refused(sequence(0, None), "size of 0");
+        refused(sequence(1 << 40, None), "more than");
+        refused(sequence(100, standardizer(400)), "for 4 features");
+        let grey = Decoder::GreyPng { size: Some([8, 8]), mean: 0.0, std: 0.0 };
+        refused(grey, "non-zero");
+    }
 }

@@ -60,6 +60,34 @@ pub enum DeployError {
     /// Creating or replaying a CUDA graph failed (`--cuda-graph`).
     #[error("cuda graph")]
     Graph(#[from] mmanet_sys::GraphError),
+    /// libtorch refused an operation inside a network's forward pass or construction (tch's
+    /// layers panic on such errors; the predictor turns the panic into this error).
+    #[error("{what}: {message}")]
+    Torch {
+        /// What was running (`forward pass`, `building the network`).
+        what: &'static str,
+        /// libtorch's message, its first line.
+        message: String,
+    },
+}
+
+/// Runs `work`, returning a panic inside it (tch's layers and operators panic when libtorch
+/// throws) as [`DeployError::Torch`] naming `what`. The default panic hook has printed it
+/// already; nothing is left half-done, since `work` only computes (it owns no shared state).
+pub(crate) fn caught<T>(what: &'static str, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        let text = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        // tch's unwrap prints libtorch's text escaped, as `... Torch("<message>\\nException
+        // raised from ...")`: its first line is the message.
+        let text = text.split_once("Torch(\"").map_or(text, |(_, t)| t);
+        let first = text.split("\\n").next().unwrap_or(text);
+        let first = first.lines().next().unwrap_or(first).trim_end_matches("\")");
+        Err(DeployError::Torch { what, message: first.to_string() })
+    })
 }
 
 impl DeployError {
@@ -83,7 +111,8 @@ impl DeployError {
             | DeployError::Model(_)
             | DeployError::File(_)
             | DeployError::Tch(_)
-            | DeployError::Graph(_) => false,
+            | DeployError::Graph(_)
+            | DeployError::Torch { .. } => false,
         }
     }
 }

@@ -139,6 +139,28 @@ impl ModelMetadata {
                 ),
             ));
         }
+        // Each decoder's output fits its branch: a mismatch would fail inside libtorch at the
+        // first forward pass.
+        for (i, (m, want)) in self.input_spec.modalities.iter().zip(self.model.inputs()).enumerate()
+        {
+            let d = &m.decoder;
+            let shape = d.fixed_shape().or_else(|| d.channels().map(|c| vec![c as i64, -1, -1]));
+            if !shape.as_deref().is_some_and(|s| want.accepts(s)) {
+                let gives = shape.map_or_else(
+                    || "inputs of any shape".to_string(),
+                    |s| format!("{s:?}").replace("-1", "any"),
+                );
+                return Err(DeployError::format(
+                    path,
+                    format!(
+                        "{}.modalities[{i}] ({}): the decoder gives {gives} per sample, the \
+                         network's branch takes {want}",
+                        keys::INPUT_SPEC,
+                        m.name
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -333,7 +355,26 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<ModelFile> {
         tensors.push((name, t));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    check_sizes(&metadata, &tensors, path)?;
     Ok(ModelFile { metadata, tensors })
+}
+
+/// Refuses an architecture with a size (a width, a count) above the number of weight values
+/// in the file: a network that matches its weights has none, so a mutated or crafted header
+/// cannot make [`crate::Predictor::new`] allocate layers by its claim.
+fn check_sizes(metadata: &ModelMetadata, tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let values: i64 = tensors.iter().map(|(_, t)| t.numel() as i64).sum();
+    match metadata.model.sizes().into_iter().find(|(_, v)| *v > values) {
+        Some((name, v)) => Err(DeployError::format(
+            path,
+            format!(
+                "metadata `{}`: `{name}` = {v} is more than the {values} weight values of the \
+                 file: the architecture does not match the weights",
+                keys::MODEL
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Reads a model file.

@@ -10,6 +10,7 @@ use mmanet_models::checkpoint::{self, LoadMode};
 use mmanet_models::factory::build_net;
 use tch::{Device, Kind, Tensor};
 
+use crate::error::caught;
 use crate::format::{ModelFile, ModelMetadata, read_model_file};
 use crate::graphs::{GraphCounts, Graphs, WARMUP_RUNS};
 use crate::input::{Prepared, warmup_sample};
@@ -54,10 +55,18 @@ impl std::fmt::Debug for Predictor {
 
 impl Predictor {
     /// Builds the network the metadata describes and strictly loads the file's weights.
+    ///
+    /// tch's layer constructors panic when libtorch refuses an allocation (a network far
+    /// larger than memory, which a file whose sizes each pass the format's bound can still
+    /// describe): that panic is returned as [`DeployError::Torch`].
     pub fn new(file: ModelFile, device: Device) -> Result<Self> {
-        let vs = tch::nn::VarStore::new(device);
-        let net = build_net(&vs.root(), &file.metadata.model, file.metadata.network.role())?;
-        checkpoint::load_named(&vs, &file.tensors, LoadMode::Strict)?;
+        let build = || -> Result<_> {
+            let vs = tch::nn::VarStore::new(device);
+            let net = build_net(&vs.root(), &file.metadata.model, file.metadata.network.role())?;
+            checkpoint::load_named(&vs, &file.tensors, LoadMode::Strict)?;
+            Ok((vs, net))
+        };
+        let (vs, net) = caught("building the network the metadata describes", build)?;
         if let Task::Segmentation { num_classes } = file.metadata.input_spec.task {
             if num_classes > 255 {
                 return Err(DeployError::format(
@@ -157,7 +166,14 @@ impl Predictor {
     }
 
     /// One forward pass over samples of equal input shapes (through the graphs when enabled).
+    /// libtorch refusing an input the checks let through (an image too small for the
+    /// network's pooling) is [`DeployError::Torch`], so a server's model thread goes on.
     fn forward(&self, samples: &[&Prepared]) -> Result<Vec<Output>> {
+        caught("forward pass", || self.forward_unguarded(samples))
+    }
+
+    /// [`Predictor::forward`] without the guard.
+    fn forward_unguarded(&self, samples: &[&Prepared]) -> Result<Vec<Output>> {
         match &self.graphs {
             Some(graphs) => {
                 let mut out = Vec::with_capacity(samples.len());

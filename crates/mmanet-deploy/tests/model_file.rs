@@ -196,3 +196,81 @@ fn bad_inputs_are_named() {
     let e = err(vec![("camera".into(), RawInput::File(dir.path().join("missing.png")))]);
     assert!(e.to_string().contains("missing.png"), "{e}");
 }
+
+/// `from_bytes` on the tiny model with `edit` applied to its typed metadata.
+fn refusal(edit: impl FnOnce(&mut mmanet_deploy::ModelMetadata)) -> String {
+    let mut file = example::tiny_model(0).unwrap();
+    edit(&mut file.metadata);
+    let bytes = to_bytes(&file.metadata, &file.tensors).unwrap();
+    let e = from_bytes(&bytes, Path::new("edited.safetensors")).unwrap_err().to_string();
+    assert!(e.contains("edited.safetensors"), "{e}");
+    e
+}
+
+#[test]
+fn a_header_that_would_allocate_by_its_claim_or_fail_in_the_first_forward_is_refused() {
+    use mmanet_data::input_spec::Decoder;
+    use mmanet_models::NetConfig;
+    // A width above every weight of the file: refused before a layer is allocated (a 2^40
+    // wide layer would have made tch panic, a 2^26 one allocate gigabytes).
+    let e = refusal(|m| {
+        let NetConfig::Generic(g) = &mut m.model else { unreachable!() };
+        g.trunk_hidden[0] = 1 << 40;
+    });
+    assert!(e.contains("`trunk_hidden[0]` = 1099511627776") && e.contains("weight values"), "{e}");
+    // A decoder whose output does not fit the branch (the fuzz target's find: the sequence
+    // branch takes 2 features, the spec said 3; the warm-up forward pass panicked in libtorch).
+    let e = refusal(|m| {
+        let Decoder::Sequence { features, .. } = &mut m.input_spec.modalities[2].decoder else {
+            unreachable!()
+        };
+        *features = 3;
+    });
+    assert!(e.contains("modalities[2]") && e.contains("[T, 2]") && e.contains("[5, 3]"), "{e}");
+    let e = refusal(|m| {
+        let Decoder::Vector { shape, .. } = &mut m.input_spec.modalities[1].decoder else {
+            unreachable!()
+        };
+        *shape = vec![2, 3];
+    });
+    assert!(e.contains("modalities[1]") && e.contains("[6]"), "{e}");
+    // A standardizer shorter than its vector would have indexed past its table per request.
+    let e = refusal(|m| {
+        let Decoder::Vector { standardize: Some(s), .. } = &mut m.input_spec.modalities[1].decoder
+        else {
+            unreachable!()
+        };
+        s.mean.pop();
+    });
+    assert!(e.contains("standardize has 5 means"), "{e}");
+}
+
+#[test]
+fn libtorch_refusing_an_input_is_an_error_and_the_predictor_goes_on() {
+    use mmanet_data::input_spec::Decoder;
+    // The image modality at the file's own size: a 1x1 image is too small for the branch's
+    // pooling, which only libtorch finds.
+    let mut file = example::tiny_model(0).unwrap();
+    let Decoder::Image { size, .. } = &mut file.metadata.input_spec.modalities[0].decoder else {
+        unreachable!()
+    };
+    *size = None;
+    let name = file.metadata.input_spec.modalities[0].name.clone();
+    let p = Predictor::new(file, tch::Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tiny, fine) = (dir.path().join("tiny.png"), dir.path().join("fine.png"));
+    image::GrayImage::from_pixel(1, 1, image::Luma([7])).save(&tiny).unwrap();
+    grey_png(&fine, 1);
+    let one = |path: &Path| {
+        prepare(p.metadata(), vec![(name.clone(), RawInput::File(path.into()))], "inputs").unwrap()
+    };
+    let e = p.predict(&[one(&tiny)]).unwrap_err();
+    assert!(matches!(e, DeployError::Torch { what: "forward pass", .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("too small") && !text.contains("frame #"),
+        "one line of libtorch's: {text}"
+    );
+    assert!(!e.is_user_input());
+    assert_eq!(p.predict(&[one(&fine)]).unwrap().len(), 1, "the predictor still serves");
+}

@@ -104,6 +104,27 @@ impl ClsNetConfig {
         }
     }
 
+    /// [`crate::NetConfig::sizes`] (every field named, so a new one needs a decision here).
+    pub fn sizes(&self) -> Vec<(String, i64)> {
+        let ClsNetConfig {
+            modalities: _,
+            in_channels,
+            n_classes,
+            base_width,
+            se_reduction,
+            fusion: _,
+        } = self;
+        [
+            ("in_channels", *in_channels),
+            ("n_classes", *n_classes),
+            ("base_width", *base_width),
+            ("se_reduction", *se_reduction),
+        ]
+        .into_iter()
+        .map(|(name, v)| (name.to_string(), v))
+        .collect()
+    }
+
     /// Rejects non-positive sizes.
     pub fn check(&self) -> Result<()> {
         if self.in_channels < 1

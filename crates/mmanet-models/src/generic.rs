@@ -144,6 +144,39 @@ impl GenericNetConfig {
         }
     }
 
+    /// [`crate::NetConfig::sizes`] (every field named, so a new one needs a decision here).
+    pub fn sizes(&self) -> Vec<(String, i64)> {
+        let GenericNetConfig { modalities: _, branches, trunk_hidden, n_classes, fusion: _ } = self;
+        let mut out = Vec::new();
+        let listed = |out: &mut Vec<(String, i64)>, prefix: &str, values: &[i64]| {
+            out.extend(values.iter().enumerate().map(|(k, &v)| (format!("{prefix}[{k}]"), v)));
+        };
+        for (i, b) in branches.iter().enumerate() {
+            let p = format!("branches[{i}]");
+            match b {
+                BranchConfig::Mlp { in_dim, hidden, out_dim } => {
+                    out.push((format!("{p}.in_dim"), *in_dim));
+                    listed(&mut out, &format!("{p}.hidden"), hidden);
+                    out.push((format!("{p}.out_dim"), *out_dim));
+                }
+                BranchConfig::SmallCnn { in_channels, channels, out_dim } => {
+                    out.push((format!("{p}.in_channels"), *in_channels));
+                    listed(&mut out, &format!("{p}.channels"), channels);
+                    out.push((format!("{p}.out_dim"), *out_dim));
+                }
+                BranchConfig::Conv1d { in_features, channels, kernel, out_dim } => {
+                    out.push((format!("{p}.in_features"), *in_features));
+                    listed(&mut out, &format!("{p}.channels"), channels);
+                    out.push((format!("{p}.kernel"), *kernel));
+                    out.push((format!("{p}.out_dim"), *out_dim));
+                }
+            }
+        }
+        listed(&mut out, "trunk_hidden", trunk_hidden);
+        out.push(("n_classes".into(), *n_classes));
+        out
+    }
+
     /// Checks branch count, positive widths and, for mean/variance fusion, equal widths.
     pub fn check(&self) -> Result<()> {
         if self.branches.len() != self.modalities.len() {

@@ -43,6 +43,6 @@ pub mod se;
 pub use cls::{ClsFusion, ClsNetConfig, DeploymentNet, RegularizationNet, StudentNet, TeacherNet};
 pub use error::{ModelError, Result};
 pub use esanet::{EsaNet, EsaNetConfig};
-pub use factory::{NetConfig, build_net};
+pub use factory::{BranchInput, NetConfig, build_net};
 pub use generic::{BranchConfig, GenericFusion, GenericNet, GenericNetConfig, NetRole};
 pub use net::{MultiModalNet, NetOutput};

@@ -5,21 +5,15 @@
 
 use mmanet_serve::request::parse_request;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use serde_json::{Value, json};
 
-fn runner(target: &str) -> TestRunner {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok());
-    let cases = env("MMANET_FUZZ_CASES").unwrap_or(256) as u32;
-    let seed = env("MMANET_FUZZ_SEED").unwrap_or(20_261_202);
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    for (i, b) in target.bytes().enumerate() {
-        key[8 + i % 24] ^= b;
-    }
-    let config = Config { cases, failure_persistence: None, ..Config::default() };
-    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key))
-}
+#[path = "../../mmanet-train/tests/common/fuzz_harness.rs"]
+mod fuzz_harness;
+use fuzz_harness::fuzz;
+
+/// Cases per target in CI.
+const CI_CASES: u32 = 256;
 
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -50,23 +44,19 @@ fn check(body: &[u8]) -> Result<(), TestCaseError> {
 
 #[test]
 fn fuzz_request_bytes() {
-    runner("request_bytes")
-        .run(&prop::collection::vec(any::<u8>(), 0..256), |b| check(&b))
-        .unwrap();
+    fuzz("request_bytes", CI_CASES, prop::collection::vec(any::<u8>(), 0..256), |b| check(&b));
 }
 
 #[test]
 fn fuzz_request_mutated() {
     let strategy = (any_json(), any_json(), "[a-z_]{1,8}", 0usize..4);
-    runner("request_mutated")
-        .run(&strategy, |(a, b, key, shape)| {
-            let body = match shape {
-                0 => json!({"inputs": {key: a}}),
-                1 => json!({"instances": [{"inputs": {"audio": a}}, b]}),
-                2 => json!({"inputs": {"camera": {"base64": a}}, key: b}),
-                _ => json!({"instances": a}),
-            };
-            check(body.to_string().as_bytes())
-        })
-        .unwrap();
+    fuzz("request_mutated", CI_CASES, strategy, |(a, b, key, shape)| {
+        let body = match shape {
+            0 => json!({"inputs": {key: a}}),
+            1 => json!({"instances": [{"inputs": {"audio": a}}, b]}),
+            2 => json!({"inputs": {"camera": {"base64": a}}, key: b}),
+            _ => json!({"instances": a}),
+        };
+        check(body.to_string().as_bytes())
+    });
 }

@@ -13,7 +13,6 @@
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use mmanet_core::ModalitySet;
 use mmanet_data::cefa::CefaVideo;
@@ -26,44 +25,22 @@ use mmanet_data::{DataError, DataSource, Split};
 use mmanet_train::presets::PRESETS;
 use mmanet_train::{TrainConfig, TrainError};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::TestCaseError;
 use rand::SeedableRng;
+
+#[path = "common/fuzz_harness.rs"]
+mod fuzz_harness;
 
 /// Cases per target in CI: the whole file stays within about 30 s of a debug build on 2 cores.
 const CI_CASES: u32 = 96;
-/// The default seed.
-const SEED: u64 = 20_261_214;
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(v.trim().parse().unwrap_or_else(|_| panic!("{name}={v}: expected a number")))
-}
-
-/// Runs `test` on `cases` inputs drawn from `strategy` with a seeded generator; a panic or a
-/// failed property is shrunk and reported. Prints `fuzz TARGET: N cases in T (seed S)`.
+/// [`fuzz_harness::fuzz`] with this file's CI cases.
 fn fuzz<S>(target: &str, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
 where
     S: Strategy,
     S::Value: Debug,
 {
-    let cases = env_u64("MMANET_FUZZ_CASES").map_or(CI_CASES, |n| n as u32);
-    let seed = env_u64("MMANET_FUZZ_SEED").unwrap_or(SEED);
-    let config =
-        Config { cases, failure_persistence: None, max_shrink_iters: 4096, ..Config::default() };
-    // One stream per target, so adding a target does not change the others' inputs.
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    for (i, b) in target.bytes().enumerate() {
-        key[8 + i % 24] ^= b;
-    }
-    let mut runner =
-        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &key));
-    let started = Instant::now();
-    let result = runner.run(&strategy, test);
-    eprintln!("fuzz {target}: {cases} cases in {:.2?} (seed {seed})", started.elapsed());
-    if let Err(e) = result {
-        panic!("fuzz {target} (seed {seed}, MMANET_FUZZ_SEED replays it): {e}");
-    }
+    fuzz_harness::fuzz(target, CI_CASES, strategy, test);
 }
 
 /// Fails the case unless `cond` holds.

@@ -308,3 +308,37 @@ fn segmentation_writes_a_label_png_matching_evaluation() {
     let err = predict(&valid, &spec, &weights, &[("rgb".to_string(), rgb)]).unwrap_err();
     assert!(err.to_string().contains("label map"), "{err}");
 }
+
+/// Every preset whose reader gives its input spec without reading data (the image readers):
+/// its architecture and that spec make a model file the reader accepts (each decoder's output
+/// fits its branch, no size above the weights), so no trained preset fails at export.
+#[test]
+fn every_preset_input_spec_fits_its_architecture() {
+    let mut checked = Vec::new();
+    for p in mmanet_train::presets::PRESETS {
+        let cfg = p.config();
+        let Ok(spec) = cfg.data.dataset.input_spec(cfg.seed) else { continue };
+        let mut model = cfg.model.clone();
+        if let NetConfig::Esanet(c) = &mut model {
+            c.pretrained = None;
+        }
+        let identity = mmanet_deploy::Identity {
+            run_name: p.name.to_string(),
+            config_sha256: String::new(),
+            checkpoint_sha256: String::new(),
+            mmanet_version: String::new(),
+            created: None,
+        };
+        let network = mmanet_deploy::Network::Deployment;
+        if let Err(e) = mmanet_deploy::ModelMetadata::new(network, model, spec, identity) {
+            panic!("preset {}: {e}", p.name);
+        }
+        checked.push(p.name);
+    }
+    for family in ["surf-", "cefa-", "nyuv2-", "cityscapes-"] {
+        assert!(
+            checked.iter().any(|n| n.starts_with(family)),
+            "no {family} preset checked: {checked:?}"
+        );
+    }
+}

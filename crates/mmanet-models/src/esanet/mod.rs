@@ -115,11 +115,52 @@ impl EsaNetConfig {
         EsaNetConfig { encoder: ResNetConfig::resnet34(3), ..Self::nyuv2() }
     }
 
+    /// [`crate::NetConfig::sizes`] (every field named, so a new one needs a decision here).
+    pub fn sizes(&self) -> Vec<(String, i64)> {
+        let EsaNetConfig {
+            encoder: ResNetConfig { block: _, layers, in_channels, width },
+            depth_channels,
+            n_classes,
+            decoder_channels,
+            decoder_blocks,
+            context_bins,
+            se_reduction,
+            upsample_pad: _,
+            pretrained: _,
+        } = self;
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let mut out: Vec<(String, i64)> = layers
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (format!("encoder.layers[{k}]"), count(n)))
+            .collect();
+        out.push(("encoder.in_channels".into(), *in_channels));
+        out.push(("encoder.width".into(), *width));
+        out.push(("depth_channels".into(), *depth_channels));
+        out.push(("n_classes".into(), *n_classes));
+        out.extend(
+            decoder_channels
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| (format!("decoder_channels[{k}]"), c)),
+        );
+        out.push(("decoder_blocks".into(), count(*decoder_blocks)));
+        out.extend(
+            context_bins.iter().enumerate().map(|(k, &b)| (format!("context_bins[{k}]"), b)),
+        );
+        out.push(("se_reduction".into(), *se_reduction));
+        out
+    }
+
     /// Checks sizes.
     pub fn check(&self) -> Result<()> {
         if self.n_classes < 1
             || self.depth_channels < 1
+            || self.encoder.in_channels < 1
+            || self.encoder.width < 1
+            || self.se_reduction < 1
             || self.context_bins.is_empty()
+            || self.context_bins.iter().any(|&b| b < 1)
             || self.decoder_channels.iter().any(|&c| c < 1)
         {
             return Err(ModelError::Config(format!("invalid ESANet config {self:?}")));
