@@ -114,10 +114,25 @@ fn run(predictor: &Predictor, rx: &Receiver<Job>, limits: Limits, metrics: &Metr
                     let _ = job.reply.send(Ok(mine));
                 }
             }
-            Err(e) => {
+            Err(e) if jobs.len() == 1 => {
                 tracing::error!("prediction failed: {e}");
                 for job in jobs {
                     let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+            Err(e) => {
+                // One request's input (an image libtorch refuses) must not fail the requests
+                // batched with it: each is run again alone.
+                tracing::warn!(
+                    "a batch of {} requests failed ({e}); running each alone",
+                    jobs.len()
+                );
+                for job in jobs {
+                    let alone = predictor.predict(&job.samples).map_err(|e| {
+                        tracing::error!("prediction failed: {e}");
+                        e.to_string()
+                    });
+                    let _ = job.reply.send(alone);
                 }
             }
         }

@@ -361,3 +361,58 @@ fn graph_replayed_serving_pads_to_buckets_and_answers_as_direct_prediction() {
     assert_eq!(metric(&m, "mmanet_graph_captures_total"), Some(0.0), "{m}");
     h.shutdown().unwrap();
 }
+
+/// A request libtorch refuses inside the forward pass (a 1x1 image on a model whose camera
+/// modality takes the file's own size, too small for the CNN's pooling) gets a 500 naming the
+/// model; the requests batched with it are answered, and the server goes on.
+#[test]
+fn a_request_that_fails_in_libtorch_fails_alone_and_the_server_goes_on() {
+    use mmanet_data::input_spec::Decoder;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = example::tiny_model(11).unwrap();
+    let Decoder::Image { size, .. } = &mut f.metadata.input_spec.modalities[0].decoder else {
+        unreachable!()
+    };
+    *size = None;
+    let model = dir.path().join("free-size.safetensors");
+    mmanet_deploy::write_model_file(&model, &f.metadata, &f.tensors).unwrap();
+    // One batch of all three: the window is far longer than the requests take to arrive.
+    let h = serve(&model, |c| {
+        c.max_batch = 8;
+        c.max_delay = Duration::from_secs(2);
+    });
+    let url = format!("http://{}/v1/predict", h.addr);
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut tiny = std::io::Cursor::new(Vec::new());
+    image::GrayImage::from_pixel(1, 1, image::Luma([9]))
+        .write_to(&mut tiny, image::ImageFormat::Png)
+        .unwrap();
+    let body = |png: &[u8]| json!({"inputs": {"camera": {"base64": b64(png)}}});
+    let bodies = [body(&png_bytes(1)), body(tiny.get_ref()), body(&png_bytes(2))];
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = bodies
+            .iter()
+            .map(|b| {
+                s.spawn(|| {
+                    let r = client().post(&url).json(b).send().unwrap();
+                    (r.status().as_u16(), r.json::<Value>().unwrap())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(answers[0].0, 200, "{answers:?}");
+    assert_eq!(answers[2].0, 200, "{answers:?}");
+    assert_eq!(answers[1].0, 500, "{answers:?}");
+    let err = &answers[1].1["error"];
+    assert_eq!(err["kind"], "prediction", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("forward pass") && message.contains("too small"), "{message}");
+    let m = client().get(format!("http://{}/metrics", h.addr)).send().unwrap().text().unwrap();
+    assert_eq!(metric(&m, "mmanet_batch_size_count"), Some(1.0), "one batch of three: {m}");
+    assert_eq!(metric(&m, "mmanet_batch_size_sum"), Some(3.0), "{m}");
+    // Later requests are served.
+    let r = client().post(&url).json(&body(&png_bytes(3))).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    h.shutdown().unwrap();
+}
