@@ -71,11 +71,27 @@ pub enum DeployError {
     },
 }
 
+thread_local! {
+    /// Whether this thread runs inside [`caught`].
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the current thread is inside a call whose panics this crate returns as
+/// [`DeployError::Torch`]. A program's panic hook uses it to stay quiet about those (the
+/// error reports them once); installing the hook is the program's choice (a process-wide
+/// setting), e.g. `mmanet`'s `main`.
+pub fn inside_guarded_call() -> bool {
+    GUARDED.with(std::cell::Cell::get)
+}
+
 /// Runs `work`, returning a panic inside it (tch's layers and operators panic when libtorch
-/// throws) as [`DeployError::Torch`] naming `what`. The default panic hook has printed it
-/// already; nothing is left half-done, since `work` only computes (it owns no shared state).
+/// throws) as [`DeployError::Torch`] naming `what`. Nothing is left half-done, since `work`
+/// only computes (it owns no shared state).
 pub(crate) fn caught<T>(what: &'static str, work: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+    let outer = GUARDED.with(|g| g.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    GUARDED.with(|g| g.set(outer));
+    result.unwrap_or_else(|panic| {
         let text = panic
             .downcast_ref::<String>()
             .map(String::as_str)

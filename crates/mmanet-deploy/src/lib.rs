@@ -18,7 +18,7 @@ pub mod input;
 pub mod manifest;
 pub mod predictor;
 
-pub use error::{DeployError, Result};
+pub use error::{DeployError, Result, inside_guarded_call};
 pub use format::{
     Identity, ModelFile, ModelMetadata, Network, read_metadata, read_model_file, write_model_file,
 };

@@ -234,7 +234,20 @@ fn predict_manifest(
                 )
             })
             .collect::<mmanet_deploy::Result<Vec<_>>>()?;
-        for ((row, prep), output) in chunk.iter().zip(&prepared).zip(p.predict(&prepared)?) {
+        let outputs = match p.predict(&prepared) {
+            Ok(outputs) => outputs,
+            // Name the row: the first that fails alone (libtorch refusing its input).
+            Err(e) => {
+                for (row, prep) in chunk.iter().zip(&prepared) {
+                    if let Err(alone) = p.predict(std::slice::from_ref(prep)) {
+                        let at = format!("{}:{} (id {})", manifest.display(), row.line, row.id);
+                        return Err(anyhow::Error::new(alone).context(at));
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        for ((row, prep), output) in chunk.iter().zip(&prepared).zip(outputs) {
             let used = present(meta, &prep.present);
             match output {
                 Output::Classes(probs) => {

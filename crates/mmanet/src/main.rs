@@ -33,6 +33,14 @@ fn main() -> std::process::ExitCode {
     if std::env::var("MMANET_KEEP_FREED_MEMORY").map_or(true, |v| v != "0") {
         mmanet_train::cpu_memory::keep_freed_memory();
     }
+    // libtorch refusing a network or an input inside mmanet-deploy is returned as an error
+    // that states it once; the default hook would print it a second time, as a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !mmanet_deploy::inside_guarded_call() {
+            default_hook(info);
+        }
+    }));
     // A worker of a data-parallel run prefixes its log lines and errors with its rank.
     let rank =
         std::env::var("RANK").ok().filter(|_| mmanet_train::parallel::DataParallel::in_env());

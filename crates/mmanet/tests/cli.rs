@@ -211,6 +211,24 @@ fn errors_state_each_cause_once_one_per_line() {
     assert!(e.contains("w.safetensors: not a safetensors file"), "{e}");
     let e = failing(d, &["predict", "gone.safetensors", "--input", "rgb=x.png"]);
     assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+
+    // An input libtorch refuses in the forward pass (a 1x1 image on a model whose camera takes
+    // each file's own size): the manifest row named, libtorch's message once, no panic text.
+    let mut f = mmanet_deploy::example::tiny_model(0).unwrap();
+    let mmanet_data::input_spec::Decoder::Image { size, .. } =
+        &mut f.metadata.input_spec.modalities[0].decoder
+    else {
+        unreachable!()
+    };
+    *size = None;
+    mmanet_deploy::write_model_file(&d.join("free.safetensors"), &f.metadata, &f.tensors).unwrap();
+    image::GrayImage::from_pixel(8, 8, image::Luma([3])).save(d.join("ok.png")).unwrap();
+    image::GrayImage::from_pixel(1, 1, image::Luma([3])).save(d.join("tiny.png")).unwrap();
+    std::fs::write(d.join("rows.csv"), "id,camera\na,ok.png\nb,tiny.png\n").unwrap();
+    let e = failing(d, &["predict", "free.safetensors", "--manifest", "rows.csv"]);
+    assert!(e.starts_with("error: rows.csv:3 (id b)"), "{e}");
+    assert_eq!(e.matches("too small").count(), 1, "{e}");
+    assert!(!e.contains("panicked"), "{e}");
 }
 
 /// A tiny CASIA-SURF-layout run (the toy teacher's network on 16 synthetic samples, 2 epochs)
