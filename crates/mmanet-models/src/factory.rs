@@ -151,8 +151,7 @@ pub fn build_net(
 mod tests {
     use super::*;
     use crate::GenericFusion;
-    use crate::esanet::blocks::UpsamplePad;
-    use crate::resnet::{BlockKind, ResNetConfig};
+    use crate::resnet::BlockKind;
 
     fn configs() -> Vec<NetConfig> {
         let set = ModalitySet::from_names(["a", "b", "c"]).unwrap();
@@ -167,22 +166,7 @@ mod tests {
             n_classes: 2,
             fusion: GenericFusion::Concat,
         };
-        let esanet = EsaNetConfig {
-            encoder: ResNetConfig {
-                block: BlockKind::Basic,
-                layers: [1, 1, 1, 1],
-                in_channels: 3,
-                width: 8,
-            },
-            depth_channels: 1,
-            n_classes: 5,
-            decoder_channels: [32, 16, 8],
-            decoder_blocks: 1,
-            context_bins: vec![1, 5],
-            se_reduction: 4,
-            upsample_pad: UpsamplePad::Zero,
-            pretrained: None,
-        };
+        let esanet = EsaNetConfig::tiny(BlockKind::Basic);
         vec![
             NetConfig::Cls(ClsNetConfig::surf()),
             NetConfig::Generic(generic),

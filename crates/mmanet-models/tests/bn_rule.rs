@@ -4,9 +4,8 @@
 //! the kept rows' outputs and the branch's running statistics.
 
 use mmanet_core::ModalitySet;
-use mmanet_models::esanet::blocks::UpsamplePad;
 use mmanet_models::layers::with_availability;
-use mmanet_models::resnet::{BlockKind, ResNetConfig};
+use mmanet_models::resnet::BlockKind;
 use mmanet_models::{
     BranchConfig, ClsNetConfig, EsaNet, EsaNetConfig, GenericFusion, GenericNet, GenericNetConfig,
     MultiModalNet, NetRole, StudentNet,
@@ -184,22 +183,7 @@ fn generic_net_placeholders_leave_branch_statistics_and_outputs() {
 
 #[test]
 fn esanet_placeholders_leave_rgb_stem_depth_encoder_and_outputs() {
-    let cfg = EsaNetConfig {
-        encoder: ResNetConfig {
-            block: BlockKind::Basic,
-            layers: [1, 1, 1, 1],
-            in_channels: 3,
-            width: 8,
-        },
-        depth_channels: 1,
-        n_classes: 5,
-        decoder_channels: [32, 16, 8],
-        decoder_blocks: 1,
-        context_bins: vec![1, 5],
-        se_reduction: 4,
-        upsample_pad: UpsamplePad::Zero,
-        pretrained: None,
-    };
+    let cfg = EsaNetConfig::tiny(BlockKind::Basic);
     let net = Net::new(|p| Box::new(EsaNet::new(p, &cfg, NetRole::Student).unwrap()));
     let missing = [(0usize, 1i64), (1, 2)];
     let inputs = zero_missing(

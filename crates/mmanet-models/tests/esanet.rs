@@ -3,23 +3,13 @@
 use mmanet_models::checkpoint::{named_variables, write_safetensors_atomic};
 use mmanet_models::esanet::EsaNetPretrained;
 use mmanet_models::esanet::blocks::UpsamplePad;
+use mmanet_models::resnet::BlockKind;
 use mmanet_models::resnet::ResNetEncoder;
-use mmanet_models::resnet::{BlockKind, ResNetConfig};
 use mmanet_models::{EsaNet, EsaNetConfig, ModelError, MultiModalNet, NetRole};
 use tch::{Device, Kind, Tensor, nn};
 
 fn tiny(block: BlockKind) -> EsaNetConfig {
-    EsaNetConfig {
-        encoder: ResNetConfig { block, layers: [1, 1, 1, 1], in_channels: 3, width: 8 },
-        depth_channels: 1,
-        n_classes: 5,
-        decoder_channels: [32, 16, 8],
-        decoder_blocks: 1,
-        context_bins: vec![1, 5],
-        se_reduction: 4,
-        upsample_pad: UpsamplePad::Zero,
-        pretrained: None,
-    }
+    EsaNetConfig::tiny(block)
 }
 
 fn inputs(b: i64) -> Vec<Tensor> {

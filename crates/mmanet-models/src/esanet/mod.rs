@@ -28,7 +28,7 @@ use crate::checkpoint::{LoadReport, load_torchvision_resnet};
 use crate::generic::NetRole;
 use crate::layers::in_branch;
 use crate::net::{MultiModalNet, NetOutput, check_inputs, mask_column};
-use crate::resnet::{ResNetConfig, ResNetEncoder};
+use crate::resnet::{BlockKind, ResNetConfig, ResNetEncoder};
 use crate::{ModelError, Result};
 use blocks::{ConvBnAct, SeFusionAdd, UpsamplePad};
 use context::PyramidPoolingModule;
@@ -95,6 +95,22 @@ impl EsaNetPretrained {
 }
 
 impl EsaNetConfig {
+    /// A tiny ESANet (one block per stage, 8 planes, 5 classes) that runs at 64x64 on a CPU in
+    /// milliseconds: for tests and examples, not for training.
+    pub fn tiny(block: BlockKind) -> Self {
+        EsaNetConfig {
+            encoder: ResNetConfig { block, layers: [1, 1, 1, 1], in_channels: 3, width: 8 },
+            depth_channels: 1,
+            n_classes: 5,
+            decoder_channels: [32, 16, 8],
+            decoder_blocks: 1,
+            context_bins: vec![1, 5],
+            se_reduction: 4,
+            upsample_pad: UpsamplePad::Zero,
+            pretrained: None,
+        }
+    }
+
     /// NYUv2 as MMANet trains it: two ResNet50 encoders, 40 classes, PPM (1, 5).
     pub fn nyuv2() -> Self {
         EsaNetConfig {
