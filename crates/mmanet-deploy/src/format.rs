@@ -144,12 +144,13 @@ impl ModelMetadata {
         for (i, (m, want)) in self.input_spec.modalities.iter().zip(self.model.inputs()).enumerate()
         {
             let d = &m.decoder;
-            let shape = d.fixed_shape().or_else(|| d.channels().map(|c| vec![c as i64, -1, -1]));
+            // A free-size image stands as 1x1: `accepts` reads only an image's channels.
+            let (shape, gives) = match (d.fixed_shape(), d.channels()) {
+                (Some(s), _) => (Some(s.clone()), format!("{s:?}")),
+                (None, Some(c)) => (Some(vec![c as i64, 1, 1]), format!("[{c}, any, any]")),
+                (None, None) => (None, "inputs of any shape".to_string()),
+            };
             if !shape.as_deref().is_some_and(|s| want.accepts(s)) {
-                let gives = shape.map_or_else(
-                    || "inputs of any shape".to_string(),
-                    |s| format!("{s:?}").replace("-1", "any"),
-                );
                 return Err(DeployError::format(
                     path,
                     format!(

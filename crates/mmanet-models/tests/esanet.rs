@@ -8,10 +8,6 @@ use mmanet_models::resnet::ResNetEncoder;
 use mmanet_models::{EsaNet, EsaNetConfig, ModelError, MultiModalNet, NetRole};
 use tch::{Device, Kind, Tensor, nn};
 
-fn tiny(block: BlockKind) -> EsaNetConfig {
-    EsaNetConfig::tiny(block)
-}
-
 fn inputs(b: i64) -> Vec<Tensor> {
     let o = (Kind::Float, Device::Cpu);
     vec![Tensor::randn([b, 3, 64, 64], o), Tensor::randn([b, 1, 64, 64], o)]
@@ -22,7 +18,7 @@ fn train_and_eval_shapes() {
     tch::manual_seed(30);
     for block in [BlockKind::Basic, BlockKind::Bottleneck] {
         let vs = nn::VarStore::new(Device::Cpu);
-        let net = EsaNet::new(&vs.root(), &tiny(block), NetRole::Student).unwrap();
+        let net = EsaNet::new(&vs.root(), &EsaNetConfig::tiny(block), NetRole::Student).unwrap();
         let m = Tensor::from_slice(&[1f32, 1., 0., 1.]).view([2, 2]);
         let out = net.forward_t(&inputs(2), &m, true);
         assert_eq!(out.logits.size(), [2, 5, 64, 64]);
@@ -91,7 +87,8 @@ fn nyuv2_resnet50_shapes_and_names() {
 fn masked_modality_contributes_nothing() {
     tch::manual_seed(32);
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = EsaNet::new(&vs.root(), &tiny(BlockKind::Basic), NetRole::Student).unwrap();
+    let net =
+        EsaNet::new(&vs.root(), &EsaNetConfig::tiny(BlockKind::Basic), NetRole::Student).unwrap();
     let x = inputs(2);
     // Sample 0 is depth-only, sample 1 RGB-only.
     let m = Tensor::from_slice(&[0f32, 1., 1., 0.]).view([2, 2]);
@@ -115,7 +112,8 @@ fn masked_modality_contributes_nothing() {
 fn backward_reaches_both_encoders_through_auxi_decoder() {
     tch::manual_seed(33);
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = EsaNet::new(&vs.root(), &tiny(BlockKind::Bottleneck), NetRole::Student).unwrap();
+    let net = EsaNet::new(&vs.root(), &EsaNetConfig::tiny(BlockKind::Bottleneck), NetRole::Student)
+        .unwrap();
     let out = net.forward_t(&inputs(2), &Tensor::ones([2, 2], (Kind::Float, Device::Cpu)), true);
     let target = Tensor::randint(5, [2, 64, 64], (Kind::Int64, Device::Cpu));
     let aux = out.aux_logits.unwrap();
@@ -141,7 +139,8 @@ fn backward_reaches_both_encoders_through_auxi_decoder() {
 fn learned_upsampling_starts_bilinear_like() {
     tch::manual_seed(34);
     let vs = nn::VarStore::new(Device::Cpu);
-    let _net = EsaNet::new(&vs.root(), &tiny(BlockKind::Basic), NetRole::Deployment).unwrap();
+    let _net = EsaNet::new(&vs.root(), &EsaNetConfig::tiny(BlockKind::Basic), NetRole::Deployment)
+        .unwrap();
     let vars = vs.variables();
     let w = &vars["decoder.upsample1.conv.weight"];
     assert_eq!(w.size(), [5, 1, 3, 3]);
@@ -187,7 +186,7 @@ fn pretrained_encoders_load_torchvision_names_and_sum_the_depth_stem() {
     tch::manual_seed(33);
     let dir = tempfile::tempdir().unwrap();
     for block in [BlockKind::Basic, BlockKind::Bottleneck] {
-        let cfg = tiny(block);
+        let cfg = EsaNetConfig::tiny(block);
         let (rgb_file, depth_file) =
             (dir.path().join("rgb.safetensors"), dir.path().join("d.safetensors"));
         let rgb = torchvision_file(&cfg, &rgb_file, "");
@@ -218,7 +217,7 @@ fn pretrained_encoders_load_torchvision_names_and_sum_the_depth_stem() {
     }
 
     // A file that lacks an encoder weight is refused naming it.
-    let cfg = tiny(BlockKind::Basic);
+    let cfg = EsaNetConfig::tiny(BlockKind::Basic);
     let bad = dir.path().join("bad.safetensors");
     torchvision_file(&cfg, &bad, "layer2.0.bn1.weight");
     let vs = nn::VarStore::new(Device::Cpu);
@@ -234,7 +233,7 @@ fn pretrained_encoders_load_torchvision_names_and_sum_the_depth_stem() {
 
 #[test]
 fn the_pretrained_setting_is_optional_and_checked_by_name() {
-    let mut cfg = tiny(BlockKind::Basic);
+    let mut cfg = EsaNetConfig::tiny(BlockKind::Basic);
     let text = serde_json::to_string(&cfg).unwrap();
     assert!(!text.contains("pretrained"), "unset, it is not written: {text}");
     cfg.pretrained =
